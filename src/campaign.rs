@@ -1,0 +1,361 @@
+//! The campaign directory `sweep expand` writes: one directory per job (script, point,
+//! DeepSpeed config), `jobs.csv`, the manifest later commands read, and provenance copies.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::expand::{Plan, Point, json_short};
+use crate::profile::Profile;
+use crate::render::{Renderer, context, slurm_job_name};
+use crate::spec::{Dependency, LoadedSweep};
+use crate::{dsconfig, render};
+
+pub const MANIFEST: &str = "campaign.json";
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub campaign: String,
+    pub sweep_file: String,
+    pub profile: String,
+    pub stages: Vec<ManifestStage>,
+    pub jobs: Vec<ManifestJob>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestStage {
+    pub name: String,
+    pub template: String,
+    pub after: Vec<String>,
+    pub dependency: Dependency,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestJob {
+    pub id: String,
+    pub stage: String,
+    /// Relative to the campaign directory.
+    pub dir: String,
+    pub slurm_name: String,
+    pub nodes: u32,
+    pub gpus: u32,
+    pub repeat: u32,
+    pub time_limit_min: Option<u64>,
+}
+
+impl Manifest {
+    pub fn load(dir: &Path) -> Result<Manifest> {
+        let p = dir.join(MANIFEST);
+        let text = std::fs::read_to_string(&p).with_context(|| {
+            format!(
+                "{} is not a campaign directory (no {MANIFEST}; run `sweep expand` first)",
+                dir.display()
+            )
+        })?;
+        let m: Manifest = serde_json::from_str(&text)
+            .with_context(|| format!("{}: malformed manifest", p.display()))?;
+        if m.format != FORMAT {
+            bail!(
+                "{}: manifest format {} is not supported by this sweep (expects {FORMAT})",
+                p.display(),
+                m.format
+            );
+        }
+        Ok(m)
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct WriteReport {
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    /// Job directories present on disk that the sweep no longer produces.
+    pub stale: Vec<String>,
+}
+
+pub fn job_dir_rel(id: &str) -> String {
+    format!("jobs/{id}")
+}
+
+/// Ids of jobs the campaign state says were submitted (their files must not change under them).
+pub fn submitted_ids(dir: &Path) -> HashSet<String> {
+    let Ok(text) = std::fs::read_to_string(dir.join("state.json")) else {
+        return HashSet::new();
+    };
+    let Ok(v) = serde_json::from_str::<Json>(&text) else {
+        return HashSet::new();
+    };
+    v.get("jobs")
+        .and_then(|j| j.as_object())
+        .map(|jobs| {
+            jobs.iter()
+                .filter(|(_, s)| {
+                    s.get("slurm_id").is_some_and(|x| !x.is_null())
+                        || s.get("pending_submit").is_some_and(|x| !x.is_null())
+                })
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The files of one job, rendered in memory.
+pub struct JobFiles {
+    pub id: String,
+    pub files: Vec<(&'static str, Vec<u8>)>,
+}
+
+pub fn render_job(
+    sweep: &LoadedSweep,
+    profile: &Profile,
+    renderer: &Renderer,
+    p: &Point,
+) -> Result<JobFiles> {
+    let ds = dsconfig::applies(p);
+    let ctx = context(&sweep.spec.name, p, profile, ds);
+    let script = renderer
+        .render(&p.template, &ctx)
+        .with_context(|| format!("rendering job `{}` (stage `{}`)", p.id, p.stage))?;
+    let mut files = vec![("job.sbatch", script.into_bytes())];
+    let point = serde_json::json!({
+        "job_id": p.id,
+        "campaign": sweep.spec.name,
+        "stage": p.stage,
+        "repeat": p.repeat,
+        "scaling": p.scaling,
+        "axes": p.axes,
+        "params": p.params,
+        "batch": p.batch,
+        "model": p.model.as_ref().map(|m| {
+            let mut v = serde_json::to_value(m).unwrap_or(Json::Null);
+            v["params"] = m.params().into();
+            v["kv_heads"] = m.kv_heads().into();
+            v
+        }),
+        "env": p.env,
+        "profile": profile.name,
+    });
+    files.push(("point.json", pretty(&point)));
+    if ds {
+        files.push(("ds_config.json", pretty(&dsconfig::build(sweep, p))));
+    }
+    Ok(JobFiles {
+        id: p.id.clone(),
+        files,
+    })
+}
+
+fn pretty(v: &Json) -> Vec<u8> {
+    let mut s = serde_json::to_vec_pretty(v).unwrap_or_default();
+    s.push(b'\n');
+    s
+}
+
+/// Writes `bytes` to `path` only when they differ, atomically; returns whether it wrote.
+pub fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
+    if let Ok(old) = std::fs::read(path)
+        && old == bytes
+    {
+        return Ok(false);
+    }
+    let tmp = path.with_extension("sweep-tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} into place", tmp.display()))?;
+    Ok(true)
+}
+
+pub fn manifest(sweep: &LoadedSweep, profile: &Profile, plan: &Plan) -> Manifest {
+    Manifest {
+        format: FORMAT,
+        campaign: sweep.spec.name.clone(),
+        sweep_file: sweep.path.display().to_string(),
+        profile: profile.name.clone(),
+        stages: sweep
+            .spec
+            .stages
+            .iter()
+            .map(|s| ManifestStage {
+                name: s.name.clone(),
+                template: s.template.clone(),
+                after: s.after.clone(),
+                dependency: s.dependency,
+            })
+            .collect(),
+        jobs: plan
+            .points
+            .iter()
+            .map(|p| ManifestJob {
+                id: p.id.clone(),
+                stage: p.stage.clone(),
+                dir: job_dir_rel(&p.id),
+                slurm_name: slurm_job_name(&sweep.spec.name, &p.id),
+                nodes: p.batch.nodes,
+                gpus: p.batch.gpus,
+                repeat: p.repeat,
+                time_limit_min: p.time_limit_min,
+            })
+            .collect(),
+    }
+}
+
+/// `jobs.csv`: one row per job with every axis of every stage (empty where a stage lacks it).
+pub fn jobs_csv(plan: &Plan) -> Result<Vec<u8>> {
+    let mut axis_cols: Vec<String> = Vec::new();
+    for p in &plan.points {
+        for k in p.axes.keys() {
+            if !axis_cols.contains(k) && !FIXED_COLS.contains(&k.as_str()) {
+                axis_cols.push(k.clone());
+            }
+        }
+    }
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header: Vec<&str> = vec!["job_id", "stage", "repeat"];
+    header.extend(axis_cols.iter().map(|s| s.as_str()));
+    header.extend(FIXED_COLS);
+    header.push("script");
+    w.write_record(&header)?;
+    for p in &plan.points {
+        let mut row = vec![p.id.clone(), p.stage.clone(), p.repeat.to_string()];
+        for k in &axis_cols {
+            row.push(p.axes.get(k).map(json_short).unwrap_or_default());
+        }
+        let opt = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_default();
+        row.push(p.params.get("model").map(json_short).unwrap_or_default());
+        row.push(p.batch.nodes.to_string());
+        row.push(p.batch.gpus.to_string());
+        row.push(opt(p.batch.micro_batch.map(u64::from)));
+        row.push(opt(p.batch.grad_accum.map(u64::from)));
+        row.push(opt(p.batch.global_batch));
+        row.push(format!("{}/job.sbatch", job_dir_rel(&p.id)));
+        w.write_record(&row)?;
+    }
+    Ok(w.into_inner()?)
+}
+
+const FIXED_COLS: &[&str] = &[
+    "model",
+    "nodes",
+    "gpus",
+    "micro_batch",
+    "grad_accum",
+    "global_batch",
+];
+
+/// Renders every job, then writes the campaign directory. Nothing is written when any job fails
+/// to render or would change a job that was already submitted.
+pub fn write(
+    sweep: &LoadedSweep,
+    profile: &Profile,
+    profile_text: &str,
+    plan: &Plan,
+    renderer: &Renderer,
+    out: &Path,
+) -> Result<WriteReport> {
+    use rayon::prelude::*;
+    let rendered: Vec<JobFiles> = plan
+        .points
+        .par_iter()
+        .map(|p| render_job(sweep, profile, renderer, p))
+        .collect::<Result<_>>()?;
+
+    let submitted = submitted_ids(out);
+    let mut blocked = Vec::new();
+    for j in &rendered {
+        if submitted.contains(&j.id) {
+            let dir = out.join(job_dir_rel(&j.id));
+            let changed = j.files.iter().any(|(name, bytes)| {
+                std::fs::read(dir.join(name)).ok().as_deref() != Some(bytes.as_slice())
+            });
+            if changed {
+                blocked.push(j.id.clone());
+            }
+        }
+    }
+    if !blocked.is_empty() {
+        bail!(
+            "{} job(s) already submitted would change: {}{}\nThe running campaign's files are left as they were; expand into a new directory, or cancel and remove those jobs first.",
+            blocked.len(),
+            blocked
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+            if blocked.len() > 5 { ", ..." } else { "" }
+        );
+    }
+
+    std::fs::create_dir_all(out.join("jobs"))
+        .with_context(|| format!("creating {}", out.display()))?;
+    let mut report = WriteReport::default();
+    let counts: Vec<Result<(bool, bool)>> = rendered
+        .par_iter()
+        .map(|j| {
+            let dir = out.join(job_dir_rel(&j.id));
+            let existed = dir.is_dir();
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let mut changed = false;
+            for (name, bytes) in &j.files {
+                changed |= write_if_changed(&dir.join(name), bytes)?;
+            }
+            Ok((existed, changed))
+        })
+        .collect();
+    for c in counts {
+        match c? {
+            (false, _) => report.created += 1,
+            (true, true) => report.updated += 1,
+            (true, false) => report.unchanged += 1,
+        }
+    }
+    let ids: HashSet<&str> = plan.points.iter().map(|p| p.id.as_str()).collect();
+    if let Ok(rd) = std::fs::read_dir(out.join("jobs")) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if e.path().is_dir() && !ids.contains(name.as_str()) {
+                report.stale.push(name);
+            }
+        }
+    }
+    report.stale.sort();
+    let m = manifest(sweep, profile, plan);
+    write_if_changed(&out.join(MANIFEST), &pretty(&serde_json::to_value(&m)?))?;
+    write_if_changed(&out.join("jobs.csv"), &jobs_csv(plan)?)?;
+    write_if_changed(&out.join("sweep.toml"), sweep.text.as_bytes())?;
+    write_if_changed(&out.join("profile.toml"), profile_text.as_bytes())?;
+    write_payloads(out)?;
+    Ok(report)
+}
+
+/// Payload scripts shipped with sweep, copied into the campaign so jobs are self-contained.
+pub const PAYLOADS: &[(&str, &str)] = &[];
+
+fn write_payloads(out: &Path) -> Result<()> {
+    if PAYLOADS.is_empty() {
+        return Ok(());
+    }
+    let dir = out.join("payloads");
+    std::fs::create_dir_all(&dir)?;
+    for (name, text) in PAYLOADS {
+        write_if_changed(&dir.join(name), text.as_bytes())?;
+    }
+    Ok(())
+}
+
+pub fn default_templates(sweep: &LoadedSweep, cli: Option<PathBuf>) -> render::TemplateSource {
+    let mut dirs = Vec::new();
+    if let Some(d) = cli {
+        dirs.push(d);
+    }
+    if let Some(d) = &sweep.spec.templates {
+        dirs.push(render::templates_dir_of(&sweep.path, d));
+    }
+    render::TemplateSource::new(dirs)
+}

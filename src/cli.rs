@@ -1,0 +1,296 @@
+//! Command-line interface: clap parsing and dispatch to the library, nothing else.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::campaign;
+use crate::expand;
+use crate::plan;
+use crate::profile::Profile;
+use crate::render::{self, Renderer, TemplateSource};
+use crate::spec::{self, LoadedSweep};
+
+/// Built-in sample campaign, used by `templates check` when no sweep file is given.
+pub const SAMPLE_SWEEP: &str = include_str!("../sweeps/h200-llama2.toml");
+pub const SAMPLE_PROFILE: &str = include_str!("../slurm/clusters/fukushima-h200.toml");
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sweep",
+    version,
+    about = "Benchmark campaigns on Slurm GPU clusters"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+pub struct OutputArgs {
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true, conflicts_with = "quiet")]
+    pub json: bool,
+    /// Print only errors.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Human,
+    Json,
+    Quiet,
+}
+
+impl OutputArgs {
+    pub fn mode(&self) -> Output {
+        if self.json {
+            Output::Json
+        } else if self.quiet {
+            Output::Quiet
+        } else {
+            Output::Human
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Expand a sweep file into one directory per job (or print the plan with --dry-run).
+    Expand(ExpandArgs),
+    /// Inspect and check job templates.
+    #[command(subcommand)]
+    Templates(TemplatesCmd),
+}
+
+#[derive(Args, Debug)]
+pub struct ExpandArgs {
+    /// The sweep file (TOML).
+    pub sweep: PathBuf,
+    /// Campaign directory to write (default: runs/<campaign name>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print the plan and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Directory of templates overriding the built-in ones (a file with the same name wins).
+    #[arg(long)]
+    pub templates: Option<PathBuf>,
+    /// Cluster profile file, instead of the one the sweep file names.
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
+    /// Print every job's row even for large campaigns.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TemplatesCmd {
+    /// List the templates visible (user directories first, then built-in).
+    List {
+        #[arg(long)]
+        templates: Option<PathBuf>,
+    },
+    /// Print a template's source.
+    Show {
+        name: String,
+        #[arg(long)]
+        templates: Option<PathBuf>,
+    },
+    /// Render a template file with a sample point and run `bash -n` on the result.
+    Check {
+        file: PathBuf,
+        /// Take the sample point from this sweep file (default: the built-in seed campaign).
+        #[arg(long)]
+        sweep: Option<PathBuf>,
+        /// Print the rendered script.
+        #[arg(long)]
+        print: bool,
+    },
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let out = cli.output.mode();
+    match cli.cmd {
+        Cmd::Expand(a) => expand_cmd(a, out),
+        Cmd::Templates(t) => templates_cmd(t, out),
+    }
+}
+
+/// Loads a sweep file and its profile; errors point at the user's files.
+pub fn load(
+    sweep_path: &Path,
+    profile_override: Option<&Path>,
+) -> Result<(LoadedSweep, Profile, String)> {
+    let sweep = spec::load(sweep_path)?;
+    let ppath = match profile_override {
+        Some(p) => p.to_path_buf(),
+        None => Profile::find(&sweep.spec.cluster, sweep_path),
+    };
+    if !ppath.exists() {
+        let src = sweep.source();
+        return Err(src
+            .error(
+                &crate::path!["cluster"],
+                format!("cluster profile not found: {}", ppath.display()),
+            )
+            .into());
+    }
+    let (profile, text) = Profile::load(&ppath)?;
+    Ok((sweep, profile, text))
+}
+
+fn expand_cmd(a: ExpandArgs, out: Output) -> Result<()> {
+    let (sweep, profile, profile_text) = load(&a.sweep, a.profile.as_deref())?;
+    let plan = expand::expand(&sweep, &profile)?;
+    let templates = campaign::default_templates(&sweep, a.templates.clone());
+    let renderer = Renderer::new(&templates);
+    let summary = plan::summarize(&plan);
+    if a.dry_run {
+        // Render anyway (in memory) so template errors surface before anything is written.
+        for p in &plan.points {
+            campaign::render_job(&sweep, &profile, &renderer, p)?;
+        }
+        match out {
+            Output::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+            Output::Human => print!(
+                "{}",
+                plan::render(&summary, if a.all { usize::MAX } else { 200 })
+            ),
+            Output::Quiet => {}
+        }
+        return Ok(());
+    }
+    let dir = a
+        .out
+        .unwrap_or_else(|| PathBuf::from("runs").join(&sweep.spec.name));
+    let report = campaign::write(&sweep, &profile, &profile_text, &plan, &renderer, &dir)?;
+    match out {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"plan": summary, "written": report, "dir": dir})
+            )?
+        ),
+        Output::Human => {
+            print!(
+                "{}",
+                plan::render(&summary, if a.all { usize::MAX } else { 200 })
+            );
+            println!(
+                "{}: {} job(s) created, {} updated, {} unchanged",
+                dir.display(),
+                report.created,
+                report.updated,
+                report.unchanged
+            );
+            if !report.stale.is_empty() {
+                println!(
+                    "note: {} job director{} no longer produced by the sweep file (left in place): {}",
+                    report.stale.len(),
+                    if report.stale.len() == 1 {
+                        "y is"
+                    } else {
+                        "ies are"
+                    },
+                    report.stale.join(", ")
+                );
+            }
+        }
+        Output::Quiet => {}
+    }
+    Ok(())
+}
+
+fn templates_cmd(t: TemplatesCmd, out: Output) -> Result<()> {
+    match t {
+        TemplatesCmd::List { templates } => {
+            let src = TemplateSource::new(templates.into_iter().collect());
+            let list = src.list();
+            match out {
+                Output::Json => {
+                    let v: Vec<_> = list
+                        .iter()
+                        .map(|(n, f)| serde_json::json!({"name": n, "source": f}))
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                }
+                Output::Human => {
+                    for (n, f) in list {
+                        println!("{n:<32} {f}");
+                    }
+                }
+                Output::Quiet => {}
+            }
+        }
+        TemplatesCmd::Show { name, templates } => {
+            let src = TemplateSource::new(templates.into_iter().collect());
+            match src.lookup(&name) {
+                Some((text, _)) => print!("{text}"),
+                None => bail!("no template named `{name}` (see `sweep templates list`)"),
+            }
+        }
+        TemplatesCmd::Check { file, sweep, print } => {
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .context("template path has no file name")?;
+            if !file.is_file() {
+                bail!("{}: no such template file", file.display());
+            }
+            let (sweep, profile) = match sweep {
+                Some(s) => {
+                    let (sw, p, _) = load(&s, None)?;
+                    (sw, p)
+                }
+                None => (
+                    spec::parse(
+                        Path::new("<built-in h200-llama2.toml>"),
+                        SAMPLE_SWEEP.to_string(),
+                    )?,
+                    Profile::parse(Path::new("<built-in fukushima-h200.toml>"), SAMPLE_PROFILE)?,
+                ),
+            };
+            let plan = expand::expand(&sweep, &profile)?;
+            // Prefer a point of a stage that uses this template; else the first training point.
+            let point = plan
+                .points
+                .iter()
+                .find(|p| p.template == name)
+                .or_else(|| plan.points.iter().find(|p| p.batch.micro_batch.is_some()))
+                .or(plan.points.first())
+                .context("the sample campaign has no points")?;
+            let mut point = point.clone();
+            point.template = name.clone();
+            let dir = file
+                .parent()
+                .map(|p| p.to_path_buf())
+                .unwrap_or_else(|| PathBuf::from("."));
+            let renderer = Renderer::new(&TemplateSource::new(vec![dir]));
+            let files = campaign::render_job(&sweep, &profile, &renderer, &point)?;
+            let script = String::from_utf8_lossy(&files.files[0].1).to_string();
+            render::check_with_bash(&script).map_err(|e| {
+                anyhow::anyhow!("{}: rendered script fails `bash -n`:\n{e}", file.display())
+            })?;
+            if print {
+                print!("{script}");
+            } else if out == Output::Human {
+                println!(
+                    "{}: renders for job `{}` and passes bash -n",
+                    file.display(),
+                    point.id
+                );
+            } else if out == Output::Json {
+                println!(
+                    "{}",
+                    serde_json::json!({"template": file, "job": point.id, "ok": true})
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,856 @@
+//! Expansion: a sweep file and a cluster profile become concrete points (one per job), with the
+//! batch algebra of weak and strong scaling, zips, exclusions and derived values applied.
+
+use std::fmt::Write as _;
+
+use indexmap::IndexMap;
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use crate::diag::{InputError, Seg, Source};
+use crate::model::ModelShape;
+use crate::path;
+use crate::profile::Profile;
+use crate::spec::{Dependency, Inexact, LoadedSweep, Scaling, SlurmSpec, StageSpec};
+
+/// Batch algebra of one point. `dp` = gpus / (tensor_parallel x pipeline_parallel).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Batch {
+    pub nodes: u32,
+    pub gpus_per_node: u32,
+    pub gpus: u32,
+    pub tensor_parallel: u32,
+    pub pipeline_parallel: u32,
+    pub dp: u32,
+    pub micro_batch: Option<u32>,
+    pub grad_accum: Option<u32>,
+    pub global_batch: Option<u64>,
+    pub seq_len: Option<u32>,
+    pub tokens_per_step: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    pub id: String,
+    pub stage: String,
+    pub template: String,
+    pub repeat: u32,
+    pub scaling: Scaling,
+    /// The values that vary across the stage (matrix and zip axes), in declaration order.
+    pub axes: IndexMap<String, Json>,
+    /// Every parameter of the point: defaults, stage params, axes, computed and derived values.
+    pub params: IndexMap<String, Json>,
+    pub env: IndexMap<String, String>,
+    pub model: Option<ModelShape>,
+    pub batch: Batch,
+    pub slurm: SlurmSpec,
+    pub after: Vec<String>,
+    pub dependency: Dependency,
+    /// Time limit in minutes, when one is set.
+    pub time_limit_min: Option<u64>,
+}
+
+impl Point {
+    pub fn gpu_hours(&self) -> Option<f64> {
+        self.time_limit_min
+            .map(|m| m as f64 / 60.0 * self.batch.gpus as f64)
+    }
+
+    /// `key=value` pairs of the axes, for messages.
+    pub fn describe(&self) -> String {
+        describe(&self.axes)
+    }
+}
+
+fn describe(axes: &IndexMap<String, Json>) -> String {
+    let mut s = String::new();
+    for (k, v) in axes {
+        if !s.is_empty() {
+            s.push_str(", ");
+        }
+        let _ = write!(s, "{k}={}", json_short(v));
+    }
+    if s.is_empty() { "(no axes)".into() } else { s }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Excluded {
+    pub stage: String,
+    pub axes: IndexMap<String, Json>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub campaign: String,
+    pub points: Vec<Point>,
+    pub excluded: Vec<Excluded>,
+}
+
+pub fn json_short(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub fn toml_to_json(v: &toml::Value) -> Json {
+    match v {
+        toml::Value::String(s) => Json::String(s.clone()),
+        toml::Value::Integer(i) => Json::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Json::Number)
+            .unwrap_or(Json::Null),
+        toml::Value::Boolean(b) => Json::Bool(*b),
+        toml::Value::Datetime(d) => Json::String(d.to_string()),
+        toml::Value::Array(a) => Json::Array(a.iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => Json::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// Numeric equality across integer and float spellings (`2 == 2.0`), exact otherwise.
+pub fn json_eq(a: &Json, b: &Json) -> bool {
+    match (a, b) {
+        (Json::Number(x), Json::Number(y)) => x.as_f64() == y.as_f64(),
+        _ => a == b,
+    }
+}
+
+/// An environment for the small expressions of `exclude` and `derive`: strict, so a typo in a
+/// variable name is an error rather than a silently false condition.
+pub fn expr_env() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env
+}
+
+struct Axis {
+    keys: Vec<String>,
+    /// values[i][k]: the i-th value of key k.
+    values: Vec<Vec<Json>>,
+}
+
+enum Rule {
+    Values(usize, Vec<(String, Json)>),
+    Expr(usize, String),
+}
+
+struct StageCtx<'a> {
+    index: usize,
+    spec: &'a StageSpec,
+    axes: Vec<Axis>,
+    base: IndexMap<String, Json>,
+    rules: Vec<Rule>,
+}
+
+pub fn expand(sweep: &LoadedSweep, profile: &Profile) -> Result<Plan, InputError> {
+    let src = sweep.source();
+    let env = expr_env();
+    let mut points = Vec::new();
+    let mut excluded = Vec::new();
+    let mut ids = std::collections::HashMap::<String, String>::new();
+    for (si, stage) in sweep.spec.stages.iter().enumerate() {
+        let ctx = stage_ctx(sweep, &src, profile, si, stage, &env)?;
+        let derive: Vec<(String, minijinja::Expression)> = stage
+            .derive
+            .iter()
+            .map(|(k, e)| {
+                env.compile_expression(e.as_str())
+                    .map(|x| (k.clone(), x))
+                    .map_err(|err| {
+                        src.error(
+                            &path!["stage", si, "derive", k.as_str()],
+                            format!("bad expression: {}", expr_err(&err)),
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        let excl: Vec<Option<minijinja::Expression>> = ctx
+            .rules
+            .iter()
+            .map(|r| match r {
+                Rule::Expr(j, e) => env.compile_expression(e.as_str()).map(Some).map_err(|err| {
+                    src.error(
+                        &path!["stage", si, "exclude", *j],
+                        format!("bad expression: {}", expr_err(&err)),
+                    )
+                }),
+                Rule::Values(..) => Ok(None),
+            })
+            .collect::<Result<_, _>>()?;
+
+        let mut idx = vec![0usize; ctx.axes.len()];
+        loop {
+            let mut axes = IndexMap::new();
+            for (a, &i) in ctx.axes.iter().zip(&idx) {
+                for (k, v) in a.keys.iter().zip(&a.values[i]) {
+                    axes.insert(k.clone(), v.clone());
+                }
+            }
+            for r in 0..stage.repeats {
+                match build_point(sweep, &src, profile, &ctx, &axes, r, &derive, &excl)? {
+                    Ok(p) => {
+                        if let Some(prev) = ids.insert(p.id.clone(), p.describe()) {
+                            return Err(src.error(
+                                &path!["stage", si, "matrix"],
+                                format!(
+                                    "two points get the same job id `{}` ({prev}) and ({}): an axis repeats a value",
+                                    p.id,
+                                    p.describe()
+                                ),
+                            ));
+                        }
+                        points.push(p)
+                    }
+                    Err(reason) => {
+                        if r == 0 {
+                            excluded.push(Excluded {
+                                stage: stage.name.clone(),
+                                axes: axes.clone(),
+                                reason,
+                            });
+                        }
+                        break;
+                    }
+                }
+            }
+            // Odometer over the axes; the last axis varies fastest.
+            let mut k = ctx.axes.len();
+            loop {
+                if k == 0 {
+                    break;
+                }
+                k -= 1;
+                idx[k] += 1;
+                if idx[k] < ctx.axes[k].values.len() {
+                    break;
+                }
+                idx[k] = 0;
+                if k == 0 {
+                    k = usize::MAX;
+                    break;
+                }
+            }
+            if k == usize::MAX || ctx.axes.is_empty() {
+                break;
+            }
+        }
+        let n = points.iter().filter(|p| p.stage == stage.name).count();
+        if n == 0 {
+            return Err(src.error(
+                &path!["stage", si, "name"],
+                format!("stage `{}` has no points left after exclusions", stage.name),
+            ));
+        }
+    }
+    Ok(Plan {
+        campaign: sweep.spec.name.clone(),
+        points,
+        excluded,
+    })
+}
+
+fn expr_err(e: &minijinja::Error) -> String {
+    let mut s = e.kind().to_string();
+    if let Some(d) = e.detail() {
+        s.push_str(": ");
+        s.push_str(d);
+    }
+    s
+}
+
+fn stage_ctx<'a>(
+    sweep: &'a LoadedSweep,
+    src: &Source,
+    profile: &Profile,
+    si: usize,
+    stage: &'a StageSpec,
+    _env: &Environment,
+) -> Result<StageCtx<'a>, InputError> {
+    // Parameters in force before the axes, with where each came from (for error locations).
+    let mut base = IndexMap::new();
+    let mut origin: IndexMap<String, Vec<Seg>> = IndexMap::new();
+    for (k, v) in &sweep.spec.defaults {
+        base.insert(k.clone(), toml_to_json(v));
+        origin.insert(k.clone(), path!["defaults", k.as_str()]);
+    }
+    for (k, v) in &stage.params {
+        base.insert(k.clone(), toml_to_json(v));
+        origin.insert(k.clone(), path!["stage", si, "params", k.as_str()]);
+    }
+    let mut axes = Vec::new();
+    for (k, v) in &stage.matrix {
+        let arr = v.as_array().map(|a| a.as_slice()).unwrap_or(&[]);
+        for (j, item) in arr.iter().enumerate() {
+            check_value(
+                sweep,
+                src,
+                profile,
+                &path!["stage", si, "matrix", k.as_str(), j],
+                k,
+                item,
+            )?;
+        }
+        axes.push(Axis {
+            keys: vec![k.clone()],
+            values: arr.iter().map(|x| vec![toml_to_json(x)]).collect(),
+        });
+        base.shift_remove(k);
+    }
+    for (zname, z) in &stage.zip {
+        let keys: Vec<String> = z.keys().cloned().collect();
+        let n = z
+            .values()
+            .next()
+            .and_then(|v| v.as_array())
+            .map(|a| a.len())
+            .unwrap_or(0);
+        let mut values = vec![Vec::with_capacity(keys.len()); n];
+        for (k, v) in z {
+            let arr = v.as_array().map(|a| a.as_slice()).unwrap_or(&[]);
+            for (j, item) in arr.iter().enumerate() {
+                check_value(
+                    sweep,
+                    src,
+                    profile,
+                    &path!["stage", si, "zip", zname.as_str(), k.as_str(), j],
+                    k,
+                    item,
+                )?;
+                values[j].push(toml_to_json(item));
+            }
+            base.shift_remove(k);
+        }
+        axes.push(Axis { keys, values });
+    }
+    for (k, v) in &sweep.spec.defaults {
+        if base.contains_key(k) && !stage.params.contains_key(k) {
+            check_value(sweep, src, profile, &path!["defaults", k.as_str()], k, v)?;
+        }
+    }
+    for (k, v) in &stage.params {
+        if base.contains_key(k) {
+            check_value(
+                sweep,
+                src,
+                profile,
+                &path!["stage", si, "params", k.as_str()],
+                k,
+                v,
+            )?;
+        }
+    }
+
+    let all_keys =
+        |k: &str| base.contains_key(k) || axes.iter().any(|a| a.keys.iter().any(|x| x == k));
+    // Scaling needs specific inputs; say which is missing where the scaling is declared.
+    let need = |keys: &[&str], forbid: &[&str]| -> Result<(), InputError> {
+        for k in keys {
+            if !all_keys(k) {
+                return Err(src.error(
+                    &path!["stage", si, "scaling"],
+                    format!(
+                        "scaling = \"{}\" needs `{k}` (in defaults, params, matrix or a zip)",
+                        scaling_name(stage.scaling)
+                    ),
+                ));
+            }
+        }
+        for k in forbid {
+            if all_keys(k) {
+                let at = origin
+                    .get(*k)
+                    .cloned()
+                    .unwrap_or_else(|| path!["stage", si, "scaling"]);
+                return Err(src.error(
+                    &at,
+                    format!(
+                        "`{k}` is derived under scaling = \"{}\" and must not be given",
+                        scaling_name(stage.scaling)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    };
+    match stage.scaling {
+        Scaling::Strong => need(&["global_batch", "micro_batch"], &["grad_accum"])?,
+        Scaling::Weak => need(&["micro_batch", "grad_accum"], &["global_batch"])?,
+        Scaling::None => {}
+    }
+
+    let mut rules = Vec::new();
+    for (j, ex) in stage.exclude.iter().enumerate() {
+        match ex {
+            toml::Value::String(e) => rules.push(Rule::Expr(j, e.clone())),
+            toml::Value::Table(t) => {
+                let mut kv = Vec::new();
+                for (k, v) in t {
+                    let known = all_keys(k)
+                        || stage.derive.contains_key(k)
+                        || crate::spec::COMPUTED_PARAMS.contains(&k.as_str());
+                    if !known {
+                        return Err(src.error(
+                            &path!["stage", si, "exclude", j, k.as_str()],
+                            format!("`{k}` is not a parameter of stage `{}`: this exclusion could never match", stage.name),
+                        ));
+                    }
+                    kv.push((k.clone(), toml_to_json(v)));
+                }
+                rules.push(Rule::Values(j, kv));
+            }
+            _ => {}
+        }
+    }
+    Ok(StageCtx {
+        index: si,
+        spec: stage,
+        axes,
+        base,
+        rules,
+    })
+}
+
+fn scaling_name(s: Scaling) -> &'static str {
+    match s {
+        Scaling::None => "none",
+        Scaling::Weak => "weak",
+        Scaling::Strong => "strong",
+    }
+}
+
+/// Checks a value against the profile and the model list where its location is still known.
+fn check_value(
+    sweep: &LoadedSweep,
+    src: &Source,
+    profile: &Profile,
+    at: &[Seg],
+    key: &str,
+    v: &toml::Value,
+) -> Result<(), InputError> {
+    match (key, v) {
+        ("model", toml::Value::String(name)) => {
+            if sweep.model(name).is_none() {
+                let mut known: Vec<String> = crate::model::presets()
+                    .into_iter()
+                    .map(|m| m.name)
+                    .collect();
+                known.extend(sweep.spec.models.keys().cloned());
+                return Err(src.error(
+                    at,
+                    format!("unknown model `{name}`; known models: {} (define others under [models.NAME])", known.join(", ")),
+                ));
+            }
+        }
+        ("nodes", toml::Value::Integer(n)) if *n as u64 > profile.slurm.nodes as u64 => {
+            return Err(src.error(
+                at,
+                format!(
+                    "{n} nodes requested but cluster `{}` has {}",
+                    profile.name, profile.slurm.nodes
+                ),
+            ));
+        }
+        ("gpus_per_node", toml::Value::Integer(n)) if *n as u64 > profile.gpu.per_node as u64 => {
+            return Err(src.error(
+                at,
+                format!(
+                    "{n} GPUs per node requested but cluster `{}` has {}",
+                    profile.name, profile.gpu.per_node
+                ),
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn get_u32(params: &IndexMap<String, Json>, k: &str) -> Option<u32> {
+    params.get(k).and_then(|v| v.as_u64()).map(|v| v as u32)
+}
+
+/// Builds one point; `Ok(Err(reason))` means the point is excluded.
+#[allow(clippy::too_many_arguments)]
+fn build_point(
+    sweep: &LoadedSweep,
+    src: &Source,
+    profile: &Profile,
+    ctx: &StageCtx,
+    axes: &IndexMap<String, Json>,
+    repeat: u32,
+    derive: &[(String, minijinja::Expression)],
+    excl: &[Option<minijinja::Expression>],
+) -> Result<Result<Point, String>, InputError> {
+    let stage = ctx.spec;
+    let si = ctx.index;
+    let mut params = ctx.base.clone();
+    for (k, v) in axes {
+        params.insert(k.clone(), v.clone());
+    }
+    let model = match params.get("model").and_then(|v| v.as_str()) {
+        Some(name) => sweep.model(name),
+        None => None,
+    };
+    let nodes = get_u32(&params, "nodes").unwrap_or(1);
+    let gpn = get_u32(&params, "gpus_per_node").unwrap_or(profile.gpu.per_node);
+    let tp = get_u32(&params, "tensor_parallel").unwrap_or(1);
+    let pp = get_u32(&params, "pipeline_parallel").unwrap_or(1);
+    let gpus = nodes * gpn;
+    let what = |msg: String| format!("stage `{}` point ({}): {msg}", stage.name, describe(axes));
+    if gpus % (tp * pp) != 0 {
+        return Err(src.error(
+            &path!["stage", si, "name"],
+            what(format!(
+                "{gpus} GPUs are not divisible by tensor_parallel x pipeline_parallel = {}",
+                tp * pp
+            )),
+        ));
+    }
+    let dp = gpus / (tp * pp);
+    let seq_len = get_u32(&params, "seq_len").or(model.as_ref().map(|m| m.seq_len));
+    let micro = get_u32(&params, "micro_batch");
+    let mut accum = get_u32(&params, "grad_accum");
+    let mut global = params.get("global_batch").and_then(|v| v.as_u64());
+    match stage.scaling {
+        Scaling::Strong => {
+            let (g, m) = (global.unwrap_or(0), micro.unwrap_or(1) as u64);
+            let per_step = m * dp as u64;
+            if g % per_step != 0 || g < per_step {
+                let msg = format!(
+                    "global_batch {g} is not a whole multiple of micro_batch {m} x {dp} data-parallel ranks (= {per_step})"
+                );
+                return match stage.on_inexact {
+                    Inexact::Error => Err(src.error(
+                        &path!["stage", si, "scaling"],
+                        what(format!(
+                            "{msg}; set on_inexact = \"exclude\" to drop such points"
+                        )),
+                    )),
+                    Inexact::Exclude => Ok(Err(msg)),
+                };
+            }
+            accum = Some((g / per_step) as u32);
+        }
+        Scaling::Weak | Scaling::None => {
+            if let (Some(m), Some(a)) = (micro, accum) {
+                let g = m as u64 * a as u64 * dp as u64;
+                if let Some(given) = global
+                    && given != g
+                {
+                    return Err(src.error(
+                        &path!["stage", si, "name"],
+                        what(format!(
+                            "global_batch {given} contradicts micro_batch {m} x grad_accum {a} x {dp} data-parallel ranks = {g}"
+                        )),
+                    ));
+                }
+                global = Some(g);
+            }
+        }
+    }
+    let tokens = match (global, seq_len) {
+        (Some(g), Some(s)) => Some(g * s as u64),
+        _ => None,
+    };
+    let batch = Batch {
+        nodes,
+        gpus_per_node: gpn,
+        gpus,
+        tensor_parallel: tp,
+        pipeline_parallel: pp,
+        dp,
+        micro_batch: micro,
+        grad_accum: accum,
+        global_batch: global,
+        seq_len,
+        tokens_per_step: tokens,
+    };
+    params.insert("nodes".into(), nodes.into());
+    params.insert("gpus_per_node".into(), gpn.into());
+    params.insert("gpus".into(), gpus.into());
+    params.insert("world_size".into(), gpus.into());
+    params.insert("dp".into(), dp.into());
+    if let Some(a) = accum {
+        params.insert("grad_accum".into(), a.into());
+    }
+    if let Some(g) = global {
+        params.insert("global_batch".into(), g.into());
+    }
+    if let Some(s) = seq_len {
+        params.insert("seq_len".into(), s.into());
+    }
+    if let Some(t) = tokens {
+        params.insert("tokens_per_step".into(), t.into());
+    }
+    params.insert("stage".into(), stage.name.clone().into());
+    params.insert("repeat".into(), repeat.into());
+
+    if !derive.is_empty() || excl.iter().any(|e| e.is_some()) {
+        let mut ctxv = params.clone();
+        if let Some(m) = &model {
+            ctxv.insert(
+                "shape".into(),
+                serde_json::to_value(m).unwrap_or(Json::Null),
+            );
+        }
+        for (k, expr) in derive {
+            let v = expr
+                .eval(minijinja::Value::from(minijinja::value::Serde(&ctxv)))
+                .map_err(|e| {
+                    src.error(
+                        &path!["stage", si, "derive", k.as_str()],
+                        what(format!("cannot evaluate: {}", expr_err(&e))),
+                    )
+                })?;
+            let j = serde_json::to_value(&v).unwrap_or(Json::Null);
+            ctxv.insert(k.clone(), j.clone());
+            params.insert(k.clone(), j);
+        }
+        for (rule, expr) in ctx.rules.iter().zip(excl) {
+            if let (Rule::Expr(j, text), Some(expr)) = (rule, expr) {
+                let v = expr
+                    .eval(minijinja::Value::from(minijinja::value::Serde(&ctxv)))
+                    .map_err(|e| {
+                        src.error(
+                            &path!["stage", si, "exclude", *j],
+                            what(format!("cannot evaluate: {}", expr_err(&e))),
+                        )
+                    })?;
+                if v.is_true() {
+                    return Ok(Err(format!("exclude[{j}]: {text}")));
+                }
+            }
+        }
+    }
+    for rule in &ctx.rules {
+        if let Rule::Values(j, kv) = rule
+            && kv
+                .iter()
+                .all(|(k, v)| params.get(k).is_some_and(|p| json_eq(p, v)))
+        {
+            let vals: Vec<String> = kv
+                .iter()
+                .map(|(k, v)| format!("{k}={}", json_short(v)))
+                .collect();
+            return Ok(Err(format!("exclude[{j}]: {}", vals.join(", "))));
+        }
+    }
+
+    let mut env: IndexMap<String, String> = profile.env.clone();
+    for (k, v) in sweep.spec.env.iter().chain(stage.env.iter()) {
+        env.insert(k.clone(), json_short(&toml_to_json(v)));
+    }
+    for (k, v) in &params {
+        if crate::profile::is_env_name(k) && k.chars().all(|c| !c.is_ascii_lowercase()) {
+            env.insert(k.clone(), json_short(v));
+        }
+    }
+    let mut slurm = stage.slurm.over(&sweep.spec.slurm);
+    slurm.partition = slurm.partition.or_else(|| profile.slurm.partition.clone());
+    slurm.account = slurm.account.or_else(|| profile.slurm.account.clone());
+    slurm.qos = slurm.qos.or_else(|| profile.slurm.qos.clone());
+    let time_limit_min = match &slurm.time {
+        Some(t) => Some(parse_time_limit(t).map_err(|m| {
+            let at = if stage.slurm.time.is_some() {
+                path!["stage", si, "slurm", "time"]
+            } else {
+                path!["slurm", "time"]
+            };
+            src.error(&at, m)
+        })?),
+        None => None,
+    };
+    let id = job_id(&stage.name, axes, repeat, stage.repeats > 1, model.as_ref());
+    Ok(Ok(Point {
+        id,
+        stage: stage.name.clone(),
+        template: stage.template.clone(),
+        repeat,
+        scaling: stage.scaling,
+        axes: axes.clone(),
+        params,
+        env,
+        model,
+        batch,
+        slurm,
+        after: stage.after.clone(),
+        dependency: stage.dependency,
+        time_limit_min,
+    }))
+}
+
+/// Parses an sbatch time limit (`M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`) into minutes,
+/// rounding seconds up as Slurm does.
+pub fn parse_time_limit(s: &str) -> Result<u64, String> {
+    let bad = || format!("`{s}` is not a Slurm time limit (MM, HH:MM:SS or D-HH:MM:SS)");
+    let num = |x: &str| x.trim().parse::<u64>().map_err(|_| bad());
+    let (days, rest) = match s.split_once('-') {
+        Some((d, r)) => (Some(num(d)?), r),
+        None => (None, s),
+    };
+    let parts: Vec<&str> = rest.split(':').collect();
+    let secs = match (days, parts.as_slice()) {
+        (None, [m]) => num(m)? * 60,
+        (None, [m, sec]) => num(m)? * 60 + num(sec)?,
+        (None, [h, m, sec]) => num(h)? * 3600 + num(m)? * 60 + num(sec)?,
+        (Some(d), [h]) => d * 86400 + num(h)? * 3600,
+        (Some(d), [h, m]) => d * 86400 + num(h)? * 3600 + num(m)? * 60,
+        (Some(d), [h, m, sec]) => d * 86400 + num(h)? * 3600 + num(m)? * 60 + num(sec)?,
+        _ => return Err(bad()),
+    };
+    if secs == 0 {
+        return Err(format!("time limit `{s}` is zero"));
+    }
+    Ok(secs.div_ceil(60))
+}
+
+/// FNV-1a: a hash whose value never changes between builds or platforms, so job ids are stable.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+fn short_num(v: &Json) -> String {
+    if let Some(f) = v.as_f64() {
+        if f.fract() == 0.0 && f.abs() >= 1e6 {
+            let mut m = f.abs();
+            let mut e = 0;
+            while m >= 10.0 && (m / 10.0).fract() == 0.0 {
+                m /= 10.0;
+                e += 1;
+            }
+            if e >= 3 {
+                return format!("{}{m}e{e}", if f < 0.0 { "-" } else { "" });
+            }
+        }
+        if let Some(i) = v.as_i64() {
+            return i.to_string();
+        }
+        return f.to_string();
+    }
+    json_short(v)
+}
+
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| c.to_ascii_lowercase())
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '_')
+        .collect()
+}
+
+fn abbrev(key: &str, v: &Json, model: Option<&ModelShape>) -> String {
+    let val = short_num(v);
+    match key {
+        "model" => {
+            let name = model.map(|m| m.name.as_str()).unwrap_or(val.as_str());
+            let n = crate::model::canonical_name(name);
+            clean(n.strip_prefix("llama2-").unwrap_or(&n))
+        }
+        "nodes" => format!("n{val}"),
+        "gpus_per_node" => format!("g{val}"),
+        "micro_batch" => format!("mb{val}"),
+        "grad_accum" => format!("ga{val}"),
+        "global_batch" => format!("gb{val}"),
+        "zero_stage" => format!("z{val}"),
+        "seq_len" => format!("s{val}"),
+        "tensor_parallel" => format!("tp{val}"),
+        "pipeline_parallel" => format!("pp{val}"),
+        "activation_checkpointing" => {
+            if v.as_bool() == Some(true) {
+                "ac".into()
+            } else {
+                "noac".into()
+            }
+        }
+        "collective" => clean(&val),
+        _ => {
+            let initials: String = key
+                .split(['_', '.', '-'])
+                .filter_map(|w| w.chars().next())
+                .map(|c| c.to_ascii_lowercase())
+                .collect();
+            format!("{initials}{}", clean(&val))
+        }
+    }
+}
+
+/// A readable, stable job id: stage, short axis values, and a hash of the exact point.
+pub fn job_id(
+    stage: &str,
+    axes: &IndexMap<String, Json>,
+    repeat: u32,
+    show_repeat: bool,
+    model: Option<&ModelShape>,
+) -> String {
+    let mut key = String::with_capacity(64);
+    key.push_str(stage);
+    for (k, v) in axes {
+        key.push('\0');
+        key.push_str(k);
+        key.push('=');
+        key.push_str(&v.to_string());
+    }
+    let _ = write!(key, "\0repeat={repeat}");
+    let hash = fnv1a(key.as_bytes());
+    let mut readable: String = stage
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+        .collect();
+    for (k, v) in axes {
+        let a = abbrev(k, v, model);
+        if !a.is_empty() {
+            readable.push('-');
+            readable.push_str(&a);
+        }
+    }
+    if show_repeat {
+        let _ = write!(readable, "-r{repeat}");
+    }
+    if readable.len() > 56 {
+        readable.truncate(56);
+    }
+    format!("{}-{:08x}", readable.trim_end_matches('-'), hash as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_limits() {
+        assert_eq!(parse_time_limit("30").unwrap(), 30);
+        assert_eq!(parse_time_limit("01:30:00").unwrap(), 90);
+        assert_eq!(parse_time_limit("1-00:00:00").unwrap(), 1440);
+        assert_eq!(parse_time_limit("2-3").unwrap(), 2 * 1440 + 180);
+        assert_eq!(parse_time_limit("0:30").unwrap(), 1);
+        assert!(parse_time_limit("1h").is_err());
+        assert!(parse_time_limit("0").is_err());
+    }
+
+    #[test]
+    fn job_ids_are_stable_and_readable() {
+        let mut axes = IndexMap::new();
+        axes.insert("model".to_string(), Json::from("llama2-7b"));
+        axes.insert("nodes".to_string(), Json::from(2));
+        axes.insert("micro_batch".to_string(), Json::from(16));
+        let m = crate::model::preset("llama2-7b");
+        let id = job_id("p2-7b", &axes, 0, false, m.as_ref());
+        assert!(id.starts_with("p2-7b-7b-n2-mb16-"), "{id}");
+        // The hash is part of the contract: a changed hash would orphan submitted jobs.
+        assert_eq!(id, job_id("p2-7b", &axes, 0, false, m.as_ref()));
+        assert_ne!(id, job_id("p2-7b", &axes, 1, false, m.as_ref()));
+        // Published FNV-1a 64 test vectors.
+        assert_eq!(fnv1a(b""), 0xcbf29ce484222325);
+        assert_eq!(fnv1a(b"a"), 0xaf63dc4c8601ec8c);
+    }
+}

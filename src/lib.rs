@@ -1,0 +1,17 @@
+//! `sweep`: benchmark campaigns on Slurm GPU clusters.
+//!
+//! The data's path, one module per stage: a sweep file ([`spec`]) and a cluster profile
+//! ([`profile`]) are expanded into points ([`expand`]), rendered into job scripts ([`render`],
+//! [`dsconfig`]) and written as a campaign directory ([`campaign`]) whose plan ([`plan`]) is
+//! shown before anything runs. [`cli`] is the thin command-line layer over all of it.
+
+pub mod campaign;
+pub mod cli;
+pub mod diag;
+pub mod dsconfig;
+pub mod expand;
+pub mod model;
+pub mod plan;
+pub mod profile;
+pub mod render;
+pub mod spec;

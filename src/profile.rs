@@ -1,0 +1,367 @@
+//! Cluster profiles (`slurm/clusters/*.toml`): what the hardware is, how GPUs map to NUMA nodes,
+//! CPU cores and NICs, and which environment every job on it gets.
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use crate::diag::{InputError, Source};
+use crate::path;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub slurm: ProfileSlurm,
+    pub gpu: GpuSpec,
+    pub cpu: CpuSpec,
+    #[serde(default, rename = "nic")]
+    pub nics: Vec<Nic>,
+    /// One entry per GPU of a node, by local GPU index.
+    #[serde(rename = "gpu_map")]
+    pub gpu_map: Vec<GpuAffinity>,
+    /// Environment exported by every job (NCCL variables and the like).
+    #[serde(default)]
+    pub env: IndexMap<String, String>,
+    #[serde(default)]
+    pub paths: ProfilePaths,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileSlurm {
+    #[serde(default)]
+    pub partition: Option<String>,
+    /// Nodes available to a campaign: points asking for more are rejected at expand time.
+    pub nodes: u32,
+    /// Hostlist expression of the nodes, informational (`hgx-[0001-0008]`).
+    #[serde(default)]
+    pub nodelist: Option<String>,
+    #[serde(default)]
+    pub account: Option<String>,
+    #[serde(default)]
+    pub qos: Option<String>,
+    /// Whether `--gpus-per-node` is how this site asks for GPUs (else `--gres=gpu:N`).
+    #[serde(default = "yes")]
+    pub gpus_per_node_flag: bool,
+    /// MPI plugin for `srun --mpi=` (pmix on most GPU clusters).
+    #[serde(default = "default_mpi")]
+    pub mpi: String,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_mpi() -> String {
+    "pmix".to_string()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuSpec {
+    pub model: String,
+    pub per_node: u32,
+    /// Peak dense BF16 tensor throughput per GPU, TFLOP/s (no sparsity).
+    pub peak_bf16_tflops: f64,
+    /// Usable HBM per GPU in GiB (as `nvidia-smi` reports memory.total).
+    pub hbm_gib: f64,
+    #[serde(default)]
+    pub hbm_tb_s: Option<f64>,
+    /// NVLink bandwidth per GPU per direction, GB/s (the figure nccl-tests busbw approaches).
+    #[serde(default)]
+    pub nvlink_gb_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpuSpec {
+    #[serde(default)]
+    pub model: String,
+    pub sockets: u32,
+    pub cores_per_socket: u32,
+    #[serde(default = "one")]
+    pub threads_per_core: u32,
+    pub numa_nodes: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Nic {
+    /// RDMA device name (`mlx5_0`) or netdev for plain Ethernet.
+    pub name: String,
+    #[serde(default)]
+    pub netdev: Option<String>,
+    #[serde(default = "one")]
+    pub port: u32,
+    pub numa: u32,
+    pub rate_gbps: f64,
+    #[serde(default)]
+    pub kind: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuAffinity {
+    pub gpu: u32,
+    pub numa: u32,
+    /// Cores a rank driving this GPU is bound to, in cpulist syntax (`0-13` or `0-13,112-125`).
+    pub cpus: String,
+    #[serde(default)]
+    pub nic: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilePaths {
+    /// Directory holding nccl-tests binaries (`all_reduce_perf`, ...).
+    #[serde(default)]
+    pub nccl_tests: Option<String>,
+    /// Python interpreter of the training environment.
+    #[serde(default)]
+    pub python: Option<String>,
+    /// Commands run at the top of every job (module loads, venv activation).
+    #[serde(default)]
+    pub setup: Vec<String>,
+}
+
+impl Profile {
+    pub fn load(path: &Path) -> Result<(Profile, String), InputError> {
+        let text = std::fs::read_to_string(path).map_err(|e| InputError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: format!("cannot read cluster profile: {e}"),
+            source_line: None,
+        })?;
+        let p = Self::parse(path, &text)?;
+        Ok((p, text))
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Profile, InputError> {
+        let src = Source::new(path, text);
+        let p: Profile = toml::from_str(text).map_err(|e| src.from_toml(&e))?;
+        p.validate(&src)?;
+        Ok(p)
+    }
+
+    fn validate(&self, src: &Source) -> Result<(), InputError> {
+        if self.gpu.per_node == 0 {
+            return Err(src.error(&path!["gpu", "per_node"], "must be at least 1"));
+        }
+        if self.slurm.nodes == 0 {
+            return Err(src.error(&path!["slurm", "nodes"], "must be at least 1"));
+        }
+        if self.gpu_map.len() != self.gpu.per_node as usize {
+            return Err(src.error(
+                &path!["gpu_map"],
+                format!(
+                    "{} [[gpu_map]] entries for gpu.per_node = {}: give one per GPU",
+                    self.gpu_map.len(),
+                    self.gpu.per_node
+                ),
+            ));
+        }
+        let total_cpus = self.cpu.sockets * self.cpu.cores_per_socket * self.cpu.threads_per_core;
+        for (i, g) in self.gpu_map.iter().enumerate() {
+            if g.gpu as usize != i {
+                return Err(src.error(
+                    &path!["gpu_map", i, "gpu"],
+                    format!(
+                        "entry {i} is for GPU {}: list GPUs in order 0..{}",
+                        g.gpu, self.gpu.per_node
+                    ),
+                ));
+            }
+            let cpus =
+                parse_cpulist(&g.cpus).map_err(|m| src.error(&path!["gpu_map", i, "cpus"], m))?;
+            if let Some(bad) = cpus.iter().find(|&&c| c >= total_cpus) {
+                return Err(src.error(
+                    &path!["gpu_map", i, "cpus"],
+                    format!("CPU {bad} does not exist: the [cpu] section gives {total_cpus} logical CPUs"),
+                ));
+            }
+            if g.numa >= self.cpu.numa_nodes {
+                return Err(src.error(
+                    &path!["gpu_map", i, "numa"],
+                    format!(
+                        "NUMA node {} does not exist (cpu.numa_nodes = {})",
+                        g.numa, self.cpu.numa_nodes
+                    ),
+                ));
+            }
+            if let Some(nic) = &g.nic
+                && !self.nics.iter().any(|n| &n.name == nic)
+            {
+                return Err(src.error(
+                    &path!["gpu_map", i, "nic"],
+                    format!("NIC `{nic}` is not declared in a [[nic]] section"),
+                ));
+            }
+        }
+        for (k, _) in &self.env {
+            if !is_env_name(k) {
+                return Err(src.error(
+                    &path!["env", k.as_str()],
+                    "not a valid environment variable name",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Combined line rate of the node's NICs in Gb/s (the ceiling for inter-node traffic).
+    pub fn node_line_rate_gbps(&self) -> f64 {
+        self.nics.iter().map(|n| n.rate_gbps).sum()
+    }
+
+    /// Logical CPUs a rank on local GPU `gpu` may use.
+    pub fn cpus_of(&self, gpu: usize) -> Vec<u32> {
+        self.gpu_map
+            .get(gpu)
+            .and_then(|g| parse_cpulist(&g.cpus).ok())
+            .unwrap_or_default()
+    }
+
+    /// Resolves `name` as a path if it looks like one, else as `slurm/clusters/<name>.toml` found
+    /// next to the sweep file's project (walking up) or in the current directory.
+    pub fn find(name: &str, sweep_file: &Path) -> PathBuf {
+        let as_path = Path::new(name);
+        if name.ends_with(".toml") || name.contains('/') {
+            if as_path.is_absolute() {
+                return as_path.to_path_buf();
+            }
+            let base = sweep_file.parent().unwrap_or(Path::new("."));
+            let rel = base.join(as_path);
+            if rel.exists() {
+                return rel;
+            }
+            return as_path.to_path_buf();
+        }
+        let file = format!("{name}.toml");
+        let mut dir = sweep_file.parent().map(|p| p.to_path_buf());
+        while let Some(d) = dir {
+            let cand = d.join("slurm").join("clusters").join(&file);
+            if cand.exists() {
+                return cand;
+            }
+            dir = d.parent().map(|p| p.to_path_buf());
+        }
+        Path::new("slurm").join("clusters").join(file)
+    }
+}
+
+pub fn is_env_name(k: &str) -> bool {
+    let mut chars = k.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Parses Linux cpulist syntax (`0-13,112-125`, `3`, `0-7:2`) into sorted, unique CPU ids.
+pub fn parse_cpulist(s: &str) -> Result<Vec<u32>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (range, stride) = match part.split_once(':') {
+            Some((r, st)) => (
+                r,
+                st.parse::<u32>()
+                    .map_err(|_| format!("bad stride in `{part}`"))?,
+            ),
+            None => (part, 1),
+        };
+        if stride == 0 {
+            return Err(format!("zero stride in `{part}`"));
+        }
+        let (a, b) = match range.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (range, range),
+        };
+        let a: u32 = a
+            .parse()
+            .map_err(|_| format!("`{part}` is not a CPU number or range"))?;
+        let b: u32 = b
+            .parse()
+            .map_err(|_| format!("`{part}` is not a CPU number or range"))?;
+        if b < a {
+            return Err(format!("range `{part}` runs backwards"));
+        }
+        if b - a > 65536 {
+            return Err(format!("range `{part}` is implausibly large"));
+        }
+        out.extend((a..=b).step_by(stride as usize));
+    }
+    if out.is_empty() {
+        return Err("empty CPU list".into());
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// Formats CPU ids back into compact cpulist syntax, as `/proc/self/status` prints it.
+pub fn format_cpulist(cpus: &[u32]) -> String {
+    let mut v = cpus.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let start = v[i];
+        let mut end = start;
+        while i + 1 < v.len() && v[i + 1] == end + 1 {
+            i += 1;
+            end = v[i];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    parts.join(",")
+}
+
+/// The hexadecimal mask `srun --cpu-bind=mask_cpu:` takes for a set of CPUs.
+pub fn cpu_mask_hex(cpus: &[u32]) -> String {
+    let Some(&max) = cpus.iter().max() else {
+        return "0x0".into();
+    };
+    let mut nibbles = vec![0u8; max as usize / 4 + 1];
+    for &c in cpus {
+        nibbles[c as usize / 4] |= 1 << (c % 4);
+    }
+    // The highest nibble holds `max`, so it is never zero: no leading zeros to strip.
+    let hex: String = nibbles.iter().rev().map(|n| format!("{n:x}")).collect();
+    format!("0x{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpulists_round_trip() {
+        let v = parse_cpulist("0-3,8,10-11").unwrap();
+        assert_eq!(v, vec![0, 1, 2, 3, 8, 10, 11]);
+        assert_eq!(format_cpulist(&v), "0-3,8,10-11");
+        assert_eq!(parse_cpulist("0-7:2").unwrap(), vec![0, 2, 4, 6]);
+        assert!(parse_cpulist("4-1").is_err());
+        assert!(parse_cpulist("x").is_err());
+    }
+
+    #[test]
+    fn masks_match_slurm_notation() {
+        assert_eq!(cpu_mask_hex(&[0, 1, 2, 3]), "0xf");
+        assert_eq!(cpu_mask_hex(&parse_cpulist("0-13").unwrap()), "0x3fff");
+        assert_eq!(cpu_mask_hex(&parse_cpulist("14-27").unwrap()), "0xfffc000");
+        assert_eq!(cpu_mask_hex(&[64]), "0x10000000000000000");
+    }
+}

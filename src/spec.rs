@@ -1,0 +1,494 @@
+//! The sweep file: a campaign written once in TOML (models, stages, matrices, Slurm resources),
+//! parsed strictly and validated with errors that name the file, line and key.
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use crate::diag::{InputError, Source};
+use crate::model::{self, ModelShape};
+use crate::path;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepFile {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Cluster profile: a name under `slurm/clusters/` or a path to a profile file.
+    pub cluster: String,
+    /// Directory of templates that override the built-in ones (relative to the sweep file).
+    #[serde(default)]
+    pub templates: Option<String>,
+    /// Parameters every point starts from.
+    #[serde(default)]
+    pub defaults: IndexMap<String, toml::Value>,
+    #[serde(default)]
+    pub slurm: SlurmSpec,
+    /// Environment exported by every job, on top of the profile's.
+    #[serde(default)]
+    pub env: IndexMap<String, toml::Value>,
+    /// Base DeepSpeed config (any keys DeepSpeed accepts); the point fills in batch sizes.
+    #[serde(default)]
+    pub deepspeed: Option<toml::Table>,
+    /// User-defined models, by name.
+    #[serde(default)]
+    pub models: IndexMap<String, ModelShape>,
+    #[serde(rename = "stage", default)]
+    pub stages: Vec<StageSpec>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmSpec {
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub qos: Option<String>,
+    /// Time limit in a form sbatch accepts: `MM`, `HH:MM:SS`, `D-HH:MM:SS`.
+    pub time: Option<String>,
+    pub exclusive: Option<bool>,
+    pub constraint: Option<String>,
+    pub reservation: Option<String>,
+    /// Memory per node (`--mem`), e.g. `0` for all of it or `512G`.
+    pub mem: Option<String>,
+    /// Seconds before the time limit at which tasks get SIGUSR1 (`--signal=USR1@N`).
+    pub signal_before_s: Option<u32>,
+    /// Extra `#SBATCH` options, verbatim (`--mail-type=END`).
+    #[serde(default)]
+    pub extra: Vec<String>,
+}
+
+impl SlurmSpec {
+    /// `self` with every unset field taken from `base`.
+    pub fn over(&self, base: &SlurmSpec) -> SlurmSpec {
+        SlurmSpec {
+            partition: self.partition.clone().or_else(|| base.partition.clone()),
+            account: self.account.clone().or_else(|| base.account.clone()),
+            qos: self.qos.clone().or_else(|| base.qos.clone()),
+            time: self.time.clone().or_else(|| base.time.clone()),
+            exclusive: self.exclusive.or(base.exclusive),
+            constraint: self.constraint.clone().or_else(|| base.constraint.clone()),
+            reservation: self
+                .reservation
+                .clone()
+                .or_else(|| base.reservation.clone()),
+            mem: self.mem.clone().or_else(|| base.mem.clone()),
+            signal_before_s: self.signal_before_s.or(base.signal_before_s),
+            extra: base
+                .extra
+                .iter()
+                .chain(self.extra.iter())
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Dependency {
+    #[default]
+    Afterok,
+    Afterany,
+    Afternotok,
+}
+
+impl Dependency {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Dependency::Afterok => "afterok",
+            Dependency::Afterany => "afterany",
+            Dependency::Afternotok => "afternotok",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Scaling {
+    /// No scaling semantics: batch values are taken as given.
+    #[default]
+    None,
+    /// Per-GPU batch fixed (micro_batch, grad_accum); the global batch grows with the nodes.
+    Weak,
+    /// Global batch fixed; grad_accum = global_batch / (micro_batch x data-parallel ranks).
+    Strong,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Inexact {
+    /// A point whose accumulation is not a whole number stops the expansion.
+    #[default]
+    Error,
+    /// Such a point is dropped and the reason printed.
+    Exclude,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageSpec {
+    pub name: String,
+    pub template: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub after: Vec<String>,
+    #[serde(default)]
+    pub dependency: Dependency,
+    #[serde(default = "one")]
+    pub repeats: u32,
+    #[serde(default)]
+    pub scaling: Scaling,
+    #[serde(default)]
+    pub on_inexact: Inexact,
+    #[serde(default)]
+    pub slurm: SlurmSpec,
+    /// Fixed parameters of this stage (override `defaults`).
+    #[serde(default)]
+    pub params: IndexMap<String, toml::Value>,
+    /// Axes: each key takes every value of its array (cartesian product).
+    #[serde(default)]
+    pub matrix: IndexMap<String, toml::Value>,
+    /// Named zips: the arrays inside one zip advance together, as one axis.
+    #[serde(default)]
+    pub zip: IndexMap<String, IndexMap<String, toml::Value>>,
+    /// Points to leave out: a table of values that must all match, or a boolean expression.
+    #[serde(default)]
+    pub exclude: Vec<toml::Value>,
+    /// Derived parameters: name = expression over the point, evaluated in order.
+    #[serde(default)]
+    pub derive: IndexMap<String, String>,
+    #[serde(default)]
+    pub env: IndexMap<String, toml::Value>,
+    /// DeepSpeed config keys of this stage, merged over the sweep's `[deepspeed]`.
+    #[serde(default)]
+    pub deepspeed: Option<toml::Table>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Parameter names the tool itself understands; any other name is free for templates.
+pub const KNOWN_PARAMS: &[&str] = &[
+    "model",
+    "nodes",
+    "gpus_per_node",
+    "micro_batch",
+    "grad_accum",
+    "global_batch",
+    "seq_len",
+    "zero_stage",
+    "activation_checkpointing",
+    "tensor_parallel",
+    "pipeline_parallel",
+];
+
+/// Names computed by expansion: a sweep file may read them but not set them.
+pub const COMPUTED_PARAMS: &[&str] = &[
+    "gpus",
+    "world_size",
+    "dp",
+    "tokens_per_step",
+    "repeat",
+    "stage",
+];
+
+/// A loaded sweep file with its source kept for error locations.
+pub struct LoadedSweep {
+    pub path: PathBuf,
+    pub text: String,
+    pub spec: SweepFile,
+}
+
+impl LoadedSweep {
+    pub fn source(&self) -> Source<'_> {
+        Source::new(&self.path, &self.text)
+    }
+
+    /// Resolves a model name against the sweep's own models first, then the presets.
+    pub fn model(&self, name: &str) -> Option<ModelShape> {
+        if let Some(m) = self.spec.models.get(name) {
+            let mut m = m.clone();
+            m.name = name.to_string();
+            return Some(m);
+        }
+        model::preset(name)
+    }
+}
+
+pub fn load(path: &Path) -> Result<LoadedSweep, InputError> {
+    let text = std::fs::read_to_string(path).map_err(|e| InputError {
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        key: String::new(),
+        message: format!("cannot read sweep file: {e}"),
+        source_line: None,
+    })?;
+    parse(path, text)
+}
+
+pub fn parse(path: &Path, text: String) -> Result<LoadedSweep, InputError> {
+    let spec: SweepFile = {
+        let src = Source::new(path, &text);
+        toml::from_str(&text).map_err(|e| src.from_toml(&e))?
+    };
+    let loaded = LoadedSweep {
+        path: path.to_path_buf(),
+        text,
+        spec,
+    };
+    validate(&loaded)?;
+    Ok(loaded)
+}
+
+fn is_ident(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+        && !s.starts_with('-')
+}
+
+/// Structural checks that need no profile: names, matrices, zips, dependencies.
+fn validate(l: &LoadedSweep) -> Result<(), InputError> {
+    let src = l.source();
+    let s = &l.spec;
+    if !is_ident(&s.name) {
+        return Err(src.error(
+            &path!["name"],
+            "campaign name must be non-empty and use only letters, digits, '-', '_' and '.'",
+        ));
+    }
+    if s.stages.is_empty() {
+        return Err(src.error(&path!["name"], "the sweep file defines no [[stage]]"));
+    }
+    for (name, m) in &s.models {
+        if let Err(msg) = m.validate() {
+            return Err(src.error(&path!["models", name.as_str()], msg));
+        }
+    }
+    for (k, v) in &s.defaults {
+        check_param(&src, &path!["defaults", k.as_str()], k, v)?;
+    }
+    check_env(&src, &path!["env"], &s.env)?;
+    let mut seen = Vec::<&str>::new();
+    for (i, st) in s.stages.iter().enumerate() {
+        if !is_ident(&st.name) {
+            return Err(src.error(
+                &path!["stage", i, "name"],
+                "stage name must use only letters, digits, '-', '_' and '.'",
+            ));
+        }
+        if seen.contains(&st.name.as_str()) {
+            return Err(src.error(
+                &path!["stage", i, "name"],
+                format!("duplicate stage `{}`", st.name),
+            ));
+        }
+        seen.push(&st.name);
+        if st.repeats == 0 {
+            return Err(src.error(&path!["stage", i, "repeats"], "repeats must be at least 1"));
+        }
+        for (k, v) in &st.params {
+            check_param(&src, &path!["stage", i, "params", k.as_str()], k, v)?;
+        }
+        check_env(&src, &path!["stage", i, "env"], &st.env)?;
+        let mut axis_names = Vec::<String>::new();
+        for (k, v) in &st.matrix {
+            let p = path!["stage", i, "matrix", k.as_str()];
+            let arr = axis_values(&src, &p, v)?;
+            for (j, item) in arr.iter().enumerate() {
+                let mut pj = p.clone();
+                pj.push(j.into());
+                check_param(&src, &pj, k, item)?;
+            }
+            axis_names.push(k.clone());
+        }
+        for (zname, axes) in &st.zip {
+            let zp = path!["stage", i, "zip", zname.as_str()];
+            if axes.is_empty() {
+                return Err(src.error(&zp, format!("zip `{zname}` has no axes")));
+            }
+            let mut len: Option<(usize, &str)> = None;
+            for (k, v) in axes {
+                let p = path!["stage", i, "zip", zname.as_str(), k.as_str()];
+                let arr = axis_values(&src, &p, v)?;
+                for (j, item) in arr.iter().enumerate() {
+                    let mut pj = p.clone();
+                    pj.push(j.into());
+                    check_param(&src, &pj, k, item)?;
+                }
+                match len {
+                    None => len = Some((arr.len(), k)),
+                    Some((n, first)) if n != arr.len() => {
+                        return Err(src.error(
+                            &p,
+                            format!(
+                                "zip `{zname}`: `{k}` has {} values but `{first}` has {n}; the arrays of a zip must have equal lengths",
+                                arr.len()
+                            ),
+                        ));
+                    }
+                    _ => {}
+                }
+                if axis_names.contains(k) {
+                    return Err(src.error(
+                        &p,
+                        format!("`{k}` is already an axis of this stage; an axis may appear in one place only"),
+                    ));
+                }
+                axis_names.push(k.clone());
+            }
+        }
+        for (j, ex) in st.exclude.iter().enumerate() {
+            let p = path!["stage", i, "exclude", j];
+            match ex {
+                toml::Value::String(_) => {}
+                toml::Value::Table(t) if !t.is_empty() => {}
+                _ => {
+                    return Err(src.error(
+                        &p,
+                        "an exclusion is a table of values (`{ micro_batch = 64 }`) or an expression string",
+                    ));
+                }
+            }
+        }
+        for (k, _) in &st.derive {
+            let p = path!["stage", i, "derive", k.as_str()];
+            if KNOWN_PARAMS.contains(&k.as_str()) || COMPUTED_PARAMS.contains(&k.as_str()) {
+                return Err(src.error(
+                    &p,
+                    format!("`{k}` is computed or set by the tool and cannot be derived; give it in params or matrix"),
+                ));
+            }
+            if axis_names.contains(k) {
+                return Err(src.error(&p, format!("`{k}` is both an axis and a derived value")));
+            }
+        }
+        for (j, dep) in st.after.iter().enumerate() {
+            let p = path!["stage", i, "after", j];
+            match s.stages.iter().position(|o| &o.name == dep) {
+                None => {
+                    return Err(src.error(&p, format!("no stage named `{dep}` in this sweep file")));
+                }
+                Some(pos) if pos >= i => {
+                    return Err(src.error(
+                        &p,
+                        format!(
+                            "stage `{dep}` must be defined before `{}` to be depended on",
+                            st.name
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+fn axis_values<'v>(
+    src: &Source,
+    p: &[crate::diag::Seg],
+    v: &'v toml::Value,
+) -> Result<&'v Vec<toml::Value>, InputError> {
+    match v {
+        toml::Value::Array(a) if a.is_empty() => {
+            Err(src.error(p, "empty axis: give at least one value"))
+        }
+        toml::Value::Array(a) => Ok(a),
+        _ => Err(src.error(
+            p,
+            "an axis must be an array of values (write `[x]` for a single value)",
+        )),
+    }
+}
+
+fn check_env(
+    src: &Source,
+    base: &[crate::diag::Seg],
+    env: &IndexMap<String, toml::Value>,
+) -> Result<(), InputError> {
+    for (k, v) in env {
+        let mut p = base.to_vec();
+        p.push(k.as_str().into());
+        if !crate::profile::is_env_name(k) {
+            return Err(src.error(&p, "not a valid environment variable name"));
+        }
+        check_scalar(src, &p, v)?;
+    }
+    Ok(())
+}
+
+/// Values reach shell scripts: allow only scalars, and no control characters.
+fn check_scalar(src: &Source, p: &[crate::diag::Seg], v: &toml::Value) -> Result<(), InputError> {
+    match v {
+        toml::Value::String(s) => {
+            if let Some(c) = s.chars().find(|c| c.is_control()) {
+                return Err(src.error(
+                    p,
+                    format!("value contains the control character {c:?}; newlines and control characters cannot be passed safely to a job script"),
+                ));
+            }
+            Ok(())
+        }
+        toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => Ok(()),
+        toml::Value::Datetime(_) => Ok(()),
+        toml::Value::Array(_) | toml::Value::Table(_) => {
+            Err(src.error(p, "expected a single value (string, number or boolean)"))
+        }
+    }
+}
+
+fn check_param(
+    src: &Source,
+    p: &[crate::diag::Seg],
+    key: &str,
+    v: &toml::Value,
+) -> Result<(), InputError> {
+    if COMPUTED_PARAMS.contains(&key) {
+        return Err(src.error(p, format!("`{key}` is computed by sweep and cannot be set")));
+    }
+    check_scalar(src, p, v)?;
+    let int_keys = [
+        "nodes",
+        "gpus_per_node",
+        "micro_batch",
+        "grad_accum",
+        "global_batch",
+        "seq_len",
+        "zero_stage",
+        "tensor_parallel",
+        "pipeline_parallel",
+    ];
+    if int_keys.contains(&key) {
+        match v {
+            toml::Value::Integer(n) if *n >= 1 || (key == "zero_stage" && *n == 0) => {}
+            toml::Value::Integer(_) => {
+                return Err(src.error(p, format!("`{key}` must be a positive integer")));
+            }
+            other => {
+                return Err(src.error(
+                    p,
+                    format!("`{key}` must be an integer, not {}", other.type_str()),
+                ));
+            }
+        }
+    }
+    if key == "zero_stage"
+        && let toml::Value::Integer(n) = v
+        && *n > 3
+    {
+        return Err(src.error(p, "zero_stage must be 0, 1, 2 or 3"));
+    }
+    if key == "activation_checkpointing" && !matches!(v, toml::Value::Boolean(_)) {
+        return Err(src.error(p, "`activation_checkpointing` must be true or false"));
+    }
+    if key == "model" && !matches!(v, toml::Value::String(_)) {
+        return Err(src.error(p, "`model` must be a model name (string)"));
+    }
+    Ok(())
+}

@@ -349,6 +349,37 @@ fn write_payloads(out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Every stage's template must exist before anything is rendered: say which stage names a
+/// missing one, at its line in the sweep file.
+pub fn check_templates(
+    sweep: &LoadedSweep,
+    templates: &render::TemplateSource,
+) -> Result<(), crate::diag::InputError> {
+    let src = sweep.source();
+    for (i, st) in sweep.spec.stages.iter().enumerate() {
+        if templates.lookup(&st.template).is_none() {
+            let dirs: Vec<String> = templates
+                .dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
+            return Err(src.error(
+                &crate::path!["stage", i, "template"],
+                format!(
+                    "template `{}` not found in {}the built-in set (see `sweep templates list`)",
+                    st.template,
+                    if dirs.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{} or ", dirs.join(", "))
+                    }
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub fn default_templates(sweep: &LoadedSweep, cli: Option<PathBuf>) -> render::TemplateSource {
     let mut dirs = Vec::new();
     if let Some(d) = cli {

@@ -146,8 +146,9 @@ pub fn load(
 
 fn expand_cmd(a: ExpandArgs, out: Output) -> Result<()> {
     let (sweep, profile, profile_text) = load(&a.sweep, a.profile.as_deref())?;
-    let plan = expand::expand(&sweep, &profile)?;
     let templates = campaign::default_templates(&sweep, a.templates.clone());
+    campaign::check_templates(&sweep, &templates)?;
+    let plan = expand::expand(&sweep, &profile)?;
     let renderer = Renderer::new(&templates);
     let summary = plan::summarize(&plan);
     if a.dry_run {

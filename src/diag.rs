@@ -34,7 +34,7 @@ impl From<usize> for Seg {
 /// Builds a key path: `path!["stage", 2, "matrix", "nodes"]`.
 #[macro_export]
 macro_rules! path {
-    ($($seg:expr),* $(,)?) => { vec![$($crate::diag::Seg::from($seg)),*] };
+    ($($seg:expr),* $(,)?) => { [$($crate::diag::Seg::from($seg)),*] };
 }
 
 pub fn dotted(path: &[Seg]) -> String {

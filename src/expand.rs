@@ -277,14 +277,15 @@ fn stage_ctx<'a>(
     let mut origin: IndexMap<String, Vec<Seg>> = IndexMap::new();
     for (k, v) in &sweep.spec.defaults {
         base.insert(k.clone(), toml_to_json(v));
-        origin.insert(k.clone(), path!["defaults", k.as_str()]);
+        origin.insert(k.clone(), path!["defaults", k.as_str()].to_vec());
     }
     for (k, v) in &stage.params {
         base.insert(k.clone(), toml_to_json(v));
-        origin.insert(k.clone(), path!["stage", si, "params", k.as_str()]);
+        origin.insert(k.clone(), path!["stage", si, "params", k.as_str()].to_vec());
     }
     let mut axes = Vec::new();
     for (k, v) in &stage.matrix {
+        origin.insert(k.clone(), path!["stage", si, "matrix", k.as_str()].to_vec());
         let arr = v.as_array().map(|a| a.as_slice()).unwrap_or(&[]);
         for (j, item) in arr.iter().enumerate() {
             check_value(
@@ -325,6 +326,10 @@ fn stage_ctx<'a>(
                 values[j].push(toml_to_json(item));
             }
             base.shift_remove(k);
+            origin.insert(
+                k.clone(),
+                path!["stage", si, "zip", zname.as_str(), k.as_str()].to_vec(),
+            );
         }
         axes.push(Axis { keys, values });
     }
@@ -366,7 +371,7 @@ fn stage_ctx<'a>(
                 let at = origin
                     .get(*k)
                     .cloned()
-                    .unwrap_or_else(|| path!["stage", si, "scaling"]);
+                    .unwrap_or_else(|| path!["stage", si, "scaling"].to_vec());
                 return Err(src.error(
                     &at,
                     format!(
@@ -434,18 +439,19 @@ fn check_value(
     v: &toml::Value,
 ) -> Result<(), InputError> {
     match (key, v) {
-        ("model", toml::Value::String(name)) => {
-            if sweep.model(name).is_none() {
-                let mut known: Vec<String> = crate::model::presets()
-                    .into_iter()
-                    .map(|m| m.name)
-                    .collect();
-                known.extend(sweep.spec.models.keys().cloned());
-                return Err(src.error(
-                    at,
-                    format!("unknown model `{name}`; known models: {} (define others under [models.NAME])", known.join(", ")),
-                ));
-            }
+        ("model", toml::Value::String(name)) if sweep.model(name).is_none() => {
+            let mut known: Vec<String> = crate::model::presets()
+                .into_iter()
+                .map(|m| m.name)
+                .collect();
+            known.extend(sweep.spec.models.keys().cloned());
+            return Err(src.error(
+                at,
+                format!(
+                    "unknown model `{name}`; known models: {} (define others under [models.NAME])",
+                    known.join(", ")
+                ),
+            ));
         }
         ("nodes", toml::Value::Integer(n)) if *n as u64 > profile.slurm.nodes as u64 => {
             return Err(src.error(
@@ -502,7 +508,7 @@ fn build_point(
     let pp = get_u32(&params, "pipeline_parallel").unwrap_or(1);
     let gpus = nodes * gpn;
     let what = |msg: String| format!("stage `{}` point ({}): {msg}", stage.name, describe(axes));
-    if gpus % (tp * pp) != 0 {
+    if !gpus.is_multiple_of(tp * pp) {
         return Err(src.error(
             &path!["stage", si, "name"],
             what(format!(
@@ -656,12 +662,11 @@ fn build_point(
     slurm.qos = slurm.qos.or_else(|| profile.slurm.qos.clone());
     let time_limit_min = match &slurm.time {
         Some(t) => Some(parse_time_limit(t).map_err(|m| {
-            let at = if stage.slurm.time.is_some() {
-                path!["stage", si, "slurm", "time"]
+            if stage.slurm.time.is_some() {
+                src.error(&path!["stage", si, "slurm", "time"], m)
             } else {
-                path!["slurm", "time"]
-            };
-            src.error(&at, m)
+                src.error(&path!["slurm", "time"], m)
+            }
         })?),
         None => None,
     };

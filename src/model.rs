@@ -103,14 +103,14 @@ impl ModelShape {
         {
             return Err("layers, hidden, heads, ffn and vocab must all be positive".into());
         }
-        if self.hidden % self.heads != 0 {
+        if !self.hidden.is_multiple_of(self.heads) {
             return Err(format!(
                 "hidden ({}) is not divisible by heads ({})",
                 self.hidden, self.heads
             ));
         }
         let kv = self.kv_heads();
-        if kv == 0 || self.heads % kv != 0 {
+        if kv == 0 || !self.heads.is_multiple_of(kv) {
             return Err(format!(
                 "heads ({}) is not a multiple of kv_heads ({kv})",
                 self.heads

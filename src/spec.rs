@@ -301,7 +301,7 @@ fn validate(l: &LoadedSweep) -> Result<(), InputError> {
             let p = path!["stage", i, "matrix", k.as_str()];
             let arr = axis_values(&src, &p, v)?;
             for (j, item) in arr.iter().enumerate() {
-                let mut pj = p.clone();
+                let mut pj = p.to_vec();
                 pj.push(j.into());
                 check_param(&src, &pj, k, item)?;
             }
@@ -317,7 +317,7 @@ fn validate(l: &LoadedSweep) -> Result<(), InputError> {
                 let p = path!["stage", i, "zip", zname.as_str(), k.as_str()];
                 let arr = axis_values(&src, &p, v)?;
                 for (j, item) in arr.iter().enumerate() {
-                    let mut pj = p.clone();
+                    let mut pj = p.to_vec();
                     pj.push(j.into());
                     check_param(&src, &pj, k, item)?;
                 }

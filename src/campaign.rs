@@ -10,7 +10,7 @@ use serde_json::Value as Json;
 
 use crate::expand::{Plan, Point, json_short};
 use crate::profile::Profile;
-use crate::render::{Renderer, context, slurm_job_name};
+use crate::render::{Renderer, slurm_job_name};
 use crate::spec::{Dependency, LoadedSweep};
 use crate::{dsconfig, render};
 
@@ -118,9 +118,9 @@ pub fn render_job(
     p: &Point,
 ) -> Result<JobFiles> {
     let ds = dsconfig::applies(p);
-    let ctx = context(&sweep.spec.name, p, profile, ds);
+    let ctx = renderer.context(&sweep.spec.name, p, profile, ds);
     let script = renderer
-        .render(&p.template, &ctx)
+        .render(&p.template, ctx)
         .with_context(|| format!("rendering job `{}` (stage `{}`)", p.id, p.stage))?;
     let mut files = vec![("job.sbatch", script.into_bytes())];
     let point = serde_json::json!({

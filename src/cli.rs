@@ -65,6 +65,52 @@ pub enum Cmd {
     /// Inspect and check job templates.
     #[command(subcommand)]
     Templates(TemplatesCmd),
+    /// Submit every job of a campaign not yet submitted (sbatch), with stage dependencies.
+    Submit(SubmitArgs),
+    /// Show the campaign's jobs by state (one squeue call per poll).
+    Status(StatusArgs),
+    /// Cancel a campaign's jobs (all, a stage's, or the named ones).
+    Cancel(CancelArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    pub campaign: PathBuf,
+    /// Only these stages (repeatable).
+    #[arg(long = "stage")]
+    pub stages: Vec<String>,
+    /// Keep at most N of the campaign's jobs pending or running; submit the rest later.
+    #[arg(long)]
+    pub max_in_flight: Option<usize>,
+    /// Print the exact sbatch command lines and submit nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Submit held (`sbatch --hold`); release with `scontrol release`.
+    #[arg(long)]
+    pub hold: bool,
+    /// Retries of a transient sbatch failure (controller not answering).
+    #[arg(long, default_value_t = 5)]
+    pub retries: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    pub campaign: PathBuf,
+    /// Poll until every job has ended, backing off while nothing changes.
+    #[arg(long)]
+    pub watch: bool,
+    /// List every job even for large campaigns.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CancelArgs {
+    pub campaign: PathBuf,
+    #[arg(long = "stage")]
+    pub stages: Vec<String>,
+    /// Job ids (sweep's) to cancel; default: all active jobs of the selection.
+    pub jobs: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -118,6 +164,9 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Expand(a) => expand_cmd(a, out),
         Cmd::Templates(t) => templates_cmd(t, out),
+        Cmd::Submit(a) => submit_cmd(a, out),
+        Cmd::Status(a) => status_cmd(a, out),
+        Cmd::Cancel(a) => cancel_cmd(a, out),
     }
 }
 
@@ -292,6 +341,146 @@ fn templates_cmd(t: TemplatesCmd, out: Output) -> Result<()> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+fn submit_cmd(a: SubmitArgs, out: Output) -> Result<()> {
+    let opts = crate::submit::SubmitOptions {
+        stages: a.stages,
+        max_in_flight: a.max_in_flight,
+        dry_run: a.dry_run,
+        hold: a.hold,
+        retries: a.retries,
+    };
+    let r = crate::submit::submit(&a.campaign, &opts, &crate::slurm::Slurm::default())?;
+    match out {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+        Output::Human => {
+            for c in &r.commands {
+                println!("{c}");
+            }
+            for (j, id) in &r.reconciled {
+                println!("reconciled {j} -> Slurm job {id} (submitted before a crash)");
+            }
+            for (j, id) in &r.submitted {
+                println!("submitted {j} -> {id}");
+            }
+            for (j, why) in &r.rejected {
+                println!("REJECTED {j}: {why}");
+            }
+            for (j, why) in &r.skipped {
+                println!("skipped {j}: {why}");
+            }
+            if !a.dry_run {
+                println!(
+                    "{} submitted, {} already submitted, {} rejected, {} skipped",
+                    r.submitted.len(),
+                    r.already,
+                    r.rejected.len(),
+                    r.skipped.len()
+                );
+            }
+        }
+        Output::Quiet => {}
+    }
+    if !r.rejected.is_empty() {
+        bail!(
+            "{} job(s) rejected by Slurm (left unsubmitted; the rest of the state is intact)",
+            r.rejected.len()
+        );
+    }
+    Ok(())
+}
+
+fn status_cmd(a: StatusArgs, out: Output) -> Result<()> {
+    let slurm = crate::slurm::Slurm::default();
+    if !a.watch {
+        let r = crate::status::poll(&a.campaign, &slurm)?;
+        match out {
+            Output::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+            Output::Human => print!("{}", crate::status::render(&r, a.all)),
+            Output::Quiet => {}
+        }
+        return Ok(());
+    }
+    use std::io::IsTerminal;
+    let tty = std::io::stderr().is_terminal() && out == Output::Human;
+    let mut interval = std::time::Duration::from_secs(2);
+    let mut last: Option<String> = None;
+    let bar = tty.then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} ended  {msg}")
+        {
+            b.set_style(style);
+        }
+        b
+    });
+    loop {
+        let r = crate::status::poll(&a.campaign, &slurm)?;
+        let summary: String = r
+            .counts
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let ended = r
+            .jobs
+            .iter()
+            .filter(|j| crate::slurm::is_terminal(&j.state))
+            .count();
+        let changed = last.as_deref() != Some(summary.as_str());
+        if let Some(b) = &bar {
+            b.set_length(r.jobs.len() as u64);
+            b.set_position(ended as u64);
+            b.set_message(summary.clone());
+        } else if changed {
+            match out {
+                Output::Json => println!("{}", serde_json::to_string(&r)?),
+                Output::Human => println!("{summary}"),
+                Output::Quiet => {}
+            }
+        }
+        for e in &r.errors {
+            eprintln!("warning: {e}");
+        }
+        if r.done {
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
+            if out == Output::Human {
+                print!("{}", crate::status::render(&r, a.all));
+            }
+            return Ok(());
+        }
+        // Back off while nothing changes (at most two polls a minute when idle).
+        interval = crate::status::next_interval(interval, changed);
+        last = Some(summary);
+        std::thread::sleep(crate::submit::jitter(interval));
+    }
+}
+
+fn cancel_cmd(a: CancelArgs, out: Output) -> Result<()> {
+    let r = crate::submit::cancel(
+        &a.campaign,
+        &a.stages,
+        &a.jobs,
+        &crate::slurm::Slurm::default(),
+    )?;
+    match out {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+        Output::Human => {
+            for (j, id) in &r.cancelled {
+                println!("cancelled {j} ({id})");
+            }
+            println!(
+                "{} cancelled, {} not active",
+                r.cancelled.len(),
+                r.not_active.len()
+            );
+        }
+        Output::Quiet => {}
     }
     Ok(())
 }

@@ -14,4 +14,8 @@ pub mod model;
 pub mod plan;
 pub mod profile;
 pub mod render;
+pub mod slurm;
 pub mod spec;
+pub mod state;
+pub mod status;
+pub mod submit;

@@ -163,9 +163,9 @@ fn cpu_mask_filter(v: String) -> Result<String, minijinja::Error> {
     Ok(cpu_mask_hex(&cpus))
 }
 
-/// The variables a job template sees (documented in the README's template reference).
-pub fn context(campaign: &str, p: &Point, profile: &Profile, ds_config: bool) -> Json {
-    let gpn = p.batch.gpus_per_node as usize;
+/// The profile-dependent variables for jobs with `gpn` GPUs per node: the same for every point
+/// of that shape, so they are built once and shared.
+fn profile_vars(profile: &Profile, gpn: usize) -> Value {
     let affinity: Vec<Json> = profile
         .gpu_map
         .iter()
@@ -188,61 +188,12 @@ pub fn context(campaign: &str, p: &Point, profile: &Profile, ds_config: bool) ->
         .filter_map(|a| a["cpu_mask"].as_str().map(String::from))
         .collect();
     let gpus: Vec<String> = affinity.iter().map(|a| a["gpu"].to_string()).collect();
-    let cpus_per_task = (0..gpn)
-        .map(|g| profile.cpus_of(g).len())
-        .min()
-        .unwrap_or(1)
-        .max(1);
-    let gpus_flag = if profile.slurm.gpus_per_node_flag {
-        format!("--gpus-per-node={gpn}")
-    } else {
-        format!("--gres=gpu:{gpn}")
-    };
-    json!({
-        "sweep": { "version": env!("CARGO_PKG_VERSION") },
-        "campaign": { "name": campaign },
-        "job": {
-            "id": p.id,
-            "name": slurm_job_name(campaign, &p.id),
-            "stage": p.stage,
-            "repeat": p.repeat,
-            "template": p.template,
-        },
-        "point": p.params,
-        "axes": p.axes,
-        "model": p.model.as_ref().map(|m| {
-            let mut v = serde_json::to_value(m).unwrap_or(Json::Null);
-            v["kv_heads"] = json!(m.kv_heads());
-            v["params"] = json!(m.params());
-            v
-        }),
-        "batch": p.batch,
-        "slurm": {
-            "partition": p.slurm.partition,
-            "account": p.slurm.account,
-            "qos": p.slurm.qos,
-            "time": p.slurm.time,
-            "exclusive": p.slurm.exclusive.unwrap_or(false),
-            "constraint": p.slurm.constraint,
-            "reservation": p.slurm.reservation,
-            "mem": p.slurm.mem,
-            "signal_before_s": p.slurm.signal_before_s,
-            "extra": p.slurm.extra,
-            "ntasks_per_node": gpn,
-            "cpus_per_task": cpus_per_task,
-            "gpus_flag": gpus_flag,
-            "mpi": profile.slurm.mpi,
-        },
-        "env": p.env,
+    Value::from(minijinja::value::Serde(json!({
         "profile": profile,
         "affinity": affinity,
         "cpu_bind": format!("mask_cpu:{}", masks.join(",")),
         "gpu_bind": format!("map_gpu:{}", gpus.join(",")),
-        "files": {
-            "point": "point.json",
-            "ds_config": if ds_config { Json::from("ds_config.json") } else { Json::Null },
-        },
-    })
+    })))
 }
 
 /// The Slurm job name: carries campaign and job id so Slurm itself tells which jobs are ours.
@@ -252,30 +203,99 @@ pub fn slurm_job_name(campaign: &str, job_id: &str) -> String {
 
 pub struct Renderer {
     env: Environment<'static>,
+    shared: std::sync::Mutex<std::collections::HashMap<(String, usize), Value>>,
 }
 
 impl Renderer {
     pub fn new(source: &TemplateSource) -> Self {
         Renderer {
             env: source.environment(),
+            shared: Default::default(),
         }
     }
 
-    pub fn render(&self, template: &str, ctx: &Json) -> Result<String, RenderError> {
+    /// The variables a job template sees (documented in the README's template reference).
+    pub fn context(&self, campaign: &str, p: &Point, profile: &Profile, ds_config: bool) -> Value {
+        let gpn = p.batch.gpus_per_node as usize;
+        let shared = {
+            let mut cache = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            cache
+                .entry((profile.name.clone(), gpn))
+                .or_insert_with(|| profile_vars(profile, gpn))
+                .clone()
+        };
+        let cpus_per_task = (0..gpn)
+            .map(|g| profile.cpus_of(g).len())
+            .min()
+            .unwrap_or(1)
+            .max(1);
+        let gpus_flag = if profile.slurm.gpus_per_node_flag {
+            format!("--gpus-per-node={gpn}")
+        } else {
+            format!("--gres=gpu:{gpn}")
+        };
+        let own = json!({
+            "sweep": { "version": env!("CARGO_PKG_VERSION") },
+            "campaign": { "name": campaign },
+            "job": {
+                "id": p.id,
+                "name": slurm_job_name(campaign, &p.id),
+                "stage": p.stage,
+                "repeat": p.repeat,
+                "template": p.template,
+            },
+            "point": p.params,
+            "axes": p.axes,
+            "model": p.model.as_ref().map(|m| {
+                let mut v = serde_json::to_value(m).unwrap_or(Json::Null);
+                v["kv_heads"] = json!(m.kv_heads());
+                v["params"] = json!(m.params());
+                v
+            }),
+            "batch": p.batch,
+            "slurm": {
+                "partition": p.slurm.partition,
+                "account": p.slurm.account,
+                "qos": p.slurm.qos,
+                "time": p.slurm.time,
+                "exclusive": p.slurm.exclusive.unwrap_or(false),
+                "constraint": p.slurm.constraint,
+                "reservation": p.slurm.reservation,
+                "mem": p.slurm.mem,
+                "signal_before_s": p.slurm.signal_before_s,
+                "extra": p.slurm.extra,
+                "ntasks_per_node": gpn,
+                "cpus_per_task": cpus_per_task,
+                "gpus_flag": gpus_flag,
+                "mpi": profile.slurm.mpi,
+            },
+            "env": p.env,
+            "files": {
+                "point": "point.json",
+                "ds_config": if ds_config { Json::from("ds_config.json") } else { Json::Null },
+            },
+        });
+        minijinja::context! { ..Value::from(minijinja::value::Serde(own)), ..shared }
+    }
+
+    pub fn render_json(&self, template: &str, ctx: &Json) -> Result<String, RenderError> {
+        self.render(template, Value::from(minijinja::value::Serde(ctx)))
+    }
+
+    pub fn render(&self, template: &str, ctx: Value) -> Result<String, RenderError> {
         let tmpl = self.env.get_template(template).map_err(|e| match e.kind() {
             minijinja::ErrorKind::TemplateNotFound => RenderError::NotFound {
                 name: template.to_string(),
                 message: "not found in the template directories or the built-in set (see `sweep templates list`)".into(),
             },
-            _ => located(&e, ctx),
+            _ => located(&e, &ctx),
         })?;
-        tmpl.render(Value::from(minijinja::value::Serde(ctx)))
-            .map_err(|e| located(&e, ctx))
+        tmpl.render(&ctx).map_err(|e| located(&e, &ctx))
     }
 }
 
 /// Turns a minijinja error into `template:line: message`, naming the undefined variable.
-fn located(e: &minijinja::Error, ctx: &Json) -> RenderError {
+fn located(e: &minijinja::Error, ctx: &Value) -> RenderError {
     // The innermost template (an included file) is where the error is.
     let mut err: &dyn std::error::Error = e;
     let mut inner = e;
@@ -307,7 +327,7 @@ fn located(e: &minijinja::Error, ctx: &Json) -> RenderError {
 }
 
 /// The first dotted name in `expr` that the context cannot resolve.
-fn first_missing(expr: &str, ctx: &Json) -> Option<String> {
+fn first_missing(expr: &str, ctx: &Value) -> Option<String> {
     let re = regex::Regex::new(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*").ok()?;
     for m in re.find_iter(expr) {
         let name = m.as_str();
@@ -331,10 +351,10 @@ fn first_missing(expr: &str, ctx: &Json) -> Option<String> {
         if expr[..m.start()].trim_end().ends_with('|') {
             continue;
         }
-        let mut cur = ctx;
+        let mut cur = ctx.clone();
         let mut resolved = String::new();
         for part in name.split('.') {
-            match cur.get(part) {
+            match cur.get_attr(part).ok().filter(|v| !v.is_undefined()) {
                 Some(v) => {
                     if !resolved.is_empty() {
                         resolved.push('.');
@@ -411,7 +431,7 @@ mod tests {
         .unwrap();
         let r = Renderer::new(&TemplateSource::new(vec![dir.path().to_path_buf()]));
         let err = r
-            .render("t.j2", &json!({"point": {"nodes": 2}}))
+            .render_json("t.j2", &json!({"point": {"nodes": 2}}))
             .unwrap_err()
             .to_string();
         assert!(err.contains("t.j2:2"), "{err}");
@@ -429,7 +449,7 @@ mod tests {
         let src = TemplateSource::new(vec![dir.path().to_path_buf()]);
         let r = Renderer::new(&src);
         assert_eq!(
-            r.render("nccl-tests.sbatch.j2", &json!({"job": {"id": "x"}}))
+            r.render_json("nccl-tests.sbatch.j2", &json!({"job": {"id": "x"}}))
                 .unwrap(),
             "custom x\n"
         );

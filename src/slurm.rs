@@ -1,0 +1,372 @@
+//! The Slurm client: `sbatch`, `squeue`, `sacct`, `scancel` run as commands, their output parsed,
+//! transient failures (controller not answering) told apart from rejections.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// Every job state Slurm reports, with sweep's own `lost` for a job nobody can account for.
+pub const TERMINAL: &[&str] = &[
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "PREEMPTED",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "REVOKED",
+    "SPECIAL_EXIT",
+    "lost",
+];
+
+/// States in which a job is still Slurm's business (it may run, or run again).
+pub const ACTIVE: &[&str] = &[
+    "PENDING",
+    "CONFIGURING",
+    "RUNNING",
+    "COMPLETING",
+    "SUSPENDED",
+    "REQUEUED",
+    "REQUEUE_HOLD",
+    "REQUEUE_FED",
+    "RESIZING",
+    "RESV_DEL_HOLD",
+    "SIGNALING",
+    "STAGE_OUT",
+    "STOPPED",
+];
+
+pub fn is_terminal(state: &str) -> bool {
+    TERMINAL.contains(&normalize_state(state))
+}
+
+/// sacct prints `CANCELLED by 0`; squeue prints `CANCELLED`.
+pub fn normalize_state(s: &str) -> &str {
+    s.split_whitespace()
+        .next()
+        .unwrap_or(s)
+        .trim_end_matches('+')
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SlurmError {
+    /// The controller (or slurmdbd) did not answer; the same call may succeed later.
+    #[error("{cmd}: Slurm is not answering: {message}")]
+    Transient { cmd: String, message: String },
+    /// Slurm answered no (bad partition, QOS limit, invalid dependency...).
+    #[error("{cmd}: {message}")]
+    Rejected { cmd: String, message: String },
+    #[error("{cmd}: {message}")]
+    Unavailable { cmd: String, message: String },
+}
+
+impl SlurmError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SlurmError::Transient { .. })
+    }
+}
+
+/// Messages that mean "try again": the controller or database did not answer in time.
+const TRANSIENT: &[&str] = &[
+    "Unable to contact slurm controller",
+    "Socket timed out",
+    "Slurm temporarily unable to accept job",
+    "Resource temporarily unavailable",
+    "Zero Bytes were transmitted or received",
+    "Connection refused",
+    "Transport endpoint is not connected",
+    "slurm_persist_conn_open_without_init",
+    "Unable to connect to database",
+    "timed out after",
+];
+
+pub struct Slurm {
+    pub timeout: Duration,
+}
+
+impl Default for Slurm {
+    fn default() -> Self {
+        Slurm {
+            timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueJob {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    pub reason: String,
+    pub submit_time: String,
+    /// The job's working directory: with the name, tells our job from a namesake elsewhere.
+    pub work_dir: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AcctJob {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    pub exit_code: String,
+    pub submit_time: String,
+    /// States of the job's steps (`batch`, `0`, ...), where an OOM in a step shows.
+    pub steps: Vec<(String, String, String)>,
+}
+
+impl Slurm {
+    fn run(&self, cmd: &str, args: &[String], cwd: Option<&Path>) -> Result<String, SlurmError> {
+        let mut c = Command::new(cmd);
+        c.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(d) = cwd {
+            c.current_dir(d);
+        }
+        let child = c.spawn().map_err(|e| SlurmError::Unavailable {
+            cmd: cmd.into(),
+            message: format!("cannot run `{cmd}`: {e} (is Slurm installed and SLURM_CONF set?)"),
+        })?;
+        let out = wait_timeout(child, self.timeout).map_err(|m| SlurmError::Transient {
+            cmd: cmd.into(),
+            message: m,
+        })?;
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if out.status.success() {
+            return Ok(stdout);
+        }
+        let message = if stderr.is_empty() {
+            format!("exit status {}", out.status)
+        } else {
+            stderr
+        };
+        if TRANSIENT.iter().any(|t| message.contains(t)) {
+            Err(SlurmError::Transient {
+                cmd: cmd.into(),
+                message,
+            })
+        } else {
+            Err(SlurmError::Rejected {
+                cmd: cmd.into(),
+                message,
+            })
+        }
+    }
+
+    /// `sbatch --parsable ARGS SCRIPT` run in the job directory; returns the job id.
+    pub fn sbatch(&self, job_dir: &Path, args: &[String]) -> Result<String, SlurmError> {
+        let mut a = vec!["--parsable".to_string()];
+        a.extend(args.iter().cloned());
+        a.push("job.sbatch".into());
+        let out = self.run("sbatch", &a, Some(job_dir))?;
+        // `--parsable` prints `ID` or `ID;CLUSTER`, possibly after warnings on other lines.
+        let id = out
+            .lines()
+            .rev()
+            .map(|l| l.trim())
+            .find(|l| !l.is_empty())
+            .and_then(|l| l.split(';').next())
+            .filter(|id| id.chars().all(|c| c.is_ascii_digit() || c == '_'))
+            .map(String::from);
+        id.ok_or_else(|| SlurmError::Rejected {
+            cmd: "sbatch".into(),
+            message: format!("unexpected output: {out:?}"),
+        })
+    }
+
+    /// One `squeue` call for every job of the user in every state, filtered to names that start
+    /// with `prefix` (the campaign's).
+    pub fn squeue(&self, prefix: &str) -> Result<Vec<QueueJob>, SlurmError> {
+        let args: Vec<String> = [
+            "--me",
+            "--noheader",
+            "--states=all",
+            "--array",
+            "--format=%i|%T|%r|%V|%Z|%j",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let out = self.run("squeue", &args, None)?;
+        Ok(parse_squeue(&out, prefix))
+    }
+
+    /// One `sacct` call for the given ids, steps included, bounded below by `since`.
+    pub fn sacct(&self, ids: &[String], since: &str) -> Result<Vec<AcctJob>, SlurmError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let args = vec![
+            "--noheader".to_string(),
+            "--parsable2".into(),
+            format!("--starttime={since}"),
+            "--endtime=now".into(),
+            format!("--jobs={}", ids.join(",")),
+            "--format=JobID,JobName,State,ExitCode,Submit".into(),
+        ];
+        let out = self.run("sacct", &args, None);
+        let out = match out {
+            // Without slurmdbd a site may still keep a job completion log: `sacct -c` reads it.
+            Err(SlurmError::Rejected { message, .. })
+                if message.contains("accounting storage is disabled") =>
+            {
+                let mut a = args.clone();
+                a.insert(0, "-c".into());
+                a.retain(|x| !x.starts_with("--format"));
+                a.push("--format=JobID,JobName,State,ExitCode".into());
+                self.run("sacct", &a, None)
+                    .map_err(|e| SlurmError::Unavailable {
+                        cmd: "sacct".into(),
+                        message: format!(
+                            "accounting is disabled and the completion log is unreadable: {e}"
+                        ),
+                    })?
+            }
+            other => other?,
+        };
+        Ok(parse_sacct(&out))
+    }
+
+    pub fn scancel(&self, ids: &[String]) -> Result<(), SlurmError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.run("scancel", ids, None).map(|_| ())
+    }
+}
+
+fn wait_timeout(
+    mut child: std::process::Child,
+    limit: Duration,
+) -> Result<std::process::Output, String> {
+    let start = Instant::now();
+    // Drain pipes in threads so a chatty command cannot block on a full pipe.
+    let mut so = child.stdout.take();
+    let mut se = child.stderr.take();
+    let t1 = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(s) = so.as_mut() {
+            let _ = std::io::Read::read_to_end(s, &mut v);
+        }
+        v
+    });
+    let t2 = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(s) = se.as_mut() {
+            let _ = std::io::Read::read_to_end(s, &mut v);
+        }
+        v
+    });
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                let stdout = t1.join().unwrap_or_default();
+                let stderr = t2.join().unwrap_or_default();
+                return Ok(std::process::Output {
+                    status,
+                    stdout,
+                    stderr,
+                });
+            }
+            Ok(None) if start.elapsed() > limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("timed out after {} s", limit.as_secs()));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+pub fn parse_squeue(out: &str, prefix: &str) -> Vec<QueueJob> {
+    out.lines()
+        .filter_map(|l| {
+            // The name is last, so a `|` inside a foreign job's name cannot shift our fields.
+            let mut f = l.trim().splitn(6, '|');
+            let id = f.next()?.trim().to_string();
+            let state = f.next()?.trim().to_string();
+            let reason = f.next()?.trim().to_string();
+            let submit_time = f.next()?.trim().to_string();
+            let work_dir = f.next()?.trim().to_string();
+            let name = f.next()?.trim().to_string();
+            name.starts_with(prefix).then_some(QueueJob {
+                id,
+                name,
+                state,
+                reason,
+                submit_time,
+                work_dir,
+            })
+        })
+        .collect()
+}
+
+pub fn parse_sacct(out: &str) -> Vec<AcctJob> {
+    let mut jobs: Vec<AcctJob> = Vec::new();
+    for l in out.lines() {
+        let f: Vec<&str> = l.trim().split('|').collect();
+        if f.len() < 4 || f[0].is_empty() {
+            continue;
+        }
+        let (id, state, exit) = (f[0], f[2], f[3]);
+        match id.split_once('.') {
+            Some((job, step)) => {
+                if let Some(j) = jobs.iter_mut().rev().find(|j| j.id == job) {
+                    j.steps.push((
+                        step.to_string(),
+                        normalize_state(state).to_string(),
+                        exit.to_string(),
+                    ));
+                }
+            }
+            None => jobs.push(AcctJob {
+                id: id.to_string(),
+                name: f[1].to_string(),
+                state: normalize_state(state).to_string(),
+                exit_code: exit.to_string(),
+                submit_time: f.get(4).map(|s| s.to_string()).unwrap_or_default(),
+                steps: Vec::new(),
+            }),
+        }
+    }
+    jobs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn squeue_lines_filter_by_campaign_prefix() {
+        let out = "12|RUNNING|None|2026-11-25T09:00:00|/r/a|c:job-a\n13|PENDING|Dependency|2026-11-25T09:00:01|/r/b|other:job\n14_3|COMPLETED|None|2026-11-25T09:00:02|/r/c|c:job-b\n";
+        let v = parse_squeue(out, "c:");
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[1].id, "14_3");
+        assert_eq!(v[0].state, "RUNNING");
+    }
+
+    #[test]
+    fn sacct_steps_attach_to_their_job() {
+        // Shape of `sacct --parsable2 --noheader` as the local-slurm facts record it.
+        let out = "16|c:x|COMPLETED|0:0|2026-11-25T09:00:00\n16.batch|batch|COMPLETED|0:0|2026-11-25T09:00:00\n16.0|bash|OUT_OF_MEMORY|0:125|2026-11-25T09:00:01\n17|c:y|CANCELLED by 0|0:0|2026-11-25T09:00:02\n";
+        let v = parse_sacct(out);
+        assert_eq!(v.len(), 2);
+        assert_eq!(
+            v[0].steps[1],
+            (
+                "0".to_string(),
+                "OUT_OF_MEMORY".to_string(),
+                "0:125".to_string()
+            )
+        );
+        assert_eq!(v[1].state, "CANCELLED");
+        assert!(is_terminal("CANCELLED by 0") && !is_terminal("PENDING"));
+    }
+}

@@ -1,0 +1,464 @@
+//! `sweep status`: one `squeue` per poll for the whole campaign, merged with the started/finished
+//! markers the jobs write (a normal job's exit code without asking Slurm) and, only for jobs that
+//! left the queue without a finished marker, one date-bounded `sacct` call for all of them.
+
+use std::path::Path;
+
+use anyhow::Result;
+use indexmap::IndexMap;
+use serde::Serialize;
+
+use crate::campaign::{Manifest, ManifestJob};
+use crate::slurm::{QueueJob, Slurm, SlurmError, is_terminal, normalize_state};
+use crate::state::{Lock, State};
+use crate::submit::same_dir;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobStatus {
+    pub id: String,
+    pub stage: String,
+    pub slurm_id: Option<String>,
+    /// A Slurm state, or `unsubmitted`, `rejected`, `lost`, `unknown`.
+    pub state: String,
+    pub exit_code: Option<String>,
+    pub reason: Option<String>,
+    /// An srun step ran out of memory (the job's own state may still be COMPLETED/FAILED).
+    pub step_oom: bool,
+    /// Where the state came from: squeue, marker, sacct, state (last known).
+    pub source: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub campaign: String,
+    pub jobs: Vec<JobStatus>,
+    pub counts: IndexMap<String, usize>,
+    /// `ok`, `not needed`, or why accounting could not be asked.
+    pub accounting: String,
+    /// Problems talking to Slurm in this poll (the report is still as right as it can be).
+    pub errors: Vec<String>,
+    /// Slurm commands this poll ran.
+    pub slurm_calls: usize,
+    pub done: bool,
+}
+
+/// What a finished marker says: exit code and the signal that ended the script, if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    pub slurm_job_id: String,
+    pub exit_code: i32,
+    pub signal: String,
+}
+
+pub fn read_finished(job_dir: &Path) -> Option<Finished> {
+    let text = std::fs::read_to_string(job_dir.join("finished")).ok()?;
+    let get = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|s| s.trim().to_string())
+    };
+    Some(Finished {
+        slurm_job_id: get("slurm_job_id=")?,
+        exit_code: get("exit_code=")?.parse().ok()?,
+        signal: get("signal=").unwrap_or_default(),
+    })
+}
+
+/// What the job's Slurm output says about how it ended: slurmstepd's and srun's own messages.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct LogVerdict {
+    pub time_limit: bool,
+    pub node_failure: bool,
+    pub preempted: bool,
+    pub batch_oom: bool,
+    pub step_oom: bool,
+}
+
+pub fn scan_slurm_output(job_dir: &Path, slurm_id: &str) -> LogVerdict {
+    use std::io::BufRead;
+    let mut v = LogVerdict::default();
+    let Ok(f) = std::fs::File::open(job_dir.join(format!("slurm-{slurm_id}.out"))) else {
+        return v;
+    };
+    for line in std::io::BufReader::new(f)
+        .split(b'\n')
+        .map_while(|l| l.ok())
+    {
+        let l = String::from_utf8_lossy(&line);
+        if l.contains("DUE TO TIME LIMIT") {
+            v.time_limit = true;
+        }
+        if l.contains("DUE TO NODE FAILURE") || l.contains("srun: error: Node failure on") {
+            v.node_failure = true;
+        }
+        if l.contains("DUE TO PREEMPTION") {
+            v.preempted = true;
+        }
+        if l.contains("oom-kill event") {
+            if l.contains(".batch") {
+                v.batch_oom = true;
+            } else {
+                v.step_oom = true;
+            }
+        }
+        if l.contains(": Out Of Memory") {
+            v.step_oom = true;
+        }
+    }
+    v
+}
+
+fn from_marker(job_dir: &Path, f: &Finished) -> (String, bool) {
+    let v = scan_slurm_output(job_dir, &f.slurm_job_id);
+    let state = if v.batch_oom {
+        "OUT_OF_MEMORY"
+    } else if v.node_failure {
+        "NODE_FAIL"
+    } else if v.time_limit {
+        "TIMEOUT"
+    } else if v.preempted {
+        "PREEMPTED"
+    } else if !f.signal.is_empty() {
+        "CANCELLED"
+    } else if f.exit_code == 0 {
+        "COMPLETED"
+    } else {
+        "FAILED"
+    };
+    (state.to_string(), v.step_oom)
+}
+
+const ORDER: &[&str] = &[
+    "unsubmitted",
+    "rejected",
+    "PENDING",
+    "CONFIGURING",
+    "RUNNING",
+    "COMPLETING",
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "PREEMPTED",
+    "REQUEUED",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "lost",
+    "unknown",
+];
+
+/// One poll. Takes the campaign lock only to write what it learned.
+pub fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
+    crate::state::ensure_campaign(dir)?;
+    let m = Manifest::load(dir)?;
+    let mut errors = Vec::new();
+    let mut calls = 0;
+    let prefix = format!("{}:", m.campaign);
+    calls += 1;
+    let queue: Option<Vec<QueueJob>> = match slurm.squeue(&prefix) {
+        Ok(q) => Some(q),
+        Err(e) => {
+            errors.push(format!("{e} (showing markers and last known states)"));
+            None
+        }
+    };
+    let _lock = Lock::acquire(dir)?;
+    let mut st = State::load(dir)?;
+    if let Some(q) = &queue {
+        crate::submit::adopt_pending(dir, &m, &mut st, q)?;
+    }
+
+    let mut out: Vec<JobStatus> = Vec::with_capacity(m.jobs.len());
+    let mut need_acct: Vec<usize> = Vec::new();
+    for job in &m.jobs {
+        let js = st.jobs.get(&job.id).cloned().unwrap_or_default();
+        let base = |state: &str, source: &str| JobStatus {
+            id: job.id.clone(),
+            stage: job.stage.clone(),
+            slurm_id: js.slurm_id.clone(),
+            state: state.to_string(),
+            exit_code: js.exit_code.clone(),
+            reason: js.reason.clone(),
+            step_oom: js.step_oom.unwrap_or(false),
+            source: source.to_string(),
+        };
+        let Some(sid) = js.slurm_id.clone() else {
+            out.push(match (&js.last_error, &js.pending_submit) {
+                (_, Some(_)) => base("unknown", "state"),
+                (Some(e), None) => {
+                    let mut s = base("rejected", "state");
+                    s.reason = Some(e.clone());
+                    s
+                }
+                (None, None) => base("unsubmitted", "state"),
+            });
+            continue;
+        };
+        let job_dir = dir.join(&job.dir);
+        let in_queue = queue
+            .as_ref()
+            .and_then(|q| find_in_queue(q, &sid, job, &job_dir));
+        let marker = read_finished(&job_dir).filter(|f| f.slurm_job_id == sid);
+        let mut s = base(js.state.as_deref().unwrap_or("unknown"), "state");
+        match (in_queue, &marker) {
+            (Some(q), _) => {
+                s.state = normalize_state(&q.state).to_string();
+                s.reason = (!q.reason.is_empty() && q.reason != "None").then(|| q.reason.clone());
+                s.source = "squeue".into();
+                if let Some(f) = &marker {
+                    s.exit_code = Some(f.exit_code.to_string());
+                    let (_, oom) = from_marker(&job_dir, f);
+                    s.step_oom = oom;
+                }
+            }
+            (None, Some(f)) => {
+                let (state, oom) = from_marker(&job_dir, f);
+                s.state = state;
+                s.step_oom = oom;
+                s.exit_code = Some(f.exit_code.to_string());
+                s.reason = None;
+                s.source = "marker".into();
+            }
+            (None, None) => {
+                if queue.is_none() {
+                    // Slurm did not answer: keep the last known state rather than guess.
+                    if !js.is_terminal() {
+                        s.state = "unknown".into();
+                    }
+                } else if js.is_terminal() && js.state.as_deref() != Some("lost") {
+                    // Known from an earlier poll's accounting: no need to ask again.
+                } else {
+                    need_acct.push(out.len());
+                }
+            }
+        }
+        out.push(s);
+    }
+
+    let mut accounting = "not needed".to_string();
+    if !need_acct.is_empty() {
+        let ids: Vec<String> = need_acct
+            .iter()
+            .filter_map(|&i| out[i].slurm_id.clone())
+            .collect();
+        let since = since_window();
+        calls += 1;
+        match slurm.sacct(&ids, &since) {
+            Ok(rows) => {
+                accounting = "ok".into();
+                for &i in &need_acct {
+                    let sid = out[i].slurm_id.clone().unwrap_or_default();
+                    let job = &m.jobs[i];
+                    match rows
+                        .iter()
+                        .find(|r| r.id == sid && (r.name.is_empty() || r.name == job.slurm_name))
+                    {
+                        Some(r) => {
+                            out[i].state = r.state.clone();
+                            out[i].exit_code = Some(r.exit_code.clone());
+                            out[i].step_oom = r.steps.iter().any(|(_, s, _)| s == "OUT_OF_MEMORY");
+                            out[i].source = "sacct".into();
+                            out[i].reason = None;
+                        }
+                        None => {
+                            out[i].state = "lost".into();
+                            out[i].reason = Some(
+                                "left the queue with no finished marker and no accounting record"
+                                    .into(),
+                            );
+                            out[i].source = "sacct".into();
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                accounting = format!("unavailable: {e}");
+                for &i in &need_acct {
+                    out[i].state = "lost".into();
+                    out[i].reason = Some(format!(
+                        "left the queue with no finished marker; accounting unavailable ({e})"
+                    ));
+                    out[i].source = "none".into();
+                }
+                if matches!(e, SlurmError::Transient { .. }) {
+                    errors.push(format!("{e}"));
+                }
+            }
+        }
+    }
+
+    // Remember what was learned; a later poll then needs no accounting for these jobs.
+    let mut changed = false;
+    for s in &out {
+        if s.slurm_id.is_none() {
+            continue;
+        }
+        let js = st.job(&s.id);
+        let new = (
+            Some(s.state.clone()),
+            s.exit_code.clone(),
+            s.reason.clone(),
+            Some(s.step_oom),
+        );
+        if (
+            js.state.clone(),
+            js.exit_code.clone(),
+            js.reason.clone(),
+            js.step_oom,
+        ) != new
+        {
+            js.state = new.0;
+            js.exit_code = new.1;
+            js.reason = new.2;
+            js.step_oom = new.3;
+            changed = true;
+        }
+    }
+    if changed {
+        st.save(dir)?;
+    }
+
+    let mut counts: IndexMap<String, usize> = IndexMap::new();
+    for k in ORDER {
+        let n = out.iter().filter(|s| s.state == *k).count();
+        if n > 0 {
+            counts.insert(k.to_string(), n);
+        }
+    }
+    for s in &out {
+        if !ORDER.contains(&s.state.as_str()) {
+            *counts.entry(s.state.clone()).or_default() += 1;
+        }
+    }
+    let done = out
+        .iter()
+        .all(|s| is_terminal(&s.state) || s.state == "unsubmitted" || s.state == "rejected");
+    Ok(StatusReport {
+        campaign: m.campaign,
+        jobs: out,
+        counts,
+        accounting,
+        errors,
+        slurm_calls: calls,
+        done,
+    })
+}
+
+fn find_in_queue<'q>(
+    q: &'q [QueueJob],
+    sid: &str,
+    job: &ManifestJob,
+    job_dir: &Path,
+) -> Option<&'q QueueJob> {
+    // Identity is id + name + directory: an id reused after a controller restart is not ours.
+    q.iter().find(|e| {
+        e.id == sid
+            && e.name == job.slurm_name
+            && (e.work_dir.is_empty() || same_dir(&e.work_dir, job_dir))
+    })
+}
+
+/// sacct's default window is only today, which silently misses jobs submitted earlier: ask
+/// for the last 30 days (the ids bound the query anyway).
+fn since_window() -> String {
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs().saturating_sub(30 * 86400))
+        .unwrap_or(0);
+    crate::state::utc_from_unix(start)
+}
+
+/// The `--watch` poll interval: 2 s after a change, doubling while nothing changes up to 60 s,
+/// so an idle campaign costs at most two Slurm calls a minute once it has settled.
+pub fn next_interval(prev: std::time::Duration, changed: bool) -> std::time::Duration {
+    use std::time::Duration;
+    if changed {
+        Duration::from_secs(2)
+    } else {
+        (prev * 2).clamp(Duration::from_secs(2), Duration::from_secs(60))
+    }
+}
+
+pub fn render(r: &StatusReport, all: bool) -> String {
+    use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+    let mut s = String::new();
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(["state", "jobs"]);
+    for (k, v) in &r.counts {
+        t.add_row(vec![k.clone(), v.to_string()]);
+    }
+    s.push_str(&format!(
+        "campaign {}: {} jobs\n{t}\n",
+        r.campaign,
+        r.jobs.len()
+    ));
+    if all || r.jobs.len() <= 100 {
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED);
+        t.set_header(["job", "stage", "slurm id", "state", "exit", "note"]);
+        for j in &r.jobs {
+            let mut note = j.reason.clone().unwrap_or_default();
+            if j.step_oom {
+                note = format!(
+                    "step OUT_OF_MEMORY{}{note}",
+                    if note.is_empty() { "" } else { "; " }
+                );
+            }
+            t.add_row(vec![
+                j.id.clone(),
+                j.stage.clone(),
+                j.slurm_id.clone().unwrap_or_else(|| "-".into()),
+                j.state.clone(),
+                j.exit_code.clone().unwrap_or_else(|| "-".into()),
+                note,
+            ]);
+        }
+        s.push_str(&format!("{t}\n"));
+    }
+    if r.accounting.starts_with("unavailable") {
+        s.push_str(&format!("accounting: {}\n", r.accounting));
+    }
+    for e in &r.errors {
+        s.push_str(&format!("warning: {e}\n"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn watch_backs_off_to_two_polls_a_minute_when_idle() {
+        let mut d = Duration::from_secs(2);
+        let mut schedule = Vec::new();
+        for _ in 0..7 {
+            d = next_interval(d, false);
+            schedule.push(d.as_secs());
+        }
+        // From the 4th idle poll on the gap is >= 32 s (>= 25.6 s with -20 % jitter).
+        assert_eq!(schedule, vec![4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(next_interval(d, true), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn slurm_messages_decide_how_a_job_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = Finished {
+            slurm_job_id: "7".into(),
+            exit_code: 143,
+            signal: "TERM".into(),
+        };
+        assert_eq!(from_marker(dir.path(), &f).0, "CANCELLED");
+        let ok = Finished {
+            slurm_job_id: "7".into(),
+            exit_code: 0,
+            signal: String::new(),
+        };
+        assert_eq!(from_marker(dir.path(), &ok).0, "COMPLETED");
+    }
+}

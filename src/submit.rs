@@ -1,0 +1,398 @@
+//! `sweep submit` and `sweep cancel`: sbatch each job not yet submitted, stage dependencies as
+//! `--dependency`, a write-ahead record before every sbatch and reconciliation by job name after
+//! any crash or ambiguous failure, so no job is ever submitted twice and no Slurm id is lost.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use serde::Serialize;
+
+use crate::campaign::{Manifest, ManifestJob};
+use crate::slurm::{QueueJob, Slurm, SlurmError};
+use crate::state::{Lock, PendingSubmit, State, now_utc};
+
+#[derive(Debug, Default, Clone)]
+pub struct SubmitOptions {
+    pub stages: Vec<String>,
+    pub max_in_flight: Option<usize>,
+    pub dry_run: bool,
+    /// `sbatch --hold`: submitted jobs wait for `scontrol release`.
+    pub hold: bool,
+    /// Retries of a transient sbatch failure (after reconciling by name each time).
+    pub retries: u32,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct SubmitReport {
+    pub submitted: Vec<(String, String)>,
+    pub already: usize,
+    pub reconciled: Vec<(String, String)>,
+    pub rejected: Vec<(String, String)>,
+    pub skipped: Vec<(String, String)>,
+    /// The exact sbatch command lines (dry run).
+    pub commands: Vec<String>,
+}
+
+/// Adopts Slurm ids of jobs whose sbatch ran but whose id never reached the state file (a crash
+/// or a timed-out sbatch), looking them up by job name in squeue, then in the job's markers.
+/// A pending record that Slurm does not know is cleared: that sbatch never created a job.
+pub fn reconcile(
+    dir: &Path,
+    m: &Manifest,
+    st: &mut State,
+    slurm: &Slurm,
+) -> Result<Vec<(String, String)>> {
+    if !st.jobs.values().any(|j| j.pending_submit.is_some()) {
+        return Ok(Vec::new());
+    }
+    let queue = slurm.squeue(&format!("{}:", m.campaign))?;
+    adopt_pending(dir, m, st, &queue)
+}
+
+/// The part of [`reconcile`] that works on a queue listing already fetched (status reuses its
+/// one squeue call).
+pub fn adopt_pending(
+    dir: &Path,
+    m: &Manifest,
+    st: &mut State,
+    queue: &[QueueJob],
+) -> Result<Vec<(String, String)>> {
+    let pending: Vec<String> = st
+        .jobs
+        .iter()
+        .filter(|(_, j)| j.pending_submit.is_some())
+        .map(|(k, _)| k.clone())
+        .collect();
+    if pending.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut adopted = Vec::new();
+    for id in pending {
+        let Some(job) = m.jobs.iter().find(|j| j.id == id) else {
+            continue;
+        };
+        let mut known: Vec<String> = st.jobs[&id]
+            .history
+            .iter()
+            .map(|h| h.slurm_id.clone())
+            .collect();
+        known.extend(st.jobs[&id].slurm_id.clone());
+        let job_dir = dir.join(&job.dir);
+        // The newest queue entry with our name and our job directory that is not an earlier
+        // attempt (the same campaign expanded twice elsewhere has the same names).
+        let found = queue
+            .iter()
+            .filter(|q| {
+                q.name == job.slurm_name
+                    && !known.contains(&q.id)
+                    && same_dir(&q.work_dir, &job_dir)
+            })
+            .max_by_key(|q| q.id.parse::<u64>().unwrap_or(0))
+            .map(|q| (q.id.clone(), q.submit_time.clone()))
+            .or_else(|| {
+                marker_id(&job_dir)
+                    .filter(|i| !known.contains(i))
+                    .map(|i| (i, String::new()))
+            });
+        let js = st.job(&id);
+        js.pending_submit = None;
+        if let Some((sid, submit)) = found {
+            if let Some(old) = js.slurm_id.take() {
+                js.history.push(crate::state::PastAttempt {
+                    slurm_id: old,
+                    state: js.state.clone(),
+                });
+            }
+            js.slurm_id = Some(sid.clone());
+            js.submit_time = (!submit.is_empty()).then_some(submit);
+            js.attempts += 1;
+            js.state = Some("PENDING".into());
+            adopted.push((id.clone(), sid));
+        }
+    }
+    st.save(dir)?;
+    Ok(adopted)
+}
+
+pub fn same_dir(reported: &str, ours: &Path) -> bool {
+    let a = std::fs::canonicalize(reported).unwrap_or_else(|_| reported.into());
+    let b = std::fs::canonicalize(ours).unwrap_or_else(|_| ours.to_path_buf());
+    a == b
+}
+
+/// The Slurm id a job's `started` marker records, if the job got that far.
+fn marker_id(job_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(job_dir.join("started")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("slurm_job_id="))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn stage_order(m: &Manifest) -> HashMap<&str, usize> {
+    m.stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect()
+}
+
+pub fn submit(dir: &Path, opts: &SubmitOptions, slurm: &Slurm) -> Result<SubmitReport> {
+    crate::state::ensure_campaign(dir)?;
+    let m = Manifest::load(dir)?;
+    for s in &opts.stages {
+        if !m.stages.iter().any(|x| &x.name == s) {
+            bail!(
+                "no stage `{s}` in campaign `{}` (stages: {})",
+                m.campaign,
+                m.stages
+                    .iter()
+                    .map(|x| x.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    let _lock = Lock::acquire(dir)?;
+    let mut st = State::load(dir)?;
+    let mut report = SubmitReport::default();
+    if !opts.dry_run {
+        report.reconciled = reconcile(dir, &m, &mut st, slurm)?;
+    }
+    let order = stage_order(&m);
+    let mut jobs: Vec<&ManifestJob> = m
+        .jobs
+        .iter()
+        .filter(|j| opts.stages.is_empty() || opts.stages.contains(&j.stage))
+        .collect();
+    jobs.sort_by_key(|j| order.get(j.stage.as_str()).copied().unwrap_or(usize::MAX));
+
+    let mut in_flight = st
+        .jobs
+        .values()
+        .filter(|j| j.slurm_id.is_some() && !j.is_terminal())
+        .count();
+    // Slurm ids by stage, for dependencies (grows as this run submits).
+    let mut stage_ids: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut stage_unsubmitted: BTreeMap<String, usize> = BTreeMap::new();
+    for j in &m.jobs {
+        match st.jobs.get(&j.id).and_then(|s| s.slurm_id.clone()) {
+            Some(id) => stage_ids.entry(j.stage.clone()).or_default().push(id),
+            None => *stage_unsubmitted.entry(j.stage.clone()).or_default() += 1,
+        }
+    }
+    for job in jobs {
+        if st.jobs.get(&job.id).is_some_and(|s| s.slurm_id.is_some()) {
+            report.already += 1;
+            continue;
+        }
+        if let Some(max) = opts.max_in_flight
+            && in_flight >= max
+        {
+            report
+                .skipped
+                .push((job.id.clone(), format!("--max-in-flight {max} reached")));
+            continue;
+        }
+        let Some(stage) = m.stages.iter().find(|s| s.name == job.stage) else {
+            continue;
+        };
+        let mut deps = Vec::new();
+        let mut blocked = None;
+        for after in &stage.after {
+            // In a dry run, jobs of earlier stages count as if submitted.
+            let waiting = stage_unsubmitted.get(after).copied().unwrap_or(0);
+            if waiting > 0 && !opts.dry_run {
+                blocked = Some(format!(
+                    "stage `{after}` has {waiting} job(s) not submitted; submit it first"
+                ));
+                break;
+            }
+            deps.extend(stage_ids.get(after).cloned().unwrap_or_default());
+            if opts.dry_run && waiting > 0 {
+                deps.push(format!("<{after}>"));
+            }
+        }
+        if let Some(why) = blocked {
+            report.skipped.push((job.id.clone(), why));
+            continue;
+        }
+        let mut args = Vec::new();
+        if !deps.is_empty() {
+            args.push(format!(
+                "--dependency={}:{}",
+                stage.dependency.as_str(),
+                deps.join(":")
+            ));
+        }
+        if opts.hold {
+            args.push("--hold".into());
+        }
+        if opts.dry_run {
+            report.commands.push(format!(
+                "(cd {} && sbatch --parsable {}{}job.sbatch)",
+                crate::render::shell_quote(&dir.join(&job.dir).display().to_string()),
+                args.iter()
+                    .map(|a| crate::render::shell_quote(a))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                if args.is_empty() { "" } else { " " }
+            ));
+            *stage_unsubmitted.entry(job.stage.clone()).or_default() -= 1;
+            continue;
+        }
+        match submit_one(dir, &m, &mut st, job, &args, slurm, opts.retries)? {
+            Ok(id) => {
+                stage_ids
+                    .entry(job.stage.clone())
+                    .or_default()
+                    .push(id.clone());
+                *stage_unsubmitted.entry(job.stage.clone()).or_default() -= 1;
+                in_flight += 1;
+                report.submitted.push((job.id.clone(), id));
+            }
+            Err(msg) => report.rejected.push((job.id.clone(), msg)),
+        }
+    }
+    Ok(report)
+}
+
+/// One job: write-ahead record, sbatch, record the id. `Ok(Err(msg))` is a rejection by Slurm.
+fn submit_one(
+    dir: &Path,
+    m: &Manifest,
+    st: &mut State,
+    job: &ManifestJob,
+    args: &[String],
+    slurm: &Slurm,
+    retries: u32,
+) -> Result<std::result::Result<String, String>> {
+    let mut delay = Duration::from_millis(500);
+    let mut attempt = 0;
+    loop {
+        {
+            let js = st.job(&job.id);
+            js.pending_submit = Some(PendingSubmit {
+                since: now_utc(),
+                name: job.slurm_name.clone(),
+            });
+            js.last_error = None;
+        }
+        st.save(dir)?;
+        if std::env::var_os("SWEEP_TEST_CRASH_AFTER_WAL").is_some() {
+            // Test hook: die between the write-ahead record and sbatch.
+            std::process::abort();
+        }
+        match slurm.sbatch(&dir.join(&job.dir), args) {
+            Ok(id) => {
+                if std::env::var_os("SWEEP_TEST_CRASH_AFTER_SBATCH").is_some() {
+                    // Test hook: die after sbatch created the job, before its id is recorded.
+                    std::process::abort();
+                }
+                let js = st.job(&job.id);
+                if let Some(old) = js.slurm_id.take() {
+                    js.history.push(crate::state::PastAttempt {
+                        slurm_id: old,
+                        state: js.state.clone(),
+                    });
+                }
+                js.pending_submit = None;
+                js.slurm_id = Some(id.clone());
+                js.attempts += 1;
+                js.state = Some("PENDING".into());
+                js.exit_code = None;
+                js.step_oom = None;
+                st.save(dir)?;
+                return Ok(Ok(id));
+            }
+            Err(e @ SlurmError::Transient { .. }) => {
+                // The job may exist although sbatch failed: look for it by name before retrying.
+                match reconcile(dir, m, st, slurm) {
+                    Ok(adopted) => {
+                        if let Some((_, id)) = adopted.into_iter().find(|(j, _)| j == &job.id) {
+                            return Ok(Ok(id));
+                        }
+                    }
+                    Err(re) => {
+                        // Cannot tell whether the job exists: keep the record, stop submitting.
+                        bail!(
+                            "{e}; and looking the job up by name failed too: {re:#}. State kept; run `sweep submit` again when Slurm answers."
+                        );
+                    }
+                }
+                attempt += 1;
+                if attempt > retries {
+                    st.job(&job.id).last_error = Some(e.to_string());
+                    st.save(dir)?;
+                    bail!(
+                        "{e} (gave up after {retries} retries; nothing was submitted twice, run `sweep submit` again later)"
+                    );
+                }
+                std::thread::sleep(jitter(delay));
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => {
+                let js = st.job(&job.id);
+                js.pending_submit = None;
+                js.last_error = Some(e.to_string());
+                st.save(dir)?;
+                return Ok(Err(e.to_string()));
+            }
+        }
+    }
+}
+
+/// +-20 % so that many clients backing off do not retry in lockstep.
+pub fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|x| x.subsec_nanos())
+        .unwrap_or(0);
+    let f = 0.8 + (nanos % 1000) as f64 / 1000.0 * 0.4;
+    d.mul_f64(f)
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct CancelReport {
+    pub cancelled: Vec<(String, String)>,
+    pub not_active: Vec<String>,
+}
+
+pub fn cancel(
+    dir: &Path,
+    stages: &[String],
+    only: &[String],
+    slurm: &Slurm,
+) -> Result<CancelReport> {
+    crate::state::ensure_campaign(dir)?;
+    let m = Manifest::load(dir)?;
+    let _lock = Lock::acquire(dir)?;
+    let mut st = State::load(dir)?;
+    reconcile(dir, &m, &mut st, slurm)?;
+    for id in only {
+        if !m.jobs.iter().any(|j| &j.id == id) {
+            bail!("no job `{id}` in campaign `{}`", m.campaign);
+        }
+    }
+    let mut report = CancelReport::default();
+    let mut ids = Vec::new();
+    for j in &m.jobs {
+        if (!stages.is_empty() && !stages.contains(&j.stage))
+            || (!only.is_empty() && !only.contains(&j.id))
+        {
+            continue;
+        }
+        match st.jobs.get(&j.id) {
+            Some(s) if s.slurm_id.is_some() && !s.is_terminal() => {
+                let sid = s.slurm_id.clone().unwrap_or_default();
+                ids.push(sid.clone());
+                report.cancelled.push((j.id.clone(), sid));
+            }
+            _ => report.not_active.push(j.id.clone()),
+        }
+    }
+    slurm.scancel(&ids)?;
+    Ok(report)
+}

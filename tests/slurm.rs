@@ -1,0 +1,540 @@
+//! Integration tests against the real local Slurm cluster (`slurm/local-cluster.sh up`, which
+//! `tests/run-all.sh` runs). They need `SLURM_CONF`; without it they fail under `CI=true` and are
+//! skipped loudly elsewhere. They share one cluster (and one test marks a node down), so they run
+//! one at a time.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::cargo_bin_cmd;
+use serde_json::Value;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The cluster is up (SLURM_CONF set), else skip loudly or, in CI, fail.
+fn cluster() -> bool {
+    if std::env::var_os("SLURM_CONF").is_some() {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!(
+            "SLURM_CONF is not set: the real-Slurm tests need the local cluster (tests/run-all.sh brings it up)"
+        );
+    }
+    eprintln!(
+        "\n*** SKIPPING real-Slurm test: SLURM_CONF not set (run `bash tests/run-all.sh`) ***\n"
+    );
+    false
+}
+
+fn slurm_dir() -> PathBuf {
+    PathBuf::from(std::env::var("SWEEP_SLURM_DIR").unwrap_or_else(|_| "/tmp/sweep-slurm".into()))
+}
+
+fn accounting() -> bool {
+    std::fs::read_to_string(slurm_dir().join("mode"))
+        .map(|m| m.trim() == "accounting")
+        .unwrap_or(false)
+}
+
+fn cgroup_mode() -> bool {
+    std::fs::read_to_string(slurm_dir().join("etc/slurm.conf"))
+        .map(|c| c.contains("proctrack/cgroup"))
+        .unwrap_or(false)
+}
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct Camp {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+/// Expands a sweep (stages only; header added) against the local profile into a temp dir.
+fn campaign(name: &str, stages: &str) -> Camp {
+    let tmp = tempfile::tempdir().unwrap();
+    let prof = root().join("slurm/clusters/local.toml");
+    let text = format!(
+        "name = {name:?}\ncluster = {:?}\n[slurm]\ntime = \"00:05:00\"\n{stages}",
+        prof.to_str().unwrap()
+    );
+    let f = tmp.path().join("sweep.toml");
+    std::fs::write(&f, text).unwrap();
+    let dir = tmp.path().join("camp");
+    let o = sweep(&[
+        "expand",
+        f.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    Camp { _tmp: tmp, dir }
+}
+
+fn sweep(args: &[&str]) -> Output {
+    cargo_bin_cmd!("sweep").args(args).output().unwrap()
+}
+
+fn submit(dir: &Path, extra: &[&str]) -> Output {
+    let mut a = vec!["--json", "submit", dir.to_str().unwrap()];
+    a.extend_from_slice(extra);
+    sweep(&a)
+}
+
+fn status(dir: &Path) -> Value {
+    let o = sweep(&["--json", "status", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn job<'a>(v: &'a Value, prefix: &str) -> &'a Value {
+    v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["id"].as_str().unwrap().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no job {prefix} in {v}"))
+}
+
+fn wait_for(dir: &Path, secs: u64, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let v = status(dir);
+        if pred(&v) {
+            return v;
+        }
+        if start.elapsed() > Duration::from_secs(secs) {
+            panic!("timed out after {secs} s waiting for {what}: {v:#}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn state_of(v: &Value, prefix: &str) -> String {
+    job(v, prefix)["state"].as_str().unwrap_or("").to_string()
+}
+
+fn run(cmd: &str, args: &[&str]) -> String {
+    let o = Command::new(cmd).args(args).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
+}
+
+fn marker_time(dir: &Path, job_prefix: &str, file: &str, key: &str) -> String {
+    let jd = std::fs::read_dir(dir.join("jobs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(job_prefix)
+        })
+        .unwrap();
+    let text = std::fs::read_to_string(jd.join(file)).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn dependencies_exit_codes_and_idempotent_submit() {
+    if !cluster() {
+        return;
+    }
+    let _g = lock();
+    let c = campaign(
+        "deps",
+        r#"
+[[stage]]
+name = "first"
+template = "cpu-smoke.sbatch.j2"
+params = { command = "sleep 3" }
+matrix = { nodes = [2] }
+
+[[stage]]
+name = "second"
+template = "cpu-smoke.sbatch.j2"
+after = ["first"]
+params = { command = "true" }
+matrix = { nodes = [1] }
+
+[[stage]]
+name = "fails"
+template = "cpu-smoke.sbatch.j2"
+params = { command = "exit 1" }
+matrix = { nodes = [1] }
+
+[[stage]]
+name = "never"
+template = "cpu-smoke.sbatch.j2"
+after = ["fails"]
+dependency = "afterok"
+matrix = { nodes = [1] }
+"#,
+    );
+    let o = submit(&c.dir, &["--dry-run"]);
+    let dry: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let cmds: Vec<String> = dry["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(cmds.len(), 4);
+    assert!(cmds[1].contains("--dependency=afterok:<first>"), "{cmds:?}");
+    assert!(
+        !c.dir.join("state.json").exists(),
+        "a dry run writes no state"
+    );
+
+    let o = submit(&c.dir, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["submitted"].as_array().unwrap().len(), 4);
+    // Submitting again submits nothing new.
+    let r2: Value = serde_json::from_slice(&submit(&c.dir, &[]).stdout).unwrap();
+    assert_eq!(r2["submitted"].as_array().unwrap().len(), 0);
+    assert_eq!(r2["already"], 4);
+
+    let v = wait_for(
+        &c.dir,
+        90,
+        "first/second/fails to end and never to be stuck",
+        |v| {
+            state_of(v, "second") == "COMPLETED"
+                && state_of(v, "fails") == "FAILED"
+                && job(v, "never")["reason"] == "DependencyNeverSatisfied"
+        },
+    );
+    assert_eq!(state_of(&v, "first"), "COMPLETED");
+    assert_eq!(job(&v, "first")["exit_code"], "0");
+    assert_eq!(job(&v, "fails")["exit_code"], "1");
+    assert_eq!(state_of(&v, "never"), "PENDING");
+    // The dependent job started only after its dependency ended.
+    let first_end = marker_time(&c.dir, "first", "finished", "end=");
+    let second_start = marker_time(&c.dir, "second", "started", "start=");
+    assert!(second_start >= first_end, "{second_start} < {first_end}");
+
+    let o = sweep(&["cancel", c.dir.to_str().unwrap(), "--stage", "never"]);
+    assert!(o.status.success());
+    wait_for(&c.dir, 30, "never to be cancelled", |v| {
+        state_of(v, "never") == "CANCELLED"
+    });
+}
+
+#[test]
+fn cancel_a_running_job_and_time_limit_is_timeout() {
+    if !cluster() {
+        return;
+    }
+    let _g = lock();
+    let c = campaign(
+        "cancel",
+        r#"
+[[stage]]
+name = "victim"
+template = "cpu-smoke.sbatch.j2"
+params = { command = "sleep 120" }
+matrix = { nodes = [1] }
+
+[[stage]]
+name = "slow"
+template = "cpu-smoke.sbatch.j2"
+params = { command = "sleep 120" }
+matrix = { nodes = [1] }
+"#,
+    );
+    assert!(submit(&c.dir, &[]).status.success());
+    let v = wait_for(&c.dir, 30, "both running", |v| {
+        state_of(v, "victim") == "RUNNING" && state_of(v, "slow") == "RUNNING"
+    });
+    let victim = job(&v, "victim")["id"].as_str().unwrap().to_string();
+    let slow_sid = job(&v, "slow")["slurm_id"].as_str().unwrap().to_string();
+    assert!(
+        sweep(&["cancel", c.dir.to_str().unwrap(), &victim])
+            .status
+            .success()
+    );
+    // The fast way to a real TIMEOUT: shrink the running job's limit.
+    run(
+        "scontrol",
+        &["update", &format!("JobId={slow_sid}"), "TimeLimit=0"],
+    );
+    let v = wait_for(&c.dir, 90, "cancelled and timed out", |v| {
+        state_of(v, "victim") == "CANCELLED" && state_of(v, "slow") == "TIMEOUT"
+    });
+    assert_eq!(state_of(&v, "slow"), "TIMEOUT");
+}
+
+#[test]
+fn oom_in_a_step_is_reported_on_the_step() {
+    if !cluster() {
+        return;
+    }
+    if !cgroup_mode() {
+        eprintln!(
+            "*** SKIPPING OOM test: the local cluster runs without cgroup memory limits here ***"
+        );
+        return;
+    }
+    let _g = lock();
+    let c = campaign(
+        "oom",
+        r#"
+[[stage]]
+name = "hog"
+template = "cpu-smoke.sbatch.j2"
+slurm = { mem = "200M" }
+params = { command = "python3 -c 'x = bytearray(1024 * 1024 * 1024); print(len(x))'" }
+matrix = { nodes = [1], gpus_per_node = [1] }
+"#,
+    );
+    assert!(submit(&c.dir, &[]).status.success());
+    let v = wait_for(&c.dir, 60, "the hog to end", |v| {
+        let s = state_of(v, "hog");
+        s == "FAILED" || s == "COMPLETED" || s == "OUT_OF_MEMORY"
+    });
+    assert_eq!(job(&v, "hog")["step_oom"], true, "{v:#}");
+    assert_eq!(
+        state_of(&v, "hog"),
+        "FAILED",
+        "srun was the script's last command, so the job fails"
+    );
+}
+
+#[test]
+fn node_failure_is_node_fail() {
+    if !cluster() {
+        return;
+    }
+    let _g = lock();
+    let c = campaign(
+        "nodefail",
+        r#"
+[[stage]]
+name = "wide"
+template = "cpu-smoke.sbatch.j2"
+slurm = { extra = ["--no-requeue"] }
+params = { command = "sleep 120" }
+matrix = { nodes = [2] }
+"#,
+    );
+    assert!(submit(&c.dir, &[]).status.success());
+    let v = wait_for(&c.dir, 30, "running", |v| state_of(v, "wide") == "RUNNING");
+    let sid = job(&v, "wide")["slurm_id"].as_str().unwrap().to_string();
+    let nodes = run("squeue", &["-h", "-j", &sid, "-o", "%N"]);
+    let hosts = run("scontrol", &["show", "hostnames", nodes.trim()]);
+    let victim = hosts.lines().last().unwrap().trim().to_string();
+    run(
+        "scontrol",
+        &[
+            "update",
+            &format!("NodeName={victim}"),
+            "State=DOWN",
+            "Reason=sweep-test",
+        ],
+    );
+    let v = wait_for(&c.dir, 60, "NODE_FAIL", |v| {
+        state_of(v, "wide") == "NODE_FAIL"
+    });
+    assert_eq!(state_of(&v, "wide"), "NODE_FAIL");
+    // ReturnToService=2 brings the node back by itself; make sure either way.
+    run(
+        "scontrol",
+        &["update", &format!("NodeName={victim}"), "State=RESUME"],
+    );
+}
+
+#[test]
+fn rejected_sbatch_keeps_the_rest_and_reports_slurms_message() {
+    if !cluster() {
+        return;
+    }
+    let _g = lock();
+    let c = campaign(
+        "reject",
+        r#"
+[[stage]]
+name = "good"
+template = "cpu-smoke.sbatch.j2"
+params = { command = "true" }
+matrix = { nodes = [1] }
+
+[[stage]]
+name = "bad"
+template = "cpu-smoke.sbatch.j2"
+slurm = { partition = "no-such-partition" }
+matrix = { nodes = [1] }
+"#,
+    );
+    let o = submit(&c.dir, &[]);
+    assert!(!o.status.success());
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["submitted"].as_array().unwrap().len(), 1);
+    let rej = r["rejected"][0][1].as_str().unwrap();
+    assert!(rej.contains("invalid partition"), "{rej}");
+    let v = status(&c.dir);
+    assert_eq!(state_of(&v, "bad"), "rejected");
+    assert!(job(&v, "bad")["slurm_id"].is_null());
+    assert!(!job(&v, "good")["slurm_id"].is_null());
+}
+
+#[test]
+fn a_job_slurm_never_heard_of_is_lost_never_success() {
+    if !cluster() {
+        return;
+    }
+    let _g = lock();
+    let c = campaign(
+        "lost",
+        "[[stage]]\nname = \"ghost\"\ntemplate = \"cpu-smoke.sbatch.j2\"\nmatrix = { nodes = [1] }\n",
+    );
+    let v = status(&c.dir);
+    let id = job(&v, "ghost")["id"].as_str().unwrap().to_string();
+    assert_eq!(state_of(&v, "ghost"), "unsubmitted");
+    std::fs::write(c.dir.join("state.json"), format!(r#"{{"format":1,"jobs":{{"{id}":{{"slurm_id":"987654","attempts":1,"state":"RUNNING"}}}}}}"#)).unwrap();
+    let v = status(&c.dir);
+    assert_eq!(state_of(&v, "ghost"), "lost", "{v:#}");
+    assert_eq!(v["slurm_calls"], 2, "one squeue and one sacct");
+    // Known lost: the next poll asks accounting again (it may still appear), never calls it done.
+    assert_ne!(state_of(&status(&c.dir), "ghost"), "COMPLETED");
+}
+
+fn sdiag_user_count() -> u64 {
+    // `sdiag` lists "Remote Procedure Call statistics by user" as `root ( 0) count:N ...`.
+    let out = run("sdiag", &[]);
+    let section = out.split("statistics by user").nth(1).unwrap_or("");
+    section
+        .lines()
+        .filter(|l| l.trim_start().starts_with("root"))
+        .filter_map(|l| l.split("count:").nth(1))
+        .filter_map(|s| s.split_whitespace().next())
+        .filter_map(|n| n.parse::<u64>().ok())
+        .next()
+        .unwrap_or(0)
+}
+
+#[test]
+fn status_of_500_jobs_is_one_call_per_poll() {
+    if !cluster() {
+        return;
+    }
+    let _g = lock();
+    let c = campaign(
+        "big",
+        "[[stage]]\nname = \"many\"\ntemplate = \"cpu-smoke.sbatch.j2\"\nrepeats = 500\nmatrix = { nodes = [1] }\n",
+    );
+    let o = submit(&c.dir, &["--hold"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = status(&c.dir);
+    assert_eq!(v["jobs"].as_array().unwrap().len(), 500);
+    assert_eq!(v["counts"]["PENDING"], 500);
+    assert_eq!(v["slurm_calls"], 1);
+    // Controller RPCs of one poll, from sdiag's per-user counters (sdiag itself counts one).
+    let a = sdiag_user_count();
+    let b = sdiag_user_count();
+    let _ = status(&c.dir);
+    let d = sdiag_user_count();
+    let per_sdiag = b - a;
+    let per_poll = d - b - per_sdiag;
+    eprintln!("RPCs per status poll of 500 jobs: {per_poll} (sdiag's own: {per_sdiag})");
+    assert!(
+        per_poll <= 1,
+        "a status poll made {per_poll} controller RPCs"
+    );
+    let o = sweep(&["--json", "cancel", c.dir.to_str().unwrap()]);
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["cancelled"].as_array().unwrap().len(), 500);
+}
+
+/// SIGKILL the submitter at many points of a 120-job submit; then count duplicates and lost ids.
+#[test]
+fn kill_dash_nine_during_submit_never_duplicates_or_loses_a_job() {
+    if !cluster() {
+        return;
+    }
+    let _g = lock();
+    let c = campaign(
+        "kill9",
+        "[[stage]]\nname = \"k\"\ntemplate = \"cpu-smoke.sbatch.j2\"\nrepeats = 120\nmatrix = { nodes = [1] }\n",
+    );
+    let bin = assert_cmd::cargo::cargo_bin!("sweep");
+    // Deterministic crashes right after the write-ahead record and right after sbatch.
+    for hook in [
+        "SWEEP_TEST_CRASH_AFTER_WAL",
+        "SWEEP_TEST_CRASH_AFTER_SBATCH",
+    ] {
+        let st = Command::new(bin)
+            .args(["-q", "submit", c.dir.to_str().unwrap(), "--hold"])
+            .env(hook, "1")
+            .status()
+            .unwrap();
+        assert!(!st.success(), "{hook} should have crashed the submitter");
+    }
+    let mut seed: u64 = 0x5eed;
+    let mut kills = 0;
+    for _ in 0..25 {
+        let mut child = Command::new(bin)
+            .args(["-q", "submit", c.dir.to_str().unwrap(), "--hold"])
+            .spawn()
+            .unwrap();
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis(20 + (seed >> 33) % 300));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        let _ = child.wait();
+    }
+    let o = submit(&c.dir, &["--hold"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Ground truth from Slurm itself: every job of the campaign, by name.
+    let q = run("squeue", &["--me", "-h", "-t", "all", "-o", "%i|%j"]);
+    let mut by_name: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for l in q.lines() {
+        if let Some((id, name)) = l.trim().split_once('|')
+            && name.starts_with("kill9:")
+        {
+            by_name
+                .entry(name.to_string())
+                .or_default()
+                .push(id.to_string());
+        }
+    }
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(c.dir.join("state.json")).unwrap()).unwrap();
+    let duplicates: usize = by_name.values().map(|v| v.len().saturating_sub(1)).sum();
+    let mut lost = 0;
+    for (id, js) in state["jobs"].as_object().unwrap() {
+        let name = format!("kill9:{id}");
+        let recorded = js["slurm_id"].as_str().unwrap_or("");
+        if by_name.get(&name).map(|v| v.as_slice()) != Some(&[recorded.to_string()][..]) {
+            lost += 1;
+        }
+    }
+    eprintln!(
+        "kill -9 test: {kills} kills, {} jobs in Slurm, duplicates={duplicates}, lost={lost}",
+        by_name.values().map(|v| v.len()).sum::<usize>()
+    );
+    assert_eq!(by_name.len(), 120);
+    assert_eq!(duplicates, 0);
+    assert_eq!(lost, 0);
+    assert_eq!(state["jobs"].as_object().unwrap().len(), 120);
+    assert!(
+        sweep(&["-q", "cancel", c.dir.to_str().unwrap()])
+            .status
+            .success()
+    );
+}

@@ -11,6 +11,7 @@ pub mod diag;
 pub mod dsconfig;
 pub mod expand;
 pub mod model;
+pub mod parsers;
 pub mod plan;
 pub mod profile;
 pub mod render;

@@ -1,0 +1,390 @@
+//! Failure signatures, and the choice of one primary failure class for a job.
+//!
+//! # What is detected (each detection is a [`Failure`]: line, class, kind, message)
+//!
+//! | class | kind | printed by |
+//! | --- | --- | --- |
+//! | `hardware` | `ecc`, `xid`, `gpu_lost`, `uncorrectable_memory` | CUDA (`cudaErrorECCUncorrectable`, `uncorrectable ECC error encountered`), the NVIDIA driver (`NVRM: Xid (PCI:...): 79, ...`, `GPU has fallen off the bus`), slurmstepd (`*** JOB N ON node UNCORRECTABLE MEMORY ERROR AT ... ***`) |
+//! | `oom` | `cuda_oom` | PyTorch: old `RuntimeError: CUDA out of memory. Tried to allocate ...`, `CUDA error: out of memory`, new `torch.OutOfMemoryError: CUDA out of memory. Tried to allocate ...` |
+//! | `oom` | `oom_kill`, `memory_limit`, `srun_oom` | slurmstepd `Detected N oom-kill event(s) in ...`, `Exceeded job/step memory limit`, srun `HOST: task N: Out Of Memory` |
+//! | `node_failure` | `slurm_node_failure`, `srun_node_failure` | `*** ... CANCELLED AT ... DUE TO NODE FAILURE[, SEE SLURMCTLD LOG FOR DETAILS] ***`, `srun: error: Node failure on HOST` |
+//! | `timeout` | `watchdog_timeout` | PyTorch `Watchdog caught collective operation timeout: WorkNCCL(...) ran for N milliseconds` |
+//! | `timeout` | `slurm_time_limit` | `*** JOB|STEP N ON node CANCELLED AT T DUE TO TIME LIMIT ***` |
+//! | `nccl` | `nccl_error`, `nccl_test_failure` | `NCCL error in: ...`, `ncclSystemError`/`ncclInternalError`/`ncclRemoteError`/…, nccl-tests `Test NCCL failure` |
+//! | `nccl` (weak) | `nccl_warn` | `... NCCL WARN ...` |
+//! | `python_error` | `traceback` | the last line (`Type: message`) of a Python traceback whose exception is not one of the above |
+//! | `cancelled` | `slurm_cancelled`, `slurm_preempted`, `slurm_requeued` | `*** ... CANCELLED AT T ***`, `... DUE TO PREEMPTION ***`, `... DUE TO JOB REQUEUE ***` |
+//! | `cancelled` (weak) | `srun_step_aborted` | `srun: Job step aborted: Waiting up to N seconds ...` |
+//! | `unknown` | `srun_exit`, `srun_signal`, `slurm_failed`, `cuda_test_failure` | `srun: error: HOST: task(s) N: Exited with exit code X` / `: Killed` …, `*** ... FAILED (non-zero exit code or other failure mode) ***`, nccl-tests `Test CUDA failure` |
+//!
+//! Slurm strings are those of `slurmstepd` (`*** %s ON %s CANCELLED AT %s DUE TO ... ***`, older
+//! `*** %s CANCELLED AT %s ... ***`), of the cgroup plugins (`Detected %d oom-kill event(s) in
+//! %ps`) and of srun's `_task_finish` (`%s: %s %s: Exited with exit code %d`, `... Out Of Memory`).
+//!
+//! *Weak* detections are kept as evidence but are never chosen as the primary failure: NCCL WARN
+//! lines also appear in healthy runs, and `srun: Job step aborted` follows every cancellation.
+//!
+//! # The primary failure ([`primary_failure`])
+//!
+//! One class is chosen for a job, by root cause rather than by the last thing printed:
+//!
+//! 1. `hardware` — a GPU that reports an uncorrectable ECC error, an Xid or falls off the bus
+//!    makes every later symptom (CUDA OOM at the next allocation, NCCL errors, hangs) a
+//!    consequence; it wins wherever it appears.
+//! 2. `oom` — an out-of-memory kill or CUDA OOM on any rank; the other ranks' NCCL errors,
+//!    watchdog time-outs and the final time limit are its consequences.
+//! 3. `node_failure`.
+//! 4. Otherwise the **earliest** of the `nccl`, `python_error` and watchdog `timeout` detections
+//!    and of the first Slurm cancellation (`slurm_time_limit` → `timeout`, the others →
+//!    `cancelled`), ignoring `nccl`/`python_error`/watchdog detections printed *after* that Slurm
+//!    line (they are the processes reacting to the kill). So a time-limit cancel that follows an
+//!    NCCL error or a Python exception is explained by that earlier error; one that follows
+//!    only a hang with a watchdog report is a `timeout` whose evidence is the watchdog line; one
+//!    with nothing before it is a plain `timeout`. The weak NCCL WARNs seen before are listed as
+//!    related evidence.
+//! 5. `unknown` — only non-zero exit codes.
+//!
+//! No non-weak detection: no primary failure.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::Serialize;
+
+use super::{Line, Warnings};
+
+/// Most failures kept per log.
+pub const MAX_FAILURES: usize = 10_000;
+
+/// Failure classes, in the order of the primary-failure rule's tiers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureClass {
+    Hardware,
+    Oom,
+    NodeFailure,
+    Timeout,
+    Nccl,
+    PythonError,
+    Cancelled,
+    Unknown,
+}
+
+impl FailureClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureClass::Hardware => "hardware",
+            FailureClass::Oom => "oom",
+            FailureClass::NodeFailure => "node_failure",
+            FailureClass::Timeout => "timeout",
+            FailureClass::Nccl => "nccl",
+            FailureClass::PythonError => "python_error",
+            FailureClass::Cancelled => "cancelled",
+            FailureClass::Unknown => "unknown",
+        }
+    }
+}
+
+/// One detection.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Failure {
+    pub line: u64,
+    pub class: FailureClass,
+    /// Finer kind, e.g. `cuda_oom`, `slurm_time_limit`, `watchdog_timeout`, `traceback`.
+    pub kind: &'static str,
+    /// The line (prefix removed, trimmed, at most 500 characters).
+    pub message: String,
+    pub rank: Option<u32>,
+    pub host: Option<String>,
+    /// Evidence only, never chosen as the primary failure.
+    pub weak: bool,
+}
+
+/// The failure chosen to explain a job's end.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PrimaryFailure {
+    pub class: FailureClass,
+    /// The detection that decided it.
+    pub evidence: Failure,
+    /// Other detections of the log (weak ones included), at most 20, in line order.
+    pub related: Vec<Failure>,
+}
+
+static SLURM_BANNER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\*\*\* (?:JOB|STEP) \S+ (?:ON \S+ )?(CANCELLED AT \S+(?: DUE TO ([A-Z ]+))?|FAILED|UNCORRECTABLE MEMORY ERROR)")
+        .expect("static regex")
+});
+static SRUN_TASK: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"srun: error: (\S+): tasks? ([0-9,\-\[\]]+): (.*)$").expect("static regex")
+});
+static EXCEPTION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^([A-Za-z_][\w.]*)(?::(?:\s.*)?)?$").expect("static regex"));
+
+/// Specific detections of one line.
+fn detect(t: &str) -> Option<(FailureClass, &'static str, bool)> {
+    use FailureClass::*;
+    // Hardware.
+    if t.contains("cudaErrorECCUncorrectable")
+        || t.contains("uncorrectable ECC error")
+        || t.contains("Uncorrectable ECC error")
+    {
+        return Some((Hardware, "ecc", false));
+    }
+    if t.contains("NVRM: Xid") || (t.contains("Xid") && t.contains("(PCI:")) {
+        return Some((Hardware, "xid", false));
+    }
+    if t.contains("GPU has fallen off the bus") {
+        return Some((Hardware, "gpu_lost", false));
+    }
+    // Slurm banners.
+    if t.contains("***")
+        && let Some(c) = SLURM_BANNER.captures(t)
+    {
+        let what = c.get(1).map_or("", |m| m.as_str());
+        let due = c.get(2).map(|m| m.as_str().trim());
+        return Some(if what.starts_with("UNCORRECTABLE") {
+            (Hardware, "uncorrectable_memory", false)
+        } else if what == "FAILED" {
+            (Unknown, "slurm_failed", false)
+        } else {
+            match due {
+                Some(d) if d.starts_with("TIME LIMIT") => (Timeout, "slurm_time_limit", false),
+                Some(d) if d.starts_with("NODE FAILURE") => {
+                    (NodeFailure, "slurm_node_failure", false)
+                }
+                Some(d) if d.starts_with("PREEMPTION") => (Cancelled, "slurm_preempted", false),
+                Some(d) if d.starts_with("JOB REQUEUE") => (Cancelled, "slurm_requeued", false),
+                _ => (Cancelled, "slurm_cancelled", false),
+            }
+        });
+    }
+    // OOM.
+    if t.contains("CUDA out of memory")
+        || t.contains("CUDA error: out of memory")
+        || t.contains("OutOfMemoryError")
+    {
+        return Some((Oom, "cuda_oom", false));
+    }
+    if t.contains("oom-kill event") || t.contains("oom_kill event") {
+        return Some((Oom, "oom_kill", false));
+    }
+    if t.contains("Exceeded job memory limit")
+        || t.contains("Exceeded step memory limit")
+        || (t.contains("exceeded memory limit") && t.contains("being killed"))
+    {
+        return Some((Oom, "memory_limit", false));
+    }
+    if t.contains("srun: error:") {
+        if t.contains("Node failure on") {
+            return Some((NodeFailure, "srun_node_failure", false));
+        }
+        if let Some(c) = SRUN_TASK.captures(t) {
+            let what = c.get(3).map_or("", |m| m.as_str());
+            return Some(if what.starts_with("Out Of Memory") {
+                (Oom, "srun_oom", false)
+            } else if what.starts_with("Exited with exit code") {
+                (Unknown, "srun_exit", false)
+            } else {
+                (Unknown, "srun_signal", false)
+            });
+        }
+    }
+    if t.contains("srun: Job step aborted") {
+        return Some((Cancelled, "srun_step_aborted", true));
+    }
+    // Time-outs.
+    if t.contains("Watchdog caught collective operation timeout") {
+        return Some((Timeout, "watchdog_timeout", false));
+    }
+    // NCCL.
+    if t.contains("Test NCCL failure") {
+        return Some((Nccl, "nccl_test_failure", false));
+    }
+    if t.contains("Test CUDA failure") {
+        return Some((Unknown, "cuda_test_failure", false));
+    }
+    if t.contains("NCCL error")
+        || t.contains("NCCL Error")
+        || super::nccl_debug::error_code(t).is_some()
+        || t.contains("NCCL communicator was aborted")
+    {
+        return Some((Nccl, "nccl_error", false));
+    }
+    if t.contains("NCCL WARN") {
+        return Some((Nccl, "nccl_warn", true));
+    }
+    None
+}
+
+#[derive(Debug)]
+struct Trace {
+    start: u64,
+    idle: u32,
+}
+
+/// Streaming failure detector.
+#[derive(Debug, Default)]
+pub struct Parser {
+    failures: Vec<Failure>,
+    /// Open tracebacks per (rank, host) stream.
+    traces: BTreeMap<(Option<u32>, Option<String>), Trace>,
+    capped: bool,
+}
+
+impl Parser {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn push(
+        &mut self,
+        line: &Line<'_>,
+        class: FailureClass,
+        kind: &'static str,
+        weak: bool,
+        w: &mut Warnings,
+    ) {
+        let f = Failure {
+            line: line.no,
+            class,
+            kind,
+            message: line.text.trim().chars().take(500).collect(),
+            rank: line.rank,
+            host: line.host.map(str::to_string),
+            weak,
+        };
+        if self.failures.len() < MAX_FAILURES {
+            self.failures.push(f);
+        } else if !self.capped {
+            self.capped = true;
+            w.push(
+                line.no,
+                format!("more than {MAX_FAILURES} failure lines; the rest are not kept"),
+            );
+        }
+    }
+
+    pub fn feed(&mut self, line: &Line<'_>, w: &mut Warnings) {
+        let t = line.text.trim();
+        if t.is_empty() {
+            return;
+        }
+        let key = (line.rank, line.host.map(str::to_string));
+        let detected = detect(t);
+        if let Some((class, kind, weak)) = detected {
+            self.push(line, class, kind, weak, w);
+        }
+        if t.starts_with("Traceback (most recent call last)") {
+            if self.traces.len() < 4096 {
+                self.traces.insert(
+                    key,
+                    Trace {
+                        start: line.no,
+                        idle: 0,
+                    },
+                );
+            }
+            return;
+        }
+        let Some(tr) = self.traces.get_mut(&key) else {
+            return;
+        };
+        let indented = line.text.starts_with([' ', '\t']);
+        if indented {
+            tr.idle = 0;
+            return;
+        }
+        if EXCEPTION.is_match(t) && (t.contains(':') || looks_like_exception_name(t)) {
+            self.traces.remove(&key);
+            if detected.is_none() {
+                self.push(line, FailureClass::PythonError, "traceback", false, w);
+            }
+            return;
+        }
+        tr.idle += 1;
+        if tr.idle > 50 {
+            let start = tr.start;
+            self.traces.remove(&key);
+            w.push(start, "Python traceback without a final exception line");
+        }
+    }
+
+    pub fn finish(self, _w: &mut Warnings) -> Vec<Failure> {
+        self.failures
+    }
+}
+
+fn looks_like_exception_name(t: &str) -> bool {
+    ["Error", "Exception", "Interrupt", "Exit"]
+        .iter()
+        .any(|s| t.ends_with(s))
+}
+
+/// Chooses the primary failure of a job (rule in the module documentation).
+pub fn primary_failure(failures: &[Failure]) -> Option<PrimaryFailure> {
+    use FailureClass::*;
+    let strong: Vec<&Failure> = failures.iter().filter(|f| !f.weak).collect();
+    let first_of = |class: FailureClass| strong.iter().copied().find(|f| f.class == class);
+    let evidence = first_of(Hardware)
+        .or_else(|| first_of(Oom))
+        .or_else(|| first_of(NodeFailure))
+        .or_else(|| {
+            let slurm_end = strong.iter().copied().find(|f| {
+                matches!(
+                    f.kind,
+                    "slurm_time_limit" | "slurm_cancelled" | "slurm_preempted" | "slurm_requeued"
+                )
+            });
+            let end_line = slurm_end.map_or(u64::MAX, |f| f.line);
+            let early = strong.iter().copied().find(|f| {
+                f.line < end_line
+                    && (matches!(f.class, Nccl | PythonError) || f.kind == "watchdog_timeout")
+            });
+            early.or(slurm_end)
+        })
+        .or_else(|| first_of(Unknown))
+        .or_else(|| first_of(Cancelled))?;
+    let related = failures
+        .iter()
+        .filter(|f| *f != evidence)
+        .take(20)
+        .cloned()
+        .collect();
+    Some(PrimaryFailure {
+        class: evidence.class,
+        evidence: evidence.clone(),
+        related,
+    })
+}
+
+/// Detects failures in a reader (standalone use).
+pub fn parse_reader<R: std::io::BufRead>(reader: R) -> (Vec<Failure>, Vec<super::Warning>) {
+    let mut w = Warnings::new();
+    let mut p = Parser::new();
+    super::for_each_line(reader, &mut w, |l, w| p.feed(l, w));
+    let f = p.finish(&mut w);
+    (f, w.into_parts().0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testdata::device;
+    use super::*;
+
+    #[test]
+    fn clean_device_logs_have_no_failure() {
+        for name in [
+            "ds-z2-torchrun.log",
+            "nccl-allgather-debug.log",
+            "nccl-collectives.log",
+            "nccl-ts-periter.log",
+            "nvsmi-train.csv",
+            "sysinfo.txt",
+        ] {
+            let (f, _) = parse_reader(device(name).as_bytes());
+            assert!(f.is_empty(), "{name}: {f:?}");
+            assert!(primary_failure(&f).is_none());
+        }
+    }
+}

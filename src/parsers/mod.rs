@@ -1,0 +1,970 @@
+//! Log parsers for `sweep collect`: nccl-tests tables, NCCL debug output, DeepSpeed, Megatron and
+//! HF Trainer training logs, failure signatures (CUDA OOM, Slurm, NCCL, Python tracebacks, ECC),
+//! `nvidia-smi` CSV samples and `nvidia-smi topo -m` matrices.
+//!
+//! # Reading model
+//!
+//! Everything is **streaming**: a [`LineSource`] reads a [`BufRead`] as bytes, one line at a
+//! time, with a bounded line buffer ([`MAX_LINE_BYTES`]; longer lines are cut with a warning), and
+//! converts each line lossily to UTF-8 (invalid bytes become U+FFFD). Memory use is independent of
+//! the file's size: it grows only with the number of *records* kept (table rows, iterations, …),
+//! and every list is capped ([`MAX_RECORDS`], [`MAX_WARNINGS`]) with a warning when the cap is hit.
+//!
+//! Each physical line is then *normalised* into one or more [`Line`]s ([`normalize_line`]):
+//! - ANSI escape sequences and control characters are removed; CR (`\r`, CRLF endings, progress
+//!   bars) ends a segment.
+//! - Launcher prefixes are stripped, repeatedly, and remembered as `rank` / `host`:
+//!   mpirun `--tag-output` (`[1,0]<stdout>:`), torchrun `--tee` (`[default7]:`), PyTorch's
+//!   `[rank7]:`, `srun --label` (`7: `) and pdsh (`host-01: `, `10.1.2.3: `; a host must be
+//!   lower-case and contain a digit, so `RuntimeError: ` or `slurmstepd: ` are never taken).
+//! - An mpirun tag *inside* a line of the same rank is removed (mpirun tags each `write()`, so one
+//!   nccl-tests row printed by three `printf`s comes out with the tag twice in the middle); a tag
+//!   of another rank, or a well-known line start in the middle of a line (NCCL's
+//!   `host:pid:tid [dev] NCCL`, `[Rank N] (after`, `slurmstepd: error:`, a Python logging
+//!   timestamp, `Traceback`, nccl-tests footers…), splits the line in two: lines glued together
+//!   without a newline are parsed separately, with the same line number.
+//!
+//! A final line without a line terminator (a truncated file) is given to the failure detectors
+//! only, never to the parsers that extract numbers, and a warning says so: a cut number is never
+//! reported as a measurement.
+//!
+//! # Entry points
+//!
+//! [`parse_file`] / [`parse_reader`] run every parser in **one pass** over the lines and return a
+//! [`ParsedLog`]. Files whose name ends in `.json` are read as an nccl-tests `-J` report or a
+//! DeepSpeed config. Each module also has its own `Parser` (fed [`Line`]s) for standalone use.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::Serialize;
+
+pub mod deepspeed;
+pub mod failures;
+pub mod hf_trainer;
+pub mod megatron;
+pub mod nccl_debug;
+pub mod nccl_tests;
+pub mod nvidia_smi;
+
+/// Longest line kept, in bytes; the rest of a longer line is skipped (with a warning).
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+/// Most warnings kept per parse; further ones are only counted.
+pub const MAX_WARNINGS: usize = 1000;
+/// Most records kept in any one list (rows, iterations, samples…); further ones are dropped
+/// with one warning.
+pub const MAX_RECORDS: usize = 1_000_000;
+/// Largest JSON document read (nccl-tests `-J` output, DeepSpeed config).
+pub const MAX_JSON_BYTES: u64 = 256 << 20;
+
+/// Something a parser could not use, or had to guess about. `line` is 1-based (0: whole file).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Warning {
+    pub line: u64,
+    pub message: String,
+}
+
+/// A bounded collector of [`Warning`]s.
+#[derive(Debug, Default)]
+pub struct Warnings {
+    list: Vec<Warning>,
+    dropped: u64,
+    capped: Vec<&'static str>,
+}
+
+impl Warnings {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn push(&mut self, line: u64, message: impl Into<String>) {
+        if self.list.len() < MAX_WARNINGS {
+            self.list.push(Warning {
+                line,
+                message: message.into(),
+            });
+        } else {
+            self.dropped += 1;
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+    pub fn as_slice(&self) -> &[Warning] {
+        &self.list
+    }
+    /// The warnings kept, and how many more were dropped.
+    pub fn into_parts(self) -> (Vec<Warning>, u64) {
+        (self.list, self.dropped)
+    }
+}
+
+/// Pushes `item` unless `list` holds [`MAX_RECORDS`] already; warns once per `what`.
+pub(crate) fn push_capped<T>(
+    list: &mut Vec<T>,
+    item: T,
+    what: &'static str,
+    line: u64,
+    w: &mut Warnings,
+) {
+    if list.len() < MAX_RECORDS {
+        list.push(item);
+    } else if !w.capped.contains(&what) {
+        w.capped.push(what);
+        w.push(
+            line,
+            format!("more than {MAX_RECORDS} {what}; the rest are not kept"),
+        );
+    }
+}
+
+/// One physical line as read from the file, before normalisation.
+#[derive(Debug)]
+pub struct RawLine<'a> {
+    /// 1-based line number.
+    pub no: u64,
+    /// The line, lossily decoded, without its line terminator (`\n` or `\r\n`).
+    pub text: &'a str,
+    /// False for a final line that ended at end of file without `\n`.
+    pub terminated: bool,
+    /// True if the line was longer than [`MAX_LINE_BYTES`] and was cut.
+    pub cut: bool,
+    /// True if the line held bytes that are not UTF-8.
+    pub lossy: bool,
+}
+
+/// Reads a [`BufRead`] line by line as bytes, in bounded memory.
+pub struct LineSource<R> {
+    reader: R,
+    raw: Vec<u8>,
+    text: String,
+    line_no: u64,
+    bytes: u64,
+    error: Option<io::Error>,
+}
+
+impl<R: BufRead> LineSource<R> {
+    pub fn new(reader: R) -> Self {
+        LineSource {
+            reader,
+            raw: Vec::with_capacity(256),
+            text: String::with_capacity(256),
+            line_no: 0,
+            bytes: 0,
+            error: None,
+        }
+    }
+
+    /// Bytes read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The I/O error that ended reading early, if any.
+    pub fn take_error(&mut self) -> Option<io::Error> {
+        self.error.take()
+    }
+
+    /// The next line, or `None` at end of input (or after an I/O error, see [`Self::take_error`]).
+    pub fn next_line(&mut self) -> Option<RawLine<'_>> {
+        if self.error.is_some() {
+            return None;
+        }
+        self.raw.clear();
+        let mut any = false;
+        let mut terminated = false;
+        let mut cut = false;
+        loop {
+            let buf = match self.reader.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.error = Some(e);
+                    break;
+                }
+            };
+            if buf.is_empty() {
+                break;
+            }
+            any = true;
+            let (chunk_len, consumed, found) = match memchr::memchr(b'\n', buf) {
+                Some(i) => (i, i + 1, true),
+                None => (buf.len(), buf.len(), false),
+            };
+            let room = MAX_LINE_BYTES.saturating_sub(self.raw.len());
+            if chunk_len > room {
+                cut = true;
+            }
+            self.raw.extend_from_slice(&buf[..chunk_len.min(room)]);
+            self.reader.consume(consumed);
+            self.bytes += consumed as u64;
+            if found {
+                terminated = true;
+                break;
+            }
+        }
+        if !any {
+            return None;
+        }
+        self.line_no += 1;
+        if self.raw.last() == Some(&b'\r') {
+            self.raw.pop();
+        }
+        self.text.clear();
+        let lossy = match std::str::from_utf8(&self.raw) {
+            Ok(s) => {
+                self.text.push_str(s);
+                false
+            }
+            Err(_) => {
+                self.text.push_str(&String::from_utf8_lossy(&self.raw));
+                true
+            }
+        };
+        Some(RawLine {
+            no: self.line_no,
+            text: &self.text,
+            terminated,
+            cut,
+            lossy,
+        })
+    }
+}
+
+/// One logical line handed to the parsers: a segment of a physical line after normalisation.
+#[derive(Debug, Clone, Copy)]
+pub struct Line<'a> {
+    /// 1-based number of the physical line this segment comes from.
+    pub no: u64,
+    /// The text, launcher prefixes removed (leading indentation is kept).
+    pub text: &'a str,
+    /// Rank from a launcher prefix (`[1,3]<stdout>:`, `[default3]:`, `[rank3]:`, `3: `).
+    pub rank: Option<u32>,
+    /// Host from a pdsh-style `host: ` prefix.
+    pub host: Option<&'a str>,
+}
+
+/// An owned normalised segment (see [`normalize_line`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    pub text: String,
+    pub rank: Option<u32>,
+    pub host: Option<String>,
+}
+
+impl Segment {
+    pub fn as_line(&self, no: u64) -> Line<'_> {
+        Line {
+            no,
+            text: &self.text,
+            rank: self.rank,
+            host: self.host.as_deref(),
+        }
+    }
+}
+
+/// Removes ANSI escape sequences and control characters (tab kept) and splits at `\r`.
+fn clean_pieces(text: &str) -> Vec<String> {
+    let needs = text.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f);
+    if !needs {
+        return vec![text.to_string()];
+    }
+    let mut pieces = Vec::new();
+    let mut cur = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => pieces.push(std::mem::take(&mut cur)),
+            '\u{1b}' => {
+                // CSI: ESC [ params final-byte; OSC: ESC ] ... BEL/ST; other: ESC + one char.
+                match chars.peek() {
+                    Some('[') => {
+                        chars.next();
+                        for d in chars.by_ref() {
+                            if ('@'..='~').contains(&d) {
+                                break;
+                            }
+                        }
+                    }
+                    Some(']') => {
+                        chars.next();
+                        while let Some(d) = chars.next() {
+                            if d == '\u{7}' {
+                                break;
+                            }
+                            if d == '\u{1b}' {
+                                chars.next();
+                                break;
+                            }
+                        }
+                    }
+                    Some(_) => {
+                        chars.next();
+                    }
+                    None => {}
+                }
+            }
+            '\t' => cur.push('\t'),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {}
+            c => cur.push(c),
+        }
+    }
+    pieces.push(cur);
+    pieces
+}
+
+fn parse_u32(s: &str) -> Option<u32> {
+    if s.is_empty() || s.len() > 9 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// A launcher prefix found at the start of a line.
+enum Prefix<'a> {
+    Rank(u32),
+    Host(&'a str),
+}
+
+/// Recognises one launcher prefix at the start of `s` (after optional spaces); returns it and
+/// the rest of the line.
+fn one_prefix(s: &str) -> Option<(Prefix<'_>, &str)> {
+    let t = s.trim_start_matches(' ');
+    let b = t.as_bytes();
+    if b.first() == Some(&b'[') {
+        let close = t.find(']')?;
+        let inner = &t[1..close];
+        let after = &t[close + 1..];
+        // mpirun --tag-output: [jobid,rank]<stdout>:
+        if let Some((job, rank)) = inner.split_once(',')
+            && parse_u32(job).is_some()
+            && let Some(r) = parse_u32(rank)
+        {
+            for tag in ["<stdout>:", "<stderr>:", "<stddiag>:"] {
+                if let Some(rest) = after.strip_prefix(tag) {
+                    return Some((Prefix::Rank(r), rest));
+                }
+            }
+            return None;
+        }
+        for name in ["default", "rank"] {
+            if let Some(num) = inner.strip_prefix(name)
+                && let Some(r) = parse_u32(num)
+                && let Some(rest) = after.strip_prefix(':')
+            {
+                return Some((Prefix::Rank(r), rest));
+            }
+        }
+        return None;
+    }
+    let colon = t.find(": ")?;
+    let head = &t[..colon];
+    let rest = &t[colon + 2..];
+    if let Some(r) = parse_u32(head) {
+        return Some((Prefix::Rank(r), rest));
+    }
+    // pdsh-style host prefix: no leading spaces, lower-case hostname or IPv4 with a digit.
+    if t.len() == s.len()
+        && !head.is_empty()
+        && head.len() <= 64
+        && head
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
+        && head.bytes().any(|c| c.is_ascii_digit())
+        && head.as_bytes()[0].is_ascii_alphanumeric()
+    {
+        return Some((Prefix::Host(head), rest));
+    }
+    None
+}
+
+/// Strips launcher prefixes (repeatedly) and returns the rest with the rank and host found.
+pub fn strip_prefixes(s: &str) -> (&str, Option<u32>, Option<&str>) {
+    let mut rest = s;
+    let mut rank = None;
+    let mut host = None;
+    for _ in 0..6 {
+        match one_prefix(rest) {
+            Some((Prefix::Rank(r), r2)) => {
+                rank.get_or_insert(r);
+                rest = r2;
+            }
+            Some((Prefix::Host(h), r2)) => {
+                host.get_or_insert(h);
+                rest = r2;
+            }
+            None => break,
+        }
+    }
+    (rest, rank, host)
+}
+
+/// Starts of well-known lines that, found inside a line, mean two lines were glued together.
+static GLUE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"\[\d+,(\d+)\]<std(?:out|err|diag)>:",
+        r"|\[Rank \d+\] \(after ",
+        r"|\[(?:rank|default)\d+\]:",
+        r"|slurmstepd(?:-[\w.-]+)?: error:",
+        r"|srun: error:",
+        r"|\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\] \[",
+        r"|# (?:Out of bounds values|Avg bus bandwidth|nccl-tests version|Collective test (?:starting|concluded))",
+        r"|Traceback \(most recent call last\):",
+        r"|[A-Za-z0-9][A-Za-z0-9._-]*:\d+:\d+ \[\d+\] NCCL (?:INFO|WARN)",
+        r"|\biteration\s+\d+\s*/\s*\d+\s*\|",
+    ))
+    .expect("static regex")
+});
+
+/// Normalises one physical line into segments (see the module documentation).
+pub fn normalize_line(text: &str, out: &mut Vec<Segment>) {
+    out.clear();
+    for piece in clean_pieces(text) {
+        let (rest, rank, host) = strip_prefixes(&piece);
+        split_glued(rest, rank, host, out);
+    }
+}
+
+fn split_glued(text: &str, rank: Option<u32>, host: Option<&str>, out: &mut Vec<Segment>) {
+    let mut cur = String::with_capacity(text.len());
+    let mut cur_rank = rank;
+    let mut cur_host = host.map(str::to_string);
+    let mut last = 0usize;
+    let push = |cur: &mut String, r: Option<u32>, h: &Option<String>, out: &mut Vec<Segment>| {
+        if !cur.trim().is_empty() {
+            out.push(Segment {
+                text: std::mem::take(cur),
+                rank: r,
+                host: h.clone(),
+            });
+        } else {
+            cur.clear();
+        }
+    };
+    if !text.contains(['[', ':', '#', '|', 'T']) {
+        if !text.trim().is_empty() {
+            out.push(Segment {
+                text: text.to_string(),
+                rank,
+                host: cur_host,
+            });
+        }
+        return;
+    }
+    for caps in GLUE.captures_iter(text) {
+        let Some(m) = caps.get(0) else { continue };
+        cur.push_str(&text[last..m.start()]);
+        if let Some(tag_rank) = caps.get(1) {
+            // An mpirun tag inside the line.
+            let r = parse_u32(tag_rank.as_str());
+            last = m.end();
+            if r == cur_rank || cur.trim().is_empty() {
+                if cur_rank.is_none() {
+                    cur_rank = r;
+                }
+                continue;
+            }
+            push(&mut cur, cur_rank, &cur_host, out);
+            cur_rank = r;
+            cur_host = None;
+            continue;
+        }
+        if !cur.trim().is_empty() {
+            push(&mut cur, cur_rank, &cur_host, out);
+            // The glued line may carry its own prefix.
+            let (rest, r2, h2) = strip_prefixes(&text[m.start()..]);
+            if rest.len() != text.len() - m.start() {
+                cur_rank = r2.or(cur_rank);
+                cur_host = h2.map(str::to_string).or(cur_host);
+                last = text.len() - rest.len();
+                continue;
+            }
+        }
+        last = m.start();
+    }
+    cur.push_str(&text[last..]);
+    push(&mut cur, cur_rank, &cur_host, out);
+}
+
+/// Parses a number as printed by C `printf` / Python: `12`, `-1.5`, `5e+06`, `1.6e+07`.
+/// Returns `None` for anything else, and for NaN and infinities.
+pub fn num(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let first = s.as_bytes().first()?;
+    if !(first.is_ascii_digit() || matches!(first, b'-' | b'+' | b'.')) {
+        return None;
+    }
+    let v: f64 = s.parse().ok()?;
+    v.is_finite().then_some(v)
+}
+
+/// Parses an unsigned integer (`123`); also accepts an integral float such as `1e+06`.
+pub fn uint(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if let Ok(v) = s.parse::<u64>() {
+        return Some(v);
+    }
+    let v = num(s)?;
+    (v >= 0.0 && v.fract() == 0.0 && v < 1.8e19).then_some(v as u64)
+}
+
+/// Parses a signed integer.
+pub fn int(s: &str) -> Option<i64> {
+    s.trim().parse().ok()
+}
+
+/// Options of a parse.
+#[derive(Debug, Clone)]
+pub struct ParseOptions {
+    /// Columns of header-less `nvidia-smi --query-gpu ... --format=csv,noheader` samples. A header
+    /// line, or an `nvidia-smi --query-gpu=...` command line in the log, takes precedence.
+    pub nvsmi_columns: Vec<String>,
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        ParseOptions {
+            nvsmi_columns: nvidia_smi::TEMPLATE_COLUMNS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+}
+
+/// Everything found in one log file.
+#[derive(Debug, Default, Serialize)]
+pub struct ParsedLog {
+    /// The name given to [`parse_reader`] (the path for [`parse_file`]).
+    pub name: String,
+    /// Physical lines read.
+    pub lines: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    pub nccl_tests: Vec<nccl_tests::NcclRun>,
+    pub nccl_debug: nccl_debug::NcclDebugInfo,
+    pub deepspeed: deepspeed::DeepSpeedInfo,
+    pub megatron: megatron::MegatronInfo,
+    pub hf: hf_trainer::HfTrainerInfo,
+    pub failures: Vec<failures::Failure>,
+    pub gpu_samples: Vec<nvidia_smi::GpuSample>,
+    pub topology: Vec<nvidia_smi::Topology>,
+    pub warnings: Vec<Warning>,
+    /// Warnings beyond [`MAX_WARNINGS`], counted only.
+    pub warnings_dropped: u64,
+}
+
+impl ParsedLog {
+    /// The one failure class that explains the job's end, with its evidence (see
+    /// [`failures::primary_failure`] for the rule).
+    pub fn primary_failure(&self) -> Option<failures::PrimaryFailure> {
+        failures::primary_failure(&self.failures)
+    }
+}
+
+/// All the line parsers, fed in one pass.
+pub struct LogParser {
+    nccl_tests: nccl_tests::Parser,
+    nccl_debug: nccl_debug::Parser,
+    deepspeed: deepspeed::Parser,
+    megatron: megatron::Parser,
+    hf: hf_trainer::Parser,
+    failures: failures::Parser,
+    smi: nvidia_smi::CsvParser,
+    topo: nvidia_smi::TopoParser,
+    warnings: Warnings,
+    segs: Vec<Segment>,
+    lines: u64,
+    lossy_lines: u64,
+}
+
+impl Default for LogParser {
+    fn default() -> Self {
+        Self::new(&ParseOptions::default())
+    }
+}
+
+impl LogParser {
+    pub fn new(opts: &ParseOptions) -> Self {
+        LogParser {
+            nccl_tests: nccl_tests::Parser::new(),
+            nccl_debug: nccl_debug::Parser::new(),
+            deepspeed: deepspeed::Parser::new(),
+            megatron: megatron::Parser::new(),
+            hf: hf_trainer::Parser::new(),
+            failures: failures::Parser::new(),
+            smi: nvidia_smi::CsvParser::new(opts.nvsmi_columns.clone()),
+            topo: nvidia_smi::TopoParser::new(),
+            warnings: Warnings::new(),
+            segs: Vec::new(),
+            lines: 0,
+            lossy_lines: 0,
+        }
+    }
+
+    /// Feeds one physical line.
+    pub fn feed_raw(&mut self, raw: &RawLine<'_>) {
+        self.lines = raw.no;
+        if raw.cut {
+            self.warnings.push(
+                raw.no,
+                format!("line longer than {MAX_LINE_BYTES} bytes; the rest was skipped"),
+            );
+        }
+        if raw.lossy {
+            self.lossy_lines += 1;
+        }
+        let mut segs = std::mem::take(&mut self.segs);
+        normalize_line(raw.text, &mut segs);
+        if !raw.terminated && !segs.is_empty() {
+            self.warnings.push(
+                raw.no,
+                "last line has no line terminator (file truncated?): used for failure detection only",
+            );
+        }
+        for seg in &segs {
+            let line = seg.as_line(raw.no);
+            self.failures.feed(&line, &mut self.warnings);
+            if raw.terminated {
+                self.nccl_tests.feed(&line, &mut self.warnings);
+                self.nccl_debug.feed(&line, &mut self.warnings);
+                self.deepspeed.feed(&line, &mut self.warnings);
+                self.megatron.feed(&line, &mut self.warnings);
+                self.hf.feed(&line, &mut self.warnings);
+                self.smi.feed(&line, &mut self.warnings);
+                self.topo.feed(&line, &mut self.warnings);
+            }
+        }
+        if segs.is_empty() {
+            // Blank lines end blocks (tables, topology matrices).
+            let blank = Line {
+                no: raw.no,
+                text: "",
+                rank: None,
+                host: None,
+            };
+            if raw.terminated {
+                self.nccl_tests.feed(&blank, &mut self.warnings);
+                self.deepspeed.feed(&blank, &mut self.warnings);
+                self.smi.feed(&blank, &mut self.warnings);
+                self.topo.feed(&blank, &mut self.warnings);
+            }
+        }
+        self.segs = segs;
+    }
+
+    /// Ends the parse.
+    pub fn finish(mut self, name: &str, bytes: u64) -> ParsedLog {
+        let w = &mut self.warnings;
+        if self.lossy_lines > 0 {
+            w.push(
+                0,
+                format!(
+                    "{} line(s) held bytes that are not UTF-8 (replaced by U+FFFD)",
+                    self.lossy_lines
+                ),
+            );
+        }
+        let nccl_tests = self.nccl_tests.finish(w);
+        let nccl_debug = self.nccl_debug.finish(w);
+        let deepspeed = self.deepspeed.finish(w);
+        let megatron = self.megatron.finish(w);
+        let hf = self.hf.finish(w);
+        let failures = self.failures.finish(w);
+        let gpu_samples = self.smi.finish(w);
+        let topology = self.topo.finish(w);
+        let (warnings, warnings_dropped) = self.warnings.into_parts();
+        ParsedLog {
+            name: name.to_string(),
+            lines: self.lines,
+            bytes,
+            nccl_tests,
+            nccl_debug,
+            deepspeed,
+            megatron,
+            hf,
+            failures,
+            gpu_samples,
+            topology,
+            warnings,
+            warnings_dropped,
+        }
+    }
+}
+
+/// Calls `f` for every normalised [`Line`] of `reader` (terminated lines only); used by the
+/// modules' standalone `parse_*` helpers.
+pub fn for_each_line<R: BufRead>(
+    reader: R,
+    w: &mut Warnings,
+    mut f: impl FnMut(&Line<'_>, &mut Warnings),
+) {
+    let mut src = LineSource::new(reader);
+    let mut segs = Vec::new();
+    while let Some(raw) = src.next_line() {
+        if !raw.terminated {
+            w.push(
+                raw.no,
+                "last line has no line terminator (file truncated?): ignored",
+            );
+            continue;
+        }
+        normalize_line(raw.text, &mut segs);
+        if segs.is_empty() {
+            f(
+                &Line {
+                    no: raw.no,
+                    text: "",
+                    rank: None,
+                    host: None,
+                },
+                w,
+            );
+        }
+        for s in &segs {
+            f(&s.as_line(raw.no), w);
+        }
+    }
+    if let Some(e) = src.take_error() {
+        w.push(0, format!("read error: {e}"));
+    }
+}
+
+/// Parses a log from any reader in one pass, with default options. `name` is used in the result
+/// and to recognise `.json` files.
+pub fn parse_reader<R: Read>(name: &str, reader: R) -> ParsedLog {
+    parse_reader_with(name, reader, &ParseOptions::default())
+}
+
+/// [`parse_reader`] with options.
+pub fn parse_reader_with<R: Read>(name: &str, reader: R, opts: &ParseOptions) -> ParsedLog {
+    if name.to_ascii_lowercase().ends_with(".json") {
+        return parse_json(name, reader);
+    }
+    let mut parser = LogParser::new(opts);
+    let mut src = LineSource::new(BufReader::with_capacity(64 * 1024, reader));
+    while let Some(raw) = src.next_line() {
+        parser.feed_raw(&raw);
+    }
+    let err = src.take_error();
+    let bytes = src.bytes_read();
+    let mut log = parser.finish(name, bytes);
+    if let Some(e) = err {
+        log.warnings.push(Warning {
+            line: log.lines,
+            message: format!("read error, the rest of the file was not read: {e}"),
+        });
+    }
+    log
+}
+
+/// Parses a log held in memory (tests, small inputs).
+pub fn parse_str(name: &str, text: &str) -> ParsedLog {
+    parse_reader(name, text.as_bytes())
+}
+
+/// Opens and parses a file in one pass.
+pub fn parse_file(path: impl AsRef<Path>) -> io::Result<ParsedLog> {
+    let path = path.as_ref();
+    let file = File::open(path)?;
+    Ok(parse_reader(&path.display().to_string(), file))
+}
+
+fn parse_json<R: Read>(name: &str, reader: R) -> ParsedLog {
+    let mut log = ParsedLog {
+        name: name.to_string(),
+        ..ParsedLog::default()
+    };
+    let mut w = Warnings::new();
+    let mut bytes = Vec::new();
+    let mut limited = reader.take(MAX_JSON_BYTES + 1);
+    if let Err(e) = limited.read_to_end(&mut bytes) {
+        w.push(0, format!("read error: {e}"));
+    }
+    if bytes.len() as u64 > MAX_JSON_BYTES {
+        w.push(
+            0,
+            format!("JSON file larger than {MAX_JSON_BYTES} bytes: not read"),
+        );
+        bytes.clear();
+    }
+    log.bytes = bytes.len() as u64;
+    log.lines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+    let text = String::from_utf8_lossy(&bytes);
+    if text.contains("\"results\"") || text.contains("\"average_bus_bandwidth\"") {
+        if let Some(run) = nccl_tests::parse_json_str(&text, &mut w) {
+            log.nccl_tests.push(run);
+        }
+    } else if text.contains("train_micro_batch_size_per_gpu")
+        || text.contains("zero_optimization")
+        || text.contains("train_batch_size")
+    {
+        match deepspeed::parse_config_json(&text) {
+            Ok(cfg) => log.deepspeed.configs.push(cfg),
+            Err(e) => w.push(0, format!("DeepSpeed config JSON: {e}")),
+        }
+    } else if !text.trim().is_empty() {
+        w.push(0, "JSON file of unknown kind: not parsed");
+    }
+    let (warnings, dropped) = w.into_parts();
+    log.warnings = warnings;
+    log.warnings_dropped = dropped;
+    log
+}
+
+/// Test helpers: the device fixtures copied into `tests/fixtures/`.
+#[cfg(test)]
+pub(crate) mod testdata {
+    pub fn device(name: &str) -> String {
+        let p = format!(
+            "{}/tests/fixtures/device-h100-2026-11-24/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
+    }
+    /// The first line of a device fixture that contains `needle`.
+    pub fn device_line(name: &str, needle: &str) -> String {
+        device(name)
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not in {name}"))
+            .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testdata::device_line;
+    use super::*;
+
+    fn segs(s: &str) -> Vec<Segment> {
+        let mut out = Vec::new();
+        normalize_line(s, &mut out);
+        out
+    }
+
+    const ROW_NEEDLE: &str = "     1048576        262144     float    none      -1     8.76";
+
+    #[test]
+    fn strips_launcher_prefixes_from_real_lines() {
+        let nccl = device_line("nccl-allgather-debug.log", "NCCL version");
+        for (prefix, rank) in [
+            ("[1,10]<stdout>:", 10),
+            ("[default7]:", 7),
+            ("[rank7]:", 7),
+            ("  7: ", 7),
+        ] {
+            let prefixed = format!("{prefix}{nccl}");
+            let (rest, r, _) = strip_prefixes(&prefixed);
+            assert_eq!((rest, r), (nccl.as_str(), Some(rank)), "{prefix}");
+        }
+        let prefixed = format!("node-01: [default3]:{nccl}");
+        let (rest, r, h) = strip_prefixes(&prefixed);
+        assert_eq!((rest, r, h), (nccl.as_str(), Some(3), Some("node-01")));
+        // A real line that starts with PyTorch's rank tag.
+        let w = device_line("ds-z2-torchrun.log", "destroy_process_group");
+        let (rest, r, _) = strip_prefixes(&w);
+        assert_eq!(r, Some(0));
+        assert!(rest.starts_with("[W1124 21:54:18.133542775 ProcessGroupNCCL.cpp:1575] Warning:"));
+        // Lines of real logs that must be left alone.
+        for line in [
+            nccl.clone(),
+            device_line("nccl-allgather-debug.log", ROW_NEEDLE),
+            device_line("ds-z2-torchrun.log", "final loss"),
+            device_line("nvsmi-train.csv", "2026/11/24 21:52:34.908"),
+        ] {
+            assert_eq!(strip_prefixes(&line).0, line);
+        }
+    }
+
+    #[test]
+    fn mpirun_tags_inside_a_row_of_the_same_rank_are_removed() {
+        // A real row, tagged the way mpirun --tag-output tags each printf of it.
+        let row = device_line("nccl-allgather-debug.log", ROW_NEEDLE);
+        let (pre, post) = row.split_at(row.find("     8.76").expect("time"));
+        let (mid, tail) = post.split_at(post.find("     0.93").expect("in-place"));
+        let tagged = format!("[1,0]<stdout>:{pre}[1,0]<stdout>:{mid}[1,0]<stdout>:{tail}");
+        let s = segs(&tagged);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].rank, Some(0));
+        assert_eq!(s[0].text, row);
+        // A tag of another rank splits the line.
+        let s = segs(&format!("[1,0]<stdout>:{pre}[1,3]<stdout>:{mid}"));
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].rank, s[1].rank), (Some(0), Some(3)));
+    }
+
+    #[test]
+    fn glued_lines_are_split() {
+        let row = device_line("nccl-allgather-debug.log", ROW_NEEDLE);
+        let info = device_line("nccl-allgather-debug.log", "Destroy COMPLETE");
+        let oob = device_line("nccl-allgather-debug.log", "# Out of bounds values");
+        let s = segs(&format!("{row}{oob}"));
+        assert_eq!(s.len(), 2);
+        assert_eq!(
+            (s[0].text.as_str(), s[1].text.as_str()),
+            (row.as_str(), oob.as_str())
+        );
+        let s = segs(&format!("{info}{oob}"));
+        assert_eq!(s.len(), 2);
+        assert_eq!(
+            (s[0].text.as_str(), s[1].text.as_str()),
+            (info.as_str(), oob.as_str())
+        );
+        // An NCCL line glued after other text takes the text's last word as part of its host
+        // name (the boundary is unknowable): the first segment then lacks that word, which the
+        // table parser reports (see nccl_tests' glued-row test) rather than misreading.
+        let s = segs(&format!("{row}{info}"));
+        assert_eq!(s.len(), 2);
+        assert!(s[1].text.ends_with("Destroy COMPLETE"));
+    }
+
+    #[test]
+    fn ansi_and_carriage_returns_are_cleaned() {
+        let header = device_line("sysinfo.txt", "CPU Affinity");
+        assert!(header.contains('\u{1b}'));
+        let s = segs(&header);
+        assert_eq!(
+            s[0].text,
+            "\tGPU0\tCPU Affinity\tNUMA Affinity\tGPU NUMA ID"
+        );
+        let a = device_line("ds-z2-torchrun.log", "final loss");
+        let s = segs(&format!("{a}\r{a}\r"));
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn line_source_handles_crlf_invalid_utf8_and_missing_newline() {
+        let a = device_line("ds-z2-torchrun.log", "final loss");
+        let mut data = format!("{a}\r\n{a}\n{a}").into_bytes();
+        let second = a.len() + 2 + 3;
+        data[second] = 0xff;
+        let mut src = LineSource::new(data.as_slice());
+        let l1 = src
+            .next_line()
+            .map(|l| (l.text.to_string(), l.terminated, l.lossy));
+        assert_eq!(l1, Some((a.clone(), true, false)));
+        let l2 = src
+            .next_line()
+            .map(|l| (l.text.contains('\u{fffd}'), l.lossy));
+        assert_eq!(l2, Some((true, true)));
+        let l3 = src.next_line().map(|l| (l.text.to_string(), l.terminated));
+        assert_eq!(l3, Some((a, false)));
+        assert!(src.next_line().is_none());
+    }
+
+    #[test]
+    fn numbers_as_printed() {
+        assert_eq!(num("3e+06"), Some(3e6));
+        assert_eq!(num("1.6e+07"), Some(1.6e7));
+        assert_eq!(num("N/A"), None);
+        assert_eq!(num("nan"), None);
+        assert_eq!(uint("1e+06"), Some(1_000_000));
+        assert_eq!(uint("-1"), None);
+    }
+}

@@ -1,0 +1,432 @@
+//! `NCCL_DEBUG=INFO|WARN` output and PyTorch `ProcessGroupNCCL` watchdog reports.
+//!
+//! Learned from NCCL's `src/debug.cc`: every message is
+//! `[timestamp ]HOST:PID:TID [CUDADEV] NCCL INFO msg`; a WARN is
+//! `[timestamp ]HOST:PID:TID [CUDADEV] FILE:LINE (FUNC) NCCL WARN msg` (NCCL ≥ 2.2x; older ones
+//! print `FILE:LINE NCCL WARN`), preceded by an empty line, and its timestamp (`[%F %T] `) is on by
+//! default in recent versions; the `VERSION` level prints a bare `NCCL version X` line without the
+//! host prefix. Facts read from INFO messages:
+//! - `NCCL version 2.28.9+cuda13.0` (also the bare line and PyTorch's `..., NCCL version 2.7.8`);
+//! - `cudaDriverVersion 13000`;
+//! - the network in use: `Using network X`, `Assigned NET plugin X to comm`, `NET/IB : Using
+//!   [0]mlx5_0:1/IB ...` (only with at least one `[n]device`: `NET/IB : Using [RO]; OOB ...` lists
+//!   none), `NET/Socket : Using [0]eth0:...`, `NET/OFI Selected Provider is efa`; a later
+//!   `Failed to initialize NET plugin X` removes X;
+//! - communicator sizes from the init lines (`comm 0x.. rank 0 nRanks 16 nNodes 2 ...`, or the
+//!   older `... nranks 16 cudaDev 0 busId 53000 - Init COMPLETE`): the largest seen is the job's;
+//! - `Init COMPLETE` lines; channel transports (`... via P2P/CUMEM`, `via NET/IB/0`, `via SHM`).
+//!
+//! NCCL result codes (`ncclSystemError`, `ncclRemoteError`, …) are recognised by name, and by their
+//! `ncclGetErrorString` text when the line is an NCCL error (`NCCL error`, `Test NCCL failure`).
+//!
+//! PyTorch (`ProcessGroupNCCL.cpp`) watchdog: `[Rank 0] Watchdog caught collective operation
+//! timeout: WorkNCCL(SeqNum=2, OpType=ALLREDUCE, NumelIn=4, NumelOut=4, Timeout(ms)=8000) ran for
+//! 8097 milliseconds before timing out.` (newer ones say `[PG ID 0 PG GUID 0 Rank 1]`).
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::Serialize;
+
+use super::{Line, Warnings, push_capped, uint};
+
+/// Most distinct strings kept in the small sets (NICs, hosts, transports).
+const MAX_DISTINCT: usize = 4096;
+
+/// One `NCCL WARN` message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NcclWarn {
+    pub line: u64,
+    pub host: String,
+    pub pid: u64,
+    pub device: u32,
+    /// `transport/net_ib.cc:1234` when printed.
+    pub source: Option<String>,
+    pub message: String,
+}
+
+/// An NCCL result code found in the log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NcclErrorCode {
+    pub line: u64,
+    /// `ncclSystemError`, `ncclRemoteError`, …
+    pub code: String,
+    pub message: String,
+}
+
+/// A PyTorch watchdog time-out report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct WatchdogTimeout {
+    pub line: u64,
+    pub rank: Option<u32>,
+    pub seq: Option<u64>,
+    pub op_type: Option<String>,
+    pub numel_in: Option<u64>,
+    pub numel_out: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub ran_for_ms: Option<u64>,
+}
+
+/// What the NCCL debug output of a log says.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct NcclDebugInfo {
+    /// The NCCL version (first one seen; see `versions` when several).
+    pub version: Option<String>,
+    /// Every distinct version seen.
+    pub versions: Vec<String>,
+    pub cuda_driver_version: Option<u64>,
+    /// Network plugins in use (`IB`, `Socket`, `OFI`, `AWS Libfabric`, …), deduplicated.
+    pub networks: Vec<String>,
+    /// NICs listed by `NET/<x> : Using [n]...` lines (`mlx5_0:1/IB`, `eth0:10.0.0.1<0>`).
+    pub nics: Vec<String>,
+    /// Bootstrap interfaces (`Bootstrap : Using eth0:...`).
+    pub bootstrap: Vec<String>,
+    /// libfabric provider (`NET/OFI Selected Provider is efa`).
+    pub ofi_provider: Option<String>,
+    /// Distinct channel transports (`P2P/CUMEM`, `NET/IB/GDRDMA`, `SHM`, …).
+    pub channel_transports: Vec<String>,
+    /// Largest communicator size seen in init lines.
+    pub nranks: Option<u64>,
+    /// Largest node count seen in init lines (`nNodes`).
+    pub nnodes: Option<u64>,
+    /// Distinct hosts of NCCL lines.
+    pub hosts: Vec<String>,
+    /// `Init COMPLETE` lines.
+    pub init_complete: u64,
+    pub info_lines: u64,
+    pub warn_count: u64,
+    pub warns: Vec<NcclWarn>,
+    pub error_codes: Vec<NcclErrorCode>,
+    pub watchdog_timeouts: Vec<WatchdogTimeout>,
+}
+
+static PREFIX: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"^\s*(?:\[[^\]]*\]\s*)?([^\s:\[\]]+):(\d+):(\d+) \[(\d+)\] (?:(\S+:\d+)(?: \([^)]*\))? )?NCCL (INFO|WARN|TRACE|CALL|ABORT)\b ?(.*)$",
+    )
+    .expect("static regex")
+});
+static VERSION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"NCCL version (\d+\.\d+\.\d+[^\s,]*)").expect("static regex"));
+static NRANKS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\bnranks (\d+)").expect("static regex"));
+static NNODES: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\bnNodes (\d+)").expect("static regex"));
+static NET_USING: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^NET/(\w+)\s*: Using (.*)$").expect("static regex"));
+static NIC_ITEM: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\[\d+\]([^\s;\[]+)").expect("static regex"));
+static VIA: LazyLock<Regex> = LazyLock::new(|| Regex::new(r" via (\S+)").expect("static regex"));
+static CODE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b(ncclUnhandledCudaError|ncclSystemError|ncclInternalError|ncclInvalidArgument|ncclInvalidUsage|ncclRemoteError|ncclInProgress)\b")
+        .expect("static regex")
+});
+static WD_RANK: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\bRank (\d+)\]").expect("static regex"));
+static WD_FIELD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(SeqNum|OpType|NumelIn|NumelOut|Timeout\(ms\))=(\w+)").expect("static regex")
+});
+static WD_RAN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"ran for (\d+) milliseconds").expect("static regex"));
+
+/// `ncclGetErrorString` texts and their codes.
+const ERROR_STRINGS: &[(&str, &str)] = &[
+    ("unhandled cuda error", "ncclUnhandledCudaError"),
+    ("unhandled system error", "ncclSystemError"),
+    ("internal error", "ncclInternalError"),
+    ("invalid argument", "ncclInvalidArgument"),
+    ("invalid usage", "ncclInvalidUsage"),
+    (
+        "remote process exited or there was a network error",
+        "ncclRemoteError",
+    ),
+];
+
+fn add_distinct(list: &mut Vec<String>, item: &str) {
+    if list.len() < MAX_DISTINCT && !list.iter().any(|x| x == item) {
+        list.push(item.to_string());
+    }
+}
+
+/// NCCL result code of an error line, if any.
+pub fn error_code(text: &str) -> Option<&'static str> {
+    if let Some(c) = CODE.captures(text) {
+        let code = c.get(1)?.as_str();
+        return ERROR_STRINGS
+            .iter()
+            .map(|(_, c)| *c)
+            .chain(["ncclInProgress"])
+            .find(|x| *x == code);
+    }
+    if text.contains("NCCL error") || text.contains("NCCL failure") || text.contains("NCCL Error") {
+        return ERROR_STRINGS
+            .iter()
+            .find(|(s, _)| text.contains(s))
+            .map(|(_, c)| *c);
+    }
+    None
+}
+
+/// Parses a watchdog line; `None` if the line is not one.
+pub fn parse_watchdog(line: u64, text: &str) -> Option<WatchdogTimeout> {
+    if !text.contains("Watchdog caught collective operation timeout") {
+        return None;
+    }
+    let mut wd = WatchdogTimeout {
+        line,
+        rank: WD_RANK
+            .captures(text)
+            .and_then(|c| uint(c.get(1)?.as_str()))
+            .map(|r| r as u32),
+        ran_for_ms: WD_RAN.captures(text).and_then(|c| uint(c.get(1)?.as_str())),
+        ..WatchdogTimeout::default()
+    };
+    for c in WD_FIELD.captures_iter(text) {
+        let (Some(k), Some(v)) = (c.get(1), c.get(2)) else {
+            continue;
+        };
+        match k.as_str() {
+            "SeqNum" => wd.seq = uint(v.as_str()),
+            "OpType" => wd.op_type = Some(v.as_str().to_string()),
+            "NumelIn" => wd.numel_in = uint(v.as_str()),
+            "NumelOut" => wd.numel_out = uint(v.as_str()),
+            _ => wd.timeout_ms = uint(v.as_str()),
+        }
+    }
+    Some(wd)
+}
+
+/// Streaming parser of NCCL debug output.
+#[derive(Debug, Default)]
+pub struct Parser {
+    info: NcclDebugInfo,
+    failed_plugins: Vec<String>,
+}
+
+impl Parser {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn version(&mut self, text: &str) {
+        if let Some(v) = VERSION.captures(text).and_then(|c| c.get(1)) {
+            let v = v.as_str();
+            if self.info.version.is_none() {
+                self.info.version = Some(v.to_string());
+            }
+            add_distinct(&mut self.info.versions, v);
+        }
+    }
+
+    pub fn feed(&mut self, line: &Line<'_>, w: &mut Warnings) {
+        let t = line.text;
+        if t.contains("ncclSystemError")
+            || t.contains("ncclInternalError")
+            || t.contains("ncclRemoteError")
+            || t.contains("ncclUnhandledCudaError")
+            || t.contains("ncclInvalid")
+            || t.contains("ncclInProgress")
+            || t.contains("NCCL error")
+            || t.contains("NCCL Error")
+            || t.contains("NCCL failure")
+        {
+            if let Some(code) = error_code(t) {
+                let e = NcclErrorCode {
+                    line: line.no,
+                    code: code.to_string(),
+                    message: t.trim().chars().take(500).collect(),
+                };
+                push_capped(
+                    &mut self.info.error_codes,
+                    e,
+                    "NCCL error codes",
+                    line.no,
+                    w,
+                );
+            }
+            if t.contains("NCCL version") {
+                self.version(t);
+            }
+        }
+        if t.contains("Watchdog caught collective operation timeout") {
+            if let Some(mut wd) = parse_watchdog(line.no, t) {
+                if wd.rank.is_none() {
+                    wd.rank = line.rank;
+                }
+                push_capped(
+                    &mut self.info.watchdog_timeouts,
+                    wd,
+                    "watchdog reports",
+                    line.no,
+                    w,
+                );
+            }
+            return;
+        }
+        if !t.contains("NCCL") {
+            return;
+        }
+        let Some(c) = PREFIX.captures(t) else {
+            let trimmed = t.trim();
+            if trimmed.starts_with("NCCL version ") {
+                self.version(trimmed);
+            }
+            return;
+        };
+        let get = |i: usize| c.get(i).map_or("", |m| m.as_str());
+        let host = get(1);
+        add_distinct(&mut self.info.hosts, host);
+        let msg = get(7).trim();
+        match get(6) {
+            "WARN" => {
+                self.info.warn_count += 1;
+                let warn = NcclWarn {
+                    line: line.no,
+                    host: host.to_string(),
+                    pid: uint(get(2)).unwrap_or(0),
+                    device: uint(get(4)).unwrap_or(0) as u32,
+                    source: c.get(5).map(|m| m.as_str().to_string()),
+                    message: msg.chars().take(500).collect(),
+                };
+                push_capped(&mut self.info.warns, warn, "NCCL WARN lines", line.no, w);
+            }
+            "INFO" => {
+                self.info.info_lines += 1;
+                self.info_message(msg);
+            }
+            _ => {}
+        }
+    }
+
+    fn info_message(&mut self, msg: &str) {
+        if msg.starts_with("Channel") || msg.contains(" via ") {
+            if let Some(v) = VIA.captures(msg).and_then(|c| c.get(1)) {
+                // P2P/CUMEM/read -> kept; NET/IB/0/GDRDMA -> NET/IB/GDRDMA
+                let norm: Vec<&str> = v
+                    .as_str()
+                    .split('/')
+                    .filter(|p| !p.bytes().all(|b| b.is_ascii_digit()))
+                    .collect();
+                add_distinct(&mut self.info.channel_transports, &norm.join("/"));
+            }
+            return;
+        }
+        if msg.contains("NCCL version") {
+            self.version(msg);
+            return;
+        }
+        if let Some(v) = msg.strip_prefix("cudaDriverVersion ") {
+            self.info.cuda_driver_version = uint(v);
+            return;
+        }
+        if msg.contains("Init COMPLETE") {
+            self.info.init_complete += 1;
+        }
+        if msg.contains("nranks") || msg.contains("nRanks") {
+            if let Some(n) = NRANKS.captures(msg).and_then(|c| uint(c.get(1)?.as_str())) {
+                self.info.nranks = Some(self.info.nranks.map_or(n, |m| m.max(n)));
+            }
+            if let Some(n) = NNODES.captures(msg).and_then(|c| uint(c.get(1)?.as_str())) {
+                self.info.nnodes = Some(self.info.nnodes.map_or(n, |m| m.max(n)));
+            }
+            return;
+        }
+        if let Some(net) = msg.strip_prefix("Using network ") {
+            add_distinct(&mut self.info.networks, net.trim());
+            return;
+        }
+        if let Some(rest) = msg.strip_prefix("Assigned NET plugin ") {
+            if let Some(net) = rest.strip_suffix(" to comm") {
+                add_distinct(&mut self.info.networks, net.trim());
+            }
+            return;
+        }
+        if let Some(rest) = msg.strip_prefix("Failed to initialize NET plugin ") {
+            add_distinct(&mut self.failed_plugins, rest.trim());
+            return;
+        }
+        if let Some(rest) = msg
+            .strip_prefix("Bootstrap : Using ")
+            .or_else(|| msg.strip_prefix("Bootstrap: Using "))
+        {
+            for item in rest.split_whitespace() {
+                let item = NIC_ITEM
+                    .captures(item)
+                    .and_then(|c| c.get(1))
+                    .map_or(item, |m| m.as_str());
+                add_distinct(&mut self.info.bootstrap, item);
+            }
+            return;
+        }
+        if let Some(rest) = msg.strip_prefix("NET/OFI Selected Provider is ") {
+            let provider = rest.split_whitespace().next().unwrap_or("");
+            self.info.ofi_provider = Some(provider.to_string());
+            add_distinct(&mut self.info.networks, "OFI");
+            return;
+        }
+        if let Some(c) = NET_USING.captures(msg) {
+            let (Some(kind), Some(list)) = (c.get(1), c.get(2)) else {
+                return;
+            };
+            let devices = list.as_str().split(';').next().unwrap_or("");
+            let mut any = false;
+            for d in NIC_ITEM.captures_iter(devices) {
+                if let Some(m) = d.get(1) {
+                    any = true;
+                    add_distinct(&mut self.info.nics, m.as_str());
+                }
+            }
+            if any {
+                add_distinct(&mut self.info.networks, kind.as_str());
+            }
+        }
+    }
+
+    pub fn finish(mut self, _w: &mut Warnings) -> NcclDebugInfo {
+        let failed = std::mem::take(&mut self.failed_plugins);
+        // A plugin that failed to initialise and was never assigned is not in use.
+        self.info
+            .networks
+            .retain(|n| !failed.iter().any(|f| f == n));
+        self.info
+    }
+}
+
+/// Parses NCCL debug output from a reader (standalone use).
+pub fn parse_reader<R: std::io::BufRead>(reader: R) -> (NcclDebugInfo, Vec<super::Warning>) {
+    let mut w = Warnings::new();
+    let mut p = Parser::new();
+    super::for_each_line(reader, &mut w, |l, w| p.feed(l, w));
+    let info = p.finish(&mut w);
+    (info, w.into_parts().0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testdata::device;
+    use super::*;
+
+    #[test]
+    fn device_allgather_debug() {
+        let (info, warnings) = parse_reader(device("nccl-allgather-debug.log").as_bytes());
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(info.version.as_deref(), Some("2.28.9+cuda13.0"));
+        assert_eq!(info.cuda_driver_version, Some(13000));
+        // "NET/IB : Using [RO]; OOB ..." lists no device and IB failed to initialise.
+        assert_eq!(info.networks, ["Socket"]);
+        assert_eq!(info.nics, ["eth0:192.0.2.2<0>"]);
+        assert_eq!(info.bootstrap, ["eth0:192.0.2.2<0>"]);
+        assert_eq!((info.nranks, info.nnodes), (Some(1), Some(1)));
+        assert_eq!(info.init_complete, 1);
+        assert_eq!(info.hosts, ["vm"]);
+        assert_eq!(info.warn_count, 0);
+    }
+
+    #[test]
+    fn device_ds_torchrun_nccl_lines() {
+        let (info, _) = parse_reader(device("ds-z2-torchrun.log").as_bytes());
+        assert_eq!(info.version.as_deref(), Some("2.28.9+cuda13.0"));
+        assert_eq!(info.init_complete, 1);
+        assert_eq!(info.networks, ["Socket"]);
+    }
+}

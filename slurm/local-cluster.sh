@@ -5,6 +5,7 @@
 #   slurm/local-cluster.sh down                               stop everything it started
 #   slurm/local-cluster.sh status                             daemons, mode, sinfo; exit 0 iff healthy
 #   slurm/local-cluster.sh env                                print the path of the env file
+#   slurm/local-cluster.sh stop-daemon|start-daemon slurmctld|slurmdbd   fault injection for tests
 #
 # Then `source "$(slurm/local-cluster.sh env)"` and use sbatch/srun/squeue/sacct as usual.
 #
@@ -17,10 +18,13 @@
 #
 # Runs as root, without systemd; installs missing packages with apt-get. Every daemon is started
 # directly, with its pid/log/spool files under ${SWEEP_SLURM_DIR:-/tmp/sweep-slurm}, and stopped
-# by the PID in its pid file. Facts behind the choices: /work/shared/docs/local-slurm.md.
+# by the PID in its pid file (never by name).
 #
 # Environment: SWEEP_SLURM_DIR (state directory), SWEEP_SLURM_PORT_BASE (default 16800; uses
-# base+6 MariaDB, base+17 slurmctld, base+19 slurmdbd, base+100.. one per slurmd).
+# base+6 MariaDB, base+17 slurmctld, base+19 slurmdbd, base+100.. one per slurmd),
+# SWEEP_SLURM_FORCE_PROCTRACK=linuxproc (use the no-cgroup mode even where cgroups would work),
+# SWEEP_SLURM_TRACE=1 (print how long each step of `up` took), SWEEP_SLURM_KEEP_ON_FAILURE=1 (a
+# failed `up` leaves its daemons running for inspection; by default it stops them).
 set -euo pipefail
 
 DIR=${SWEEP_SLURM_DIR:-/tmp/sweep-slurm}
@@ -43,8 +47,6 @@ PORT_SLURMD=$((PORT_BASE + 100))
 DB_PASS=sweep-local-slurm
 
 say() { printf 'local-cluster: %s\n' "$*" >&2; }
-T_START=$(now)
-trace() { [[ -z ${SWEEP_SLURM_TRACE:-} ]] || printf 'local-cluster: [%s s] %s\n' "$(elapsed "$T_START")" "$*" >&2; }
 die() { printf 'local-cluster: error: %s\n' "$*" >&2; exit 1; }
 # Time in microseconds (bash 5's EPOCHREALTIME: no fork, no floating point).
 now() { printf '%s' "${EPOCHREALTIME//[.,]/}"; }
@@ -52,6 +54,9 @@ elapsed() {  # t0 -> seconds since, one decimal
     local d=$((($(now) - $1) / 100000))
     printf '%d.%d' $((d / 10)) $((d % 10))
 }
+
+T_START=${EPOCHREALTIME//[.,]/}
+trace() { [[ -z ${SWEEP_SLURM_TRACE:-} ]] || printf 'local-cluster: [%s s] %s\n' "$(elapsed "$T_START")" "$*" >&2; }
 
 node_name() { printf 'gpu%02d' "$1"; }
 node_list() {  # hostlist expression of nodes 1..N
@@ -117,10 +122,13 @@ stop_daemons() {  # timeout pidfile program [pidfile program ...]
     rm -f "${files[@]}"
 }
 
-# Processes started by our daemons (slurmstepd inherits slurmd's environment, with the tag).
+# Processes carrying our tag: the daemons and what they fork (slurmctld's slurmscriptd; not
+# slurmstepd, which clears its environment).
 tagged_pids() {
     local f pid
-    for f in $(grep -lszxF "$DAEMON_TAG=$DIR" /proc/[0-9]*/environ 2>/dev/null); do
+    local -a files=()
+    mapfile -t files < <(grep -lszxF "$DAEMON_TAG=$DIR" /proc/[0-9]*/environ 2>/dev/null)
+    for f in "${files[@]}"; do
         pid=${f#/proc/}; pid=${pid%/environ}
         [[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
         pid_alive "$pid" && printf '%s\n' "$pid"
@@ -128,13 +136,95 @@ tagged_pids() {
     return 0
 }
 
-# Waits until `cmd...` succeeds, up to $1 seconds.
-wait_for() {  # timeout what cmd...
-    local timeout=$1 what=$2; shift 2
+# slurmstepd processes of this cluster (they keep their node's slurmd log open).
+stepd_pids() {
+    local p exe
+    for p in $(find /proc/[0-9]*/fd -maxdepth 1 -lname "$LOG/slurmd-*" 2>/dev/null | cut -d/ -f3 | sort -u); do
+        exe=$(readlink "/proc/$p/exe" 2>/dev/null) || continue
+        [[ ${exe##*/} == slurmstepd* ]] && echo "$p"
+    done
+    return 0
+}
+
+# Processes of this cluster's jobs: in cgroup mode those in the nodes' freezer cgroups, and in
+# any mode those carrying SLURM_JOB_ID and our SLURM_CONF (what a submitter that sourced env.sh
+# passes on). Never slurmstepd itself, this script or its ancestors (`down` run inside a job).
+job_pids() {
+    local n i cg p f st
+    local -a mine=() stepds=() files=()
+    mapfile -t stepds < <(stepd_pids)
+    p=$$
+    while [[ $p =~ ^[0-9]+$ ]] && ((p > 1)); do
+        mine+=("$p")
+        st=$(cat "/proc/$p/stat" 2>/dev/null) || break
+        st=${st##*) }; st=${st#* }; p=${st%% *}  # the field after the state: parent pid
+    done
+    mine+=("$BASHPID" "${stepds[@]}")
+    {
+        n=$(state_nodes)
+        for ((i = 1; i <= n; i++)); do
+            cg=/sys/fs/cgroup/freezer/slurm_$(node_name "$i")
+            [[ -d $cg ]] && { find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null || true; }
+        done
+        mapfile -t files < <(grep -lszxF "SLURM_CONF=$CONF" /proc/[0-9]*/environ 2>/dev/null)
+        if ((${#files[@]})); then
+            grep -lsz '^SLURM_JOB_ID=' "${files[@]}" 2>/dev/null | cut -d/ -f3
+        fi
+    } | sort -u | while read -r p; do
+        [[ " ${mine[*]} " == *" $p "* ]] || { pid_alive "$p" && echo "$p"; } || true
+    done
+    return 0
+}
+
+kill_pids() {  # pid... : TERM, a moment, then KILL
+    local p any=0
+    for p in "$@"; do pid_alive "$p" && { kill -TERM "$p" 2>/dev/null || true; any=1; }; done
+    ((any)) || return 0
+    sleep 0.5
+    for p in "$@"; do pid_alive "$p" && { kill -KILL "$p" 2>/dev/null || true; }; done
+    return 0
+}
+
+# Empty job cgroups a killed slurmstepd could not remove.
+clean_cgroups() {
+    local n i c
+    n=$(state_nodes)
+    for ((i = 1; i <= n; i++)); do
+        for c in /sys/fs/cgroup/*/"slurm_$(node_name "$i")"; do
+            [[ -d $c ]] && { find "$c" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null || true; }
+        done
+    done
+    return 0
+}
+
+# Waits until `cmd...` succeeds, up to $1 seconds; gives up at once if the daemon that should
+# answer has died (its pid file, once written, names a dead process; or pid P is dead).
+wait_for() {  # timeout what {pidfile FILE | pid P | -} cmd...
+    local timeout=$1 what=$2 kind=$3 arg='' pid
+    shift 3
+    [[ $kind == - ]] || { arg=$1; shift; }
     local deadline=$(($(now) + timeout * 1000000))
     until "$@" >/dev/null 2>&1; do
+        case $kind in
+            pidfile) pid=$(tr -dc '0-9' <"$arg" 2>/dev/null || true) ;;
+            pid) pid=$arg ;;
+            *) pid= ;;
+        esac
+        if [[ -n $pid ]] && ! pid_alive "$pid"; then
+            die "$what died while starting (logs: $LOG)"
+        fi
         (($(now) < deadline)) || die "timed out after ${timeout}s waiting for $what (logs: $LOG)"
         sleep 0.1
+    done
+}
+
+# Fails early and clearly when another program (another local cluster?) holds one of our ports.
+check_ports() {  # port label ...
+    while (($#)); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+            die "port $1 ($2) is in use on 127.0.0.1: another cluster? Set SWEEP_SLURM_PORT_BASE (now $PORT_BASE)"
+        fi
+        shift 2
     done
 }
 
@@ -144,7 +234,8 @@ spawn() {
 }
 spawn_bg() {  # for daemons that stay in the foreground
     env "$DAEMON_TAG=$DIR" SLURM_CONF="$CONF" setsid "$@" </dev/null >>"$LOG/spawn.log" 2>&1 &
-    disown "$!" 2>/dev/null || true
+    SPAWNED=$!
+    disown "$SPAWNED" 2>/dev/null || true
 }
 
 # State ---------------------------------------------------------------------------------------
@@ -152,13 +243,15 @@ state_get() { cat "$DIR/$1" 2>/dev/null || true; }
 state_nodes() { local n; n=$(state_get nodes); printf '%s' "${n:-0}"; }
 
 # Packages ------------------------------------------------------------------------------------
-pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
 ensure_packages() {  # accounting(0|1)
     local -a want=(munge slurmctld slurmd slurm-client libpmix-dev) missing=()
     (($1)) && want+=(mariadb-server slurmdbd)
-    local p
-    for p in "${want[@]}"; do pkg_installed "$p" || missing+=("$p"); done
+    local p installed
+    installed=$(dpkg-query -W -f='${Package} ${Status}\n' "${want[@]}" 2>/dev/null || true)
+    for p in "${want[@]}"; do
+        grep -qx "$p install ok installed" <<<"$installed" || missing+=("$p")
+    done
     ((${#missing[@]})) || return 0
     [[ $(id -u) == 0 ]] || die "packages missing (${missing[*]}) and not root to install them"
     say "installing ${missing[*]}"
@@ -167,13 +260,14 @@ ensure_packages() {  # accounting(0|1)
     local policy=/usr/sbin/policy-rc.d made_policy=0
     if [[ ! -e $policy ]]; then
         printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod 755 "$policy"; made_policy=1
+        POLICY_MADE=$policy  # removed by on_exit if we are interrupted
     fi
     local rc=0
     {
         apt-get update -qq &&
             apt-get install -y -qq --no-install-recommends "${missing[@]}"
     } >"/tmp/sweep-local-slurm-apt.log" 2>&1 || rc=$?
-    ((made_policy)) && rm -f "$policy"
+    ((made_policy)) && { rm -f "$policy"; POLICY_MADE=; }
     ((rc == 0)) || { tail -n 20 /tmp/sweep-local-slurm-apt.log >&2; die "apt-get failed (log: /tmp/sweep-local-slurm-apt.log)"; }
     say "installed in $(elapsed "$t0") s"
 }
@@ -181,6 +275,11 @@ ensure_packages() {  # accounting(0|1)
 # Configuration -------------------------------------------------------------------------------
 cgroup_mode() {
     local c
+    case ${SWEEP_SLURM_FORCE_PROCTRACK:-} in
+        linuxproc) echo linuxproc; return ;;
+        '' | cgroup) ;;
+        *) die "SWEEP_SLURM_FORCE_PROCTRACK must be linuxproc or cgroup" ;;
+    esac
     for c in memory freezer; do
         [[ -d /sys/fs/cgroup/$c && -w /sys/fs/cgroup/$c ]] || { echo linuxproc; return; }
         [[ $(stat -f -c %T "/sys/fs/cgroup/$c" 2>/dev/null) == cgroupfs ]] || { echo linuxproc; return; }
@@ -335,27 +434,57 @@ start_munge() {
         --pid-file="$MUNGE_DIR/munged.pid" --log-file="$MUNGE_DIR/munged.log" \
         --seed-file="$MUNGE_DIR/munged.seed" ||
         die "munged failed to start: $(tail -n 3 "$MUNGE_DIR/munged.log" 2>/dev/null)"
-    wait_for 10 munged bash -c "munge -n -S '$MUNGE_SOCK' | unmunge -S '$MUNGE_SOCK'"
+    wait_for 10 munged pidfile "$MUNGE_DIR/munged.pid" bash -c "munge -n -S '$MUNGE_SOCK' | unmunge -S '$MUNGE_SOCK'"
 }
 
+# shellcheck disable=SC2120  # called with arguments through wait_for
 db_sql() { mariadb --no-defaults -S "$DB_SOCK" -u root "$@"; }
 
-start_mariadb() {
-    if [[ ! -d $DB_DIR/mysql ]]; then
-        mkdir -p "$DB_DIR"
+# InnoDB settings for a small, fast, throw-away database (same for install-db and the server).
+# (The system tablespace otherwise grows by 64 MB steps while slurmdbd creates its tables: 88 MB
+# to copy and delete on every up instead of ~25 MB.)
+DB_OPTS=(--innodb-log-file-size=4M --innodb-buffer-pool-size=64M --innodb-flush-log-at-trx-commit=2
+    --innodb-autoextend-increment=1)
+
+start_mariadbd() {
+    local pid
+    spawn_bg mariadbd --no-defaults --user=root --datadir="$DB_DIR" --socket="$DB_SOCK" \
+        --pid-file="$RUN/mariadb.pid" --port="$PORT_DB" --bind-address=127.0.0.1 \
+        --skip-name-resolve --log-error="$LOG/mariadb.log" --skip-log-bin "${DB_OPTS[@]}" \
+        --max-connections=200
+    pid=$SPAWNED
+    wait_for 30 MariaDB pid "$pid" db_sql -e 'SELECT 1'
+}
+
+start_slurmdbd() {
+    spawn slurmdbd || die "slurmdbd failed to start: $(tail -n 5 "$LOG/slurmdbd.log" 2>/dev/null)"
+    wait_for 30 slurmdbd pidfile "$RUN/slurmdbd.pid" env SLURM_CONF="$CONF" sacctmgr -n list cluster
+}
+
+# MariaDB + slurmdbd + the cluster's record. A fresh database costs ~4 s (mariadb-install-db,
+# then slurmdbd creating its tables and `sacctmgr add cluster` the cluster's), so the first up
+# saves the database right after that, still without jobs, in <dir>/.cache, and later ups start
+# from a copy of it (while the MariaDB and slurmdbd packages stay the same versions and DB_OPTS
+# the same).
+start_accounting() {
+    local cache=$DIR/.cache key fresh=0
+    key="$(dpkg-query -W -f='${Package}=${Version} ' mariadb-server slurmdbd 2>/dev/null || true)${DB_OPTS[*]}"
+    rm -rf "$DB_DIR"
+    if [[ -d $cache/db-template/mysql && $(cat "$cache/db-template.key" 2>/dev/null) == "$key" ]]; then
+        cp -a "$cache/db-template" "$DB_DIR"
+    else
+        fresh=1
+        rm -rf "$cache/db-template" "$cache/db-template.key"
         trace "mariadb-install-db"
         mariadb-install-db --no-defaults --user=root --datadir="$DB_DIR" \
-            --auth-root-authentication-method=socket --skip-test-db \
+            --auth-root-authentication-method=socket --skip-test-db "${DB_OPTS[@]}" \
             >"$LOG/mariadb-install.log" 2>&1 ||
             die "mariadb-install-db failed (log: $LOG/mariadb-install.log)"
     fi
-    spawn_bg mariadbd --no-defaults --user=root --datadir="$DB_DIR" --socket="$DB_SOCK" \
-        --pid-file="$RUN/mariadb.pid" --port="$PORT_DB" --bind-address=127.0.0.1 \
-        --skip-name-resolve --log-error="$LOG/mariadb.log" --skip-log-bin \
-        --innodb-buffer-pool-size=64M --innodb-log-file-size=16M \
-        --innodb-flush-log-at-trx-commit=2 --max-connections=200
-    wait_for 30 MariaDB db_sql -e 'SELECT 1'
-    db_sql <<EOF
+    trace "database files ready"
+    start_mariadbd
+    if ((fresh)); then
+        db_sql <<EOF
 CREATE DATABASE IF NOT EXISTS slurm_acct_db;
 CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$DB_PASS';
 CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '$DB_PASS';
@@ -363,14 +492,28 @@ GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';
 GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';
 FLUSH PRIVILEGES;
 EOF
-}
-
-start_slurmdbd() {
-    spawn slurmdbd || die "slurmdbd failed to start: $(tail -n 5 "$LOG/slurmdbd.log" 2>/dev/null)"
-    wait_for 30 slurmdbd env SLURM_CONF="$CONF" sacctmgr -n list cluster
-    env SLURM_CONF="$CONF" sacctmgr -i add cluster "$CLUSTER" >/dev/null 2>&1 || true
-    env SLURM_CONF="$CONF" sacctmgr -n -P list cluster format=cluster | grep -qx "$CLUSTER" ||
-        die "sacctmgr could not add cluster $CLUSTER (log: $LOG/slurmdbd.log)"
+    fi
+    trace "mariadb up"
+    start_slurmdbd
+    trace "slurmdbd up"
+    if ! env SLURM_CONF="$CONF" sacctmgr -n -P list cluster format=cluster | grep -qx "$CLUSTER"; then
+        env SLURM_CONF="$CONF" sacctmgr -i add cluster "$CLUSTER" >/dev/null 2>&1 || true
+        env SLURM_CONF="$CONF" sacctmgr -n -P list cluster format=cluster | grep -qx "$CLUSTER" ||
+            die "sacctmgr could not add cluster $CLUSTER (log: $LOG/slurmdbd.log)"
+    fi
+    trace "cluster $CLUSTER in the database"
+    if ((fresh)); then
+        stop_daemons 10 "$RUN/slurmdbd.pid" slurmdbd
+        stop_daemons 30 "$RUN/mariadb.pid" mariadbd
+        mkdir -p "$cache"
+        rm -rf "$cache/db-template.new"
+        cp -a "$DB_DIR" "$cache/db-template.new"
+        mv "$cache/db-template.new" "$cache/db-template"
+        printf '%s' "$key" >"$cache/db-template.key"
+        trace "database saved in $cache/db-template"
+        start_mariadbd
+        start_slurmdbd
+    fi
 }
 
 nodes_ready() {  # every node idle (or busy) and responding
@@ -382,16 +525,17 @@ nodes_ready() {  # every node idle (or busy) and responding
 start_slurm() {  # nodes
     local n=$1 i
     spawn slurmctld -f "$CONF" || die "slurmctld failed to start: $(tail -n 5 "$LOG/slurmctld.log" 2>/dev/null)"
+    # slurmd registers at once with a listening slurmctld; started before it, it retries later.
+    wait_for 30 slurmctld pidfile "$RUN/slurmctld.pid" env SLURM_CONF="$CONF" scontrol ping
+    trace "slurmctld answers"
     local -a pids=()
     for ((i = 1; i <= n; i++)); do
         spawn slurmd -f "$CONF" -N "$(node_name "$i")" &
         pids+=("$!")
     done
     for i in "${pids[@]}"; do wait "$i" || die "a slurmd failed to start (logs: $LOG/slurmd-*.log)"; done
-    trace "slurmctld and slurmds started"
-    wait_for 30 "slurmctld" env SLURM_CONF="$CONF" scontrol ping
-    trace "slurmctld answers"
-    wait_for 60 "$n nodes to be idle" nodes_ready "$n"
+    trace "slurmds started"
+    wait_for 60 "$n nodes to be idle" - nodes_ready "$n"
 }
 
 # Health --------------------------------------------------------------------------------------
@@ -445,8 +589,22 @@ anything_running() {
 }
 
 # Commands ------------------------------------------------------------------------------------
+POLICY_MADE=
+UP_STARTED=0
+on_exit() {
+    local rc=$?
+    [[ -z $POLICY_MADE ]] || rm -f "$POLICY_MADE"
+    if ((rc != 0 && UP_STARTED)) && [[ -z ${SWEEP_SLURM_KEEP_ON_FAILURE:-} ]]; then
+        UP_STARTED=0
+        say "up failed: stopping what it started (logs stay in $LOG;" \
+            "SWEEP_SLURM_KEEP_ON_FAILURE=1 keeps the daemons running)"
+        cmd_down || true
+    fi
+}
+trap on_exit EXIT
+
 cmd_up() {
-    local acct=1 n=4
+    local acct=1 n=4 i
     while (($#)); do
         case $1 in
             --no-accounting) acct=0 ;;
@@ -457,7 +615,9 @@ cmd_up() {
         esac
         shift
     done
-    [[ $n =~ ^[0-9]+$ ]] && ((n >= 1 && n <= 99)) || die "--nodes must be 1..99"
+    [[ $n =~ ^[0-9]+$ ]] || die "--nodes must be 1..99"
+    n=$((10#$n))
+    ((n >= 1 && n <= 99)) || die "--nodes must be 1..99"
     [[ $(id -u) == 0 ]] || die "must run as root"
     local want_mode=no-accounting
     ((acct)) && want_mode=accounting
@@ -482,7 +642,7 @@ cmd_up() {
     # Fresh state on every up (job ids restart at 1, the accounting database is new).
     if [[ -e $DIR ]]; then
         if [[ -e $DIR/$MARKER ]]; then
-            find "$DIR" -mindepth 1 -maxdepth 1 ! -name "$MARKER" ! -name munge -exec rm -rf {} +
+            find "$DIR" -mindepth 1 -maxdepth 1 ! -name "$MARKER" ! -name munge ! -name .cache -exec rm -rf {} +
             rm -f "$MUNGE_DIR"/munged.* "$MUNGE_SOCK"*
         elif [[ -n $(ls -A "$DIR") ]]; then
             die "$DIR exists, is not empty and was not made by this script: refusing to use it"
@@ -490,12 +650,15 @@ cmd_up() {
     fi
     mkdir -p "$DIR"; chmod 755 "$DIR"
     touch "$DIR/$MARKER"
+    UP_STARTED=1
 
     local cg; cg=$(cgroup_mode)
     if [[ $cg == cgroup ]]; then
-        say "cgroup v1 memory+freezer writable: proctrack/cgroup + task/cgroup, ConstrainRAMSpace=yes"
+        say "cgroup mode: cgroup v1 memory+freezer writable: proctrack/cgroup + task/cgroup, ConstrainRAMSpace=yes"
+    elif [[ -n ${SWEEP_SLURM_FORCE_PROCTRACK:-} ]]; then
+        say "linuxproc mode (SWEEP_SLURM_FORCE_PROCTRACK): proctrack/linuxproc + task/none, memory limits by OverMemoryKill"
     else
-        say "no writable cgroup v1 memory+freezer: proctrack/linuxproc + task/none (memory by OverMemoryKill)"
+        say "linuxproc mode: no writable cgroup v1 memory+freezer: proctrack/linuxproc + task/none, memory limits by OverMemoryKill"
     fi
     write_configs "$n" "$acct" "$cg"
     echo "$want_mode" >"$DIR/mode"
@@ -505,17 +668,19 @@ cmd_up() {
     rm -f "$ENV_FILE"
 
     trace "configs written"
+    local -a ports=("$PORT_CTLD" slurmctld)
+    ((acct)) && ports+=("$PORT_DBD" slurmdbd "$PORT_DB" MariaDB)
+    for ((i = 0; i < n; i++)); do ports+=($((PORT_SLURMD + i)) "slurmd $(node_name $((i + 1)))"); done
+    check_ports "${ports[@]}"
     start_munge
     trace "munged up"
     if ((acct)); then
-        start_mariadb
-        trace "mariadb up"
-        start_slurmdbd
-        trace "slurmdbd up, cluster added"
+        start_accounting
     fi
     start_slurm "$n"
     write_env "$n" "$acct" "$cg"
-    say "up: $n nodes $(node_list "$n"), partition gpu, $want_mode, in $(elapsed "$t1") s (total $(elapsed "$t0") s)"
+    UP_STARTED=0
+    say "up: $(node_list "$n") ($n node(s)), partition gpu, $want_mode, in $(elapsed "$t1") s (total $(elapsed "$t0") s)"
     say "use it with: source $ENV_FILE"
     echo "$ENV_FILE"
 }
@@ -523,40 +688,51 @@ cmd_up() {
 cmd_down() {
     [[ -e $DIR/$MARKER ]] || { say "nothing to stop ($DIR is not set up)"; return 0; }
     local t0; t0=$(now)
-    local ctld
+    local ctld='' had_jobs=0 p
     # Cancel jobs first so that slurmstepd and job processes end cleanly.
     if ctld=$(daemon_pid "$RUN/slurmctld.pid" slurmctld); then
         local jobs
         jobs=$(env SLURM_CONF="$CONF" timeout 5 squeue -h -o %i 2>/dev/null || true)
         if [[ -n $jobs ]]; then
+            had_jobs=1
             # shellcheck disable=SC2086
             env SLURM_CONF="$CONF" timeout 5 scancel $jobs 2>/dev/null || true
-            local i
-            for ((i = 0; i < 50; i++)); do
-                [[ -z $(env SLURM_CONF="$CONF" timeout 5 squeue -h -o %i 2>/dev/null) ]] && break
+            # Done when no job is pending or running any more and no job process is left (jobs
+            # stay COMPLETING, and their slurmstepd alive, for ~3 s after that: not waited for).
+            local deadline=$(($(now) + 5000000)) states
+            while (($(now) < deadline)); do
+                states=$(env SLURM_CONF="$CONF" timeout 2 squeue -h -o %T 2>/dev/null || echo unknown)
+                if ! grep -qv '^COMPLETING$' <<<"${states:-COMPLETING}" && [[ -z $(job_pids) ]]; then
+                    break
+                fi
                 sleep 0.1
             done
         fi
     fi
+    # The next `up` starts from fresh state, so slurmctld's orderly shutdown (~1.8 s, to save
+    # state) is of no use: SIGKILL it. After cancelled jobs, slurmd and slurmstepd likewise: the
+    # jobs' processes are gone, but slurmstepd lingers ~3 s and slurmd ignores SIGTERM meanwhile.
+    [[ -n $ctld ]] && { kill -KILL "$ctld" 2>/dev/null || true; }
     local -a slurmds=() pf
-    for pf in "$RUN"/slurmd-*.pid; do [[ -e $pf ]] && slurmds+=("$pf" slurmd); done
-    stop_daemons 10 "$RUN/slurmctld.pid" slurmctld "${slurmds[@]}"
-    # slurmstepd (and through it job processes) left over from a step that would not end.
-    local p left
-    left=$(tagged_pids | grep -vxF "$(daemon_pid "$RUN/slurmdbd.pid" slurmdbd || true)" |
-        grep -vxF "$(daemon_pid "$RUN/mariadb.pid" mariadbd || true)" |
-        grep -vxF "$(daemon_pid "$MUNGE_DIR/munged.pid" munged || true)" || true)
-    if [[ -n $left ]]; then
-        for p in $left; do kill -TERM "$p" 2>/dev/null || true; done
-        sleep 0.5
-        for p in $left; do pid_alive "$p" && kill -KILL "$p" 2>/dev/null || true; done
+    for pf in "$RUN"/slurmd-*.pid; do
+        [[ -e $pf ]] || continue
+        slurmds+=("$pf" slurmd)
+        if ((had_jobs)) && p=$(daemon_pid "$pf" slurmd); then kill -KILL "$p" 2>/dev/null || true; fi
+    done
+    if ((had_jobs)); then
+        for p in $(stepd_pids); do kill -KILL "$p" 2>/dev/null || true; done
     fi
+    # slurmd takes ~7 s to stop when it cannot reach slurmctld (after a failed up): 2 s, then KILL.
+    stop_daemons 2 "$RUN/slurmctld.pid" slurmctld "${slurmds[@]}"
+    # Job processes (and any slurmstepd) that outlived their slurmd.
+    # shellcheck disable=SC2046
+    kill_pids $(stepd_pids) $(job_pids)
     stop_daemons 10 "$RUN/slurmdbd.pid" slurmdbd
     stop_daemons 30 "$RUN/mariadb.pid" mariadbd "$MUNGE_DIR/munged.pid" munged
-    left=$(tagged_pids)
-    if [[ -n $left ]]; then
-        for p in $left; do kill -KILL "$p" 2>/dev/null || true; done
-    fi
+    # Anything else started with our tag (slurmscriptd, a daemon whose pid file was lost).
+    # shellcheck disable=SC2046
+    kill_pids $(tagged_pids)
+    clean_cgroups
     rm -f "$ENV_FILE"
     say "down in $(elapsed "$t0") s"
 }
@@ -572,11 +748,29 @@ cmd_status() {
     return $rc
 }
 
+# Fault injection for tests: stop or start one daemon of a running cluster (the controller or
+# the accounting daemon), as happens when they crash or restart on a production cluster.
+cmd_daemon() {  # stop|start slurmctld|slurmdbd
+    local action=$1 name=${2:-}
+    [[ -n $(state_get nodes) ]] || die "no cluster in $DIR"
+    case $action/$name in
+        stop/slurmctld) stop_daemons 10 "$RUN/slurmctld.pid" slurmctld ;;
+        stop/slurmdbd) stop_daemons 10 "$RUN/slurmdbd.pid" slurmdbd ;;
+        start/slurmctld)
+            spawn slurmctld -f "$CONF" || die "slurmctld failed to start: $(tail -n 5 "$LOG/slurmctld.log" 2>/dev/null)"
+            wait_for 30 slurmctld pidfile "$RUN/slurmctld.pid" env SLURM_CONF="$CONF" scontrol ping ;;
+        start/slurmdbd) start_slurmdbd ;;
+        *) die "usage: $0 stop-daemon|start-daemon slurmctld|slurmdbd" ;;
+    esac
+}
+
 case ${1:-} in
     up) shift; cmd_up "$@" ;;
+    stop-daemon) shift; cmd_daemon stop "$@" ;;
+    start-daemon) shift; cmd_daemon start "$@" ;;
     down) shift; cmd_down ;;
     status) shift; cmd_status ;;
     env) echo "$ENV_FILE" ;;
-    -h | --help | help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' ;;
+    -h | --help | help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" ;;
     *) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

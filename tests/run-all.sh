@@ -1,5 +1,30 @@
 #!/usr/bin/env bash
-# The whole test suite, as the README's test command and CI run it.
+# The whole test suite, as the README's test command and CI run it: unit and integration tests,
+# then the real-Slurm tests against a local Slurm cluster (slurm/local-cluster.sh), first with
+# accounting (slurmdbd + MariaDB), then again without it. Installs what it needs (as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# A cluster of its own, so a demo cluster (default dir and ports) can keep running beside it.
+export SWEEP_SLURM_DIR=${SWEEP_SLURM_DIR:-/tmp/sweep-slurm-test}
+export SWEEP_SLURM_PORT_BASE=${SWEEP_SLURM_PORT_BASE:-17800}
+cluster() { bash slurm/local-cluster.sh "$@"; }
+trap 'cluster down >/dev/null 2>&1 || true' EXIT
+
+cargo build --all-targets 2>&1
+
+echo "== local Slurm cluster with accounting"
+t0=$(date +%s)
+cluster up
+echo "cluster up in $(( $(date +%s) - t0 )) s"
+# shellcheck disable=SC1090
+source "$(cluster env)"
 cargo test --all-targets 2>&1
+
+echo "== local Slurm cluster without accounting"
+cluster down
+cluster up --no-accounting
+# shellcheck disable=SC1090
+source "$(cluster env)"
+cargo test --test slurm 2>&1
+cluster down

@@ -538,3 +538,67 @@ fn kill_dash_nine_during_submit_never_duplicates_or_loses_a_job() {
             .success()
     );
 }
+
+fn daemon(action: &str, name: &str) {
+    let st = Command::new("bash").arg(root().join("slurm/local-cluster.sh")).args([action, name]).status().unwrap();
+    assert!(st.success(), "local-cluster.sh {action} {name} failed");
+}
+
+#[test]
+fn controller_down_is_reported_and_submit_retries_until_it_answers() {
+    if !cluster() {
+        return;
+    }
+    let _g = lock();
+    let c = campaign("ctld", "[[stage]]\nname = \"a\"\ntemplate = \"cpu-smoke.sbatch.j2\"\nparams = { command = \"true\" }\nmatrix = { nodes = [1] }\n\n[[stage]]\nname = \"b\"\ntemplate = \"cpu-smoke.sbatch.j2\"\nparams = { command = \"true\" }\nmatrix = { nodes = [1] }\n");
+    assert!(submit(&c.dir, &["--stage", "a"]).status.success());
+    wait_for(&c.dir, 30, "a to complete", |v| state_of(v, "a") == "COMPLETED");
+
+    daemon("stop-daemon", "slurmctld");
+    let v = status(&c.dir);
+    let errors = v["errors"].as_array().unwrap();
+    assert!(errors.iter().any(|e| e.as_str().unwrap().contains("not answering")), "{v:#}");
+    assert_eq!(state_of(&v, "a"), "COMPLETED", "the last known state stays");
+    assert_eq!(state_of(&v, "b"), "unsubmitted");
+
+    // A submit while the controller is down retries; bring the controller back meanwhile.
+    let bin = assert_cmd::cargo::cargo_bin!("sweep");
+    let child = Command::new(bin).args(["--json", "submit", c.dir.to_str().unwrap(), "--stage", "b"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    daemon("start-daemon", "slurmctld");
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["submitted"].as_array().unwrap().len(), 1, "{r:#}");
+    let v = wait_for(&c.dir, 60, "b to complete", |v| state_of(v, "b") == "COMPLETED");
+    assert!(v["errors"].as_array().unwrap().is_empty(), "{v:#}");
+}
+
+#[test]
+fn status_keeps_working_with_slurmdbd_down() {
+    if !cluster() {
+        return;
+    }
+    if !accounting() {
+        eprintln!("*** SKIPPING slurmdbd test: the cluster runs without accounting ***");
+        return;
+    }
+    let _g = lock();
+    let c = campaign("dbd", "[[stage]]\nname = \"a\"\ntemplate = \"cpu-smoke.sbatch.j2\"\nparams = { command = \"true\" }\nmatrix = { nodes = [1] }\n\n[[stage]]\nname = \"ghost\"\ntemplate = \"cpu-smoke.sbatch.j2\"\nmatrix = { nodes = [1] }\n");
+    assert!(submit(&c.dir, &["--stage", "a"]).status.success());
+    wait_for(&c.dir, 30, "a to complete", |v| state_of(v, "a") == "COMPLETED");
+    daemon("stop-daemon", "slurmdbd");
+    let v = status(&c.dir);
+    assert_eq!(state_of(&v, "a"), "COMPLETED");
+    assert_eq!(v["accounting"], "not needed", "squeue and markers answer without accounting");
+    // A job that left the queue without a marker needs accounting, which is down: lost, and said.
+    let ghost = job(&v, "ghost")["id"].as_str().unwrap().to_string();
+    let mut state: Value = serde_json::from_str(&std::fs::read_to_string(c.dir.join("state.json")).unwrap()).unwrap();
+    state["jobs"][&ghost] = serde_json::json!({"slurm_id": "987655", "attempts": 1, "state": "RUNNING"});
+    std::fs::write(c.dir.join("state.json"), serde_json::to_vec(&state).unwrap()).unwrap();
+    let v = status(&c.dir);
+    assert_eq!(state_of(&v, "ghost"), "lost");
+    assert!(v["accounting"].as_str().unwrap().starts_with("unavailable"), "{v:#}");
+    assert_eq!(state_of(&v, "a"), "COMPLETED");
+    daemon("start-daemon", "slurmdbd");
+}

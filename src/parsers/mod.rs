@@ -407,7 +407,7 @@ pub fn strip_prefixes(s: &str) -> (&str, Option<u32>, Option<&str>) {
 /// Starts of well-known lines that, found inside a line, mean two lines were glued together.
 static GLUE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
-        r"\[\d+,(\d+)\]<std(?:out|err|diag)>:",
+        r"\[\d+,\d+\]<std(?:out|err|diag)>:",
         r"|\[Rank \d+\] \(after ",
         r"|\[(?:rank|default)\d+\]:",
         r"|slurmstepd(?:-[\w.-]+)?: error:",
@@ -420,6 +420,23 @@ static GLUE: LazyLock<Regex> = LazyLock::new(|| {
     ))
     .expect("static regex")
 });
+
+/// Cheap test (substring search only) for the literals that every [`GLUE`] pattern holds.
+fn may_glue(text: &str) -> bool {
+    const LITERALS: [&str; 10] = [
+        "]<std",
+        "[Rank ",
+        "[rank",
+        "[default",
+        ": error:",
+        "] [",
+        "# ",
+        "Traceback",
+        "] NCCL ",
+        "iteration",
+    ];
+    LITERALS.iter().any(|l| text.contains(l))
+}
 
 /// Normalises one physical line into segments (see the module documentation).
 pub fn normalize_line(text: &str, out: &mut Vec<Segment>) {
@@ -446,7 +463,7 @@ fn split_glued(text: &str, rank: Option<u32>, host: Option<&str>, out: &mut Vec<
             cur.clear();
         }
     };
-    if !text.contains(['[', ':', '#', '|', 'T']) {
+    if !may_glue(text) {
         if !text.trim().is_empty() {
             out.push(Segment {
                 text: text.to_string(),
@@ -456,12 +473,16 @@ fn split_glued(text: &str, rank: Option<u32>, host: Option<&str>, out: &mut Vec<
         }
         return;
     }
-    for caps in GLUE.captures_iter(text) {
-        let Some(m) = caps.get(0) else { continue };
+    for m in GLUE.find_iter(text) {
         cur.push_str(&text[last..m.start()]);
-        if let Some(tag_rank) = caps.get(1) {
+        let found = m.as_str();
+        if let Some(inner) = found.strip_prefix('[')
+            && let Some((_, tail)) = inner.split_once(',')
+            && let Some((rank, _)) = tail.split_once(']')
+            && found.contains("]<std")
+        {
             // An mpirun tag inside the line.
-            let r = parse_u32(tag_rank.as_str());
+            let r = parse_u32(rank);
             last = m.end();
             if r == cur_rank || cur.trim().is_empty() {
                 if cur_rank.is_none() {

@@ -980,6 +980,46 @@ mod tests {
     }
 
     #[test]
+    fn json_files_are_recognised_by_name_and_content() {
+        let log = parse_str(
+            "nccl-allreduce.json",
+            &super::testdata::device("nccl-allreduce.json"),
+        );
+        assert_eq!(log.nccl_tests.len(), 1);
+        assert_eq!(log.nccl_tests[0].rows.len(), 16);
+        assert!(log.warnings.is_empty(), "{:?}", log.warnings);
+        let log = parse_str(
+            "ds_config-z2.json",
+            &super::testdata::device("ds_config-z2.json"),
+        );
+        assert_eq!(log.deepspeed.configs[0].zero_stage, Some(2));
+    }
+
+    #[test]
+    fn one_pass_over_mixed_content_equals_the_standalone_parsers() {
+        let d = super::testdata::device;
+        let text = format!(
+            "{}{}{}{}",
+            d("sysinfo.txt"),
+            d("nvsmi-train.csv"),
+            d("ds-z2-torchrun.log"),
+            d("nccl-collectives.log")
+        );
+        let log = parse_str("mixed.log", &text);
+        assert_eq!(log.topology.len(), 1);
+        assert_eq!(log.gpu_samples.len(), 558);
+        assert_eq!(log.deepspeed.timers.len(), 48);
+        assert_eq!(log.nccl_tests.len(), 7);
+        assert_eq!(log.nccl_debug.version.as_deref(), Some("2.28.9+cuda13.0"));
+        assert!(log.failures.is_empty());
+        let (runs, _) = nccl_tests::parse_reader(d("nccl-collectives.log").as_bytes());
+        for (a, b) in log.nccl_tests.iter().zip(&runs) {
+            assert_eq!(a.rows.len(), b.rows.len());
+            assert_eq!(a.avg_busbw_gbps, b.avg_busbw_gbps);
+        }
+    }
+
+    #[test]
     fn numbers_as_printed() {
         assert_eq!(num("3e+06"), Some(3e6));
         assert_eq!(num("1.6e+07"), Some(1.6e7));

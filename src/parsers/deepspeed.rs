@@ -805,10 +805,14 @@ mod tests {
 
     #[test]
     fn units() {
-        assert_eq!(scaled("2.35 TFLOPS", "FLOPS"), Some(2.35e12));
-        assert_eq!(scaled("60 ms", "s"), Some(0.06));
-        assert_eq!(scaled("60.51 M", ""), Some(60.51e6));
-        assert_eq!(scaled("191.26 GMACs", "MACs"), Some(191.26e9));
+        // Unit strings as number_to_string / flops_to_string / duration_to_string build them.
+        assert_eq!(scaled("1.5 TFLOPS", "FLOPS"), Some(1.5e12));
+        assert_eq!(scaled("250 GFLOPS", "FLOPS"), Some(250e9));
+        assert_eq!(scaled("25 ms", "s"), Some(0.025));
+        assert_eq!(scaled("3 M", ""), Some(3e6));
+        assert_eq!(scaled("2 B", ""), Some(2e9));
+        assert_eq!(scaled("2 GMACs", "MACs"), Some(2e9));
+        assert_eq!(scaled("2 GMACs", "FLOPS"), None);
         assert_eq!(bytes_1024("4.0 MB"), Some(4 << 20));
         assert_eq!(bytes_1024("0B"), Some(0));
     }

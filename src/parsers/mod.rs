@@ -407,7 +407,7 @@ pub fn strip_prefixes(s: &str) -> (&str, Option<u32>, Option<&str>) {
 /// Starts of well-known lines that, found inside a line, mean two lines were glued together.
 static GLUE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
-        r"\[\d+,(\d+)\]<std(?:out|err|diag)>:",
+        r"\[\d+,\d+\]<std(?:out|err|diag)>:",
         r"|\[Rank \d+\] \(after ",
         r"|\[(?:rank|default)\d+\]:",
         r"|slurmstepd(?:-[\w.-]+)?: error:",
@@ -420,6 +420,23 @@ static GLUE: LazyLock<Regex> = LazyLock::new(|| {
     ))
     .expect("static regex")
 });
+
+/// Cheap test (substring search only) for the literals that every [`GLUE`] pattern holds.
+fn may_glue(text: &str) -> bool {
+    const LITERALS: [&str; 10] = [
+        "]<std",
+        "[Rank ",
+        "[rank",
+        "[default",
+        ": error:",
+        "] [",
+        "# ",
+        "Traceback",
+        "] NCCL ",
+        "iteration",
+    ];
+    LITERALS.iter().any(|l| text.contains(l))
+}
 
 /// Normalises one physical line into segments (see the module documentation).
 pub fn normalize_line(text: &str, out: &mut Vec<Segment>) {
@@ -446,7 +463,7 @@ fn split_glued(text: &str, rank: Option<u32>, host: Option<&str>, out: &mut Vec<
             cur.clear();
         }
     };
-    if !text.contains(['[', ':', '#', '|', 'T']) {
+    if !may_glue(text) {
         if !text.trim().is_empty() {
             out.push(Segment {
                 text: text.to_string(),
@@ -456,12 +473,16 @@ fn split_glued(text: &str, rank: Option<u32>, host: Option<&str>, out: &mut Vec<
         }
         return;
     }
-    for caps in GLUE.captures_iter(text) {
-        let Some(m) = caps.get(0) else { continue };
+    for m in GLUE.find_iter(text) {
         cur.push_str(&text[last..m.start()]);
-        if let Some(tag_rank) = caps.get(1) {
+        let found = m.as_str();
+        if let Some(inner) = found.strip_prefix('[')
+            && let Some((_, tail)) = inner.split_once(',')
+            && let Some((rank, _)) = tail.split_once(']')
+            && found.contains("]<std")
+        {
             // An mpirun tag inside the line.
-            let r = parse_u32(tag_rank.as_str());
+            let r = parse_u32(rank);
             last = m.end();
             if r == cur_rank || cur.trim().is_empty() {
                 if cur_rank.is_none() {
@@ -956,6 +977,46 @@ mod tests {
         let l3 = src.next_line().map(|l| (l.text.to_string(), l.terminated));
         assert_eq!(l3, Some((a, false)));
         assert!(src.next_line().is_none());
+    }
+
+    #[test]
+    fn json_files_are_recognised_by_name_and_content() {
+        let log = parse_str(
+            "nccl-allreduce.json",
+            &super::testdata::device("nccl-allreduce.json"),
+        );
+        assert_eq!(log.nccl_tests.len(), 1);
+        assert_eq!(log.nccl_tests[0].rows.len(), 16);
+        assert!(log.warnings.is_empty(), "{:?}", log.warnings);
+        let log = parse_str(
+            "ds_config-z2.json",
+            &super::testdata::device("ds_config-z2.json"),
+        );
+        assert_eq!(log.deepspeed.configs[0].zero_stage, Some(2));
+    }
+
+    #[test]
+    fn one_pass_over_mixed_content_equals_the_standalone_parsers() {
+        let d = super::testdata::device;
+        let text = format!(
+            "{}{}{}{}",
+            d("sysinfo.txt"),
+            d("nvsmi-train.csv"),
+            d("ds-z2-torchrun.log"),
+            d("nccl-collectives.log")
+        );
+        let log = parse_str("mixed.log", &text);
+        assert_eq!(log.topology.len(), 1);
+        assert_eq!(log.gpu_samples.len(), 558);
+        assert_eq!(log.deepspeed.timers.len(), 48);
+        assert_eq!(log.nccl_tests.len(), 7);
+        assert_eq!(log.nccl_debug.version.as_deref(), Some("2.28.9+cuda13.0"));
+        assert!(log.failures.is_empty());
+        let (runs, _) = nccl_tests::parse_reader(d("nccl-collectives.log").as_bytes());
+        for (a, b) in log.nccl_tests.iter().zip(&runs) {
+            assert_eq!(a.rows.len(), b.rows.len());
+            assert_eq!(a.avg_busbw_gbps, b.avg_busbw_gbps);
+        }
     }
 
     #[test]

@@ -150,7 +150,9 @@ fn add_distinct(list: &mut Vec<String>, item: &str) {
 
 /// NCCL result code of an error line, if any.
 pub fn error_code(text: &str) -> Option<&'static str> {
-    if let Some(c) = CODE.captures(text) {
+    if text.contains("nccl")
+        && let Some(c) = CODE.captures(text)
+    {
         let code = c.get(1)?.as_str();
         return ERROR_STRINGS
             .iter()

@@ -625,6 +625,28 @@ mod tests {
     }
 
     #[test]
+    fn space_aligned_topo_reads_like_the_tab_separated_one() {
+        // The real matrix with its tabs turned into runs of spaces, as when pasted from a terminal.
+        let spaced = device("sysinfo.txt").replace('\t', "    ");
+        let (t, w) = parse_topo_reader(spaced.as_bytes());
+        assert!(w.is_empty(), "{w:?}");
+        let (tabbed, _) = parse_topo_reader(device("sysinfo.txt").as_bytes());
+        assert_eq!(t[0].gpus, tabbed[0].gpus);
+    }
+
+    #[test]
+    fn unavailable_value_is_missing_not_zero() {
+        // A real sample with its memory temperature replaced by nvidia-smi's "[N/A]".
+        let text = device("nvsmi-train.csv");
+        let na = text.replacen(", 38, 345", ", [N/A], 345", 1);
+        assert_ne!(na, text);
+        let (s, w) = parse_csv_reader(na.as_bytes(), TEMPLATE_COLUMNS);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!((s[0].temp_mem_c, s[1].temp_mem_c), (None, Some(38.0)));
+        assert_eq!(s[0].temp_gpu_c, Some(39.0));
+    }
+
+    #[test]
     fn missing_values() {
         assert!(is_missing("[N/A]"));
         assert!(is_missing("N/A"));

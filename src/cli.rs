@@ -71,6 +71,30 @@ pub enum Cmd {
     Status(StatusArgs),
     /// Cancel a campaign's jobs (all, a stage's, or the named ones).
     Cancel(CancelArgs),
+    /// Parse a campaign's logs (or any directory of logs) into CSV tables and a summary.
+    Collect(CollectArgs),
+    /// The local executor's stand-ins for `srun` and `scontrol` (on PATH inside its jobs).
+    #[command(hide = true, name = "local-exec", disable_help_flag = true)]
+    LocalExec {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct CollectArgs {
+    /// Campaign directory (from `sweep expand`).
+    #[arg(required_unless_present = "logs", conflicts_with = "logs")]
+    pub campaign: Option<PathBuf>,
+    /// Any directory tree of logs instead of a campaign: each file is a source.
+    #[arg(long)]
+    pub logs: Option<PathBuf>,
+    /// Where the tables go (default: results/<campaign name>, or results/<dir name> for --logs).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Re-read every file, ignoring the cache.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]
@@ -91,6 +115,18 @@ pub struct SubmitArgs {
     /// Retries of a transient sbatch failure (controller not answering).
     #[arg(long, default_value_t = 5)]
     pub retries: u32,
+    /// `slurm` (sbatch) or `local`: run single-node jobs here, one after another, without Slurm.
+    #[arg(long, value_enum, default_value_t = Executor::Slurm)]
+    pub executor: Executor,
+    /// Local executor: run again jobs that already ran.
+    #[arg(long)]
+    pub rerun: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+pub enum Executor {
+    Slurm,
+    Local,
 }
 
 #[derive(Args, Debug)]
@@ -167,6 +203,21 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Submit(a) => submit_cmd(a, out),
         Cmd::Status(a) => status_cmd(a, out),
         Cmd::Cancel(a) => cancel_cmd(a, out),
+        Cmd::Collect(a) => collect_cmd(a, out),
+        Cmd::LocalExec { args } => {
+            let code = match args.split_first() {
+                Some((cmd, rest)) if cmd == "srun" => crate::local::srun(rest),
+                Some((cmd, rest)) if cmd == "scontrol" => crate::local::scontrol(rest),
+                _ => bail!("local-exec: srun or scontrol"),
+            };
+            match code {
+                Ok(c) => std::process::exit(c),
+                Err(e) => {
+                    eprintln!("{e:#}");
+                    std::process::exit(1)
+                }
+            }
+        }
     }
 }
 
@@ -346,6 +397,9 @@ fn templates_cmd(t: TemplatesCmd, out: Output) -> Result<()> {
 }
 
 fn submit_cmd(a: SubmitArgs, out: Output) -> Result<()> {
+    if a.executor == Executor::Local {
+        return local_cmd(a, out);
+    }
     let opts = crate::submit::SubmitOptions {
         stages: a.stages,
         max_in_flight: a.max_in_flight,
@@ -479,6 +533,89 @@ fn cancel_cmd(a: CancelArgs, out: Output) -> Result<()> {
                 r.cancelled.len(),
                 r.not_active.len()
             );
+        }
+        Output::Quiet => {}
+    }
+    Ok(())
+}
+
+fn collect_cmd(a: CollectArgs, out: Output) -> Result<()> {
+    use std::io::IsTerminal;
+    let progress = out == Output::Human && std::io::stderr().is_terminal();
+    let r = match (&a.campaign, &a.logs) {
+        (Some(dir), _) => {
+            let m = crate::campaign::Manifest::load(dir)?;
+            let dest = a
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("results").join(&m.campaign));
+            crate::collect::collect_campaign(
+                dir,
+                &crate::collect::Options {
+                    out: dest,
+                    force: a.force,
+                    progress,
+                },
+            )?
+        }
+        (None, Some(logs)) => {
+            if !logs.is_dir() {
+                bail!("{}: not a directory", logs.display());
+            }
+            let name = std::fs::canonicalize(logs)
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
+                .unwrap_or_else(|| "logs".into());
+            let dest = a
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("results").join(name));
+            crate::collect::collect_logs(
+                logs,
+                &crate::collect::Options {
+                    out: dest,
+                    force: a.force,
+                    progress,
+                },
+            )?
+        }
+        (None, None) => bail!("give a campaign directory or --logs DIR"),
+    };
+    match out {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+        Output::Human => print!("{}", crate::collect::render_summary(&r)),
+        Output::Quiet => {}
+    }
+    Ok(())
+}
+
+fn local_cmd(a: SubmitArgs, out: Output) -> Result<()> {
+    let opts = crate::local::LocalOptions {
+        stages: a.stages,
+        dry_run: a.dry_run,
+        rerun: a.rerun,
+    };
+    let r = crate::local::run(&a.campaign, &opts)?;
+    match out {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+        Output::Human => {
+            for c in &r.commands {
+                println!("{c}");
+            }
+            for (j, id, state, code) in &r.ran {
+                println!("ran {j} (local job {id}): {state}, exit code {code}");
+            }
+            for (j, why) in &r.skipped {
+                println!("skipped {j}: {why}");
+            }
+            if !a.dry_run {
+                println!(
+                    "{} ran, {} already ran, {} skipped",
+                    r.ran.len(),
+                    r.already,
+                    r.skipped.len()
+                );
+            }
         }
         Output::Quiet => {}
     }

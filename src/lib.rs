@@ -7,9 +7,11 @@
 
 pub mod campaign;
 pub mod cli;
+pub mod collect;
 pub mod diag;
 pub mod dsconfig;
 pub mod expand;
+pub mod local;
 pub mod model;
 pub mod parsers;
 pub mod plan;

@@ -128,6 +128,19 @@ impl Slurm {
         if let Some(d) = cwd {
             c.current_dir(d);
         }
+        // A Slurm command must not outlive sweep: an sbatch orphaned by a killed sweep could
+        // create its job after the next sweep looked for it by name, and be submitted twice.
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+            unsafe {
+                c.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+        }
         let child = c.spawn().map_err(|e| SlurmError::Unavailable {
             cmd: cmd.into(),
             message: format!("cannot run `{cmd}`: {e} (is Slurm installed and SLURM_CONF set?)"),
@@ -308,6 +321,68 @@ pub fn parse_squeue(out: &str, prefix: &str) -> Vec<QueueJob> {
         .collect()
 }
 
+/// A number in Slurm's JSON: plain (22.05) or `{"set": true, "number": N}` (23.02 and later).
+fn json_num(v: &serde_json::Value) -> Option<i64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_i64(),
+        serde_json::Value::Object(o) if o.get("set").and_then(|s| s.as_bool()) != Some(false) => {
+            o.get("number").and_then(|n| n.as_i64())
+        }
+        _ => None,
+    }
+}
+
+/// A state in Slurm's JSON: a string (22.05) or a list of flags whose first is the state (23.02+).
+fn json_state(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Array(a) => a.first().and_then(|x| x.as_str()).map(String::from),
+        _ => None,
+    }
+}
+
+/// `squeue --json` output; `None` when it is not the JSON Slurm prints.
+pub fn parse_squeue_json(out: &str, prefix: &str) -> Option<Vec<QueueJob>> {
+    let v: serde_json::Value = serde_json::from_str(out).ok()?;
+    let jobs = v.get("jobs")?.as_array()?;
+    let mut res = Vec::new();
+    for j in jobs {
+        let name = j.get("name").and_then(|n| n.as_str()).unwrap_or("");
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        let id = json_num(j.get("job_id")?)?;
+        let task = j.get("array_task_id").and_then(json_num);
+        let array_job = j.get("array_job_id").and_then(json_num).filter(|a| *a != 0);
+        let id = match (array_job, task) {
+            (Some(a), Some(t)) => format!("{a}_{t}"),
+            _ => id.to_string(),
+        };
+        let submit = j
+            .get("submit_time")
+            .and_then(json_num)
+            .map(|t| crate::state::utc_from_unix(t.max(0) as u64))
+            .unwrap_or_default();
+        res.push(QueueJob {
+            id,
+            name: name.to_string(),
+            state: j.get("job_state").and_then(json_state).unwrap_or_default(),
+            reason: j
+                .get("state_reason")
+                .and_then(|r| r.as_str())
+                .unwrap_or("")
+                .to_string(),
+            submit_time: submit,
+            work_dir: j
+                .get("current_working_directory")
+                .and_then(|d| d.as_str())
+                .unwrap_or("")
+                .to_string(),
+        });
+    }
+    Some(res)
+}
+
 pub fn parse_sacct(out: &str) -> Vec<AcctJob> {
     let mut jobs: Vec<AcctJob> = Vec::new();
     for l in out.lines() {
@@ -344,29 +419,59 @@ mod tests {
     use super::*;
 
     #[test]
-    fn squeue_lines_filter_by_campaign_prefix() {
-        let out = "12|RUNNING|None|2026-11-25T09:00:00|/r/a|c:job-a\n13|PENDING|Dependency|2026-11-25T09:00:01|/r/b|other:job\n14_3|COMPLETED|None|2026-11-25T09:00:02|/r/c|c:job-b\n";
-        let v = parse_squeue(out, "c:");
-        assert_eq!(v.len(), 2);
-        assert_eq!(v[1].id, "14_3");
-        assert_eq!(v[0].state, "RUNNING");
+    fn recorded_squeue_text_filters_by_campaign_prefix() {
+        let v = parse_squeue(&fixture("squeue-text-22.05.txt"), "fx:");
+        assert_eq!(v.len(), 3);
+        let oom = v.iter().find(|j| j.name == "fx:oom").unwrap();
+        assert_eq!(
+            (oom.id.as_str(), oom.state.as_str(), oom.work_dir.as_str()),
+            ("4", "COMPLETED", "/tmp")
+        );
+        assert_eq!(
+            parse_squeue(&fixture("squeue-text-22.05.txt"), "tl:")[0].state,
+            "TIMEOUT"
+        );
+    }
+
+    fn fixture(name: &str) -> String {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/slurm")
+            .join(name);
+        std::fs::read_to_string(p).unwrap()
     }
 
     #[test]
-    fn sacct_steps_attach_to_their_job() {
-        // Shape of `sacct --parsable2 --noheader` as the local-slurm facts record it.
-        let out = "16|c:x|COMPLETED|0:0|2026-11-25T09:00:00\n16.batch|batch|COMPLETED|0:0|2026-11-25T09:00:00\n16.0|bash|OUT_OF_MEMORY|0:125|2026-11-25T09:00:01\n17|c:y|CANCELLED by 0|0:0|2026-11-25T09:00:02\n";
-        let v = parse_sacct(out);
-        assert_eq!(v.len(), 2);
-        assert_eq!(
-            v[0].steps[1],
-            (
-                "0".to_string(),
-                "OUT_OF_MEMORY".to_string(),
-                "0:125".to_string()
-            )
+    fn recorded_sacct_steps_attach_to_their_job() {
+        let v = parse_sacct(&fixture("sacct-parsable2-22.05.txt"));
+        assert_eq!(v.len(), 3);
+        let oom = v.iter().find(|j| j.name == "fx:oom").unwrap();
+        assert_eq!(oom.state, "COMPLETED");
+        assert!(
+            oom.steps.iter().any(|(step, state, exit)| step == "0"
+                && state == "OUT_OF_MEMORY"
+                && exit == "0:125")
         );
-        assert_eq!(v[1].state, "CANCELLED");
+        assert_eq!(
+            v.iter().find(|j| j.name == "fx:held").unwrap().state,
+            "PENDING"
+        );
         assert!(is_terminal("CANCELLED by 0") && !is_terminal("PENDING"));
+    }
+
+    #[test]
+    fn recorded_squeue_json_filters_by_campaign_and_keeps_identity() {
+        let text = fixture("squeue-json-22.05.json");
+        let v = parse_squeue_json(&text, "fx:").unwrap();
+        assert_eq!(v.len(), 3);
+        let held = v.iter().find(|j| j.name == "fx:held").unwrap();
+        assert_eq!(
+            (held.id.as_str(), held.state.as_str(), held.reason.as_str()),
+            ("5", "PENDING", "JobHeldUser")
+        );
+        assert_eq!(held.work_dir, "/tmp");
+        assert!(held.submit_time.starts_with("2026-11-25T"));
+        let tl = parse_squeue_json(&text, "tl:").unwrap();
+        assert_eq!(tl[0].state, "TIMEOUT");
+        assert!(parse_squeue_json("squeue: error: something", "x").is_none());
     }
 }

@@ -54,6 +54,9 @@ pub struct JobState {
     /// Slurm's message when sbatch rejected the job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// `local` when the local executor ran the job (its id is then sweep's, not Slurm's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<String>,
     /// Earlier attempts (a resubmitted job keeps their ids here).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<PastAttempt>,
@@ -64,6 +67,9 @@ pub struct PendingSubmit {
     /// When the record was written (UTC, `YYYY-MM-DDTHH:MM:SS`), bounding the reconcile query.
     pub since: String,
     pub name: String,
+    /// The same moment in Unix seconds.
+    #[serde(default)]
+    pub at: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -151,11 +157,14 @@ impl State {
 
 /// UTC now as `YYYY-MM-DDTHH:MM:SS`, the format sacct takes for `--starttime`.
 pub fn now_utc() -> String {
-    let secs = std::time::SystemTime::now()
+    utc_from_unix(now_unix())
+}
+
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .unwrap_or(0);
-    utc_from_unix(secs)
+        .unwrap_or(0)
 }
 
 pub fn utc_from_unix(secs: u64) -> String {

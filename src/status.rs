@@ -108,7 +108,8 @@ pub fn scan_slurm_output(job_dir: &Path, slurm_id: &str) -> LogVerdict {
     v
 }
 
-fn from_marker(job_dir: &Path, f: &Finished) -> (String, bool) {
+/// The job's end as its finished marker and its Slurm output tell it: (state, step OOM).
+pub fn state_from_marker(job_dir: &Path, f: &Finished) -> (String, bool) {
     let v = scan_slurm_output(job_dir, &f.slurm_job_id);
     let state = if v.batch_oom {
         "OUT_OF_MEMORY"
@@ -149,6 +150,10 @@ const ORDER: &[&str] = &[
     "unknown",
 ];
 
+fn is_local(j: &crate::state::JobState) -> bool {
+    j.executor.as_deref() == Some(crate::local::EXECUTOR)
+}
+
 /// One poll. Takes the campaign lock only to write what it learned.
 pub fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
     crate::state::ensure_campaign(dir)?;
@@ -156,18 +161,29 @@ pub fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
     let mut errors = Vec::new();
     let mut calls = 0;
     let prefix = format!("{}:", m.campaign);
-    calls += 1;
-    let queue: Option<Vec<QueueJob>> = match slurm.squeue(&prefix) {
-        Ok(q) => Some(q),
-        Err(e) => {
-            errors.push(format!("{e} (showing markers and last known states)"));
-            None
+    // Jobs the local executor ran are not Slurm's: a campaign of only those asks Slurm nothing.
+    let any_slurm = {
+        let st = State::load(dir)?;
+        st.jobs
+            .values()
+            .any(|j| (j.slurm_id.is_some() || j.pending_submit.is_some()) && !is_local(j))
+    };
+    let queue: Option<Vec<QueueJob>> = if !any_slurm {
+        Some(Vec::new())
+    } else {
+        calls += 1;
+        match slurm.squeue(&prefix) {
+            Ok(q) => Some(q),
+            Err(e) => {
+                errors.push(format!("{e} (showing markers and last known states)"));
+                None
+            }
         }
     };
     let _lock = Lock::acquire(dir)?;
     let mut st = State::load(dir)?;
     if let Some(q) = &queue {
-        crate::submit::adopt_pending(dir, &m, &mut st, q)?;
+        crate::submit::adopt_pending(dir, &m, &mut st, q, crate::submit::SETTLE_S)?;
     }
 
     let mut out: Vec<JobStatus> = Vec::with_capacity(m.jobs.len());
@@ -197,6 +213,17 @@ pub fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
             continue;
         };
         let job_dir = dir.join(&job.dir);
+        if is_local(&js) {
+            let mut s = base(js.state.as_deref().unwrap_or("unknown"), "local");
+            if let Some(f) = read_finished(&job_dir).filter(|f| f.slurm_job_id == sid) {
+                s.exit_code = Some(f.exit_code.to_string());
+                if s.state == "RUNNING" {
+                    s.state = state_from_marker(&job_dir, &f).0;
+                }
+            }
+            out.push(s);
+            continue;
+        }
         let in_queue = queue
             .as_ref()
             .and_then(|q| find_in_queue(q, &sid, job, &job_dir));
@@ -209,12 +236,12 @@ pub fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
                 s.source = "squeue".into();
                 if let Some(f) = &marker {
                     s.exit_code = Some(f.exit_code.to_string());
-                    let (_, oom) = from_marker(&job_dir, f);
+                    let (_, oom) = state_from_marker(&job_dir, f);
                     s.step_oom = oom;
                 }
             }
             (None, Some(f)) => {
-                let (state, oom) = from_marker(&job_dir, f);
+                let (state, oom) = state_from_marker(&job_dir, f);
                 s.state = state;
                 s.step_oom = oom;
                 s.exit_code = Some(f.exit_code.to_string());
@@ -453,12 +480,12 @@ mod tests {
             exit_code: 143,
             signal: "TERM".into(),
         };
-        assert_eq!(from_marker(dir.path(), &f).0, "CANCELLED");
+        assert_eq!(state_from_marker(dir.path(), &f).0, "CANCELLED");
         let ok = Finished {
             slurm_job_id: "7".into(),
             exit_code: 0,
             signal: String::new(),
         };
-        assert_eq!(from_marker(dir.path(), &ok).0, "COMPLETED");
+        assert_eq!(state_from_marker(dir.path(), &ok).0, "COMPLETED");
     }
 }

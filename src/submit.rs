@@ -44,12 +44,26 @@ pub fn reconcile(
     st: &mut State,
     slurm: &Slurm,
 ) -> Result<Vec<(String, String)>> {
-    if !st.jobs.values().any(|j| j.pending_submit.is_some()) {
+    let Some(youngest) = st
+        .jobs
+        .values()
+        .filter_map(|j| j.pending_submit.as_ref().map(|p| p.at))
+        .max()
+    else {
         return Ok(Vec::new());
+    };
+    // An sbatch that was in flight when its sweep died lands within moments (it dies with
+    // sweep, but its request may already be on the wire): give it time before looking.
+    let age = crate::state::now_unix().saturating_sub(youngest);
+    if age < SETTLE_S {
+        std::thread::sleep(Duration::from_secs(SETTLE_S - age));
     }
     let queue = slurm.squeue(&format!("{}:", m.campaign))?;
-    adopt_pending(dir, m, st, &queue)
+    adopt_pending(dir, m, st, &queue, 0)
 }
+
+/// Seconds a write-ahead record must age before "not in the queue" means "never submitted".
+pub const SETTLE_S: u64 = 2;
 
 /// The part of [`reconcile`] that works on a queue listing already fetched (status reuses its
 /// one squeue call).
@@ -58,11 +72,17 @@ pub fn adopt_pending(
     m: &Manifest,
     st: &mut State,
     queue: &[QueueJob],
+    min_age: u64,
 ) -> Result<Vec<(String, String)>> {
+    let now = crate::state::now_unix();
     let pending: Vec<String> = st
         .jobs
         .iter()
-        .filter(|(_, j)| j.pending_submit.is_some())
+        .filter(|(_, j)| {
+            j.pending_submit
+                .as_ref()
+                .is_some_and(|p| now.saturating_sub(p.at) >= min_age)
+        })
         .map(|(k, _)| k.clone())
         .collect();
     if pending.is_empty() {
@@ -131,7 +151,7 @@ fn marker_id(job_dir: &Path) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-fn stage_order(m: &Manifest) -> HashMap<&str, usize> {
+pub fn stage_order(m: &Manifest) -> HashMap<&str, usize> {
     m.stages
         .iter()
         .enumerate()
@@ -240,7 +260,6 @@ pub fn submit(dir: &Path, opts: &SubmitOptions, slurm: &Slurm) -> Result<SubmitR
                     .join(" "),
                 if args.is_empty() { "" } else { " " }
             ));
-            *stage_unsubmitted.entry(job.stage.clone()).or_default() -= 1;
             continue;
         }
         match submit_one(dir, &m, &mut st, job, &args, slurm, opts.retries)? {
@@ -277,6 +296,7 @@ fn submit_one(
             js.pending_submit = Some(PendingSubmit {
                 since: now_utc(),
                 name: job.slurm_name.clone(),
+                at: crate::state::now_unix(),
             });
             js.last_error = None;
         }
@@ -385,6 +405,10 @@ pub fn cancel(
             continue;
         }
         match st.jobs.get(&j.id) {
+            // A local job belongs to the sweep process running it: Ctrl-C there stops it.
+            Some(s) if s.executor.as_deref() == Some(crate::local::EXECUTOR) => {
+                report.not_active.push(j.id.clone())
+            }
             Some(s) if s.slurm_id.is_some() && !s.is_terminal() => {
                 let sid = s.slurm_id.clone().unwrap_or_default();
                 ids.push(sid.clone());

@@ -1,0 +1,1083 @@
+//! `sweep collect`: every log of a campaign (or of any directory tree) parsed once, in parallel
+//! and streamed, into tidy CSV tables (`nccl.csv`, `runs.csv`, `steps.csv`, `gpu.csv`,
+//! `failures.csv`) and a summary. Incremental: a cache keyed by path, size, modification time and
+//! parser version means an unchanged file is never read again.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use anyhow::{Context, Result};
+use indexmap::IndexMap;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::campaign::Manifest;
+use crate::parsers::{self, ParsedLog};
+
+/// Bump when parsing or what is kept per file changes: cached results of older versions are
+/// re-read.
+pub const PARSER_VERSION: u32 = 1;
+pub const CACHE_FILE: &str = ".collect-cache.json";
+/// Warm-up steps excluded from steady-state figures when the point does not say
+/// (`warmup_steps`) and the log does not mark them.
+pub const DEFAULT_WARMUP_STEPS: usize = 2;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NcclRowOut {
+    pub line: u64,
+    pub collective: String,
+    pub size_bytes: u64,
+    pub count: u64,
+    pub dtype: String,
+    pub redop: String,
+    pub root: String,
+    pub placement: String,
+    pub time_us: f64,
+    pub algbw_gbps: f64,
+    pub busbw_gbps: f64,
+    pub wrong: String,
+    pub nranks: Option<u64>,
+    pub nodes: Option<u64>,
+    pub gpu_name: String,
+    pub nccl_version: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StepOut {
+    pub rank: Option<u32>,
+    pub step: u64,
+    pub warmup: Option<bool>,
+    /// Named values of the step (`step_time_ms`, `fwd`, `bwd`, `samples_per_s`, ...).
+    pub values: Vec<(String, f64)>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GpuAgg {
+    pub node: String,
+    pub gpu: String,
+    pub name: String,
+    pub samples: u64,
+    pub util_sum: f64,
+    pub util_n: u64,
+    pub util_min: Option<f64>,
+    pub util_max: Option<f64>,
+    pub mem_used_max_mib: Option<f64>,
+    pub power_sum: f64,
+    pub power_n: u64,
+    pub power_max: Option<f64>,
+    pub temp_max: Option<f64>,
+    pub mem_temp_max: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FailOut {
+    pub line: u64,
+    pub class: String,
+    pub kind: String,
+    pub message: String,
+    pub weak: bool,
+}
+
+/// What one file contributes, kept in the cache.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FileResult {
+    pub size: u64,
+    pub mtime_ns: u128,
+    pub version: u32,
+    pub bytes: u64,
+    pub lines: u64,
+    pub nccl: Vec<NcclRowOut>,
+    pub nccl_avg_busbw: Vec<f64>,
+    pub nccl_version: Option<String>,
+    pub networks: Vec<String>,
+    pub steps: Vec<StepOut>,
+    pub gpus: Vec<GpuAgg>,
+    pub failures: Vec<FailOut>,
+    /// The primary failure of this file (rule of `parsers::failures`).
+    pub primary: Option<FailOut>,
+    pub ds_running_avg_samples_per_s: Option<f64>,
+    pub ds_max_mem_gib: Option<f64>,
+    pub ds_global_batch: Option<u64>,
+    pub profiler_tflops_per_gpu: Option<f64>,
+    pub profiler_samples_per_s: Option<f64>,
+    pub hf_samples_per_s: Option<f64>,
+    pub megatron_samples_per_s: Option<f64>,
+    pub megatron_tflops: Option<f64>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Cache {
+    version: u32,
+    files: BTreeMap<String, FileResult>,
+}
+
+fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn class_rank(c: &str) -> usize {
+    // Across the files of one job, a root cause printed by the ranks (NCCL error, Python
+    // exception) outranks the time-limit or cancel that Slurm printed afterwards.
+    [
+        "hardware",
+        "oom",
+        "node_failure",
+        "nccl",
+        "python_error",
+        "timeout",
+        "cancelled",
+        "unknown",
+    ]
+    .iter()
+    .position(|x| *x == c)
+    .unwrap_or(usize::MAX)
+}
+
+fn fail_out(f: &parsers::failures::Failure) -> FailOut {
+    FailOut {
+        line: f.line,
+        class: f.class.as_str().to_string(),
+        kind: f.kind.to_string(),
+        message: f.message.clone(),
+        weak: f.weak,
+    }
+}
+
+/// Node name from a sampler file name (`gpu-<node>.csv`).
+fn node_from_name(name: &str) -> String {
+    name.strip_prefix("gpu-")
+        .and_then(|s| s.strip_suffix(".csv"))
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Reduces one parsed log to what the tables need.
+pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
+    let mut r = FileResult {
+        bytes: log.bytes,
+        lines: log.lines,
+        ..Default::default()
+    };
+    r.nccl_version = log
+        .nccl_debug
+        .version
+        .clone()
+        .or_else(|| log.nccl_tests.iter().find_map(|t| t.nccl_version.clone()));
+    r.networks = log.nccl_debug.networks.clone();
+    for run in &log.nccl_tests {
+        if let Some(a) = run.avg_busbw_gbps {
+            r.nccl_avg_busbw.push(a);
+        }
+        for row in &run.rows {
+            r.nccl.push(NcclRowOut {
+                line: row.line,
+                collective: row
+                    .collective
+                    .clone()
+                    .or_else(|| run.collective.clone())
+                    .unwrap_or_default(),
+                size_bytes: row.size_bytes,
+                count: row.count,
+                dtype: row.dtype.clone(),
+                redop: row.redop.clone().unwrap_or_default(),
+                root: row.root.map(|x| x.to_string()).unwrap_or_default(),
+                placement: match row.placement {
+                    parsers::nccl_tests::Placement::OutOfPlace => "out_of_place".into(),
+                    parsers::nccl_tests::Placement::InPlace => "in_place".into(),
+                },
+                time_us: row.time_us,
+                algbw_gbps: row.algbw_gbps,
+                busbw_gbps: row.busbw_gbps,
+                wrong: row.wrong.map(|w| w.to_string()).unwrap_or_else(|| {
+                    if row.error_flagged {
+                        "error".into()
+                    } else {
+                        String::new()
+                    }
+                }),
+                nranks: run.nranks.map(|x| x as u64).or(log.nccl_debug.nranks),
+                nodes: run.nodes.map(|x| x as u64).or(log.nccl_debug.nnodes),
+                gpu_name: run.gpu_name.clone().unwrap_or_default(),
+                nccl_version: run
+                    .nccl_version
+                    .clone()
+                    .or_else(|| log.nccl_debug.version.clone())
+                    .unwrap_or_default(),
+            });
+        }
+    }
+    // DeepSpeed wall_clock_breakdown: one `fwd | bwd | step` line per optimizer step; the
+    // step's time is their sum (data loading excluded).
+    let mut step = 0;
+    for t in &log.deepspeed.timers {
+        if let (Some(f), Some(b), Some(s)) = (t.get("fwd"), t.get("bwd"), t.get("step")) {
+            step += 1;
+            let mut values = vec![("step_time_ms".to_string(), f + b + s)];
+            values.extend(t.timers.iter().cloned());
+            r.steps.push(StepOut {
+                rank: t.rank,
+                step,
+                warmup: None,
+                values,
+            });
+        }
+    }
+    for it in &log.megatron.iterations {
+        let mut values = Vec::new();
+        if let Some(v) = it.elapsed_ms_per_iteration {
+            values.push(("step_time_ms".to_string(), v));
+        }
+        if let Some(v) = it.samples_per_second {
+            values.push(("samples_per_s".to_string(), v));
+        }
+        if let Some(v) = it.tflops {
+            values.push(("tflops_per_gpu".to_string(), v));
+        }
+        for (k, v) in &it.losses {
+            values.push((k.clone(), *v));
+        }
+        r.steps.push(StepOut {
+            rank: None,
+            step: it.iteration,
+            warmup: None,
+            values,
+        });
+    }
+    r.ds_running_avg_samples_per_s = log.deepspeed.final_running_avg_samples_per_sec();
+    r.ds_max_mem_gib = log
+        .deepspeed
+        .memory
+        .iter()
+        .map(|m| m.max_ma_gb)
+        .chain(
+            log.deepspeed
+                .throughput
+                .iter()
+                .filter_map(|t| t.max_mem_allocated_gb),
+        )
+        .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b))));
+    r.ds_global_batch = log.deepspeed.config().and_then(|c| c.train_batch_size);
+    if let Some(p) = log.deepspeed.flops_profiles.last() {
+        r.profiler_tflops_per_gpu = p.tflops_per_gpu;
+        r.profiler_samples_per_s = p.samples_per_second;
+    }
+    r.hf_samples_per_s = log
+        .hf
+        .train_summary()
+        .and_then(|h| h.get("train_samples_per_second"));
+    let meg: Vec<f64> = log
+        .megatron
+        .iterations
+        .iter()
+        .filter_map(|i| i.samples_per_second)
+        .collect();
+    r.megatron_samples_per_s = median(&meg);
+    let megt: Vec<f64> = log
+        .megatron
+        .iterations
+        .iter()
+        .filter_map(|i| i.tflops)
+        .collect();
+    r.megatron_tflops = median(&megt);
+
+    let node = node_from_name(file_name);
+    let mut gpus: IndexMap<String, GpuAgg> = IndexMap::new();
+    for s in &log.gpu_samples {
+        let key = s
+            .index
+            .map(|i| i.to_string())
+            .or_else(|| s.bus_id.clone())
+            .unwrap_or_else(|| "?".into());
+        let g = gpus.entry(key.clone()).or_insert_with(|| GpuAgg {
+            node: node.clone(),
+            gpu: key,
+            name: s.name.clone().unwrap_or_default(),
+            ..Default::default()
+        });
+        g.samples += 1;
+        if let Some(u) = s.util_gpu_pct {
+            g.util_sum += u;
+            g.util_n += 1;
+            g.util_min = Some(g.util_min.map_or(u, |m: f64| m.min(u)));
+            g.util_max = Some(g.util_max.map_or(u, |m: f64| m.max(u)));
+        }
+        if let Some(m) = s.mem_used_mib {
+            g.mem_used_max_mib = Some(g.mem_used_max_mib.map_or(m, |x: f64| x.max(m)));
+        }
+        if let Some(p) = s.power_draw_w {
+            g.power_sum += p;
+            g.power_n += 1;
+            g.power_max = Some(g.power_max.map_or(p, |x: f64| x.max(p)));
+        }
+        if let Some(t) = s.temp_gpu_c {
+            g.temp_max = Some(g.temp_max.map_or(t, |x: f64| x.max(t)));
+        }
+        if let Some(t) = s.temp_mem_c {
+            g.mem_temp_max = Some(g.mem_temp_max.map_or(t, |x: f64| x.max(t)));
+        }
+    }
+    r.gpus = gpus.into_values().collect();
+    r.failures = log.failures.iter().map(fail_out).collect();
+    r.primary = log.primary_failure().map(|p| fail_out(&p.evidence));
+    if let Some(p) = &mut r.primary {
+        // The primary's class is the rule's verdict, which may differ from its evidence line's.
+        if let Some(pf) = log.primary_failure() {
+            p.class = pf.class.as_str().to_string();
+        }
+    }
+    r.warnings = log
+        .warnings
+        .iter()
+        .map(|w| format!("line {}: {}", w.line, w.message))
+        .collect();
+    if log.warnings_dropped > 0 {
+        r.warnings
+            .push(format!("{} more warnings not shown", log.warnings_dropped));
+    }
+    r
+}
+
+pub fn median(v: &[f64]) -> Option<f64> {
+    percentile(v, 50.0)
+}
+
+/// Nearest-rank percentile of finite values.
+pub fn percentile(v: &[f64], p: f64) -> Option<f64> {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if s.is_empty() {
+        return None;
+    }
+    s.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((p / 100.0) * s.len() as f64).ceil().max(1.0) as usize;
+    Some(s[rank.min(s.len()) - 1])
+}
+
+fn mean(v: &[f64]) -> Option<f64> {
+    let s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    (!s.is_empty()).then(|| s.iter().sum::<f64>() / s.len() as f64)
+}
+
+/// A source of the collection: a file, and the run (job or file) it belongs to.
+#[derive(Debug, Clone)]
+struct Source {
+    path: PathBuf,
+    key: String,
+    run: usize,
+}
+
+/// One row of `runs.csv`: a job of a campaign, or a file of `--logs`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Run {
+    pub run: String,
+    pub stage: String,
+    pub params: IndexMap<String, Json>,
+    pub dir: PathBuf,
+    pub status: String,
+    pub failure_class: String,
+    pub failure_evidence: String,
+    pub figures: IndexMap<String, Option<f64>>,
+    pub sources: Vec<String>,
+}
+
+pub struct Options {
+    pub out: PathBuf,
+    pub force: bool,
+    pub progress: bool,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub out: PathBuf,
+    pub files: usize,
+    pub parsed: usize,
+    pub cached: usize,
+    pub bytes_parsed: u64,
+    pub runs: Vec<Run>,
+    pub warnings: Vec<String>,
+    pub tables: Vec<String>,
+}
+
+const SKIP_FILES: &[&str] = &[
+    "job.sbatch",
+    "point.json",
+    "ds_config.json",
+    "rank-wrapper.sh",
+    "started",
+    "finished",
+];
+
+fn is_log_candidate(name: &str) -> bool {
+    !(SKIP_FILES.contains(&name)
+        || name.ends_with(".tmp")
+        || name.starts_with('.')
+        || name.ends_with(".unavailable"))
+}
+
+/// Collects a campaign directory (one run per job).
+pub fn collect_campaign(dir: &Path, opts: &Options) -> Result<Report> {
+    let m = Manifest::load(dir)?;
+    let state = crate::state::State::load(dir).unwrap_or_default();
+    let mut runs = Vec::new();
+    let mut sources = Vec::new();
+    for job in &m.jobs {
+        let jd = dir.join(&job.dir);
+        let point: Json = std::fs::read_to_string(jd.join("point.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Json::Null);
+        let mut params: IndexMap<String, Json> = IndexMap::new();
+        if let Some(p) = point.get("params").and_then(|p| p.as_object()) {
+            for (k, v) in p {
+                params.insert(k.clone(), v.clone());
+            }
+        }
+        if let Some(m) = point.get("model").filter(|m| m.is_object()) {
+            params.insert("__model".into(), m.clone());
+        }
+        let js = state.jobs.get(&job.id).cloned().unwrap_or_default();
+        let mut status = js.state.clone().unwrap_or_else(|| "unsubmitted".into());
+        if let Some(sid) = &js.slurm_id
+            && let Some(f) = crate::status::read_finished(&jd).filter(|f| &f.slurm_job_id == sid)
+        {
+            status = crate::status::state_from_marker(&jd, &f).0;
+        }
+        let idx = runs.len();
+        if let Ok(rd) = std::fs::read_dir(&jd) {
+            let mut names: Vec<_> = rd.flatten().filter(|e| e.path().is_file()).collect();
+            names.sort_by_key(|e| e.file_name());
+            for e in names {
+                let name = e.file_name().to_string_lossy().to_string();
+                if is_log_candidate(&name) {
+                    sources.push(Source {
+                        key: format!("{}/{name}", job.dir),
+                        path: e.path(),
+                        run: idx,
+                    });
+                }
+            }
+        }
+        runs.push(Run {
+            run: job.id.clone(),
+            stage: job.stage.clone(),
+            params,
+            dir: jd,
+            status,
+            ..Default::default()
+        });
+    }
+    let profile = crate::profile::Profile::parse(
+        &dir.join("profile.toml"),
+        &std::fs::read_to_string(dir.join("profile.toml")).unwrap_or_default(),
+    )
+    .ok();
+    finish(runs, sources, opts, profile.as_ref())
+}
+
+/// Collects an arbitrary directory tree of logs (one run per file).
+pub fn collect_logs(root: &Path, opts: &Options) -> Result<Report> {
+    let out_abs = std::fs::canonicalize(&opts.out).ok();
+    let mut runs = Vec::new();
+    let mut sources = Vec::new();
+    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .into_iter()
+        .filter_entry(|e| {
+            let hidden = e.depth() > 0 && e.file_name().to_string_lossy().starts_with('.');
+            let is_out = out_abs
+                .as_ref()
+                .is_some_and(|o| std::fs::canonicalize(e.path()).ok().as_ref() == Some(o));
+            !hidden && !is_out
+        })
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .collect();
+    files.sort();
+    for p in files {
+        let key = p
+            .strip_prefix(root)
+            .unwrap_or(&p)
+            .to_string_lossy()
+            .to_string();
+        let idx = runs.len();
+        runs.push(Run {
+            run: key.clone(),
+            status: "-".into(),
+            dir: p.parent().map(|x| x.to_path_buf()).unwrap_or_default(),
+            ..Default::default()
+        });
+        sources.push(Source {
+            path: p,
+            key,
+            run: idx,
+        });
+    }
+    finish(runs, sources, opts, None)
+}
+
+fn finish(
+    mut runs: Vec<Run>,
+    sources: Vec<Source>,
+    opts: &Options,
+    profile: Option<&crate::profile::Profile>,
+) -> Result<Report> {
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("creating {}", opts.out.display()))?;
+    let cache_path = opts.out.join(CACHE_FILE);
+    let mut cache: Cache = if opts.force {
+        Cache::default()
+    } else {
+        std::fs::read(&cache_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    };
+    if cache.version != PARSER_VERSION {
+        cache = Cache {
+            version: PARSER_VERSION,
+            files: BTreeMap::new(),
+        };
+    }
+    // Stat everything; parse only what changed.
+    let metas: Vec<Option<(u64, u128)>> = sources
+        .par_iter()
+        .map(|s| {
+            std::fs::metadata(&s.path)
+                .ok()
+                .map(|m| (m.len(), mtime_ns(&m)))
+        })
+        .collect();
+    let mut todo = Vec::new();
+    for (i, (s, m)) in sources.iter().zip(&metas).enumerate() {
+        let Some((size, mt)) = m else { continue };
+        let fresh = cache
+            .files
+            .get(&s.key)
+            .is_some_and(|c| c.size == *size && c.mtime_ns == *mt && c.version == PARSER_VERSION);
+        if !fresh {
+            todo.push(i);
+        }
+    }
+    let total_bytes: u64 = todo.iter().filter_map(|&i| metas[i].map(|m| m.0)).sum();
+    let bar = (opts.progress && !todo.is_empty()).then(|| {
+        let b = indicatif::ProgressBar::new(total_bytes);
+        if let Ok(st) = indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+        ) {
+            b.set_style(st);
+        }
+        b
+    });
+    let parsed: Vec<(usize, Result<FileResult, String>)> = todo
+        .par_iter()
+        .map(|&i| {
+            let s = &sources[i];
+            let name = s
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let res = parsers::parse_file(&s.path)
+                .map(|log| summarize(&log, &name))
+                .map_err(|e| format!("{}: cannot read: {e}", s.path.display()));
+            if let (Some(b), Some((size, _))) = (&bar, metas[i]) {
+                b.inc(size);
+            }
+            (i, res)
+        })
+        .collect();
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let mut report = Report {
+        out: opts.out.clone(),
+        files: sources.len(),
+        parsed: parsed.len(),
+        ..Default::default()
+    };
+    report.cached = sources.len() - parsed.len();
+    report.bytes_parsed = total_bytes;
+    for (i, res) in parsed {
+        match res {
+            Ok(mut fr) => {
+                if let Some((size, mt)) = metas[i] {
+                    fr.size = size;
+                    fr.mtime_ns = mt;
+                }
+                fr.version = PARSER_VERSION;
+                cache.files.insert(sources[i].key.clone(), fr);
+            }
+            Err(e) => report.warnings.push(e),
+        }
+    }
+    // Drop entries of files that are gone.
+    let keys: std::collections::HashSet<&str> = sources.iter().map(|s| s.key.as_str()).collect();
+    cache.files.retain(|k, _| keys.contains(k.as_str()));
+
+    let mut tables = Tables::default();
+    let mut per_run: Vec<Vec<&Source>> = vec![Vec::new(); runs.len()];
+    for s in &sources {
+        per_run[s.run].push(s);
+    }
+    for (ri, run) in runs.iter_mut().enumerate() {
+        let files: Vec<(&Source, &FileResult)> = per_run[ri]
+            .iter()
+            .filter_map(|s| cache.files.get(&s.key).map(|f| (*s, f)))
+            .collect();
+        for (s, f) in &files {
+            for w in &f.warnings {
+                report.warnings.push(format!("{}: {w}", s.key));
+            }
+        }
+        aggregate(run, &files, profile, &mut tables);
+        run.sources = files.iter().map(|(s, _)| s.key.clone()).collect();
+    }
+    report.tables = tables.write(&opts.out, &runs)?;
+    let bytes = serde_json::to_vec(&cache)?;
+    crate::campaign::write_if_changed(&cache_path, &bytes)?;
+    report.runs = runs;
+    Ok(report)
+}
+
+#[derive(Default)]
+struct Tables {
+    nccl: Vec<(String, NcclRowOut)>,
+    steps: Vec<(String, String, StepOut)>,
+    gpu: Vec<(String, GpuAgg)>,
+    failures: Vec<(String, FailOut)>,
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map(|x| {
+        if x.fract() == 0.0 && x.abs() < 1e15 {
+            format!("{x:.0}")
+        } else {
+            format!("{x:.4}")
+        }
+    })
+    .unwrap_or_default()
+}
+
+/// Figures of one run from all its files: the payload's own metrics first, then DeepSpeed's.
+fn aggregate(
+    run: &mut Run,
+    files: &[(&Source, &FileResult)],
+    profile: Option<&crate::profile::Profile>,
+    t: &mut Tables,
+) {
+    let warmup = run
+        .params
+        .get("warmup_steps")
+        .and_then(|v| v.as_u64())
+        .map(|v| v as usize)
+        .unwrap_or(DEFAULT_WARMUP_STEPS);
+    let seq = run.params.get("seq_len").and_then(|v| v.as_f64());
+    let gpus = run.params.get("gpus").and_then(|v| v.as_f64());
+    let global = run.params.get("global_batch").and_then(|v| v.as_f64());
+    let mut step_times = Vec::new();
+    let mut primary: Option<(String, FailOut)> = None;
+    let mut busbw = Vec::new();
+    let mut avg_busbw = Vec::new();
+    let mut ds_sps = None;
+    let mut prof_tflops = None;
+    let mut prof_sps = None;
+    let mut hf_sps = None;
+    let mut meg_sps = None;
+    let mut meg_tflops = None;
+    let mut ds_mem = None;
+    let mut ds_gb = None;
+    let mut util = (0.0, 0u64, None::<f64>, None::<f64>);
+    let mut power = (0.0, 0u64);
+    let mut temp_max: Option<f64> = None;
+    let mut mem_temp_max: Option<f64> = None;
+    let mut mem_used_max: Option<f64> = None;
+    for (s, f) in files {
+        for r in &f.nccl {
+            busbw.push(r.busbw_gbps);
+            t.nccl.push((s.key.clone(), r.clone()));
+        }
+        avg_busbw.extend(f.nccl_avg_busbw.iter().copied());
+        let steady: Vec<&StepOut> = {
+            let all: Vec<&StepOut> = f.steps.iter().collect();
+            let marked = all.iter().any(|x| x.warmup.is_some());
+            all.into_iter()
+                .enumerate()
+                .filter(|(i, x)| {
+                    if marked {
+                        x.warmup == Some(false)
+                    } else {
+                        *i >= warmup
+                    }
+                })
+                .map(|(_, x)| x)
+                .collect()
+        };
+        for st in &steady {
+            if let Some((_, v)) = st.values.iter().find(|(k, _)| k == "step_time_ms") {
+                step_times.push(*v);
+            }
+        }
+        for st in &f.steps {
+            t.steps.push((run.run.clone(), s.key.clone(), st.clone()));
+        }
+        for g in &f.gpus {
+            util.0 += g.util_sum;
+            util.1 += g.util_n;
+            if let Some(m) = g.util_min {
+                util.2 = Some(util.2.map_or(m, |x: f64| x.min(m)));
+            }
+            if let Some(m) = g.util_max {
+                util.3 = Some(util.3.map_or(m, |x: f64| x.max(m)));
+            }
+            power.0 += g.power_sum;
+            power.1 += g.power_n;
+            temp_max = max_opt(temp_max, g.temp_max);
+            mem_temp_max = max_opt(mem_temp_max, g.mem_temp_max);
+            mem_used_max = max_opt(mem_used_max, g.mem_used_max_mib);
+            t.gpu.push((run.run.clone(), g.clone()));
+        }
+        for fl in &f.failures {
+            t.failures.push((s.key.clone(), fl.clone()));
+        }
+        if let Some(p) = &f.primary {
+            let better = primary
+                .as_ref()
+                .is_none_or(|(_, q)| class_rank(&p.class) < class_rank(&q.class));
+            if better {
+                primary = Some((s.key.clone(), p.clone()));
+            }
+        }
+        ds_sps = ds_sps.or(f.ds_running_avg_samples_per_s);
+        prof_tflops = prof_tflops.or(f.profiler_tflops_per_gpu);
+        prof_sps = prof_sps.or(f.profiler_samples_per_s);
+        hf_sps = hf_sps.or(f.hf_samples_per_s);
+        meg_sps = meg_sps.or(f.megatron_samples_per_s);
+        meg_tflops = meg_tflops.or(f.megatron_tflops);
+        ds_mem = max_opt(ds_mem, f.ds_max_mem_gib);
+        ds_gb = ds_gb.or(f.ds_global_batch);
+    }
+    let step_mean = mean(&step_times);
+    let step_p50 = median(&step_times);
+    let global = global.or(ds_gb.map(|g| g as f64));
+    // Samples/s: a running average the software printed is taken as is, never averaged again.
+    let samples = ds_sps
+        .or_else(|| match (global, step_p50) {
+            (Some(g), Some(ms)) if ms > 0.0 => Some(g / (ms / 1000.0)),
+            _ => None,
+        })
+        .or(prof_sps)
+        .or(hf_sps)
+        .or(meg_sps);
+    let tokens = samples.zip(seq).map(|(s, q)| s * q);
+    let model_tflops = match (tokens, gpus, model_flops_per_token(&run.params)) {
+        (Some(tk), Some(g), Some(fpt)) if g > 0.0 => Some(fpt * tk / g / 1e12),
+        _ => None,
+    };
+    let tflops = model_tflops.or(meg_tflops).or(prof_tflops);
+    let mfu = tflops
+        .zip(profile.map(|p| p.gpu.peak_bf16_tflops))
+        .map(|(t, p)| 100.0 * t / p);
+    let mut fig: IndexMap<String, Option<f64>> = IndexMap::new();
+    fig.insert("samples_per_s".into(), samples);
+    fig.insert("tokens_per_s".into(), tokens);
+    fig.insert("tflops_per_gpu".into(), tflops);
+    fig.insert("mfu_pct".into(), mfu);
+    fig.insert("profiler_tflops_per_gpu".into(), prof_tflops);
+    fig.insert("step_time_ms_mean".into(), step_mean);
+    fig.insert("step_time_ms_p50".into(), step_p50);
+    fig.insert("step_time_ms_p95".into(), percentile(&step_times, 95.0));
+    fig.insert(
+        "steps_measured".into(),
+        (!step_times.is_empty()).then_some(step_times.len() as f64),
+    );
+    fig.insert(
+        "max_mem_gib".into(),
+        ds_mem.or(mem_used_max.map(|m| m / 1024.0)),
+    );
+    fig.insert(
+        "gpu_util_avg".into(),
+        (util.1 > 0).then(|| util.0 / util.1 as f64),
+    );
+    fig.insert("gpu_util_min".into(), util.2);
+    fig.insert("gpu_util_max".into(), util.3);
+    fig.insert(
+        "power_w_avg".into(),
+        (power.1 > 0).then(|| power.0 / power.1 as f64),
+    );
+    fig.insert("gpu_temp_max".into(), temp_max);
+    fig.insert("mem_temp_max".into(), mem_temp_max);
+    fig.insert(
+        "busbw_gbps_peak".into(),
+        busbw
+            .iter()
+            .copied()
+            .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b)))),
+    );
+    fig.insert(
+        "busbw_gbps_avg".into(),
+        mean(&avg_busbw).or_else(|| mean(&busbw)),
+    );
+    run.figures = fig;
+    if let Some((key, p)) = primary {
+        run.failure_class = p.class.clone();
+        run.failure_evidence = format!("{key}:{}: {}", p.line, p.message);
+    } else if matches!(
+        run.status.as_str(),
+        "FAILED" | "lost" | "NODE_FAIL" | "BOOT_FAIL"
+    ) {
+        run.failure_class = "unknown".into();
+    } else if run.status == "TIMEOUT" {
+        run.failure_class = "timeout".into();
+    } else if run.status == "OUT_OF_MEMORY" {
+        run.failure_class = "oom".into();
+    } else if run.status == "CANCELLED" {
+        run.failure_class = "cancelled".into();
+    }
+}
+
+fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+/// Training FLOPs per token from the point's model shape (`point.json` carries it as `model`).
+fn model_flops_per_token(params: &IndexMap<String, Json>) -> Option<f64> {
+    let shape = params.get("__model")?;
+    let m: crate::model::ModelShape = serde_json::from_value(shape.clone()).ok()?;
+    let seq = params
+        .get("seq_len")
+        .and_then(|v| v.as_u64())
+        .map(|v| v as u32)
+        .unwrap_or(m.seq_len);
+    Some(m.train_flops_per_token(seq))
+}
+
+impl Tables {
+    fn write(&self, out: &Path, runs: &[Run]) -> Result<Vec<String>> {
+        let mut written = Vec::new();
+        let mut put = |name: &str, bytes: Vec<u8>| -> Result<()> {
+            crate::campaign::write_if_changed(&out.join(name), &bytes)?;
+            written.push(name.to_string());
+            Ok(())
+        };
+        // nccl.csv
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record([
+            "source",
+            "line",
+            "collective",
+            "size_bytes",
+            "count",
+            "dtype",
+            "redop",
+            "root",
+            "placement",
+            "time_us",
+            "algbw_gbps",
+            "busbw_gbps",
+            "wrong",
+            "nranks",
+            "nodes",
+            "gpu_name",
+            "nccl_version",
+        ])?;
+        for (src, r) in &self.nccl {
+            w.write_record([
+                src.clone(),
+                r.line.to_string(),
+                r.collective.clone(),
+                r.size_bytes.to_string(),
+                r.count.to_string(),
+                r.dtype.clone(),
+                r.redop.clone(),
+                r.root.clone(),
+                r.placement.clone(),
+                fmt_opt(Some(r.time_us)),
+                fmt_opt(Some(r.algbw_gbps)),
+                fmt_opt(Some(r.busbw_gbps)),
+                r.wrong.clone(),
+                r.nranks.map(|x| x.to_string()).unwrap_or_default(),
+                r.nodes.map(|x| x.to_string()).unwrap_or_default(),
+                r.gpu_name.clone(),
+                r.nccl_version.clone(),
+            ])?;
+        }
+        put("nccl.csv", w.into_inner()?)?;
+
+        // runs.csv: the point's parameters (union over runs), status, failure, figures.
+        let mut pcols: Vec<String> = Vec::new();
+        for r in runs {
+            for k in r.params.keys() {
+                if !k.starts_with("__") && !pcols.contains(k) {
+                    pcols.push(k.clone());
+                }
+            }
+        }
+        let fcols: Vec<String> = runs
+            .first()
+            .map(|r| r.figures.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let mut header = vec!["run".to_string(), "stage".into()];
+        header.extend(pcols.iter().cloned());
+        header.extend([
+            "status".to_string(),
+            "failure_class".into(),
+            "failure_evidence".into(),
+        ]);
+        header.extend(fcols.iter().cloned());
+        w.write_record(&header)?;
+        for r in runs {
+            let mut row = vec![r.run.clone(), r.stage.clone()];
+            for k in &pcols {
+                row.push(
+                    r.params
+                        .get(k)
+                        .map(crate::expand::json_short)
+                        .unwrap_or_default(),
+                );
+            }
+            row.extend([
+                r.status.clone(),
+                r.failure_class.clone(),
+                r.failure_evidence.clone(),
+            ]);
+            for k in &fcols {
+                row.push(fmt_opt(r.figures.get(k).copied().flatten()));
+            }
+            w.write_record(&row)?;
+        }
+        put("runs.csv", w.into_inner()?)?;
+
+        // steps.csv: long format, one row per (step, value).
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(["run", "source", "rank", "step", "warmup", "name", "value"])?;
+        for (run, src, st) in &self.steps {
+            for (k, v) in &st.values {
+                w.write_record([
+                    run.clone(),
+                    src.clone(),
+                    st.rank.map(|r| r.to_string()).unwrap_or_default(),
+                    st.step.to_string(),
+                    st.warmup.map(|b| b.to_string()).unwrap_or_default(),
+                    k.clone(),
+                    fmt_opt(Some(*v)),
+                ])?;
+            }
+        }
+        put("steps.csv", w.into_inner()?)?;
+
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record([
+            "run",
+            "node",
+            "gpu",
+            "name",
+            "samples",
+            "util_avg",
+            "util_min",
+            "util_max",
+            "mem_used_max_mib",
+            "power_w_avg",
+            "power_w_max",
+            "temp_max_c",
+            "mem_temp_max_c",
+        ])?;
+        for (run, g) in &self.gpu {
+            w.write_record([
+                run.clone(),
+                g.node.clone(),
+                g.gpu.clone(),
+                g.name.clone(),
+                g.samples.to_string(),
+                fmt_opt((g.util_n > 0).then(|| g.util_sum / g.util_n as f64)),
+                fmt_opt(g.util_min),
+                fmt_opt(g.util_max),
+                fmt_opt(g.mem_used_max_mib),
+                fmt_opt((g.power_n > 0).then(|| g.power_sum / g.power_n as f64)),
+                fmt_opt(g.power_max),
+                fmt_opt(g.temp_max),
+                fmt_opt(g.mem_temp_max),
+            ])?;
+        }
+        put("gpu.csv", w.into_inner()?)?;
+
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(["source", "line", "class", "kind", "weak", "message"])?;
+        for (src, f) in &self.failures {
+            w.write_record([
+                src.clone(),
+                f.line.to_string(),
+                f.class.clone(),
+                f.kind.clone(),
+                f.weak.to_string(),
+                f.message.clone(),
+            ])?;
+        }
+        put("failures.csv", w.into_inner()?)?;
+        Ok(written)
+    }
+}
+
+pub fn render_summary(r: &Report) -> String {
+    use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header([
+        "run",
+        "status",
+        "failure",
+        "samples/s",
+        "TFLOP/s/GPU",
+        "step ms p50",
+        "GPU util %",
+        "busbw peak GB/s",
+    ]);
+    for run in r.runs.iter().take(200) {
+        let f = |k: &str| {
+            fmt_opt(
+                run.figures
+                    .get(k)
+                    .copied()
+                    .flatten()
+                    .map(|x| (x * 10.0).round() / 10.0),
+            )
+        };
+        t.add_row(vec![
+            run.run.clone(),
+            run.status.clone(),
+            run.failure_class.clone(),
+            f("samples_per_s"),
+            f("tflops_per_gpu"),
+            f("step_time_ms_p50"),
+            f("gpu_util_avg"),
+            f("busbw_gbps_peak"),
+        ]);
+    }
+    let mut s = format!("{t}\n");
+    s.push_str(&format!(
+        "{} files: {} parsed ({:.1} MB), {} unchanged (cached); tables in {}\n",
+        r.files,
+        r.parsed,
+        r.bytes_parsed as f64 / 1e6,
+        r.cached,
+        r.out.display()
+    ));
+    for w in r.warnings.iter().take(20) {
+        s.push_str(&format!("warning: {w}\n"));
+    }
+    if r.warnings.len() > 20 {
+        s.push_str(&format!("warning: ... {} more\n", r.warnings.len() - 20));
+    }
+    s
+}

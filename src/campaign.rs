@@ -335,12 +335,12 @@ pub fn write(
 }
 
 /// Payload scripts shipped with sweep, copied into the campaign so jobs are self-contained.
-pub const PAYLOADS: &[(&str, &str)] = &[];
+pub const PAYLOADS: &[(&str, &str)] = &[(
+    "llama_bench.py",
+    include_str!("../job-templates/payloads/llama_bench.py"),
+)];
 
 fn write_payloads(out: &Path) -> Result<()> {
-    if PAYLOADS.is_empty() {
-        return Ok(());
-    }
     let dir = out.join("payloads");
     std::fs::create_dir_all(&dir)?;
     for (name, text) in PAYLOADS {

@@ -18,7 +18,7 @@ use crate::parsers::{self, ParsedLog};
 
 /// Bump when parsing or what is kept per file changes: cached results of older versions are
 /// re-read.
-pub const PARSER_VERSION: u32 = 1;
+pub const PARSER_VERSION: u32 = 3;
 pub const CACHE_FILE: &str = ".collect-cache.json";
 /// Warm-up steps excluded from steady-state figures when the point does not say
 /// (`warmup_steps`) and the log does not mark them.
@@ -49,6 +49,9 @@ pub struct StepOut {
     pub rank: Option<u32>,
     pub step: u64,
     pub warmup: Option<bool>,
+    /// A step the software marks as not representative (the payload's flops-profiler step).
+    #[serde(default)]
+    pub excluded: bool,
     /// Named values of the step (`step_time_ms`, `fwd`, `bwd`, `samples_per_s`, ...).
     pub values: Vec<(String, f64)>,
 }
@@ -69,6 +72,32 @@ pub struct GpuAgg {
     pub power_max: Option<f64>,
     pub temp_max: Option<f64>,
     pub mem_temp_max: Option<f64>,
+}
+
+/// One rank's binding against the profile's (from the rank wrapper's `sweep-bind` line).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BindOut {
+    pub node: String,
+    pub rank: Option<u32>,
+    pub local_rank: Option<u32>,
+    pub cpus: String,
+    pub expect_cpus: String,
+    pub gpu: String,
+    pub expect_gpu: String,
+    pub nic: String,
+    pub cpus_ok: bool,
+    pub gpu_ok: bool,
+}
+
+fn same_cpus(a: &str, b: &str) -> bool {
+    match (crate::profile::parse_cpulist(a), crate::profile::parse_cpulist(b)) {
+        (Ok(mut x), Ok(mut y)) => {
+            x.sort_unstable();
+            y.sort_unstable();
+            x == y
+        }
+        _ => a == b,
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -103,6 +132,11 @@ pub struct FileResult {
     pub profiler_tflops_per_gpu: Option<f64>,
     pub profiler_samples_per_s: Option<f64>,
     pub hf_samples_per_s: Option<f64>,
+    /// The payload's own summary (`SWEEP_METRICS` `summary` record), by field.
+    #[serde(default)]
+    pub payload_summary: Vec<(String, f64)>,
+    #[serde(default)]
+    pub binds: Vec<BindOut>,
     pub megatron_samples_per_s: Option<f64>,
     pub megatron_tflops: Option<f64>,
     pub warnings: Vec<String>,
@@ -213,10 +247,62 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
             });
         }
     }
+    for run in &log.payload.collectives {
+        for row in &run.rows {
+            r.nccl.push(NcclRowOut {
+                line: row.line,
+                collective: row.collective.clone().unwrap_or_default(),
+                size_bytes: row.size_bytes,
+                count: row.count,
+                dtype: row.dtype.clone(),
+                placement: "out_of_place".into(),
+                time_us: row.time_us,
+                algbw_gbps: row.algbw_gbps,
+                busbw_gbps: row.busbw_gbps,
+                wrong: row.wrong.map(|w| w.to_string()).unwrap_or_default(),
+                nranks: run.nranks.map(|x| x as u64),
+                nodes: run.nodes.map(|x| x as u64),
+                gpu_name: run.gpu_name.clone().unwrap_or_default(),
+                nccl_version: run.nccl_version.clone().unwrap_or_default(),
+                ..Default::default()
+            });
+        }
+    }
+    // The payload's own per-step records come first: they are synchronised, all-rank timings.
+    for p in &log.payload.steps {
+        let mut values: Vec<(String, f64)> = Vec::new();
+        if let Some(t) = p.get("step_time_s") {
+            values.push(("step_time_ms".into(), t * 1000.0));
+        }
+        values.extend(p.values.iter().filter(|(k, _)| k != "step_time_s").cloned());
+        r.steps.push(StepOut { rank: Some(0), step: p.step, warmup: Some(p.warmup), excluded: p.excluded, values });
+    }
+    if let Some(s) = log.payload.summary() {
+        r.payload_summary = s.values.clone();
+    }
+    r.binds = log
+        .payload
+        .binds
+        .iter()
+        .map(|b| BindOut {
+            node: b.node.clone(),
+            rank: b.rank,
+            local_rank: b.local_rank,
+            cpus: b.cpus.clone(),
+            expect_cpus: b.expect_cpus.clone(),
+            gpu: b.gpu.clone(),
+            expect_gpu: b.expect_gpu.clone(),
+            nic: b.nic.clone(),
+            cpus_ok: b.expect_cpus.is_empty() || same_cpus(&b.cpus, &b.expect_cpus),
+            // With one GPU visible per task, the task's device must be the expected one.
+            gpu_ok: b.expect_gpu.is_empty() || b.gpu == b.expect_gpu,
+        })
+        .collect();
     // DeepSpeed wall_clock_breakdown: one `fwd | bwd | step` line per optimizer step; the
-    // step's time is their sum (data loading excluded).
+    // step's time is their sum (data loading excluded). Not when the payload timed the steps.
     let mut step = 0;
-    for t in &log.deepspeed.timers {
+    let payload_steps = !log.payload.steps.is_empty();
+    for t in log.deepspeed.timers.iter().filter(|_| !payload_steps) {
         if let (Some(f), Some(b), Some(s)) = (t.get("fwd"), t.get("bwd"), t.get("step")) {
             step += 1;
             let mut values = vec![("step_time_ms".to_string(), f + b + s)];
@@ -225,6 +311,7 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
                 rank: t.rank,
                 step,
                 warmup: None,
+                excluded: false,
                 values,
             });
         }
@@ -247,6 +334,7 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
             rank: None,
             step: it.iteration,
             warmup: None,
+            excluded: false,
             values,
         });
     }
@@ -264,7 +352,10 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
         )
         .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b))));
     r.ds_global_batch = log.deepspeed.config().and_then(|c| c.train_batch_size);
-    if let Some(p) = log.deepspeed.flops_profiles.last() {
+    // DeepSpeed profiles one step; with gradient accumulation it prints the profile once per
+    // micro-step of it (the last one labelled with the next step), the latencies accumulating
+    // while the FLOPs stay those of one micro-batch: only the first print is consistent.
+    if let Some(p) = log.deepspeed.flops_profiles.first() {
         r.profiler_tflops_per_gpu = p.tflops_per_gpu;
         r.profiler_samples_per_s = p.samples_per_second;
     }
@@ -289,7 +380,12 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
 
     let node = node_from_name(file_name);
     let mut gpus: IndexMap<String, GpuAgg> = IndexMap::new();
-    for s in &log.gpu_samples {
+    // A sample with no utilisation, memory use, power or temperature is an inventory line
+    // (the provenance block's `--query-gpu=index,name,...`), not telemetry.
+    let telemetry = log.gpu_samples.iter().filter(|s| {
+        s.util_gpu_pct.is_some() || s.mem_used_mib.is_some() || s.power_draw_w.is_some() || s.temp_gpu_c.is_some()
+    });
+    for s in telemetry {
         let key = s
             .index
             .map(|i| i.to_string())
@@ -652,6 +748,7 @@ struct Tables {
     steps: Vec<(String, String, StepOut)>,
     gpu: Vec<(String, GpuAgg)>,
     failures: Vec<(String, FailOut)>,
+    binds: Vec<(String, BindOut)>,
 }
 
 fn fmt_opt(v: Option<f64>) -> String {
@@ -685,6 +782,8 @@ fn aggregate(
     let mut primary: Option<(String, FailOut)> = None;
     let mut busbw = Vec::new();
     let mut avg_busbw = Vec::new();
+    let mut payload: Option<Vec<(String, f64)>> = None;
+    let mut binds: Vec<BindOut> = Vec::new();
     let mut ds_sps = None;
     let mut prof_tflops = None;
     let mut prof_sps = None;
@@ -710,7 +809,9 @@ fn aggregate(
             all.into_iter()
                 .enumerate()
                 .filter(|(i, x)| {
-                    if marked {
+                    if x.excluded {
+                        false
+                    } else if marked {
                         x.warmup == Some(false)
                     } else {
                         *i >= warmup
@@ -754,6 +855,13 @@ fn aggregate(
                 primary = Some((s.key.clone(), p.clone()));
             }
         }
+        if payload.is_none() && !f.payload_summary.is_empty() {
+            payload = Some(f.payload_summary.clone());
+        }
+        binds.extend(f.binds.iter().cloned());
+        for b in &f.binds {
+            t.binds.push((run.run.clone(), b.clone()));
+        }
         ds_sps = ds_sps.or(f.ds_running_avg_samples_per_s);
         prof_tflops = prof_tflops.or(f.profiler_tflops_per_gpu);
         prof_sps = prof_sps.or(f.profiler_samples_per_s);
@@ -766,8 +874,15 @@ fn aggregate(
     let step_mean = mean(&step_times);
     let step_p50 = median(&step_times);
     let global = global.or(ds_gb.map(|g| g as f64));
-    // Samples/s: a running average the software printed is taken as is, never averaged again.
-    let samples = ds_sps
+    let pay = |k: &str| {
+        payload
+            .as_ref()
+            .and_then(|p| p.iter().find(|(n, _)| n == k).map(|(_, v)| *v))
+    };
+    // Samples/s: the payload's own summary first; a running average the software printed is
+    // taken as is, never averaged again.
+    let samples = pay("samples_per_s")
+        .or(ds_sps)
         .or_else(|| match (global, step_p50) {
             (Some(g), Some(ms)) if ms > 0.0 => Some(g / (ms / 1000.0)),
             _ => None,
@@ -780,7 +895,10 @@ fn aggregate(
         (Some(tk), Some(g), Some(fpt)) if g > 0.0 => Some(fpt * tk / g / 1e12),
         _ => None,
     };
-    let tflops = model_tflops.or(meg_tflops).or(prof_tflops);
+    let tflops = pay("tflops_per_gpu")
+        .or(model_tflops)
+        .or(meg_tflops)
+        .or(prof_tflops);
     let mfu = tflops
         .zip(profile.map(|p| p.gpu.peak_bf16_tflops))
         .map(|(t, p)| 100.0 * t / p);
@@ -790,6 +908,7 @@ fn aggregate(
     fig.insert("tflops_per_gpu".into(), tflops);
     fig.insert("mfu_pct".into(), mfu);
     fig.insert("profiler_tflops_per_gpu".into(), prof_tflops);
+    fig.insert("profiler_samples_per_s".into(), prof_sps);
     fig.insert("step_time_ms_mean".into(), step_mean);
     fig.insert("step_time_ms_p50".into(), step_p50);
     fig.insert("step_time_ms_p95".into(), percentile(&step_times, 95.0));
@@ -799,7 +918,9 @@ fn aggregate(
     );
     fig.insert(
         "max_mem_gib".into(),
-        ds_mem.or(mem_used_max.map(|m| m / 1024.0)),
+        pay("mem_max_alloc_gib")
+            .or(ds_mem)
+            .or(mem_used_max.map(|m| m / 1024.0)),
     );
     fig.insert(
         "gpu_util_avg".into(),
@@ -823,6 +944,10 @@ fn aggregate(
     fig.insert(
         "busbw_gbps_avg".into(),
         mean(&avg_busbw).or_else(|| mean(&busbw)),
+    );
+    fig.insert(
+        "binding_mismatches".into(),
+        (!binds.is_empty()).then(|| binds.iter().filter(|b| !b.cpus_ok || !b.gpu_ok).count() as f64),
     );
     run.figures = fig;
     if let Some((key, p)) = primary {
@@ -918,7 +1043,7 @@ impl Tables {
         let mut pcols: Vec<String> = Vec::new();
         for r in runs {
             for k in r.params.keys() {
-                if !k.starts_with("__") && !pcols.contains(k) {
+                if !k.starts_with("__") && k != "stage" && !pcols.contains(k) {
                     pcols.push(k.clone());
                 }
             }
@@ -1025,6 +1150,27 @@ impl Tables {
             ])?;
         }
         put("failures.csv", w.into_inner()?)?;
+
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record([
+            "run", "node", "rank", "local_rank", "cpus", "expect_cpus", "cpus_ok", "gpu", "expect_gpu", "gpu_ok", "nic",
+        ])?;
+        for (run, b) in &self.binds {
+            w.write_record([
+                run.clone(),
+                b.node.clone(),
+                b.rank.map(|x| x.to_string()).unwrap_or_default(),
+                b.local_rank.map(|x| x.to_string()).unwrap_or_default(),
+                b.cpus.clone(),
+                b.expect_cpus.clone(),
+                b.cpus_ok.to_string(),
+                b.gpu.clone(),
+                b.expect_gpu.clone(),
+                b.gpu_ok.to_string(),
+                b.nic.clone(),
+            ])?;
+        }
+        put("binding.csv", w.into_inner()?)?;
         Ok(written)
     }
 }

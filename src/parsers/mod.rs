@@ -49,6 +49,7 @@ pub mod megatron;
 pub mod nccl_debug;
 pub mod nccl_tests;
 pub mod nvidia_smi;
+pub mod payload;
 
 /// Longest line kept, in bytes; the rest of a longer line is skipped (with a warning).
 pub const MAX_LINE_BYTES: usize = 1 << 20;
@@ -575,6 +576,7 @@ pub struct ParsedLog {
     pub failures: Vec<failures::Failure>,
     pub gpu_samples: Vec<nvidia_smi::GpuSample>,
     pub topology: Vec<nvidia_smi::Topology>,
+    pub payload: payload::PayloadInfo,
     pub warnings: Vec<Warning>,
     /// Warnings beyond [`MAX_WARNINGS`], counted only.
     pub warnings_dropped: u64,
@@ -598,6 +600,7 @@ pub struct LogParser {
     failures: failures::Parser,
     smi: nvidia_smi::CsvParser,
     topo: nvidia_smi::TopoParser,
+    payload: payload::Parser,
     warnings: Warnings,
     segs: Vec<Segment>,
     lines: u64,
@@ -621,6 +624,7 @@ impl LogParser {
             failures: failures::Parser::new(),
             smi: nvidia_smi::CsvParser::new(opts.nvsmi_columns.clone()),
             topo: nvidia_smi::TopoParser::new(),
+            payload: payload::Parser::new(),
             warnings: Warnings::new(),
             segs: Vec::new(),
             lines: 0,
@@ -650,7 +654,11 @@ impl LogParser {
         }
         for seg in &segs {
             let line = seg.as_line(raw.no);
-            self.failures.feed(&line, &mut self.warnings);
+            // The payload's own records quote exception names (`"reason": "exception:
+            // OutOfMemoryError"`): the traceback it re-raises is the evidence, not the record.
+            if !line.text.contains(payload::MARKER) {
+                self.failures.feed(&line, &mut self.warnings);
+            }
             if raw.terminated {
                 self.nccl_tests.feed(&line, &mut self.warnings);
                 self.nccl_debug.feed(&line, &mut self.warnings);
@@ -659,6 +667,7 @@ impl LogParser {
                 self.hf.feed(&line, &mut self.warnings);
                 self.smi.feed(&line, &mut self.warnings);
                 self.topo.feed(&line, &mut self.warnings);
+                self.payload.feed(&line, &mut self.warnings);
             }
         }
         if segs.is_empty() {
@@ -699,6 +708,7 @@ impl LogParser {
         let failures = self.failures.finish(w);
         let gpu_samples = self.smi.finish(w);
         let topology = self.topo.finish(w);
+        let payload = self.payload.finish(w);
         let (warnings, warnings_dropped) = self.warnings.into_parts();
         ParsedLog {
             name: name.to_string(),
@@ -712,6 +722,7 @@ impl LogParser {
             failures,
             gpu_samples,
             topology,
+            payload,
             warnings,
             warnings_dropped,
         }

@@ -1,0 +1,325 @@
+//! The reference payload's own metrics (`job-templates/payloads/llama_bench.py`): every line
+//! `SWEEP_METRICS {json}` carries one record whose `kind` is `start`, `config`, `step`,
+//! `summary`, `collective`, `collective_summary`, `warning` or `error` (the payload's docstring
+//! lists the fields). The payload measures each optimizer step itself (synchronised, maximum over
+//! ranks), so `collect` prefers these figures to DeepSpeed's timers; its `collective` records
+//! use nccl-tests' algbw/busbw definitions and become rows of `nccl.csv`.
+//!
+//! Robust to what launchers do to lines: the marker may follow a rank prefix (removed by the
+//! normaliser) or other text glued before it; a record that is not valid JSON (a line cut by a
+//! crash) is a warning, never a number. Non-finite values are printed as `null` by the payload
+//! and read as missing.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::nccl_tests::{NcclRow, NcclRun, Placement};
+use super::{Line, Warnings, push_capped};
+
+pub const MARKER: &str = "SWEEP_METRICS ";
+
+/// One `step` record (rank 0 prints them; step times are the maximum over ranks).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PayloadStep {
+    pub line: u64,
+    pub step: u64,
+    pub warmup: bool,
+    /// A step the payload itself marks as not representative (the flops profiler ran in it).
+    pub excluded: bool,
+    /// Named numeric fields in printed order (`step_time_s`, `samples_per_s`, ...).
+    pub values: Vec<(String, f64)>,
+}
+
+impl PayloadStep {
+    pub fn get(&self, k: &str) -> Option<f64> {
+        self.values.iter().find(|(n, _)| n == k).map(|(_, v)| *v)
+    }
+}
+
+/// A `summary` record: the payload's own steady-state figures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PayloadSummary {
+    pub line: u64,
+    pub completed: Option<bool>,
+    pub reason: Option<String>,
+    pub values: Vec<(String, f64)>,
+}
+
+impl PayloadSummary {
+    pub fn get(&self, k: &str) -> Option<f64> {
+        self.values.iter().find(|(n, _)| n == k).map(|(_, v)| *v)
+    }
+}
+
+/// Everything the payload printed in one log.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PayloadInfo {
+    /// `start` records seen (one per rank that wrote into this log).
+    pub starts: u64,
+    pub mode: Option<String>,
+    pub device: Option<String>,
+    pub world_size: Option<u64>,
+    pub local_world_size: Option<u64>,
+    pub versions: Vec<(String, String)>,
+    pub steps: Vec<PayloadStep>,
+    pub summaries: Vec<PayloadSummary>,
+    /// One run per collective, in nccl-tests' shape.
+    pub collectives: Vec<NcclRun>,
+    /// `(line, message)` of `error` records.
+    pub errors: Vec<(u64, String)>,
+    /// Each rank's binding as the rank wrapper printed it (`sweep-bind` lines).
+    pub binds: Vec<Bind>,
+}
+
+impl PayloadInfo {
+    pub fn version(&self, k: &str) -> Option<&str> {
+        self.versions.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+    }
+    /// The last summary (a job prints one; a SIGTERM'd one may print an earlier partial one).
+    pub fn summary(&self) -> Option<&PayloadSummary> {
+        self.summaries.last()
+    }
+}
+
+/// What one rank was bound to, and what the profile expected (`sweep-bind` line of the
+/// rank wrapper in `common/rank-wrapper.j2`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Bind {
+    pub line: u64,
+    pub rank: Option<u32>,
+    pub local_rank: Option<u32>,
+    pub node: String,
+    pub cpus: String,
+    pub expect_cpus: String,
+    pub gpu: String,
+    pub expect_gpu: String,
+    pub nic: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Parser {
+    info: PayloadInfo,
+}
+
+fn numbers(o: &serde_json::Map<String, Value>, skip: &[&str]) -> Vec<(String, f64)> {
+    o.iter()
+        .filter(|(k, _)| !skip.contains(&k.as_str()))
+        .filter_map(|(k, v)| v.as_f64().filter(|x| x.is_finite()).map(|x| (k.clone(), x)))
+        .collect()
+}
+
+fn text(o: &serde_json::Map<String, Value>, k: &str) -> Option<String> {
+    o.get(k).and_then(|v| v.as_str()).map(String::from)
+}
+
+impl Parser {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn feed(&mut self, l: &Line<'_>, w: &mut Warnings) {
+        if let Some(rest) = l.text.strip_prefix("sweep-bind ") {
+            self.bind(l, rest);
+            return;
+        }
+        let Some(pos) = l.text.find(MARKER) else { return };
+        let json = &l.text[pos + MARKER.len()..];
+        // The first JSON value on the line; anything glued after it is not ours.
+        let mut de = serde_json::Deserializer::from_str(json).into_iter::<Value>();
+        let v = match de.next() {
+            Some(Ok(v)) => v,
+            Some(Err(e)) => {
+                w.push(l.no, format!("SWEEP_METRICS record is not valid JSON ({e}): ignored"));
+                return;
+            }
+            None => return,
+        };
+        let Some(o) = v.as_object() else {
+            w.push(l.no, "SWEEP_METRICS record is not a JSON object: ignored");
+            return;
+        };
+        match o.get("kind").and_then(|k| k.as_str()).unwrap_or("") {
+            "start" => {
+                self.info.starts += 1;
+                self.info.mode = self.info.mode.take().or_else(|| text(o, "mode"));
+                self.info.device = self.info.device.take().or_else(|| text(o, "device"));
+                self.info.world_size = self.info.world_size.or_else(|| o.get("world_size").and_then(|v| v.as_u64()));
+                self.info.local_world_size = self.info.local_world_size.or_else(|| o.get("local_world_size").and_then(|v| v.as_u64()));
+                for k in ["torch", "cuda", "nccl", "deepspeed", "transformers", "python"] {
+                    if let Some(v) = text(o, k)
+                        && self.info.version(k).is_none()
+                    {
+                        self.info.versions.push((k.to_string(), v));
+                    }
+                }
+            }
+            "step" => {
+                let Some(step) = o.get("step").and_then(|s| s.as_u64()) else {
+                    w.push(l.no, "SWEEP_METRICS step record without a step number: ignored");
+                    return;
+                };
+                let s = PayloadStep {
+                    line: l.no,
+                    step,
+                    warmup: o.get("warmup").and_then(|b| b.as_bool()).unwrap_or(false),
+                    excluded: o.get("excluded").and_then(|b| b.as_bool()).unwrap_or(false),
+                    values: numbers(o, &["step"]),
+                };
+                push_capped(&mut self.info.steps, s, "payload steps", l.no, w);
+            }
+            "summary" => {
+                let s = PayloadSummary {
+                    line: l.no,
+                    completed: o.get("completed").and_then(|b| b.as_bool()),
+                    reason: text(o, "reason"),
+                    values: numbers(o, &["repeat"]),
+                };
+                push_capped(&mut self.info.summaries, s, "payload summaries", l.no, w);
+            }
+            "collective" => self.collective(l, o, w),
+            "error" => {
+                let msg = format!("{}: {}", text(o, "error_type").unwrap_or_else(|| "error".into()), text(o, "message").unwrap_or_default());
+                push_capped(&mut self.info.errors, (l.no, msg), "payload errors", l.no, w);
+            }
+            "config" => {
+                self.info.mode = self.info.mode.take().or_else(|| text(o, "mode"));
+            }
+            "collective_summary" | "warning" => {}
+            other => w.push(l.no, format!("SWEEP_METRICS record of unknown kind `{other}`: ignored")),
+        }
+    }
+
+    fn collective(&mut self, l: &Line<'_>, o: &serde_json::Map<String, Value>, w: &mut Warnings) {
+        let name = text(o, "collective").unwrap_or_default();
+        let f = |k: &str| o.get(k).and_then(|v| v.as_f64()).filter(|x| x.is_finite());
+        let (Some(size), Some(time), Some(alg), Some(bus)) = (o.get("size_bytes").and_then(|v| v.as_u64()), f("time_us"), f("algbw_gbps"), f("busbw_gbps")) else {
+            w.push(l.no, "SWEEP_METRICS collective record without size, time or bandwidths: ignored");
+            return;
+        };
+        let nranks = o.get("nranks").and_then(|v| v.as_u64()).map(|n| n as usize);
+        let run = match self.info.collectives.iter_mut().rposition(|r| r.collective.as_deref() == Some(name.as_str())) {
+            Some(i) => &mut self.info.collectives[i],
+            None => {
+                self.info.collectives.push(NcclRun {
+                    line: l.no,
+                    collective: Some(name.clone()),
+                    binary: Some("llama_bench.py --mode collectives".into()),
+                    nranks,
+                    ..Default::default()
+                });
+                let i = self.info.collectives.len() - 1;
+                &mut self.info.collectives[i]
+            }
+        };
+        let row = NcclRow {
+            line: l.no,
+            collective: Some(name),
+            size_bytes: size,
+            count: o.get("count").and_then(|v| v.as_u64()).unwrap_or(0),
+            dtype: text(o, "dtype").unwrap_or_default(),
+            redop: None,
+            root: None,
+            placement: Placement::OutOfPlace,
+            time_us: time,
+            algbw_gbps: alg,
+            busbw_gbps: bus,
+            wrong: o.get("wrong").and_then(|v| v.as_u64()),
+            max_error: None,
+            error_flagged: false,
+            iter: None,
+            timestamp: None,
+        };
+        push_capped(&mut run.rows, row, "payload collective rows", l.no, w);
+    }
+
+    fn bind(&mut self, l: &Line<'_>, rest: &str) {
+        let mut b = Bind { line: l.no, ..Default::default() };
+        for kv in rest.split_whitespace() {
+            let Some((k, v)) = kv.split_once('=') else { continue };
+            match k {
+                "rank" => b.rank = v.parse().ok(),
+                "local_rank" => b.local_rank = v.parse().ok(),
+                "node" => b.node = v.into(),
+                "cpus" => b.cpus = v.into(),
+                "expect_cpus" => b.expect_cpus = v.into(),
+                "cuda_visible_devices" => b.gpu = v.into(),
+                "expect_gpu" => b.expect_gpu = v.into(),
+                "nic" => b.nic = v.into(),
+                _ => {}
+            }
+        }
+        if self.info.binds.len() < super::MAX_RECORDS {
+            self.info.binds.push(b);
+        }
+    }
+
+    pub fn finish(mut self, _w: &mut Warnings) -> PayloadInfo {
+        let device = self.info.device.clone();
+        let nccl = self.info.version("nccl").map(String::from);
+        for r in &mut self.info.collectives {
+            r.gpu_name = device.clone();
+            r.nccl_version = nccl.clone();
+            r.nodes = match (self.info.world_size, self.info.local_world_size) {
+                (Some(w), Some(l)) if l > 0 && w % l == 0 => Some((w / l) as usize),
+                _ => None,
+            };
+            r.gpus_per_node = self.info.local_world_size.map(|l| l as usize);
+            r.concluded = true;
+        }
+        self.info
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parsers::parse_str;
+
+    fn real_log(job: &str) -> String {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/device-h200-2026-12-02/campaign/jobs");
+        let d = std::fs::read_dir(&dir).unwrap().flatten().find(|e| e.file_name().to_string_lossy().starts_with(job)).unwrap();
+        std::fs::read_to_string(d.path().join("rank-0.log")).unwrap()
+    }
+
+    #[test]
+    fn real_training_log_gives_steps_summary_versions_and_binding() {
+        let p = parse_str("rank-0.log", &real_log("train-mb4-ga4-noac"));
+        let pay = &p.payload;
+        assert_eq!(pay.mode.as_deref(), Some("train"));
+        assert_eq!(pay.version("deepspeed"), Some("0.19.8"));
+        assert_eq!(pay.device.as_deref(), Some("NVIDIA H200"));
+        assert_eq!(pay.steps.len(), 25, "5 warm-up + 20 measured");
+        assert_eq!(pay.steps.iter().filter(|s| s.warmup).count(), 5);
+        assert_eq!(pay.steps.iter().filter(|s| s.excluded).map(|s| s.step).collect::<Vec<_>>(), vec![11]);
+        let s = pay.summary().unwrap();
+        assert_eq!(s.completed, Some(true));
+        assert!(s.get("samples_per_s").unwrap() > 0.0);
+        assert_eq!(pay.binds.len(), 1);
+        assert_eq!((pay.binds[0].cpus.as_str(), pay.binds[0].expect_cpus.as_str()), ("0-7", "0-7"));
+    }
+
+    #[test]
+    fn launcher_prefixes_glued_text_and_cut_records() {
+        let log = real_log("coll-");
+        let line = log.lines().find(|l| l.contains("\"kind\":\"collective\"")).unwrap();
+        // The same real record behind a torchrun prefix, glued behind other output, and cut.
+        let mangled = format!("[default0]:{line}\nsome output without newline {line}\n{}\n", &line[..line.len() / 2]);
+        let p = parse_str("x.log", &mangled);
+        let rows: usize = p.payload.collectives.iter().map(|r| r.rows.len()).sum();
+        assert_eq!(rows, 2, "the two whole records, not the cut one");
+        assert!(p.warnings.iter().any(|w| w.message.contains("not valid JSON")));
+    }
+
+    #[test]
+    fn real_collectives_log_becomes_nccl_runs() {
+        let p = parse_str("rank-0.log", &real_log("coll-"));
+        let names: Vec<&str> = p.payload.collectives.iter().filter_map(|r| r.collective.as_deref()).collect();
+        assert_eq!(names, vec!["all_reduce", "all_gather", "reduce_scatter"]);
+        for r in &p.payload.collectives {
+            assert_eq!(r.rows.len(), 6, "1M to 1G by 4");
+            assert_eq!(r.nranks, Some(1));
+            assert_eq!(r.nccl_version.as_deref(), Some("2.28.9"));
+            assert!(r.rows.windows(2).all(|w| w[0].size_bytes * 4 == w[1].size_bytes));
+        }
+    }
+}

@@ -73,12 +73,24 @@ pub enum Cmd {
     Cancel(CancelArgs),
     /// Parse a campaign's logs (or any directory of logs) into CSV tables and a summary.
     Collect(CollectArgs),
+    /// Expand the built-in demo campaign, run it here with the local executor, collect it.
+    Demo(DemoArgs),
     /// The local executor's stand-ins for `srun` and `scontrol` (on PATH inside its jobs).
     #[command(hide = true, name = "local-exec", disable_help_flag = true)]
     LocalExec {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Campaign directory (default: runs/demo).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where the tables go (default: results/demo).
+    #[arg(long)]
+    pub results: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -204,6 +216,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Status(a) => status_cmd(a, out),
         Cmd::Cancel(a) => cancel_cmd(a, out),
         Cmd::Collect(a) => collect_cmd(a, out),
+        Cmd::Demo(a) => demo_cmd(a, out),
         Cmd::LocalExec { args } => {
             let code = match args.split_first() {
                 Some((cmd, rest)) if cmd == "srun" => crate::local::srun(rest),
@@ -616,6 +629,73 @@ fn local_cmd(a: SubmitArgs, out: Output) -> Result<()> {
                     r.skipped.len()
                 );
             }
+        }
+        Output::Quiet => {}
+    }
+    Ok(())
+}
+
+/// The embedded default: sweep's own demo campaign and the local profile, compiled in.
+const DEMO_SWEEP: &str = include_str!("../sweeps/demo.toml");
+const DEMO_PROFILE: &str = include_str!("../slurm/clusters/local.toml");
+
+fn demo_cmd(a: DemoArgs, out: Output) -> Result<()> {
+    let dir = a.out.unwrap_or_else(|| PathBuf::from("runs/demo"));
+    let results = a.results.unwrap_or_else(|| PathBuf::from("results/demo"));
+    let input = std::env::temp_dir().join(format!("sweep-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&input)?;
+    let (sweep_path, profile_path) = (input.join("demo.toml"), input.join("local.toml"));
+    std::fs::write(&sweep_path, DEMO_SWEEP)?;
+    std::fs::write(&profile_path, DEMO_PROFILE)?;
+    let expanded = expand_cmd(
+        ExpandArgs {
+            sweep: sweep_path,
+            out: Some(dir.clone()),
+            dry_run: false,
+            templates: None,
+            profile: Some(profile_path),
+            all: false,
+        },
+        Output::Quiet,
+    );
+    let _ = std::fs::remove_dir_all(&input);
+    expanded?;
+    if out == Output::Human {
+        println!(
+            "expanded the demo campaign into {}; running it here (local executor)",
+            dir.display()
+        );
+    }
+    let opts = crate::local::LocalOptions {
+        stages: Vec::new(),
+        dry_run: false,
+        rerun: true,
+    };
+    let r = crate::local::run(&dir, &opts)?;
+    let progress = out == Output::Human && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let c = crate::collect::collect_campaign(
+        &dir,
+        &crate::collect::Options {
+            out: results,
+            force: false,
+            progress,
+        },
+    )?;
+    match out {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"campaign": dir, "local": r, "collect": c})
+            )?
+        ),
+        Output::Human => {
+            for (j, id, state, code) in &r.ran {
+                println!("ran {j} (local job {id}): {state}, exit code {code}");
+            }
+            for (j, why) in &r.skipped {
+                println!("skipped {j}: {why}");
+            }
+            print!("{}", crate::collect::render_summary(&c));
         }
         Output::Quiet => {}
     }

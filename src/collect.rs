@@ -90,7 +90,10 @@ pub struct BindOut {
 }
 
 fn same_cpus(a: &str, b: &str) -> bool {
-    match (crate::profile::parse_cpulist(a), crate::profile::parse_cpulist(b)) {
+    match (
+        crate::profile::parse_cpulist(a),
+        crate::profile::parse_cpulist(b),
+    ) {
         (Ok(mut x), Ok(mut y)) => {
             x.sort_unstable();
             y.sort_unstable();
@@ -275,7 +278,13 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
             values.push(("step_time_ms".into(), t * 1000.0));
         }
         values.extend(p.values.iter().filter(|(k, _)| k != "step_time_s").cloned());
-        r.steps.push(StepOut { rank: Some(0), step: p.step, warmup: Some(p.warmup), excluded: p.excluded, values });
+        r.steps.push(StepOut {
+            rank: Some(0),
+            step: p.step,
+            warmup: Some(p.warmup),
+            excluded: p.excluded,
+            values,
+        });
     }
     if let Some(s) = log.payload.summary() {
         r.payload_summary = s.values.clone();
@@ -383,7 +392,10 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
     // A sample with no utilisation, memory use, power or temperature is an inventory line
     // (the provenance block's `--query-gpu=index,name,...`), not telemetry.
     let telemetry = log.gpu_samples.iter().filter(|s| {
-        s.util_gpu_pct.is_some() || s.mem_used_mib.is_some() || s.power_draw_w.is_some() || s.temp_gpu_c.is_some()
+        s.util_gpu_pct.is_some()
+            || s.mem_used_mib.is_some()
+            || s.power_draw_w.is_some()
+            || s.temp_gpu_c.is_some()
     });
     for s in telemetry {
         let key = s
@@ -947,7 +959,8 @@ fn aggregate(
     );
     fig.insert(
         "binding_mismatches".into(),
-        (!binds.is_empty()).then(|| binds.iter().filter(|b| !b.cpus_ok || !b.gpu_ok).count() as f64),
+        (!binds.is_empty())
+            .then(|| binds.iter().filter(|b| !b.cpus_ok || !b.gpu_ok).count() as f64),
     );
     run.figures = fig;
     if let Some((key, p)) = primary {
@@ -1153,7 +1166,17 @@ impl Tables {
 
         let mut w = csv::Writer::from_writer(Vec::new());
         w.write_record([
-            "run", "node", "rank", "local_rank", "cpus", "expect_cpus", "cpus_ok", "gpu", "expect_gpu", "gpu_ok", "nic",
+            "run",
+            "node",
+            "rank",
+            "local_rank",
+            "cpus",
+            "expect_cpus",
+            "cpus_ok",
+            "gpu",
+            "expect_gpu",
+            "gpu_ok",
+            "nic",
         ])?;
         for (run, b) in &self.binds {
             w.write_record([

@@ -163,13 +163,26 @@ pub fn run(dir: &Path, opts: &LocalOptions) -> Result<LocalReport> {
             if known.executor.as_deref() == Some(EXECUTOR)
                 && known.state.as_deref() == Some("RUNNING")
             {
-                let mut st_lock = (Lock::acquire(&dir)?, State::load(&dir)?);
-                let js = st_lock.1.job(&job.id);
-                if crate::status::read_finished(&job_dir).is_none() {
-                    js.state = Some("lost".into());
-                    js.reason = Some("sweep stopped while the job ran; no finished marker".into());
-                    st_lock.1.save(&dir)?;
+                // The sweep that ran it died; the script may have gone on and finished since.
+                let _lock = Lock::acquire(&dir)?;
+                let mut st = State::load(&dir)?;
+                let sid = known.slurm_id.clone().unwrap_or_default();
+                let js = st.job(&job.id);
+                match crate::status::read_finished(&job_dir).filter(|f| f.slurm_job_id == sid) {
+                    Some(f) => {
+                        js.state = Some(crate::status::state_from_marker(&job_dir, &f).0);
+                        js.exit_code = Some(format!("{}:0", f.exit_code));
+                    }
+                    None if !script_alive(&job_dir) => {
+                        js.state = Some("lost".into());
+                        js.reason = Some(
+                            "sweep stopped while the job ran, and the job left no finished marker"
+                                .into(),
+                        );
+                    }
+                    None => {}
                 }
+                st.save(&dir)?;
             }
             report.already += 1;
             continue;
@@ -432,6 +445,23 @@ fn run_job(
     js.step_oom = oom.then_some(true);
     st.save(dir)?;
     Ok((state, code))
+}
+
+/// Whether a process still runs in the job directory (its script outlived a killed sweep).
+fn script_alive(job_dir: &Path) -> bool {
+    let Ok(want) = std::fs::canonicalize(job_dir) else {
+        return false;
+    };
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    procs.flatten().any(|p| {
+        p.file_name()
+            .to_string_lossy()
+            .chars()
+            .all(|c| c.is_ascii_digit())
+            && std::fs::read_link(p.path().join("cwd")).is_ok_and(|cwd| cwd == want)
+    })
 }
 
 fn signal_before_s(job_dir: &Path) -> Option<u64> {

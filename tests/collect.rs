@@ -18,7 +18,10 @@ fn fixture() -> PathBuf {
 }
 
 fn sweep(args: &[&str]) -> std::process::Output {
-    Command::new(assert_cmd::cargo::cargo_bin!("sweep")).args(args).output().unwrap()
+    Command::new(assert_cmd::cargo::cargo_bin!("sweep"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 /// A copy of the fixture campaign, so that the test can touch files.
@@ -40,11 +43,23 @@ fn copy_campaign(to: &Path) -> PathBuf {
 fn csv_rows(p: &Path) -> Vec<HashMap<String, String>> {
     let mut r = csv::Reader::from_path(p).unwrap();
     let h = r.headers().unwrap().clone();
-    r.records().map(|rec| h.iter().zip(rec.unwrap().iter()).map(|(k, v)| (k.to_string(), v.to_string())).collect()).collect()
+    r.records()
+        .map(|rec| {
+            h.iter()
+                .zip(rec.unwrap().iter())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
 }
 
 fn job_dir(prefix: &str) -> PathBuf {
-    std::fs::read_dir(fixture().join("jobs")).unwrap().flatten().map(|e| e.path()).find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix)).unwrap()
+    std::fs::read_dir(fixture().join("jobs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .unwrap()
 }
 
 /// The payload's records of one kind, straight from the log.
@@ -59,7 +74,9 @@ fn records(log: &Path, kind: &str) -> Vec<Value> {
 }
 
 fn num(row: &HashMap<String, String>, k: &str) -> f64 {
-    row[k].parse::<f64>().unwrap_or_else(|_| panic!("{k} = {:?} is not a number", row[k]))
+    row[k]
+        .parse::<f64>()
+        .unwrap_or_else(|_| panic!("{k} = {:?} is not a number", row[k]))
 }
 
 fn close(a: f64, b: f64, rel: f64) -> bool {
@@ -70,10 +87,17 @@ fn close(a: f64, b: f64, rel: f64) -> bool {
 fn device_campaign_tables_agree_with_the_logs() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("res");
-    let o = sweep(&["--json", "collect", fixture().to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = sweep(&[
+        "--json",
+        "collect",
+        fixture().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let runs = csv_rows(&out.join("runs.csv"));
-    let by: HashMap<&str, &HashMap<String, String>> = runs.iter().map(|r| (r["stage"].as_str(), r)).collect();
+    let by: HashMap<&str, &HashMap<String, String>> =
+        runs.iter().map(|r| (r["stage"].as_str(), r)).collect();
     assert_eq!(runs.len(), 4);
 
     // Training: the payload's own summary is the figure, the flops profiler's first print beside it.
@@ -81,8 +105,16 @@ fn device_campaign_tables_agree_with_the_logs() {
         let log = fixture().join("jobs").join(&r["run"]).join("rank-0.log");
         let summary = records(&log, "summary").pop().unwrap();
         assert_eq!(r["status"], "COMPLETED");
-        assert!(close(num(r, "samples_per_s"), summary["samples_per_s"].as_f64().unwrap(), 1e-3));
-        assert!(close(num(r, "tflops_per_gpu"), summary["tflops_per_gpu"].as_f64().unwrap(), 1e-3));
+        assert!(close(
+            num(r, "samples_per_s"),
+            summary["samples_per_s"].as_f64().unwrap(),
+            1e-3
+        ));
+        assert!(close(
+            num(r, "tflops_per_gpu"),
+            summary["tflops_per_gpu"].as_f64().unwrap(),
+            1e-3
+        ));
         let text = std::fs::read_to_string(&log).unwrap();
         let first_profile: f64 = text
             .lines()
@@ -90,15 +122,31 @@ fn device_campaign_tables_agree_with_the_logs() {
             .and_then(|l| l.split(':').nth(1))
             .and_then(|v| v.trim().trim_end_matches("TFLOPS").trim().parse().ok())
             .unwrap();
-        assert!(close(num(r, "profiler_tflops_per_gpu"), first_profile, 1e-6));
+        assert!(close(
+            num(r, "profiler_tflops_per_gpu"),
+            first_profile,
+            1e-6
+        ));
         // Steady-state steps: not warm-up, not the profiled step.
-        let steady = records(&log, "step").into_iter().filter(|s| s["warmup"] == false && s["excluded"] != true).count();
+        let steady = records(&log, "step")
+            .into_iter()
+            .filter(|s| s["warmup"] == false && s["excluded"] != true)
+            .count();
         assert_eq!(num(r, "steps_measured") as usize, steady);
         // GPU utilisation: the mean of every nvidia-smi sample of the job.
         let smi = std::fs::read_to_string(log.with_file_name("gpu-vm.csv")).unwrap();
-        let utils: Vec<f64> = smi.lines().skip(1).filter_map(|l| l.split(',').nth(4)).filter_map(|u| u.trim().trim_end_matches('%').trim().parse().ok()).collect();
+        let utils: Vec<f64> = smi
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split(',').nth(4))
+            .filter_map(|u| u.trim().trim_end_matches('%').trim().parse().ok())
+            .collect();
         let mean = utils.iter().sum::<f64>() / utils.len() as f64;
-        assert!(close(num(r, "gpu_util_avg"), mean, 1e-3), "{} vs {mean}", r["gpu_util_avg"]);
+        assert!(
+            close(num(r, "gpu_util_avg"), mean, 1e-3),
+            "{} vs {mean}",
+            r["gpu_util_avg"]
+        );
         assert_eq!(num(r, "binding_mismatches"), 0.0);
         assert_eq!(r["failure_class"], "");
     }
@@ -106,9 +154,16 @@ fn device_campaign_tables_agree_with_the_logs() {
     let oom = by["oom"];
     assert_eq!(oom["status"], "FAILED");
     assert_eq!(oom["failure_class"], "oom");
-    assert!(oom["failure_evidence"].contains("rank-0.log:"), "{}", oom["failure_evidence"]);
+    assert!(
+        oom["failure_evidence"].contains("rank-0.log:"),
+        "{}",
+        oom["failure_evidence"]
+    );
     assert!(oom["failure_evidence"].contains("torch.OutOfMemoryError: CUDA out of memory"));
-    assert_eq!(oom["samples_per_s"], "", "no throughput is invented for a run that made no step");
+    assert_eq!(
+        oom["samples_per_s"], "",
+        "no throughput is invented for a run that made no step"
+    );
 
     // The payload's collectives become nccl.csv rows, one per record.
     let nccl = csv_rows(&out.join("nccl.csv"));
@@ -118,7 +173,11 @@ fn device_campaign_tables_agree_with_the_logs() {
     for (row, rec) in nccl.iter().zip(&recs) {
         assert_eq!(row["collective"], rec["collective"].as_str().unwrap());
         assert_eq!(row["size_bytes"], rec["size_bytes"].to_string());
-        assert!(close(num(row, "algbw_gbps"), rec["algbw_gbps"].as_f64().unwrap(), 1e-3));
+        assert!(close(
+            num(row, "algbw_gbps"),
+            rec["algbw_gbps"].as_f64().unwrap(),
+            1e-3
+        ));
         assert_eq!(row["nranks"], "1");
         assert_eq!(row["gpu_name"], "NVIDIA H200");
         assert_eq!(row["nccl_version"], "2.28.9");
@@ -128,9 +187,16 @@ fn device_campaign_tables_agree_with_the_logs() {
     }
     let binds = csv_rows(&out.join("binding.csv"));
     assert_eq!(binds.len(), 4);
-    assert!(binds.iter().all(|b| b["cpus"] == "0-7" && b["cpus_ok"] == "true"));
+    assert!(
+        binds
+            .iter()
+            .all(|b| b["cpus"] == "0-7" && b["cpus_ok"] == "true")
+    );
     let gpu = csv_rows(&out.join("gpu.csv"));
-    assert!(gpu.iter().all(|g| g["name"] == "NVIDIA H200" && g["node"] == "vm"));
+    assert!(
+        gpu.iter()
+            .all(|g| g["name"] == "NVIDIA H200" && g["node"] == "vm")
+    );
 }
 
 #[test]
@@ -139,7 +205,13 @@ fn collect_is_incremental_and_force_rereads() {
     let camp = copy_campaign(tmp.path());
     let out = tmp.path().join("res");
     let args = |extra: &[&str]| {
-        let mut a = vec!["--json", "collect", camp.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        let mut a = vec![
+            "--json",
+            "collect",
+            camp.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
         a.extend_from_slice(extra);
         let o = sweep(&a);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -154,7 +226,13 @@ fn collect_is_incremental_and_force_rereads() {
     assert_eq!(second["cached"], first["files"]);
     assert_eq!(std::fs::read(out.join("runs.csv")).unwrap(), runs_before);
     // A file that grows is re-read, the others are not.
-    let log = std::fs::read_dir(camp.join("jobs")).unwrap().flatten().find(|e| e.file_name().to_string_lossy().starts_with("oom-")).unwrap().path().join("slurm-3.out");
+    let log = std::fs::read_dir(camp.join("jobs"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("oom-"))
+        .unwrap()
+        .path()
+        .join("slurm-3.out");
     let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
     std::io::Write::write_all(&mut f, b"\n").unwrap();
     drop(f);
@@ -169,18 +247,35 @@ fn collect_logs_reads_any_tree_of_logs() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("res");
     let dir = root().join("tests/fixtures/device-h100-2026-11-24");
-    let o = sweep(&["--json", "collect", "--logs", dir.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = sweep(&[
+        "--json",
+        "collect",
+        "--logs",
+        dir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let runs = csv_rows(&out.join("runs.csv"));
     let files = std::fs::read_dir(&dir).unwrap().count();
     assert_eq!(runs.len(), files, "one row per source file");
     let nccl = csv_rows(&out.join("nccl.csv"));
-    let collectives: std::collections::BTreeSet<&str> = nccl.iter().map(|r| r["collective"].as_str()).collect();
-    for c in ["all_gather", "all_reduce", "broadcast", "reduce_scatter", "alltoall"] {
+    let collectives: std::collections::BTreeSet<&str> =
+        nccl.iter().map(|r| r["collective"].as_str()).collect();
+    for c in [
+        "all_gather",
+        "all_reduce",
+        "broadcast",
+        "reduce_scatter",
+        "alltoall",
+    ] {
         assert!(collectives.contains(c), "{c} missing from {collectives:?}");
     }
     // The DeepSpeed log's steps come from its wall_clock_breakdown timers.
-    let ds = runs.iter().find(|r| r["run"] == "ds-z2-torchrun.log").unwrap();
+    let ds = runs
+        .iter()
+        .find(|r| r["run"] == "ds-z2-torchrun.log")
+        .unwrap();
     assert!(num(ds, "step_time_ms_p50") > 0.0);
     let smi = runs.iter().find(|r| r["run"] == "nvsmi-train.csv").unwrap();
     assert!(num(smi, "gpu_util_max") <= 100.0 && num(smi, "gpu_util_max") > 0.0);
@@ -195,15 +290,38 @@ fn a_garbled_or_truncated_log_gives_partial_results_and_a_warning() {
     let text = std::fs::read(job_dir("coll-").join("rank-0.log")).unwrap();
     let cut = text.len() * 2 / 3;
     std::fs::write(logs.join("cut.log"), &text[..cut]).unwrap();
-    let noise: Vec<u8> = (0..20_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let noise: Vec<u8> = (0..20_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     std::fs::write(logs.join("noise.bin"), noise).unwrap();
     let out = tmp.path().join("res");
-    let o = sweep(&["--json", "collect", "--logs", logs.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = sweep(&[
+        "--json",
+        "collect",
+        "--logs",
+        logs.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let warnings: Vec<&str> = r["warnings"].as_array().unwrap().iter().filter_map(|w| w.as_str()).collect();
-    assert!(warnings.iter().any(|w| w.starts_with("cut.log") && w.contains("no line terminator")), "{warnings:?}");
+    let warnings: Vec<&str> = r["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w.as_str())
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("cut.log") && w.contains("no line terminator")),
+        "{warnings:?}"
+    );
     let nccl = csv_rows(&out.join("nccl.csv"));
     let complete = records(&job_dir("coll-").join("rank-0.log"), "collective").len();
-    assert!(!nccl.is_empty() && nccl.len() < complete, "partial rows: {} of {complete}", nccl.len());
+    assert!(
+        !nccl.is_empty() && nccl.len() < complete,
+        "partial rows: {} of {complete}",
+        nccl.len()
+    );
 }

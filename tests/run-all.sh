@@ -13,6 +13,20 @@ trap 'cluster down >/dev/null 2>&1 || true' EXIT
 
 cargo build --all-targets 2>&1
 
+# The payload's own tests (Python). Its arithmetic, output format and `--help` need only the
+# standard library; the tests that train or run collectives need torch (never installed by
+# sweep: it is the cluster's environment) and say so when they skip.
+echo "== payload tests (python3 -m pytest tests/payload)"
+if ! command -v python3 >/dev/null 2>&1; then
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends python3 python3-pytest >/dev/null
+fi
+if ! python3 -c 'import pytest' 2>/dev/null; then
+  python3 -m pip install -q pytest 2>/dev/null || {
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-pytest >/dev/null
+  }
+fi
+python3 -m pytest -q -rs tests/payload 2>&1
+
 echo "== local Slurm cluster with accounting"
 t0=$(date +%s)
 cluster up

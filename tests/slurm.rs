@@ -488,7 +488,9 @@ fn status_of_500_jobs_is_one_call_per_poll() {
     let per_poll = measure(&|| {
         let _ = status(&c.dir);
     });
-    eprintln!("controller RPCs per status poll of 500 jobs: {per_poll}; per bare squeue: {per_squeue}");
+    eprintln!(
+        "controller RPCs per status poll of 500 jobs: {per_poll}; per bare squeue: {per_squeue}"
+    );
     assert!(per_squeue >= 1, "sdiag counted no RPC for squeue");
     assert!(
         per_poll <= per_squeue,

@@ -73,7 +73,10 @@ pub struct PayloadInfo {
 
 impl PayloadInfo {
     pub fn version(&self, k: &str) -> Option<&str> {
-        self.versions.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+        self.versions
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
     }
     /// The last summary (a job prints one; a SIGTERM'd one may print an earlier partial one).
     pub fn summary(&self) -> Option<&PayloadSummary> {
@@ -122,14 +125,19 @@ impl Parser {
             self.bind(l, rest);
             return;
         }
-        let Some(pos) = l.text.find(MARKER) else { return };
+        let Some(pos) = l.text.find(MARKER) else {
+            return;
+        };
         let json = &l.text[pos + MARKER.len()..];
         // The first JSON value on the line; anything glued after it is not ours.
         let mut de = serde_json::Deserializer::from_str(json).into_iter::<Value>();
         let v = match de.next() {
             Some(Ok(v)) => v,
             Some(Err(e)) => {
-                w.push(l.no, format!("SWEEP_METRICS record is not valid JSON ({e}): ignored"));
+                w.push(
+                    l.no,
+                    format!("SWEEP_METRICS record is not valid JSON ({e}): ignored"),
+                );
                 return;
             }
             None => return,
@@ -143,9 +151,22 @@ impl Parser {
                 self.info.starts += 1;
                 self.info.mode = self.info.mode.take().or_else(|| text(o, "mode"));
                 self.info.device = self.info.device.take().or_else(|| text(o, "device"));
-                self.info.world_size = self.info.world_size.or_else(|| o.get("world_size").and_then(|v| v.as_u64()));
-                self.info.local_world_size = self.info.local_world_size.or_else(|| o.get("local_world_size").and_then(|v| v.as_u64()));
-                for k in ["torch", "cuda", "nccl", "deepspeed", "transformers", "python"] {
+                self.info.world_size = self
+                    .info
+                    .world_size
+                    .or_else(|| o.get("world_size").and_then(|v| v.as_u64()));
+                self.info.local_world_size = self
+                    .info
+                    .local_world_size
+                    .or_else(|| o.get("local_world_size").and_then(|v| v.as_u64()));
+                for k in [
+                    "torch",
+                    "cuda",
+                    "nccl",
+                    "deepspeed",
+                    "transformers",
+                    "python",
+                ] {
                     if let Some(v) = text(o, k)
                         && self.info.version(k).is_none()
                     {
@@ -155,7 +176,10 @@ impl Parser {
             }
             "step" => {
                 let Some(step) = o.get("step").and_then(|s| s.as_u64()) else {
-                    w.push(l.no, "SWEEP_METRICS step record without a step number: ignored");
+                    w.push(
+                        l.no,
+                        "SWEEP_METRICS step record without a step number: ignored",
+                    );
                     return;
                 };
                 let s = PayloadStep {
@@ -178,26 +202,52 @@ impl Parser {
             }
             "collective" => self.collective(l, o, w),
             "error" => {
-                let msg = format!("{}: {}", text(o, "error_type").unwrap_or_else(|| "error".into()), text(o, "message").unwrap_or_default());
-                push_capped(&mut self.info.errors, (l.no, msg), "payload errors", l.no, w);
+                let msg = format!(
+                    "{}: {}",
+                    text(o, "error_type").unwrap_or_else(|| "error".into()),
+                    text(o, "message").unwrap_or_default()
+                );
+                push_capped(
+                    &mut self.info.errors,
+                    (l.no, msg),
+                    "payload errors",
+                    l.no,
+                    w,
+                );
             }
             "config" => {
                 self.info.mode = self.info.mode.take().or_else(|| text(o, "mode"));
             }
             "collective_summary" | "warning" => {}
-            other => w.push(l.no, format!("SWEEP_METRICS record of unknown kind `{other}`: ignored")),
+            other => w.push(
+                l.no,
+                format!("SWEEP_METRICS record of unknown kind `{other}`: ignored"),
+            ),
         }
     }
 
     fn collective(&mut self, l: &Line<'_>, o: &serde_json::Map<String, Value>, w: &mut Warnings) {
         let name = text(o, "collective").unwrap_or_default();
         let f = |k: &str| o.get(k).and_then(|v| v.as_f64()).filter(|x| x.is_finite());
-        let (Some(size), Some(time), Some(alg), Some(bus)) = (o.get("size_bytes").and_then(|v| v.as_u64()), f("time_us"), f("algbw_gbps"), f("busbw_gbps")) else {
-            w.push(l.no, "SWEEP_METRICS collective record without size, time or bandwidths: ignored");
+        let (Some(size), Some(time), Some(alg), Some(bus)) = (
+            o.get("size_bytes").and_then(|v| v.as_u64()),
+            f("time_us"),
+            f("algbw_gbps"),
+            f("busbw_gbps"),
+        ) else {
+            w.push(
+                l.no,
+                "SWEEP_METRICS collective record without size, time or bandwidths: ignored",
+            );
             return;
         };
         let nranks = o.get("nranks").and_then(|v| v.as_u64()).map(|n| n as usize);
-        let run = match self.info.collectives.iter_mut().rposition(|r| r.collective.as_deref() == Some(name.as_str())) {
+        let run = match self
+            .info
+            .collectives
+            .iter_mut()
+            .rposition(|r| r.collective.as_deref() == Some(name.as_str()))
+        {
             Some(i) => &mut self.info.collectives[i],
             None => {
                 self.info.collectives.push(NcclRun {
@@ -233,9 +283,14 @@ impl Parser {
     }
 
     fn bind(&mut self, l: &Line<'_>, rest: &str) {
-        let mut b = Bind { line: l.no, ..Default::default() };
+        let mut b = Bind {
+            line: l.no,
+            ..Default::default()
+        };
         for kv in rest.split_whitespace() {
-            let Some((k, v)) = kv.split_once('=') else { continue };
+            let Some((k, v)) = kv.split_once('=') else {
+                continue;
+            };
             match k {
                 "rank" => b.rank = v.parse().ok(),
                 "local_rank" => b.local_rank = v.parse().ok(),
@@ -272,12 +327,16 @@ impl Parser {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::parsers::parse_str;
 
     fn real_log(job: &str) -> String {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/device-h200-2026-12-02/campaign/jobs");
-        let d = std::fs::read_dir(&dir).unwrap().flatten().find(|e| e.file_name().to_string_lossy().starts_with(job)).unwrap();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/device-h200-2026-12-02/campaign/jobs");
+        let d = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with(job))
+            .unwrap();
         std::fs::read_to_string(d.path().join("rank-0.log")).unwrap()
     }
 
@@ -290,36 +349,68 @@ mod tests {
         assert_eq!(pay.device.as_deref(), Some("NVIDIA H200"));
         assert_eq!(pay.steps.len(), 25, "5 warm-up + 20 measured");
         assert_eq!(pay.steps.iter().filter(|s| s.warmup).count(), 5);
-        assert_eq!(pay.steps.iter().filter(|s| s.excluded).map(|s| s.step).collect::<Vec<_>>(), vec![11]);
+        assert_eq!(
+            pay.steps
+                .iter()
+                .filter(|s| s.excluded)
+                .map(|s| s.step)
+                .collect::<Vec<_>>(),
+            vec![11]
+        );
         let s = pay.summary().unwrap();
         assert_eq!(s.completed, Some(true));
         assert!(s.get("samples_per_s").unwrap() > 0.0);
         assert_eq!(pay.binds.len(), 1);
-        assert_eq!((pay.binds[0].cpus.as_str(), pay.binds[0].expect_cpus.as_str()), ("0-7", "0-7"));
+        assert_eq!(
+            (
+                pay.binds[0].cpus.as_str(),
+                pay.binds[0].expect_cpus.as_str()
+            ),
+            ("0-7", "0-7")
+        );
     }
 
     #[test]
     fn launcher_prefixes_glued_text_and_cut_records() {
         let log = real_log("coll-");
-        let line = log.lines().find(|l| l.contains("\"kind\":\"collective\"")).unwrap();
+        let line = log
+            .lines()
+            .find(|l| l.contains("\"kind\":\"collective\""))
+            .unwrap();
         // The same real record behind a torchrun prefix, glued behind other output, and cut.
-        let mangled = format!("[default0]:{line}\nsome output without newline {line}\n{}\n", &line[..line.len() / 2]);
+        let mangled = format!(
+            "[default0]:{line}\nsome output without newline {line}\n{}\n",
+            &line[..line.len() / 2]
+        );
         let p = parse_str("x.log", &mangled);
         let rows: usize = p.payload.collectives.iter().map(|r| r.rows.len()).sum();
         assert_eq!(rows, 2, "the two whole records, not the cut one");
-        assert!(p.warnings.iter().any(|w| w.message.contains("not valid JSON")));
+        assert!(
+            p.warnings
+                .iter()
+                .any(|w| w.message.contains("not valid JSON"))
+        );
     }
 
     #[test]
     fn real_collectives_log_becomes_nccl_runs() {
         let p = parse_str("rank-0.log", &real_log("coll-"));
-        let names: Vec<&str> = p.payload.collectives.iter().filter_map(|r| r.collective.as_deref()).collect();
+        let names: Vec<&str> = p
+            .payload
+            .collectives
+            .iter()
+            .filter_map(|r| r.collective.as_deref())
+            .collect();
         assert_eq!(names, vec!["all_reduce", "all_gather", "reduce_scatter"]);
         for r in &p.payload.collectives {
             assert_eq!(r.rows.len(), 6, "1M to 1G by 4");
             assert_eq!(r.nranks, Some(1));
             assert_eq!(r.nccl_version.as_deref(), Some("2.28.9"));
-            assert!(r.rows.windows(2).all(|w| w[0].size_bytes * 4 == w[1].size_bytes));
+            assert!(
+                r.rows
+                    .windows(2)
+                    .all(|w| w[0].size_bytes * 4 == w[1].size_bytes)
+            );
         }
     }
 }

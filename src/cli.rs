@@ -75,12 +75,30 @@ pub enum Cmd {
     Collect(CollectArgs),
     /// Expand the built-in demo campaign, run it here with the local executor, collect it.
     Demo(DemoArgs),
+    /// Check a sweep file before submitting: batch algebra, memory per GPU, targets (implied
+    /// MFU, line-rate ceilings). Exits 1 on an error-level finding.
+    Check(CheckArgs),
     /// The local executor's stand-ins for `srun` and `scontrol` (on PATH inside its jobs).
     #[command(hide = true, name = "local-exec", disable_help_flag = true)]
     LocalExec {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The sweep file (TOML).
+    pub sweep: PathBuf,
+    /// Cluster profile file, instead of the one the sweep file names.
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
+    /// Warnings count as errors too.
+    #[arg(long)]
+    pub strict: bool,
+    /// List every finding.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Args, Debug)]
@@ -180,6 +198,9 @@ pub struct ExpandArgs {
     /// Print every job's row even for large campaigns.
     #[arg(long)]
     pub all: bool,
+    /// Plan-check findings (see `sweep check`) at warning level or above stop the expand.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -217,6 +238,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Cancel(a) => cancel_cmd(a, out),
         Cmd::Collect(a) => collect_cmd(a, out),
         Cmd::Demo(a) => demo_cmd(a, out),
+        Cmd::Check(a) => check_cmd(a, out),
         Cmd::LocalExec { args } => {
             let code = match args.split_first() {
                 Some((cmd, rest)) if cmd == "srun" => crate::local::srun(rest),
@@ -264,6 +286,32 @@ fn expand_cmd(a: ExpandArgs, out: Output) -> Result<()> {
     let plan = expand::expand(&sweep, &profile)?;
     let renderer = Renderer::new(&templates);
     let summary = plan::summarize(&plan);
+    let checked = crate::check::check(&sweep, &profile, &plan);
+    let serious: Vec<&crate::check::Finding> = checked
+        .findings
+        .iter()
+        .filter(|f| f.level != crate::check::Level::Info)
+        .collect();
+    if out != Output::Quiet && !serious.is_empty() {
+        for f in serious.iter().take(10) {
+            eprintln!("{}: {}: {}", f.level.as_str(), f.subject, f.message);
+        }
+        if serious.len() > 10 {
+            eprintln!("... {} more plan-check findings", serious.len() - 10);
+        }
+        eprintln!(
+            "plan check: {} error(s), {} warning(s); `sweep check {}` explains them",
+            checked.count(crate::check::Level::Error),
+            checked.count(crate::check::Level::Warning),
+            a.sweep.display()
+        );
+    }
+    if a.strict && !serious.is_empty() {
+        bail!(
+            "--strict: {} plan-check finding(s); nothing written",
+            serious.len()
+        );
+    }
     if a.dry_run {
         // Render anyway (in memory) so template errors surface before anything is written.
         for p in &plan.points {
@@ -655,6 +703,7 @@ fn demo_cmd(a: DemoArgs, out: Output) -> Result<()> {
             templates: None,
             profile: Some(profile_path),
             all: false,
+            strict: false,
         },
         Output::Quiet,
     );
@@ -698,6 +747,26 @@ fn demo_cmd(a: DemoArgs, out: Output) -> Result<()> {
             print!("{}", crate::collect::render_summary(&c));
         }
         Output::Quiet => {}
+    }
+    Ok(())
+}
+
+fn check_cmd(a: CheckArgs, out: Output) -> Result<()> {
+    let (sweep, profile, _) = load(&a.sweep, a.profile.as_deref())?;
+    let plan = expand::expand(&sweep, &profile)?;
+    let r = crate::check::check(&sweep, &profile, &plan);
+    match out {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+        Output::Human => print!(
+            "{}",
+            crate::check::render(&r, if a.all { usize::MAX } else { 40 })
+        ),
+        Output::Quiet => {}
+    }
+    let errors = r.count(crate::check::Level::Error);
+    let warnings = r.count(crate::check::Level::Warning);
+    if errors > 0 || (a.strict && warnings > 0) {
+        bail!("plan check failed: {errors} error(s), {warnings} warning(s)");
     }
     Ok(())
 }

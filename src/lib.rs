@@ -6,6 +6,7 @@
 //! shown before anything runs. [`cli`] is the thin command-line layer over all of it.
 
 pub mod campaign;
+pub mod check;
 pub mod cli;
 pub mod collect;
 pub mod diag;

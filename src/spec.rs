@@ -37,6 +37,73 @@ pub struct SweepFile {
     pub models: IndexMap<String, ModelShape>,
     #[serde(rename = "stage", default)]
     pub stages: Vec<StageSpec>,
+    /// The plan's targets, checked before submission (`sweep check`) and against the results.
+    #[serde(rename = "target", default)]
+    pub targets: Vec<TargetSpec>,
+}
+
+/// A target of the plan: "at least `value` `unit` of `metric`" for the points it selects.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    pub metric: TargetMetric,
+    /// Only points of this model (a preset or a `[models.X]`).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Only points with this many nodes.
+    #[serde(default)]
+    pub nodes: Option<u32>,
+    #[serde(default)]
+    pub stage: Option<String>,
+    pub value: f64,
+    /// throughput: `samples/s` (default) or `tokens/s`; bandwidth: `Gb/s` (default) or `GB/s`,
+    /// per node; the percentages: `%`.
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// Where the figure comes from (the plan's wording).
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetMetric {
+    /// Training throughput of the whole job.
+    Throughput,
+    /// Average GPU utilisation, percent.
+    GpuUtil,
+    /// Scaling efficiency against the smallest node count, percent.
+    ScalingEfficiency,
+    /// Network bandwidth per node.
+    Bandwidth,
+    /// Bus bandwidth as a percentage of the theoretical (line rate or NVLink).
+    BandwidthUtilization,
+}
+
+impl TargetMetric {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TargetMetric::Throughput => "throughput",
+            TargetMetric::GpuUtil => "gpu_util",
+            TargetMetric::ScalingEfficiency => "scaling_efficiency",
+            TargetMetric::Bandwidth => "bandwidth",
+            TargetMetric::BandwidthUtilization => "bandwidth_utilization",
+        }
+    }
+    /// Units accepted, the first being the default.
+    pub fn units(&self) -> &'static [&'static str] {
+        match self {
+            TargetMetric::Throughput => &["samples/s", "tokens/s"],
+            TargetMetric::Bandwidth => &["Gb/s", "GB/s"],
+            _ => &["%"],
+        }
+    }
+}
+
+impl TargetSpec {
+    pub fn unit(&self) -> &str {
+        self.unit.as_deref().unwrap_or(self.metric.units()[0])
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -385,6 +452,38 @@ fn validate(l: &LoadedSweep) -> Result<(), InputError> {
                 }
                 _ => {}
             }
+        }
+    }
+    for (i, t) in s.targets.iter().enumerate() {
+        if !t.metric.units().contains(&t.unit()) {
+            return Err(src.error(
+                &path!["target", i, "unit"],
+                format!(
+                    "unit `{}` for {}: one of {}",
+                    t.unit(),
+                    t.metric.as_str(),
+                    t.metric.units().join(", ")
+                ),
+            ));
+        }
+        if let Some(m) = &t.model
+            && l.model(m).is_none()
+        {
+            return Err(src.error(
+                &path!["target", i, "model"],
+                format!("unknown model `{m}` (a preset or a [models.X] of this file)"),
+            ));
+        }
+        if let Some(st) = &t.stage
+            && !s.stages.iter().any(|x| &x.name == st)
+        {
+            return Err(src.error(&path!["target", i, "stage"], format!("no stage `{st}`")));
+        }
+        if !t.value.is_finite() || t.value <= 0.0 {
+            return Err(src.error(
+                &path!["target", i, "value"],
+                "a target value must be a positive number",
+            ));
         }
     }
     Ok(())

@@ -386,3 +386,34 @@ fn shell_metacharacters_are_quoted_not_executed() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), evil);
     assert!(!marker.exists(), "a value was executed by the shell");
 }
+
+#[test]
+fn target_with_an_unknown_metric_or_unit_or_model() {
+    let t = format!("{}\n[[target]]\nmetric = \"speed\"\nvalue = 1\n", base());
+    assert_points_at(
+        &t,
+        "metric = \"speed\"",
+        "target[0].metric",
+        "unknown variant `speed`",
+    );
+    let t = format!(
+        "{}\n[[target]]\nmetric = \"throughput\"\nmodel = \"llama2-7b\"\nvalue = 10\nunit = \"samples/min\"\n",
+        base()
+    );
+    assert_points_at(
+        &t,
+        "unit = \"samples/min\"",
+        "target[0].unit",
+        "one of samples/s, tokens/s",
+    );
+    let t = format!(
+        "{}\n[[target]]\nmetric = \"throughput\"\nmodel = \"gpt-5\"\nvalue = 10\n",
+        base()
+    );
+    assert_points_at(
+        &t,
+        "model = \"gpt-5\"",
+        "target[0].model",
+        "unknown model `gpt-5`",
+    );
+}

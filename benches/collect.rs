@@ -1,0 +1,176 @@
+//! `sweep collect` speed on a large corpus built by replicating the real fixtures
+//! (tests/fixtures/device-*: nccl-tests tables, NCCL_DEBUG output, DeepSpeed logs with the flops
+//! profiler, nvidia-smi samples, the payload's records): 10,000 small files in directories of
+//! 100, plus a few multi-hundred-MB NCCL_DEBUG logs (the real debug log repeated), about 2 GB in
+//! all. Measures, with the release binary as a user runs it:
+//!   - a cold full collect (`--force`: nothing cached; the files are in the page cache, as after
+//!     the corpus was written), in MB/s;
+//!   - an incremental collect where nothing changed;
+//!   - the peak resident memory of each (getrusage of the child).
+//!
+//! Run: `cargo bench --bench collect`. `SWEEP_BENCH_MB` (default 2048) sets the corpus size,
+//! `SWEEP_BENCH_FILES` (default 10000) the number of small files, `SWEEP_BENCH_DIR` where it is
+//! built (default target/bench-collect; reused when its size matches).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+fn fixtures() -> Vec<(String, Vec<u8>)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut v = Vec::new();
+    for e in walkdir::WalkDir::new(&root).into_iter().flatten() {
+        let p = e.path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        let keep = e.file_type().is_file()
+            && p.to_string_lossy().contains("/device-")
+            && (name.ends_with(".log")
+                || name.ends_with(".csv")
+                || name.ends_with(".out")
+                || name.ends_with(".txt"))
+            && !name.ends_with(".md");
+        if keep {
+            v.push((name, std::fs::read(p).unwrap()));
+        }
+    }
+    v.sort();
+    v
+}
+
+fn build(dir: &Path, total_mb: u64, files: usize) -> u64 {
+    let stamp = dir.join(".corpus");
+    let want = format!("{total_mb} {files}");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str()) {
+        return du(dir);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    let fx = fixtures();
+    assert!(!fx.is_empty(), "no fixtures found");
+    let mut small = 0u64;
+    for i in 0..files {
+        let (name, bytes) = &fx[i % fx.len()];
+        let d = dir.join(format!("job-{:03}", i / 100));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(format!("{i:05}-{name}")), bytes).unwrap();
+        small += bytes.len() as u64;
+    }
+    // The rest in 300 MB NCCL_DEBUG logs (a real one, repeated).
+    let debug = &fx
+        .iter()
+        .find(|(n, _)| n == "nccl-allgather-debug.log")
+        .unwrap()
+        .1;
+    let mut left = (total_mb << 20).saturating_sub(small);
+    let mut k = 0;
+    while left > 0 {
+        let size = left.min(300 << 20);
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(dir.join(format!("nccl-debug-{k}.log"))).unwrap(),
+        );
+        let mut written = 0u64;
+        while written < size {
+            f.write_all(debug).unwrap();
+            written += debug.len() as u64;
+        }
+        left = left.saturating_sub(written);
+        k += 1;
+    }
+    std::fs::write(&stamp, want).unwrap();
+    du(dir)
+}
+
+fn du(dir: &Path) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
+
+/// Runs sweep as a child; returns (seconds, peak RSS of that child in MiB, its JSON report).
+fn run(args: &[&str]) -> (f64, f64, serde_json::Value) {
+    let before = max_rss_children();
+    let t = Instant::now();
+    let o = Command::new(env!("CARGO_BIN_EXE_sweep"))
+        .args(args)
+        .output()
+        .unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let after = max_rss_children();
+    // RUSAGE_CHILDREN keeps the largest child so far: a smaller later child does not show.
+    let rss = if after > before { after } else { f64::NAN };
+    (secs, rss, serde_json::from_slice(&o.stdout).unwrap())
+}
+
+fn max_rss_children() -> f64 {
+    // SAFETY: getrusage fills the zeroed struct.
+    unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut u);
+        u.ru_maxrss as f64 / 1024.0
+    }
+}
+
+fn main() {
+    // `cargo test --benches` runs benches with no arguments but `--bench` absent: stay quick.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("collect bench: run with `cargo bench --bench collect`");
+        return;
+    }
+    let mb: u64 = std::env::var("SWEEP_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2048);
+    let files: usize = std::env::var("SWEEP_BENCH_FILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let dir = std::env::var("SWEEP_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-collect"));
+    let corpus = dir.join("corpus");
+    let out = dir.join("results");
+    let t = Instant::now();
+    let bytes = build(&corpus, mb, files);
+    println!(
+        "corpus: {} files + big NCCL_DEBUG logs, {:.0} MB, ready in {:.1} s ({})",
+        files,
+        bytes as f64 / 1e6,
+        t.elapsed().as_secs_f64(),
+        corpus.display()
+    );
+    let c = corpus.to_str().unwrap();
+    let o = out.to_str().unwrap();
+    let (cold, cold_rss, r) = run(&["--json", "collect", "--logs", c, "--out", o, "--force"]);
+    let parsed = r["bytes_parsed"].as_f64().unwrap_or(0.0);
+    println!(
+        "cold collect (--force):     {cold:>8.2} s  {:>8.0} MB/s  peak RSS {cold_rss:.0} MiB  ({} files, {:.0} MB parsed)",
+        parsed / 1e6 / cold,
+        r["files"],
+        parsed / 1e6
+    );
+    let mut inc = Vec::new();
+    for _ in 0..5 {
+        let (s, _, r) = run(&["--json", "collect", "--logs", c, "--out", o]);
+        assert_eq!(r["parsed"], 0, "nothing changed, nothing may be re-read");
+        inc.push(s);
+    }
+    inc.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "incremental (no change):    {:>8.3} s  median of 5 (min {:.3}, max {:.3}), {} files unchanged",
+        inc[2], inc[0], inc[4], r["files"]
+    );
+    let json = serde_json::json!({
+        "corpus_bytes": bytes, "files": r["files"], "cold_s": cold, "cold_mb_per_s": parsed / 1e6 / cold,
+        "cold_peak_rss_mib": cold_rss, "incremental_median_s": inc[2],
+    });
+    std::fs::write(
+        dir.join("collect-bench.json"),
+        serde_json::to_vec_pretty(&json).unwrap(),
+    )
+    .unwrap();
+}

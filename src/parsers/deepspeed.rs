@@ -197,6 +197,25 @@ impl DeepSpeedInfo {
     }
 }
 
+static DS_TRIGGERS: LazyLock<Regex> = LazyLock::new(|| {
+    super::literal_set(&[
+        "Profile Summary at step",
+        "Flops Profiler",
+        "Comm. Op",
+        "DeepSpeed info: version=",
+        "DeepSpeedEngine configuration:",
+        ":print]",
+        "SamplesPerSec=",
+        "time (ms)",
+        "skipped=",
+        "iter time (s)",
+        "OVERFLOW!",
+        "comm op:",
+        "see_memory_usage",
+        "CPU Virtual Memory",
+        "dist_world_size=",
+    ])
+});
 static VERSION: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"DeepSpeed info: version=([^,\s]+)").expect("static regex"));
 static CONFIG_LINE: LazyLock<Regex> = LazyLock::new(|| {
@@ -314,6 +333,11 @@ impl Parser {
             return;
         }
         if t.is_empty() {
+            return;
+        }
+        // One pass over the line for every literal the branches below look for: most lines of
+        // a large log are none of DeepSpeed's.
+        if !t.starts_with("MA ") && !DS_TRIGGERS.is_match(t) {
             return;
         }
         if t.contains("Profile Summary at step")

@@ -122,8 +122,45 @@ static EXCEPTION: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^([A-Za-z_][\w.]*)(?::(?:\s.*)?)?$").expect("static regex"));
 
 /// Specific detections of one line.
+/// Every literal that some branch of [`detect`] requires: a line with none of them is no
+/// failure, and one automaton pass over it says so.
+static TRIGGERS: LazyLock<Regex> = LazyLock::new(|| {
+    super::literal_set(&[
+        "cudaErrorECCUncorrectable",
+        "ncorrectable ECC error",
+        "Xid",
+        "GPU has fallen off the bus",
+        "***",
+        "CUDA out of memory",
+        "CUDA error: out of memory",
+        "OutOfMemoryError",
+        "oom-kill event",
+        "oom_kill event",
+        "emory limit",
+        "srun: error:",
+        "srun: Job step aborted",
+        "Watchdog caught collective operation timeout",
+        "Test NCCL failure",
+        "Test CUDA failure",
+        "NCCL error",
+        "NCCL Error",
+        "NCCL communicator was aborted",
+        "NCCL WARN",
+        "ncclUnhandledCudaError",
+        "ncclSystemError",
+        "ncclInternalError",
+        "ncclInvalidArgument",
+        "ncclInvalidUsage",
+        "ncclRemoteError",
+        "ncclInProgress",
+    ])
+});
+
 fn detect(t: &str) -> Option<(FailureClass, &'static str, bool)> {
     use FailureClass::*;
+    if !TRIGGERS.is_match(t) {
+        return None;
+    }
     // Hardware.
     if t.contains("cudaErrorECCUncorrectable")
         || t.contains("uncorrectable ECC error")
@@ -270,12 +307,16 @@ impl Parser {
         if t.is_empty() {
             return;
         }
-        let key = (line.rank, line.host.map(str::to_string));
         let detected = detect(t);
         if let Some((class, kind, weak)) = detected {
             self.push(line, class, kind, weak, w);
         }
-        if t.starts_with("Traceback (most recent call last)") {
+        let starts = t.starts_with("Traceback (most recent call last)");
+        if !starts && self.traces.is_empty() {
+            return;
+        }
+        let key = (line.rank, line.host.map(str::to_string));
+        if starts {
             if self.traces.len() < 4096 {
                 self.traces.insert(
                     key,

@@ -106,6 +106,84 @@ static PREFIX: LazyLock<Regex> = LazyLock::new(|| {
     )
     .expect("static regex")
 });
+/// The words that the error-code branch of [`Parser::feed`] looks for, found in one pass.
+static ERROR_TRIGGERS: LazyLock<Regex> = LazyLock::new(|| {
+    super::literal_set(&[
+        "ncclSystemError",
+        "ncclInternalError",
+        "ncclRemoteError",
+        "ncclUnhandledCudaError",
+        "ncclInvalid",
+        "ncclInProgress",
+        "NCCL error",
+        "NCCL Error",
+        "NCCL failure",
+    ])
+});
+
+/// The header NCCL's logger (`debug.cc`) puts before every message:
+/// `host:pid:tid [cudaDev] NCCL LEVEL msg`, for TRACE with `file:line (time) ` before `NCCL`,
+/// and possibly behind a `[timestamp]` of the launcher.
+struct Header<'a> {
+    host: &'a str,
+    pid: &'a str,
+    dev: &'a str,
+    source: Option<&'a str>,
+    level: &'a str,
+    msg: &'a str,
+}
+
+fn digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Whether the line is a plain `host:pid:tid [dev] NCCL INFO ...` line.
+pub fn is_info_line(t: &str) -> bool {
+    memchr::memmem::find(t.as_bytes(), b"] NCCL INFO ").is_some()
+        && header(t).is_some_and(|h| h.level == "INFO")
+}
+
+/// The plain header without a regex (the common case of a large debug log); other shapes go
+/// to [`PREFIX`].
+fn header(t: &str) -> Option<Header<'_>> {
+    let quick = || {
+        let s = t.trim_start();
+        let i = memchr::memmem::find(s.as_bytes(), b"] NCCL ")?;
+        let (hpt, dev) = s[..i].rsplit_once(" [")?;
+        let mut it = hpt.rsplitn(3, ':');
+        let (_tid, pid, host) = (
+            it.next().filter(|x| digits(x))?,
+            it.next().filter(|x| digits(x))?,
+            it.next()?,
+        );
+        if !digits(dev) || host.is_empty() || host.contains([' ', '[', ']', ':']) {
+            return None;
+        }
+        let rest = &s[i + 7..];
+        let (level, msg) = rest.split_once(' ').unwrap_or((rest, ""));
+        matches!(level, "INFO" | "WARN" | "TRACE" | "CALL" | "ABORT").then_some(Header {
+            host,
+            pid,
+            dev,
+            source: None,
+            level,
+            msg,
+        })
+    };
+    quick().or_else(|| {
+        let c = PREFIX.captures(t)?;
+        let get = |i: usize| c.get(i).map_or("", |m| m.as_str());
+        Some(Header {
+            host: get(1),
+            pid: get(2),
+            dev: get(4),
+            source: c.get(5).map(|m| m.as_str()),
+            level: get(6),
+            msg: get(7),
+        })
+    })
+}
+
 static VERSION: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"NCCL version (\d+\.\d+\.\d+[^\s,]*)").expect("static regex"));
 static NRANKS: LazyLock<Regex> =
@@ -222,16 +300,7 @@ impl Parser {
 
     pub fn feed(&mut self, line: &Line<'_>, w: &mut Warnings) {
         let t = line.text;
-        if t.contains("ncclSystemError")
-            || t.contains("ncclInternalError")
-            || t.contains("ncclRemoteError")
-            || t.contains("ncclUnhandledCudaError")
-            || t.contains("ncclInvalid")
-            || t.contains("ncclInProgress")
-            || t.contains("NCCL error")
-            || t.contains("NCCL Error")
-            || t.contains("NCCL failure")
-        {
+        if ERROR_TRIGGERS.is_match(t) {
             if let Some(code) = error_code(t) {
                 let e = NcclErrorCode {
                     line: line.no,
@@ -268,26 +337,24 @@ impl Parser {
         if !t.contains("NCCL") {
             return;
         }
-        let Some(c) = PREFIX.captures(t) else {
+        let Some(h) = header(t) else {
             let trimmed = t.trim();
             if trimmed.starts_with("NCCL version ") {
                 self.version(trimmed);
             }
             return;
         };
-        let get = |i: usize| c.get(i).map_or("", |m| m.as_str());
-        let host = get(1);
-        add_distinct(&mut self.info.hosts, host);
-        let msg = get(7).trim();
-        match get(6) {
+        add_distinct(&mut self.info.hosts, h.host);
+        let msg = h.msg.trim();
+        match h.level {
             "WARN" => {
                 self.info.warn_count += 1;
                 let warn = NcclWarn {
                     line: line.no,
-                    host: host.to_string(),
-                    pid: uint(get(2)).unwrap_or(0),
-                    device: uint(get(4)).unwrap_or(0) as u32,
-                    source: c.get(5).map(|m| m.as_str().to_string()),
+                    host: h.host.to_string(),
+                    pid: uint(h.pid).unwrap_or(0),
+                    device: uint(h.dev).unwrap_or(0) as u32,
+                    source: h.source.map(str::to_string),
                     message: msg.chars().take(500).collect(),
                 };
                 push_capped(&mut self.info.warns, warn, "NCCL WARN lines", line.no, w);

@@ -125,7 +125,7 @@ impl Parser {
             self.bind(l, rest);
             return;
         }
-        let Some(pos) = l.text.find(MARKER) else {
+        let Some(pos) = memchr::memmem::find(l.text.as_bytes(), MARKER.as_bytes()) else {
             return;
         };
         let json = &l.text[pos + MARKER.len()..];

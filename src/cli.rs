@@ -125,6 +125,9 @@ pub struct CollectArgs {
     /// Re-read every file, ignoring the cache.
     #[arg(long)]
     pub force: bool,
+    /// A sweep file whose `[[collect.pattern]]`s to use too (with --logs: the only ones).
+    #[arg(long)]
+    pub patterns: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -601,6 +604,10 @@ fn cancel_cmd(a: CancelArgs, out: Output) -> Result<()> {
 }
 
 fn collect_cmd(a: CollectArgs, out: Output) -> Result<()> {
+    let patterns = match &a.patterns {
+        Some(p) => spec::load(p)?.spec.collect.patterns,
+        None => Vec::new(),
+    };
     use std::io::IsTerminal;
     let progress = out == Output::Human && std::io::stderr().is_terminal();
     let r = match (&a.campaign, &a.logs) {
@@ -616,6 +623,7 @@ fn collect_cmd(a: CollectArgs, out: Output) -> Result<()> {
                     out: dest,
                     force: a.force,
                     progress,
+                    patterns: patterns.clone(),
                 },
             )?
         }
@@ -637,6 +645,7 @@ fn collect_cmd(a: CollectArgs, out: Output) -> Result<()> {
                     out: dest,
                     force: a.force,
                     progress,
+                    patterns: patterns.clone(),
                 },
             )?
         }
@@ -728,6 +737,7 @@ fn demo_cmd(a: DemoArgs, out: Output) -> Result<()> {
             out: results,
             force: false,
             progress,
+            patterns: Vec::new(),
         },
     )?;
     match out {

@@ -140,6 +140,9 @@ pub struct FileResult {
     pub payload_summary: Vec<(String, f64)>,
     #[serde(default)]
     pub binds: Vec<BindOut>,
+    /// Values of the user's patterns, by pattern name.
+    #[serde(default)]
+    pub user: Vec<(String, Vec<f64>)>,
     pub megatron_samples_per_s: Option<f64>,
     pub megatron_tflops: Option<f64>,
     pub warnings: Vec<String>,
@@ -148,6 +151,9 @@ pub struct FileResult {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Cache {
     version: u32,
+    /// The user patterns the cached results were parsed with (their JSON).
+    #[serde(default)]
+    patterns: String,
     files: BTreeMap<String, FileResult>,
 }
 
@@ -202,6 +208,7 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
         lines: log.lines,
         ..Default::default()
     };
+    r.user = log.user.clone();
     r.nccl_version = log
         .nccl_debug
         .version
@@ -494,10 +501,13 @@ pub struct Run {
     pub sources: Vec<String>,
 }
 
+#[derive(Default)]
 pub struct Options {
     pub out: PathBuf,
     pub force: bool,
     pub progress: bool,
+    /// `[[collect.pattern]]`s; a campaign's own (its `sweep.toml`) are added to these.
+    pub patterns: Vec<crate::spec::PatternSpec>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -585,7 +595,22 @@ pub fn collect_campaign(dir: &Path, opts: &Options) -> Result<Report> {
         &std::fs::read_to_string(dir.join("profile.toml")).unwrap_or_default(),
     )
     .ok();
-    finish(runs, sources, opts, profile.as_ref())
+    // The campaign's own `[[collect.pattern]]`s, from its copy of the sweep file.
+    let mut patterns = opts.patterns.clone();
+    if let Ok(sw) = crate::spec::load(&dir.join("sweep.toml")) {
+        for p in sw.spec.collect.patterns {
+            if !patterns.iter().any(|q| q.name == p.name) {
+                patterns.push(p);
+            }
+        }
+    }
+    let opts = Options {
+        out: opts.out.clone(),
+        force: opts.force,
+        progress: opts.progress,
+        patterns,
+    };
+    finish(runs, sources, &opts, profile.as_ref())
 }
 
 /// Collects an arbitrary directory tree of logs (one run per file).
@@ -647,12 +672,26 @@ fn finish(
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default()
     };
-    if cache.version != PARSER_VERSION {
+    let pattern_key = serde_json::to_string(&opts.patterns)?;
+    if cache.version != PARSER_VERSION || cache.patterns != pattern_key {
         cache = Cache {
             version: PARSER_VERSION,
+            patterns: pattern_key,
             files: BTreeMap::new(),
         };
     }
+    let parse_opts = parsers::ParseOptions {
+        patterns: opts
+            .patterns
+            .iter()
+            .filter_map(|p| {
+                regex::Regex::new(&p.regex)
+                    .ok()
+                    .map(|r| (p.name.clone(), r))
+            })
+            .collect(),
+        ..parsers::ParseOptions::default()
+    };
     // Stat everything; parse only what changed.
     let metas: Vec<Option<(u64, u128)>> = sources
         .par_iter()
@@ -692,7 +731,7 @@ fn finish(
                 .file_name()
                 .map(|n| n.to_string_lossy().to_string())
                 .unwrap_or_default();
-            let res = parsers::parse_file(&s.path)
+            let res = parsers::parse_file_with(&s.path, &parse_opts)
                 .map(|log| summarize(&log, &name))
                 .map_err(|e| format!("{}: cannot read: {e}", s.path.display()));
             if let (Some(b), Some((size, _))) = (&bar, metas[i]) {
@@ -745,6 +784,18 @@ fn finish(
             }
         }
         aggregate(run, &files, profile, &mut tables);
+        for p in &opts.patterns {
+            let values: Vec<f64> = files
+                .iter()
+                .flat_map(|(_, f)| {
+                    f.user
+                        .iter()
+                        .filter(|(n, _)| n == &p.name)
+                        .flat_map(|(_, v)| v.iter().copied())
+                })
+                .collect();
+            run.figures.insert(p.column(), p.aggregate.apply(&values));
+        }
         run.sources = files.iter().map(|(s, _)| s.key.clone()).collect();
     }
     report.tables = tables.write(&opts.out, &runs)?;

@@ -40,6 +40,78 @@ pub struct SweepFile {
     /// The plan's targets, checked before submission (`sweep check`) and against the results.
     #[serde(rename = "target", default)]
     pub targets: Vec<TargetSpec>,
+    /// What `sweep collect` adds to its tables.
+    #[serde(default)]
+    pub collect: CollectSpec,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CollectSpec {
+    /// Named regex patterns whose one capture group becomes a column of `runs.csv`.
+    #[serde(rename = "pattern", default)]
+    pub patterns: Vec<PatternSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PatternSpec {
+    pub name: String,
+    /// A regular expression (Rust `regex` syntax) with exactly one capture group: a number.
+    pub regex: String,
+    #[serde(default)]
+    pub unit: Option<String>,
+    #[serde(default)]
+    pub aggregate: Aggregate,
+}
+
+/// How the values a pattern captured in a job's files become one figure.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregate {
+    First,
+    #[default]
+    Last,
+    Min,
+    Max,
+    Mean,
+    Median,
+}
+
+impl Aggregate {
+    pub fn apply(&self, v: &[f64]) -> Option<f64> {
+        let finite: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+        if finite.is_empty() {
+            return None;
+        }
+        Some(match self {
+            Aggregate::First => finite[0],
+            Aggregate::Last => finite[finite.len() - 1],
+            Aggregate::Min => finite.iter().copied().fold(f64::INFINITY, f64::min),
+            Aggregate::Max => finite.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            Aggregate::Mean => finite.iter().sum::<f64>() / finite.len() as f64,
+            Aggregate::Median => {
+                let mut s = finite;
+                s.sort_by(|a, b| a.total_cmp(b));
+                let n = s.len();
+                if n % 2 == 1 {
+                    s[n / 2]
+                } else {
+                    (s[n / 2 - 1] + s[n / 2]) / 2.0
+                }
+            }
+        })
+    }
+}
+
+impl PatternSpec {
+    /// The column name in `runs.csv`, with the unit when one is given.
+    pub fn column(&self) -> String {
+        match self.unit.as_deref().filter(|u| !u.is_empty()) {
+            Some(u) => format!("{}_{}", self.name, u.replace('/', "_per_")),
+            None => self.name.clone(),
+        }
+    }
 }
 
 /// A target of the plan: "at least `value` `unit` of `metric`" for the points it selects.
@@ -452,6 +524,38 @@ fn validate(l: &LoadedSweep) -> Result<(), InputError> {
                 }
                 _ => {}
             }
+        }
+    }
+    for (i, p) in s.collect.patterns.iter().enumerate() {
+        if !is_ident(&p.name) {
+            return Err(src.error(
+                &path!["collect", "pattern", i, "name"],
+                "pattern name must use only letters, digits, '-', '_' and '.'",
+            ));
+        }
+        if s.collect.patterns[..i].iter().any(|q| q.name == p.name) {
+            return Err(src.error(
+                &path!["collect", "pattern", i, "name"],
+                format!("duplicate pattern `{}`", p.name),
+            ));
+        }
+        match regex::Regex::new(&p.regex) {
+            Err(e) => {
+                return Err(src.error(
+                    &path!["collect", "pattern", i, "regex"],
+                    format!("not a valid regex: {e}"),
+                ));
+            }
+            Ok(re) if re.captures_len() != 2 => {
+                return Err(src.error(
+                    &path!["collect", "pattern", i, "regex"],
+                    format!(
+                        "needs exactly one capture group (the number), has {}",
+                        re.captures_len() - 1
+                    ),
+                ));
+            }
+            Ok(_) => {}
         }
     }
     for (i, t) in s.targets.iter().enumerate() {

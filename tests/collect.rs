@@ -325,3 +325,74 @@ fn a_garbled_or_truncated_log_gives_partial_results_and_a_warning() {
         nccl.len()
     );
 }
+
+#[test]
+fn user_patterns_become_columns_of_runs_csv() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pf = tmp.path().join("patterns.toml");
+    let base = std::fs::read_to_string(root().join("sweeps/device-h200.toml")).unwrap();
+    // DeepSpeed's wall_clock_breakdown forward time of each step (`| fwd: 427.40 |`), median.
+    std::fs::write(
+        &pf,
+        format!("{base}\n[[collect.pattern]]\nname = \"ds_fwd\"\nregex = '\\| fwd: ([0-9.]+) \\|'\nunit = \"ms\"\naggregate = \"median\"\n\n[[collect.pattern]]\nname = \"ds_fwd_max\"\nregex = '\\| fwd: ([0-9.]+) \\|'\naggregate = \"max\"\n"),
+    )
+    .unwrap();
+    let out = tmp.path().join("res");
+    let o = sweep(&[
+        "--json",
+        "collect",
+        fixture().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--patterns",
+        pf.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let runs = csv_rows(&out.join("runs.csv"));
+    for r in runs.iter().filter(|r| r["stage"] == "train") {
+        let log =
+            std::fs::read_to_string(fixture().join("jobs").join(&r["run"]).join("rank-0.log"))
+                .unwrap();
+        let mut v: Vec<f64> = log
+            .lines()
+            .filter_map(|l| l.split("| fwd: ").nth(1))
+            .filter_map(|x| x.split_whitespace().next()?.parse().ok())
+            .collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        assert!(
+            close(num(r, "ds_fwd_ms"), median, 1e-3),
+            "{} vs {median}",
+            r["ds_fwd_ms"]
+        );
+        assert!(close(num(r, "ds_fwd_max"), v[n - 1], 1e-6));
+    }
+    let coll = runs.iter().find(|r| r["stage"] == "coll").unwrap();
+    assert_eq!(coll["ds_fwd_ms"], "", "no such line, no value");
+    // A bad pattern is the user's error, with file, line and key.
+    std::fs::write(
+        &pf,
+        format!("{base}\n[[collect.pattern]]\nname = \"x\"\nregex = 'fwd: [0-9.]+'\n"),
+    )
+    .unwrap();
+    let o = sweep(&[
+        "collect",
+        fixture().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--patterns",
+        pf.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success()
+            && err.contains("collect.pattern[0].regex")
+            && err.contains("exactly one capture group"),
+        "{err}"
+    );
+}

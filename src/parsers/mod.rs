@@ -565,6 +565,8 @@ pub struct ParseOptions {
     /// Columns of header-less `nvidia-smi --query-gpu ... --format=csv,noheader` samples. A header
     /// line, or an `nvidia-smi --query-gpu=...` command line in the log, takes precedence.
     pub nvsmi_columns: Vec<String>,
+    /// The sweep file's `[[collect.pattern]]`s: (name, regex with one capture group).
+    pub patterns: Vec<(String, Regex)>,
 }
 
 impl Default for ParseOptions {
@@ -574,6 +576,7 @@ impl Default for ParseOptions {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            patterns: Vec::new(),
         }
     }
 }
@@ -596,6 +599,8 @@ pub struct ParsedLog {
     pub gpu_samples: Vec<nvidia_smi::GpuSample>,
     pub topology: Vec<nvidia_smi::Topology>,
     pub payload: payload::PayloadInfo,
+    /// Values of the user's patterns, by pattern, in line order.
+    pub user: Vec<(String, Vec<f64>)>,
     pub warnings: Vec<Warning>,
     /// Warnings beyond [`MAX_WARNINGS`], counted only.
     pub warnings_dropped: u64,
@@ -620,6 +625,8 @@ pub struct LogParser {
     smi: nvidia_smi::CsvParser,
     topo: nvidia_smi::TopoParser,
     payload: payload::Parser,
+    patterns: Vec<(String, Regex)>,
+    user: Vec<(String, Vec<f64>)>,
     warnings: Warnings,
     segs: Vec<Segment>,
     lines: u64,
@@ -644,6 +651,12 @@ impl LogParser {
             smi: nvidia_smi::CsvParser::new(opts.nvsmi_columns.clone()),
             topo: nvidia_smi::TopoParser::new(),
             payload: payload::Parser::new(),
+            patterns: opts.patterns.clone(),
+            user: opts
+                .patterns
+                .iter()
+                .map(|(n, _)| (n.clone(), Vec::new()))
+                .collect(),
             warnings: Warnings::new(),
             segs: Vec::new(),
             lines: 0,
@@ -695,6 +708,33 @@ impl LogParser {
                 self.topo.feed(&line, &mut self.warnings);
                 self.payload.feed(&line, &mut self.warnings);
             }
+            if raw.terminated {
+                for (i, (name, re)) in self.patterns.iter().enumerate() {
+                    let Some(v) = re
+                        .captures(line.text)
+                        .and_then(|c| c.get(1))
+                        .map(|m| m.as_str())
+                    else {
+                        continue;
+                    };
+                    match num(v) {
+                        Some(x) => push_capped(
+                            &mut self.user[i].1,
+                            x,
+                            "pattern values",
+                            raw.no,
+                            &mut self.warnings,
+                        ),
+                        None => self.warnings.push(
+                            raw.no,
+                            format!(
+                                "pattern `{name}` captured `{}`, not a number",
+                                v.chars().take(40).collect::<String>()
+                            ),
+                        ),
+                    }
+                }
+            }
         }
         if segs.is_empty() {
             // Blank lines end blocks (tables, topology matrices).
@@ -735,6 +775,7 @@ impl LogParser {
         let gpu_samples = self.smi.finish(w);
         let topology = self.topo.finish(w);
         let payload = self.payload.finish(w);
+        let user = std::mem::take(&mut self.user);
         let (warnings, warnings_dropped) = self.warnings.into_parts();
         ParsedLog {
             name: name.to_string(),
@@ -749,6 +790,7 @@ impl LogParser {
             gpu_samples,
             topology,
             payload,
+            user,
             warnings,
             warnings_dropped,
         }
@@ -828,9 +870,14 @@ pub fn parse_str(name: &str, text: &str) -> ParsedLog {
 
 /// Opens and parses a file in one pass.
 pub fn parse_file(path: impl AsRef<Path>) -> io::Result<ParsedLog> {
+    parse_file_with(path, &ParseOptions::default())
+}
+
+/// [`parse_file`] with options.
+pub fn parse_file_with(path: impl AsRef<Path>, opts: &ParseOptions) -> io::Result<ParsedLog> {
     let path = path.as_ref();
     let file = File::open(path)?;
-    Ok(parse_reader(&path.display().to_string(), file))
+    Ok(parse_reader_with(&path.display().to_string(), file, opts))
 }
 
 fn parse_json<R: Read>(name: &str, reader: R) -> ParsedLog {

@@ -25,7 +25,11 @@ impl Rng {
         x
     }
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
     }
 }
 
@@ -98,16 +102,29 @@ fn main() {
         println!("fuzz: run with `cargo bench --bench fuzz`");
         return;
     }
-    let secs: u64 = std::env::var("SWEEP_FUZZ_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
-    let seed: u64 = std::env::var("SWEEP_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64 | 1).unwrap_or(0x9e37_79b9)
-    });
+    let secs: u64 = std::env::var("SWEEP_FUZZ_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let seed: u64 = std::env::var("SWEEP_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64 | 1)
+                .unwrap_or(0x9e37_79b9)
+        });
     println!("fuzz seed {seed} (SWEEP_FUZZ_SEED={seed} replays), {secs} s per target");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut corpus: Vec<Vec<u8>> = walkdir::WalkDir::new(&root)
         .into_iter()
         .flatten()
-        .filter(|e| e.file_type().is_file() && e.path().to_string_lossy().contains("/device-") && !e.path().to_string_lossy().ends_with(".md"))
+        .filter(|e| {
+            e.file_type().is_file()
+                && e.path().to_string_lossy().contains("/device-")
+                && !e.path().to_string_lossy().ends_with(".md")
+        })
         .filter_map(|e| std::fs::read(e.path()).ok())
         .filter(|b| b.len() < 2 << 20)
         .collect();

@@ -75,6 +75,11 @@ pub enum Cmd {
     Collect(CollectArgs),
     /// Expand the built-in demo campaign, run it here with the local executor, collect it.
     Demo(DemoArgs),
+    /// Analyse a campaign (collecting it first): scaling efficiency, bus bandwidth against line
+    /// rates, per-job figures, targets met or missed.
+    Analyze(AnalyzeArgs),
+    /// Write report.html (self-contained, inline SVG charts) and summary.md for a campaign.
+    Report(AnalyzeArgs),
     /// Check a sweep file before submitting: batch algebra, memory per GPU, targets (implied
     /// MFU, line-rate ceilings). Exits 1 on an error-level finding.
     Check(CheckArgs),
@@ -84,6 +89,14 @@ pub enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct AnalyzeArgs {
+    pub campaign: PathBuf,
+    /// Where `collect` writes its tables and the analysis goes (default: results/<campaign>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -242,6 +255,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Collect(a) => collect_cmd(a, out),
         Cmd::Demo(a) => demo_cmd(a, out),
         Cmd::Check(a) => check_cmd(a, out),
+        Cmd::Analyze(a) => analyze_cmd(a, out),
+        Cmd::Report(a) => report_cmd(a, out),
         Cmd::LocalExec { args } => {
             let code = match args.split_first() {
                 Some((cmd, rest)) if cmd == "srun" => crate::local::srun(rest),
@@ -777,6 +792,74 @@ fn check_cmd(a: CheckArgs, out: Output) -> Result<()> {
     let warnings = r.count(crate::check::Level::Warning);
     if errors > 0 || (a.strict && warnings > 0) {
         bail!("plan check failed: {errors} error(s), {warnings} warning(s)");
+    }
+    Ok(())
+}
+
+/// Collects a campaign (incrementally) into `out` and analyses it.
+pub fn collect_and_analyze(
+    dir: &Path,
+    out_dir: Option<PathBuf>,
+) -> Result<(PathBuf, crate::analyze::Analysis)> {
+    let m = crate::campaign::Manifest::load(dir)?;
+    let dest = out_dir.unwrap_or_else(|| PathBuf::from("results").join(&m.campaign));
+    crate::collect::collect_campaign(
+        dir,
+        &crate::collect::Options {
+            out: dest.clone(),
+            ..Default::default()
+        },
+    )?;
+    let a = crate::analyze::analyze(dir, &dest)?;
+    crate::analyze::write_tables(&a, &dest)?;
+    Ok((dest, a))
+}
+
+fn analyze_cmd(a: AnalyzeArgs, out: Output) -> Result<()> {
+    let (dest, an) = collect_and_analyze(&a.campaign, a.out)?;
+    match out {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&an)?),
+        Output::Human => {
+            print!("{}", crate::analyze::render(&an));
+            println!(
+                "tables in {}: scaling.csv, nccl_summary.csv, targets.csv, repeats.csv, jobs.csv",
+                dest.display()
+            );
+        }
+        Output::Quiet => {}
+    }
+    Ok(())
+}
+
+fn report_cmd(a: AnalyzeArgs, out: Output) -> Result<()> {
+    let m = crate::campaign::Manifest::load(&a.campaign)?;
+    let (dest, an) = collect_and_analyze(&a.campaign, a.out)?;
+    // The plan check of the campaign as expanded (its own copies of the sweep file and profile).
+    let check = load(
+        &a.campaign.join("sweep.toml"),
+        Some(&a.campaign.join("profile.toml")),
+    )
+    .ok()
+    .and_then(|(sw, prof, _)| {
+        expand::expand(&sw, &prof)
+            .ok()
+            .map(|plan| crate::check::check(&sw, &prof, &plan))
+    });
+    let inputs = crate::report::ReportInputs {
+        campaign_dir: &a.campaign,
+        results: &dest,
+        campaign: &m.campaign,
+        analysis: &an,
+        check: check.as_ref(),
+    };
+    let (html, md) = crate::report::write(&inputs, &dest)?;
+    match out {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({"report": html, "summary": md, "tables": dest})
+        ),
+        Output::Human => println!("{}\n{}", html.display(), md.display()),
+        Output::Quiet => {}
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ use crate::parsers::{self, ParsedLog};
 
 /// Bump when parsing or what is kept per file changes: cached results of older versions are
 /// re-read.
-pub const PARSER_VERSION: u32 = 3;
+pub const PARSER_VERSION: u32 = 4;
 pub const CACHE_FILE: &str = ".collect-cache.json";
 /// Warm-up steps excluded from steady-state figures when the point does not say
 /// (`warmup_steps`) and the log does not mark them.
@@ -143,6 +143,12 @@ pub struct FileResult {
     /// Values of the user's patterns, by pattern name.
     #[serde(default)]
     pub user: Vec<(String, Vec<f64>)>,
+    /// DeepSpeed's wall_clock_breakdown after warm-up: gradient all-reduce time and forward +
+    /// backward compute time, summed (ms).
+    #[serde(default)]
+    pub ds_allreduce_ms: f64,
+    #[serde(default)]
+    pub ds_compute_ms: f64,
     pub megatron_samples_per_s: Option<f64>,
     pub megatron_tflops: Option<f64>,
     pub warnings: Vec<String>,
@@ -314,6 +320,24 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
             gpu_ok: b.expect_gpu.is_empty() || b.gpu == b.expect_gpu,
         })
         .collect();
+    // Communication against computation from the step-level timers (not the micro-step ones):
+    // `bwd_allreduce` is the gradient reduction, `fwd` + `bwd_inner` (else `bwd`) the compute.
+    for t in log
+        .deepspeed
+        .timers
+        .iter()
+        .filter(|t| t.get("fwd").is_some())
+        .skip(DEFAULT_WARMUP_STEPS)
+    {
+        if let (Some(ar), Some(f)) = (t.get("bwd_allreduce"), t.get("fwd")) {
+            let b = t
+                .get("bwd_inner")
+                .or(t.get("bwd").map(|b| b - ar))
+                .unwrap_or(0.0);
+            r.ds_allreduce_ms += ar;
+            r.ds_compute_ms += f + b;
+        }
+    }
     // DeepSpeed wall_clock_breakdown: one `fwd | bwd | step` line per optimizer step; the
     // step's time is their sum (data loading excluded). Not when the payload timed the steps.
     let mut step = 0;
@@ -846,6 +870,7 @@ fn aggregate(
     let mut busbw = Vec::new();
     let mut avg_busbw = Vec::new();
     let mut payload: Option<Vec<(String, f64)>> = None;
+    let (mut allreduce_ms, mut compute_ms) = (0.0, 0.0);
     let mut binds: Vec<BindOut> = Vec::new();
     let mut ds_sps = None;
     let mut prof_tflops = None;
@@ -922,6 +947,8 @@ fn aggregate(
             payload = Some(f.payload_summary.clone());
         }
         binds.extend(f.binds.iter().cloned());
+        allreduce_ms += f.ds_allreduce_ms;
+        compute_ms += f.ds_compute_ms;
         for b in &f.binds {
             t.binds.push((run.run.clone(), b.clone()));
         }
@@ -1007,6 +1034,10 @@ fn aggregate(
     fig.insert(
         "busbw_gbps_avg".into(),
         mean(&avg_busbw).or_else(|| mean(&busbw)),
+    );
+    fig.insert(
+        "comm_compute_ratio".into(),
+        (compute_ms > 0.0).then(|| allreduce_ms / compute_ms),
     );
     fig.insert(
         "binding_mismatches".into(),

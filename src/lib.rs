@@ -5,6 +5,7 @@
 //! [`dsconfig`]) and written as a campaign directory ([`campaign`]) whose plan ([`plan`]) is
 //! shown before anything runs. [`cli`] is the thin command-line layer over all of it.
 
+pub mod analyze;
 pub mod campaign;
 pub mod check;
 pub mod cli;
@@ -18,6 +19,7 @@ pub mod parsers;
 pub mod plan;
 pub mod profile;
 pub mod render;
+pub mod report;
 pub mod slurm;
 pub mod spec;
 pub mod state;

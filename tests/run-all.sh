@@ -27,6 +27,13 @@ if ! python3 -c 'import pytest' 2>/dev/null; then
 fi
 python3 -m pytest -q -rs tests/payload 2>&1
 
+# The report test renders report.html in a real headless Chromium (Debian's package).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "== installing chromium for the report test"
+  { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; } ||
+    echo "*** chromium could not be installed: the report test will skip its browser part ***"
+fi
+
 echo "== local Slurm cluster with accounting"
 t0=$(date +%s)
 cluster up

@@ -494,6 +494,10 @@ fn split_glued(text: &str, rank: Option<u32>, host: Option<&str>, out: &mut Vec<
         return;
     }
     for m in GLUE.find_iter(text) {
+        // A glued line's own prefixes were stripped up to `last`, past matches inside them.
+        if m.start() < last {
+            continue;
+        }
         cur.push_str(&text[last..m.start()]);
         let found = m.as_str();
         if let Some(inner) = found.strip_prefix('[')
@@ -920,6 +924,24 @@ fn parse_json<R: Read>(name: &str, reader: R) -> ParsedLog {
     log.warnings = warnings;
     log.warnings_dropped = dropped;
     log
+}
+
+#[cfg(test)]
+mod glue_regression {
+    /// Found by `cargo bench --bench fuzz`: a glued line whose stripped prefixes span later
+    /// glue matches (a real NCCL INFO line, then launcher prefixes), sliced out of bounds.
+    #[test]
+    fn prefixes_spanning_later_glue_matches() {
+        let mut out = Vec::new();
+        super::normalize_line(
+            "vm:870:890 [0] NCCL INFO [Proxy Service] Devi             [default3]:         [rank7]:",
+            &mut out,
+        );
+        super::normalize_line(
+            "x  [default3]:          [1,0]<stdout>:          [100%]18 passed",
+            &mut out,
+        );
+    }
 }
 
 /// Test helpers: the device fixtures copied into `tests/fixtures/`.

@@ -1,0 +1,795 @@
+//! `sweep report`: one self-contained `report.html` (inline CSS and SVG charts drawn with
+//! plotters; no script, no network), a one-page `summary.md`, and the CSV tables of `collect`
+//! and `analyze` beside them.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use plotters::prelude::*;
+
+use crate::analyze::{Analysis, Row, read_csv};
+use crate::check::{CheckReport, Level};
+
+/// A named line of a chart; `true`: drawn thin, without markers (an ideal line).
+type Series = (String, Vec<(f64, f64)>, bool);
+
+const W: u32 = 760;
+const H: u32 = 340;
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn f(r: &Row, k: &str) -> Option<f64> {
+    r.get(k)
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|x| x.is_finite())
+}
+
+fn s<'a>(r: &'a Row, k: &str) -> &'a str {
+    r.get(k).map(String::as_str).unwrap_or("")
+}
+
+/// A line chart of named series as an inline SVG; `None` when there is nothing to draw.
+fn line_chart(
+    title: &str,
+    xdesc: &str,
+    ydesc: &str,
+    series: &[Series],
+    log_x: bool,
+) -> Option<String> {
+    let pts: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|(_, p, _)| p.iter().copied())
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect();
+    if pts.is_empty() {
+        return None;
+    }
+    let tx = |x: f64| if log_x { x.max(1.0).log2() } else { x };
+    let (mut x0, mut x1) = pts.iter().fold((f64::MAX, f64::MIN), |(a, b), p| {
+        (a.min(tx(p.0)), b.max(tx(p.0)))
+    });
+    let (mut y0, mut y1) = pts
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    if x1 <= x0 {
+        x0 -= 1.0;
+        x1 += 1.0;
+    }
+    y0 = y0.min(0.0);
+    if y1 <= y0 {
+        y1 = y0 + 1.0;
+    }
+    y1 *= 1.08;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
+        root.fill(&WHITE).ok()?;
+        let mut c = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 17))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .ok()?;
+        let fmt_x = |x: &f64| {
+            if log_x {
+                human_bytes(2f64.powf(*x))
+            } else {
+                format!("{x:.0}")
+            }
+        };
+        c.configure_mesh()
+            .x_desc(xdesc)
+            .y_desc(ydesc)
+            .x_label_formatter(&fmt_x)
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .ok()?;
+        for (i, (name, p, dashed)) in series.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            let data: Vec<(f64, f64)> = p.iter().map(|(x, y)| (tx(*x), *y)).collect();
+            let style = if *dashed {
+                ShapeStyle::from(&color).stroke_width(1)
+            } else {
+                ShapeStyle::from(&color).stroke_width(2)
+            };
+            let drawn = c.draw_series(LineSeries::new(data.clone(), style)).ok()?;
+            drawn
+                .label(name.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+            if !*dashed {
+                c.draw_series(
+                    data.iter()
+                        .map(|&(x, y)| Circle::new((x, y), 3, color.filled())),
+                )
+                .ok()?;
+            }
+        }
+        c.configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()
+            .ok()?;
+        root.present().ok()?;
+    }
+    Some(svg)
+}
+
+fn human_bytes(b: f64) -> String {
+    let units = ["B", "K", "M", "G", "T"];
+    let mut v = b;
+    let mut i = 0;
+    while v >= 1024.0 && i < units.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{v:.0}{}", units[i])
+}
+
+/// Seconds since midnight of an nvidia-smi timestamp (`2026/12/02 13:26:33.468`).
+fn smi_seconds(ts: &str) -> Option<f64> {
+    let t = ts.split_whitespace().nth(1)?;
+    let mut it = t.split(':');
+    let h: f64 = it.next()?.parse().ok()?;
+    let m: f64 = it.next()?.parse().ok()?;
+    let s: f64 = it.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+/// Per job: (utilisation, power) over seconds since the job's first sample, from its sampler files.
+fn gpu_series(campaign: &Path, jobs: &[String]) -> (Vec<Series>, Vec<Series>) {
+    let mut util = Vec::new();
+    let mut power = Vec::new();
+    for job in jobs {
+        let dir = campaign.join("jobs").join(job);
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if !(name.starts_with("gpu-") && name.ends_with(".csv")) {
+                continue;
+            }
+            let Ok(log) = crate::parsers::parse_file(e.path()) else {
+                continue;
+            };
+            let mut t0 = None;
+            let (mut u, mut p) = (Vec::new(), Vec::new());
+            for smp in &log.gpu_samples {
+                let Some(t) = smp.timestamp.as_deref().and_then(smi_seconds) else {
+                    continue;
+                };
+                let t0 = *t0.get_or_insert(t);
+                let dt = if t >= t0 { t - t0 } else { t + 86400.0 - t0 };
+                if let Some(x) = smp.util_gpu_pct {
+                    u.push((dt, x));
+                }
+                if let Some(x) = smp.power_draw_w {
+                    p.push((dt, x));
+                }
+            }
+            let label = format!(
+                "{} {}",
+                short(job),
+                name.trim_start_matches("gpu-").trim_end_matches(".csv")
+            );
+            if !u.is_empty() {
+                util.push((label.clone(), u, false));
+            }
+            if !p.is_empty() {
+                power.push((label, p, false));
+            }
+        }
+    }
+    (util, power)
+}
+
+fn short(id: &str) -> String {
+    id.rsplit_once('-')
+        .map(|(a, _)| a.to_string())
+        .unwrap_or_else(|| id.to_string())
+}
+
+fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
+    out.push_str("<table><thead><tr>");
+    for h in header {
+        let _ = write!(out, "<th>{}</th>", esc(h));
+    }
+    out.push_str("</tr></thead><tbody>");
+    for r in rows {
+        out.push_str("<tr>");
+        for c in r {
+            let cls = match c.as_str() {
+                "pass" | "COMPLETED" => " class=\"ok\"",
+                "fail" | "error" | "FAILED" | "OUT_OF_MEMORY" | "TIMEOUT" | "lost" => {
+                    " class=\"bad\""
+                }
+                "warning" | "not measured" => " class=\"warn\"",
+                _ => "",
+            };
+            let _ = write!(out, "<td{cls}>{}</td>", esc(c));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table>\n");
+}
+
+fn n(v: Option<f64>) -> String {
+    v.map(|x| {
+        if x.abs() >= 100.0 {
+            format!("{x:.0}")
+        } else {
+            format!("{x:.2}")
+        }
+    })
+    .unwrap_or_else(|| "-".into())
+}
+
+pub struct ReportInputs<'a> {
+    pub campaign_dir: &'a Path,
+    pub results: &'a Path,
+    pub campaign: &'a str,
+    pub analysis: &'a Analysis,
+    pub check: Option<&'a CheckReport>,
+}
+
+/// Writes `report.html` and `summary.md` into `out`; returns their paths.
+pub fn write(inp: &ReportInputs<'_>, out: &Path) -> Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(out)?;
+    let runs = read_csv(&inp.results.join("runs.csv"))?;
+    let nccl = read_csv(&inp.results.join("nccl.csv")).unwrap_or_default();
+    let steps = read_csv(&inp.results.join("steps.csv")).unwrap_or_default();
+    let failures = read_csv(&inp.results.join("failures.csv")).unwrap_or_default();
+    let a = inp.analysis;
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>sweep report: {c}</title><style>{CSS}</style></head><body><h1>Benchmark report: {c}</h1><p class=\"meta\">Generated by sweep {v} from {} jobs in <code>{}</code>. Every figure below is read from the jobs' logs; an empty cell means the logs did not say.</p>",
+        runs.len(),
+        esc(&inp.campaign_dir.display().to_string()),
+        c = esc(inp.campaign),
+        v = env!("CARGO_PKG_VERSION"),
+    );
+    // Headlines.
+    let done = runs
+        .iter()
+        .filter(|r| s(r, "status") == "COMPLETED")
+        .count();
+    let failed: Vec<&Row> = runs
+        .iter()
+        .filter(|r| !s(r, "failure_class").is_empty())
+        .collect();
+    let best = runs
+        .iter()
+        .filter_map(|r| Some((f(r, "samples_per_s")?, r)))
+        .max_by(|x, y| x.0.total_cmp(&y.0));
+    h.push_str("<h2>Summary</h2><ul>");
+    let _ = write!(
+        h,
+        "<li>{done} of {} jobs completed; {} failed (",
+        runs.len(),
+        failed.len()
+    );
+    let classes: std::collections::BTreeMap<&str, usize> =
+        failed.iter().fold(Default::default(), |mut m, r| {
+            *m.entry(s(r, "failure_class")).or_default() += 1;
+            m
+        });
+    let _ = write!(
+        h,
+        "{})</li>",
+        classes
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if let Some((v, r)) = best {
+        let _ = write!(
+            h,
+            "<li>Best throughput: {} samples/s ({} tokens/s, {} TFLOP/s per GPU, MFU {} %) in <code>{}</code></li>",
+            n(Some(v)),
+            n(f(r, "tokens_per_s")),
+            n(f(r, "tflops_per_gpu")),
+            n(f(r, "mfu_pct")),
+            esc(s(r, "run"))
+        );
+    }
+    let met = a.targets.iter().filter(|t| t.verdict == "pass").count();
+    let missed = a.targets.iter().filter(|t| t.verdict == "fail").count();
+    let unmeasured = a
+        .targets
+        .iter()
+        .filter(|t| t.verdict == "not measured")
+        .count();
+    let _ = write!(
+        h,
+        "<li>Targets: {met} met, {missed} missed, {unmeasured} not measured (of {})</li>",
+        a.targets.len()
+    );
+    if let Some(c) = inp.check {
+        let _ = write!(
+            h,
+            "<li>Plan check before submission: {} error(s), {} warning(s)</li>",
+            c.count(Level::Error),
+            c.count(Level::Warning)
+        );
+    }
+    h.push_str("</ul>");
+
+    // Scaling.
+    h.push_str("<h2>Scaling</h2>");
+    if a.scaling.is_empty() {
+        h.push_str("<p class=\"note\">No scaling group: no two jobs of this campaign differ only in their node count.</p>");
+    } else {
+        let mut thr = Vec::new();
+        let mut eff = Vec::new();
+        let mut groups: Vec<(String, String)> = a
+            .scaling
+            .iter()
+            .map(|r| (r.kind.clone(), r.group.clone()))
+            .collect();
+        groups.dedup();
+        for (kind, g) in &groups {
+            let rows: Vec<_> = a
+                .scaling
+                .iter()
+                .filter(|r| &r.kind == kind && &r.group == g)
+                .collect();
+            let label = format!("{kind} {}", rows[0].model);
+            thr.push((
+                label.clone(),
+                rows.iter()
+                    .filter_map(|r| Some((r.nodes as f64, r.samples_per_s?)))
+                    .collect(),
+                false,
+            ));
+            if let Some(b) = rows[0].baseline_samples_per_s {
+                let base = rows[0].baseline_nodes as f64;
+                thr.push((
+                    format!("{label} ideal"),
+                    rows.iter()
+                        .map(|r| (r.nodes as f64, b * r.nodes as f64 / base))
+                        .collect(),
+                    true,
+                ));
+            }
+            eff.push((
+                label,
+                rows.iter()
+                    .filter_map(|r| Some((r.nodes as f64, r.efficiency_pct?)))
+                    .collect(),
+                false,
+            ));
+        }
+        h.push_str(
+            &line_chart(
+                "Throughput vs nodes (dashed: ideal from the baseline)",
+                "nodes",
+                "samples/s",
+                &thr,
+                false,
+            )
+            .unwrap_or_default(),
+        );
+        h.push_str(
+            &line_chart("Scaling efficiency", "nodes", "%", &eff, false).unwrap_or_default(),
+        );
+        let rows: Vec<Vec<String>> = a
+            .scaling
+            .iter()
+            .map(|r| {
+                vec![
+                    r.kind.clone(),
+                    r.model.clone(),
+                    r.nodes.to_string(),
+                    n(r.samples_per_s),
+                    format!("{} nodes: {}", r.baseline_nodes, r.baseline_runs),
+                    n(r.efficiency_pct),
+                    r.note.clone(),
+                ]
+            })
+            .collect();
+        table(
+            &mut h,
+            &[
+                "kind",
+                "model",
+                "nodes",
+                "samples/s",
+                "baseline",
+                "efficiency %",
+                "note",
+            ],
+            &rows,
+        );
+    }
+
+    // Collective bandwidth.
+    h.push_str("<h2>Collective bandwidth</h2>");
+    let mut bw: std::collections::BTreeMap<String, Vec<(f64, f64)>> = Default::default();
+    let busbw_all_zero = nccl
+        .iter()
+        .all(|r| f(r, "busbw_gbps").unwrap_or(0.0) == 0.0);
+    let metric = if busbw_all_zero {
+        "algbw_gbps"
+    } else {
+        "busbw_gbps"
+    };
+    for r in nccl.iter().filter(|r| s(r, "placement") != "in_place") {
+        let key = format!(
+            "{} {} ({} ranks)",
+            s(r, "collective"),
+            short(s(r, "source").split('/').nth(1).unwrap_or("")),
+            s(r, "nranks")
+        );
+        if let (Some(x), Some(y)) = (f(r, "size_bytes"), f(r, metric)) {
+            bw.entry(key).or_default().push((x, y));
+        }
+    }
+    let series: Vec<Series> = bw.into_iter().map(|(k, v)| (k, v, false)).collect();
+    match line_chart(
+        if busbw_all_zero {
+            "Algorithm bandwidth vs message size (one rank: bus bandwidth is 0 by definition)"
+        } else {
+            "Bus bandwidth vs message size"
+        },
+        "message size",
+        "GB/s",
+        &series,
+        true,
+    ) {
+        Some(svg) => h.push_str(&svg),
+        None => h.push_str("<p class=\"note\">No collective measurements.</p>"),
+    }
+    if !a.nccl.is_empty() {
+        let rows: Vec<Vec<String>> = a
+            .nccl
+            .iter()
+            .map(|r| {
+                vec![
+                    r.run.clone(),
+                    r.collective.clone(),
+                    r.nranks.clone(),
+                    r.nodes.to_string(),
+                    n(Some(r.peak_busbw_gbps)),
+                    human_bytes(r.peak_at_bytes as f64),
+                    n(Some(r.plateau_busbw_gbps)),
+                    r.reference.clone(),
+                    n(r.peak_pct_of_reference),
+                ]
+            })
+            .collect();
+        table(
+            &mut h,
+            &[
+                "run",
+                "collective",
+                "ranks",
+                "nodes",
+                "peak busbw GB/s",
+                "at",
+                "plateau GB/s",
+                "reference",
+                "peak % of reference",
+            ],
+            &rows,
+        );
+    }
+
+    // Step times.
+    h.push_str("<h2>Step times</h2>");
+    let mut st: std::collections::BTreeMap<String, Vec<(f64, f64)>> = Default::default();
+    for r in steps
+        .iter()
+        .filter(|r| s(r, "name") == "step_time_ms" && s(r, "warmup") != "true")
+    {
+        if let (Some(x), Some(y)) = (f(r, "step"), f(r, "value")) {
+            st.entry(short(s(r, "run"))).or_default().push((x, y));
+        }
+    }
+    let series: Vec<_> = st.into_iter().map(|(k, v)| (k, v, false)).collect();
+    h.push_str(
+        &line_chart(
+            "Step time of the steady-state steps",
+            "step",
+            "ms",
+            &series,
+            false,
+        )
+        .unwrap_or_else(|| "<p class=\"note\">No step times.</p>".into()),
+    );
+
+    // Jobs.
+    h.push_str("<h2>Jobs</h2>");
+    let rows: Vec<Vec<String>> = a
+        .jobs
+        .iter()
+        .map(|j| {
+            vec![
+                j.run.clone(),
+                j.status.clone(),
+                j.failure_class.clone(),
+                n(j.samples_per_s),
+                n(j.tokens_per_s_per_gpu),
+                n(j.mfu_pct),
+                format!(
+                    "{} / {} / {}",
+                    n(j.gpu_util_avg),
+                    n(j.gpu_util_min),
+                    n(j.gpu_util_max)
+                ),
+                n(j.max_mem_gib),
+                n(j.power_w_avg),
+                n(j.gpu_temp_max),
+                n(j.comm_compute_ratio),
+                j.slowest_gpu.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &mut h,
+        &[
+            "job",
+            "status",
+            "failure",
+            "samples/s",
+            "tokens/s/GPU",
+            "MFU %",
+            "GPU util avg/min/max %",
+            "HBM peak GiB",
+            "power W",
+            "GPU temp max °C",
+            "comm/compute",
+            "slowest GPU",
+        ],
+        &rows,
+    );
+
+    // GPU telemetry.
+    h.push_str("<h2>GPU utilisation and power</h2>");
+    let jobs: Vec<String> = runs.iter().map(|r| s(r, "run").to_string()).collect();
+    let (util, power) = gpu_series(inp.campaign_dir, &jobs);
+    h.push_str(
+        &line_chart("GPU utilisation over the job", "seconds", "%", &util, false)
+            .unwrap_or_else(|| "<p class=\"note\">No nvidia-smi samples.</p>".into()),
+    );
+    h.push_str(
+        &line_chart("GPU power over the job", "seconds", "W", &power, false).unwrap_or_default(),
+    );
+
+    // Targets.
+    h.push_str("<h2>Targets</h2>");
+    if a.targets.is_empty() {
+        h.push_str("<p class=\"note\">The sweep file states no targets.</p>");
+    } else {
+        let rows: Vec<Vec<String>> = a
+            .targets
+            .iter()
+            .map(|t| {
+                vec![
+                    t.index.to_string(),
+                    t.target.clone(),
+                    format!("{} {}", t.value, t.unit),
+                    n(t.measured),
+                    t.verdict.clone(),
+                    t.evidence.clone(),
+                ]
+            })
+            .collect();
+        table(
+            &mut h,
+            &[
+                "#",
+                "target",
+                "wanted (at least)",
+                "measured",
+                "verdict",
+                "evidence",
+            ],
+            &rows,
+        );
+    }
+    if let Some(c) = inp.check {
+        h.push_str("<h2>Plan check (before submission)</h2>");
+        let rows: Vec<Vec<String>> = c
+            .findings
+            .iter()
+            .take(200)
+            .map(|f| {
+                vec![
+                    f.level.as_str().to_string(),
+                    f.subject.clone(),
+                    f.message.clone(),
+                ]
+            })
+            .collect();
+        if rows.is_empty() {
+            h.push_str("<p class=\"note\">No findings.</p>");
+        } else {
+            table(&mut h, &["level", "subject", "finding"], &rows);
+        }
+    }
+
+    // Failures.
+    h.push_str("<h2>Failures</h2>");
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .filter(|r| !s(r, "failure_class").is_empty())
+        .map(|r| {
+            vec![
+                s(r, "run").to_string(),
+                s(r, "failure_class").to_string(),
+                s(r, "failure_evidence").to_string(),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        h.push_str("<p class=\"note\">No job failed.</p>");
+    } else {
+        table(
+            &mut h,
+            &["job", "class", "evidence (file:line: text)"],
+            &rows,
+        );
+        let _ = write!(
+            h,
+            "<p class=\"note\">{} failure signatures in all: <code>failures.csv</code>.</p>",
+            failures.len()
+        );
+    }
+
+    // Provenance.
+    h.push_str("<h2>Provenance</h2>");
+    for job in &jobs {
+        let p = inp
+            .campaign_dir
+            .join("jobs")
+            .join(job)
+            .join("provenance.txt");
+        if let Ok(text) = std::fs::read_to_string(&p) {
+            let text: String = text.chars().take(20_000).collect();
+            let _ = write!(
+                h,
+                "<details><summary>{}</summary><pre>{}</pre></details>",
+                esc(job),
+                esc(&text)
+            );
+        }
+    }
+    h.push_str("<p class=\"meta\">Tables: runs.csv, nccl.csv, steps.csv, gpu.csv, failures.csv, binding.csv (collect); scaling.csv, nccl_summary.csv, targets.csv, repeats.csv, jobs.csv (analyze).</p></body></html>\n");
+    let html = out.join("report.html");
+    crate::campaign::write_if_changed(&html, h.as_bytes())?;
+
+    // summary.md
+    let mut m = String::new();
+    let _ = writeln!(m, "# {}: executive summary\n", inp.campaign);
+    let _ = writeln!(
+        m,
+        "- Jobs: {done} of {} completed, {} failed{}.",
+        runs.len(),
+        failed.len(),
+        if classes.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({})",
+                classes
+                    .iter()
+                    .map(|(k, v)| format!("{v} {k}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    );
+    if let Some((v, r)) = best {
+        let _ = writeln!(
+            m,
+            "- Best throughput: **{} samples/s** ({} tokens/s; {} TFLOP/s per GPU, MFU {} %), job `{}`.",
+            n(Some(v)),
+            n(f(r, "tokens_per_s")),
+            n(f(r, "tflops_per_gpu")),
+            n(f(r, "mfu_pct")),
+            s(r, "run")
+        );
+    }
+    if let Some(e) = a
+        .scaling
+        .iter()
+        .filter(|r| r.note.is_empty())
+        .filter_map(|r| Some((r.efficiency_pct?, r)))
+        .min_by(|x, y| x.0.total_cmp(&y.0))
+    {
+        let _ = writeln!(
+            m,
+            "- Lowest scaling efficiency: {:.1} % ({} {}, {} -> {} nodes).",
+            e.0, e.1.kind, e.1.model, e.1.baseline_nodes, e.1.nodes
+        );
+    }
+    if let Some(b) = a
+        .nccl
+        .iter()
+        .filter(|x| x.peak_busbw_gbps > 0.0)
+        .max_by(|x, y| x.peak_busbw_gbps.total_cmp(&y.peak_busbw_gbps))
+    {
+        let _ = writeln!(
+            m,
+            "- Peak bus bandwidth: {} GB/s ({} on {} ranks{}).",
+            n(Some(b.peak_busbw_gbps)),
+            b.collective,
+            b.nranks,
+            b.peak_pct_of_reference
+                .map(|p| format!(", {p:.0} % of {}", b.reference))
+                .unwrap_or_default()
+        );
+    }
+    let _ = writeln!(
+        m,
+        "- Targets: {met} met, {missed} missed, {unmeasured} not measured (of {}).",
+        a.targets.len()
+    );
+    for t in a.targets.iter().filter(|t| t.verdict == "fail") {
+        let _ = writeln!(
+            m,
+            "  - missed: {} >= {} {} (measured {})",
+            t.target,
+            t.value,
+            t.unit,
+            n(t.measured)
+        );
+    }
+    if let Some(c) = inp.check {
+        let _ = writeln!(
+            m,
+            "- Plan check: {} error(s), {} warning(s) before submission.",
+            c.count(Level::Error),
+            c.count(Level::Warning)
+        );
+        for f in c
+            .findings
+            .iter()
+            .filter(|f| f.subject.starts_with("target"))
+            .take(3)
+        {
+            let _ = writeln!(m, "  - {}: {}", f.subject, f.message);
+        }
+    }
+    for r in failed.iter().take(5) {
+        let _ = writeln!(
+            m,
+            "- Failure `{}`: {} — {}",
+            s(r, "run"),
+            s(r, "failure_class"),
+            s(r, "failure_evidence")
+                .chars()
+                .take(160)
+                .collect::<String>()
+        );
+    }
+    let _ = writeln!(
+        m,
+        "\nDetails: report.html; tables: jobs.csv, scaling.csv, targets.csv, nccl_summary.csv."
+    );
+    let md = out.join("summary.md");
+    crate::campaign::write_if_changed(&md, m.as_bytes())?;
+    Ok((html, md))
+}
+
+const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}table{border-collapse:collapse;font-size:.85em;margin:.6em 0;display:block;overflow-x:auto}th,td{border:1px solid #ddd;padding:.25em .5em;text-align:left;vertical-align:top}th{background:#f3f3f3}td.ok{color:#176d1c;font-weight:600}td.bad{color:#b00020;font-weight:600}td.warn{color:#a65f00}.meta,.note{color:#666}pre{font-size:.75em;background:#f7f7f7;padding:.6em;overflow-x:auto}svg{display:block;margin:.5em 0}";

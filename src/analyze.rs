@@ -118,6 +118,20 @@ pub struct NcclSummary {
     pub plateau_pct_of_reference: Option<f64>,
 }
 
+/// One pair of nodes of the pairwise link test (`nccl-pairs.sbatch.j2`).
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkRow {
+    pub run: String,
+    pub node_a: String,
+    pub node_b: String,
+    pub sendrecv_peak_busbw_gbps: Option<f64>,
+    /// Against the node's NIC line rate (sendrecv between two nodes crosses it once).
+    pub pct_of_line_rate: Option<f64>,
+    /// all_reduce time at the smallest message size (out-of-place), microseconds.
+    pub latency_us: Option<f64>,
+    pub latency_bytes: Option<u64>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetResult {
     pub index: usize,
@@ -163,6 +177,7 @@ pub struct JobSummary {
 #[derive(Debug, Clone, Serialize)]
 pub struct Analysis {
     pub scaling: Vec<ScalingRow>,
+    pub links: Vec<LinkRow>,
     pub nccl: Vec<NcclSummary>,
     pub targets: Vec<TargetResult>,
     pub repeats: Vec<RepeatSummary>,
@@ -552,6 +567,60 @@ pub fn jobs(runs: &[Row], gpu: &[Row]) -> Vec<JobSummary> {
         .collect()
 }
 
+/// The node-by-node table of the pairwise link tests, from logs named
+/// `pair=<node a>=<node b>=sendrecv.log` and `...=latency.log`.
+pub fn links(nccl: &[Row], profile: Option<&Profile>) -> Vec<LinkRow> {
+    type Acc = (Option<f64>, Option<(u64, f64)>);
+    let mut pairs: BTreeMap<(String, String, String), Acc> = BTreeMap::new();
+    for r in nccl.iter().filter(|r| s(r, "placement") != "in_place") {
+        let src = s(r, "source");
+        let (dir, file) = src.rsplit_once('/').unwrap_or(("", src));
+        let parts: Vec<&str> = file.split('=').collect();
+        let [p, a, b, kind] = parts.as_slice() else {
+            continue;
+        };
+        if *p != "pair" {
+            continue;
+        }
+        let job = dir.strip_prefix("jobs/").unwrap_or(dir).to_string();
+        let e = pairs
+            .entry((job, a.to_string(), b.to_string()))
+            .or_default();
+        match *kind {
+            "sendrecv.log" => {
+                if let Some(bw) = f(r, "busbw_gbps") {
+                    e.0 = Some(e.0.map_or(bw, |x: f64| x.max(bw)));
+                }
+            }
+            "latency.log" => {
+                if let (Some(size), Some(t)) = (
+                    r.get("size_bytes").and_then(|v| v.parse::<u64>().ok()),
+                    f(r, "time_us"),
+                ) && e.1.is_none_or(|(s0, _)| size < s0)
+                {
+                    e.1 = Some((size, t));
+                }
+            }
+            _ => {}
+        }
+    }
+    let line = profile
+        .map(|p| p.nics.iter().map(|n| n.rate_gbps).sum::<f64>() / 8.0)
+        .filter(|x| *x > 0.0);
+    pairs
+        .into_iter()
+        .map(|((run, a, b), (bw, lat))| LinkRow {
+            run,
+            node_a: a,
+            node_b: b,
+            sendrecv_peak_busbw_gbps: bw,
+            pct_of_line_rate: bw.zip(line).map(|(x, l)| 100.0 * x / l),
+            latency_us: lat.map(|x| x.1),
+            latency_bytes: lat.map(|x| x.0),
+        })
+        .collect()
+}
+
 /// Analyses a campaign whose tables `collect` wrote into `results`.
 pub fn analyze(campaign: &Path, results: &Path) -> Result<Analysis> {
     let runs = read_csv(&results.join("runs.csv"))?;
@@ -571,6 +640,7 @@ pub fn analyze(campaign: &Path, results: &Path) -> Result<Analysis> {
     }
     let tg = targets(&sweep_targets, &runs, &sc, &nc);
     Ok(Analysis {
+        links: links(&nccl, profile.as_ref()),
         repeats: repeats(&runs),
         jobs: jobs(&runs, &gpu),
         scaling: sc,
@@ -661,6 +731,32 @@ pub fn write_tables(a: &Analysis, out: &Path) -> Result<Vec<String>> {
                     opt(r.reference_gbps),
                     opt(r.peak_pct_of_reference),
                     opt(r.plateau_pct_of_reference),
+                ]
+            })
+            .collect(),
+    )?;
+    put(
+        "links.csv",
+        &[
+            "run",
+            "node_a",
+            "node_b",
+            "sendrecv_peak_busbw_gbps",
+            "pct_of_line_rate",
+            "latency_us",
+            "latency_bytes",
+        ],
+        a.links
+            .iter()
+            .map(|l| {
+                vec![
+                    l.run.clone(),
+                    l.node_a.clone(),
+                    l.node_b.clone(),
+                    opt(l.sendrecv_peak_busbw_gbps),
+                    opt(l.pct_of_line_rate),
+                    opt(l.latency_us),
+                    l.latency_bytes.map(|b| b.to_string()).unwrap_or_default(),
                 ]
             })
             .collect(),

@@ -822,7 +822,7 @@ fn analyze_cmd(a: AnalyzeArgs, out: Output) -> Result<()> {
         Output::Human => {
             print!("{}", crate::analyze::render(&an));
             println!(
-                "tables in {}: scaling.csv, nccl_summary.csv, targets.csv, repeats.csv, jobs.csv",
+                "tables in {}: scaling.csv, nccl_summary.csv, links.csv, targets.csv, repeats.csv, jobs.csv",
                 dest.display()
             );
         }

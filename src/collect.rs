@@ -18,7 +18,7 @@ use crate::parsers::{self, ParsedLog};
 
 /// Bump when parsing or what is kept per file changes: cached results of older versions are
 /// re-read.
-pub const PARSER_VERSION: u32 = 4;
+pub const PARSER_VERSION: u32 = 6;
 pub const CACHE_FILE: &str = ".collect-cache.json";
 /// Warm-up steps excluded from steady-state figures when the point does not say
 /// (`warmup_steps`) and the log does not mark them.
@@ -112,6 +112,9 @@ pub struct FailOut {
     pub weak: bool,
 }
 
+/// One `dcgmi dmon` row: GPU, power (W), GPU temperature, memory temperature (°C).
+pub type DcgmSample = (String, Option<f64>, Option<f64>, Option<f64>);
+
 /// What one file contributes, kept in the cache.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct FileResult {
@@ -146,6 +149,16 @@ pub struct FileResult {
     /// DeepSpeed's wall_clock_breakdown after warm-up: gradient all-reduce time and forward +
     /// backward compute time, summed (ms).
     #[serde(default)]
+    pub nics: Vec<parsers::telemetry::NicDelta>,
+    #[serde(default)]
+    pub preflight: Vec<parsers::telemetry::PreflightRecord>,
+    /// (node, source, watts or None for "not available")
+    #[serde(default)]
+    pub power: Vec<(String, String, Option<f64>)>,
+    /// dcgmi rows: (gpu, power W, GPU temperature, memory temperature)
+    #[serde(default)]
+    pub dcgm: Vec<DcgmSample>,
+    #[serde(default)]
     pub ds_allreduce_ms: f64,
     #[serde(default)]
     pub ds_compute_ms: f64,
@@ -178,6 +191,7 @@ fn class_rank(c: &str) -> usize {
         "hardware",
         "oom",
         "node_failure",
+        "preflight",
         "nccl",
         "python_error",
         "timeout",
@@ -215,6 +229,23 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
         ..Default::default()
     };
     r.user = log.user.clone();
+    r.nics = parsers::telemetry::nic_deltas(&log.telemetry.net);
+    r.preflight = log.telemetry.preflight.clone();
+    r.power = log
+        .telemetry
+        .power
+        .iter()
+        .map(|p| (p.node.clone(), p.source.clone(), p.watts))
+        .collect();
+    r.dcgm = log
+        .telemetry
+        .dcgm
+        .iter()
+        .map(|d| {
+            let g = |k: &str| d.values.iter().find(|(n, _)| n == k).and_then(|(_, v)| *v);
+            (d.gpu.clone(), g("POWER"), g("TMPTR"), g("MMTMP"))
+        })
+        .collect();
     r.nccl_version = log
         .nccl_debug
         .version
@@ -514,6 +545,9 @@ struct Source {
 /// One row of `runs.csv`: a job of a campaign, or a file of `--logs`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Run {
+    /// Telemetry sources a job's files say are missing (`dcgm-<node>.unavailable`, ...).
+    #[serde(skip)]
+    pub unavailable: Vec<String>,
     pub run: String,
     pub stage: String,
     pub params: IndexMap<String, Json>,
@@ -591,11 +625,15 @@ pub fn collect_campaign(dir: &Path, opts: &Options) -> Result<Report> {
             status = crate::status::state_from_marker(&jd, &f).0;
         }
         let idx = runs.len();
+        let mut unavailable = Vec::new();
         if let Ok(rd) = std::fs::read_dir(&jd) {
             let mut names: Vec<_> = rd.flatten().filter(|e| e.path().is_file()).collect();
             names.sort_by_key(|e| e.file_name());
             for e in names {
                 let name = e.file_name().to_string_lossy().to_string();
+                if name.ends_with(".unavailable") {
+                    unavailable.push(name.clone());
+                }
                 if is_log_candidate(&name) {
                     sources.push(Source {
                         key: format!("{}/{name}", job.dir),
@@ -611,6 +649,7 @@ pub fn collect_campaign(dir: &Path, opts: &Options) -> Result<Report> {
             params,
             dir: jd,
             status,
+            unavailable,
             ..Default::default()
         });
     }
@@ -836,6 +875,10 @@ struct Tables {
     gpu: Vec<(String, GpuAgg)>,
     failures: Vec<(String, FailOut)>,
     binds: Vec<(String, BindOut)>,
+    nics: Vec<(String, parsers::telemetry::NicDelta)>,
+    preflight: Vec<(String, parsers::telemetry::PreflightRecord)>,
+    /// (run, node, source, readings)
+    power: Vec<(String, String, String, Vec<Option<f64>>)>,
 }
 
 fn fmt_opt(v: Option<f64>) -> String {
@@ -871,6 +914,8 @@ fn aggregate(
     let mut avg_busbw = Vec::new();
     let mut payload: Option<Vec<(String, f64)>> = None;
     let (mut allreduce_ms, mut compute_ms) = (0.0, 0.0);
+    let mut preflight_fail = 0usize;
+    let preflight_run = files.iter().any(|(_, f)| !f.preflight.is_empty());
     let mut binds: Vec<BindOut> = Vec::new();
     let mut ds_sps = None;
     let mut prof_tflops = None;
@@ -951,6 +996,40 @@ fn aggregate(
         compute_ms += f.ds_compute_ms;
         for b in &f.binds {
             t.binds.push((run.run.clone(), b.clone()));
+        }
+        for n in &f.nics {
+            t.nics.push((run.run.clone(), n.clone()));
+        }
+        for p in &f.preflight {
+            preflight_fail +=
+                p.checks.iter().filter(|c| c.1 == "fail").count() + usize::from(p.result.is_none());
+            t.preflight.push((run.run.clone(), p.clone()));
+        }
+        let mut power: BTreeMap<(String, String), Vec<Option<f64>>> = BTreeMap::new();
+        for (node, source, w) in &f.power {
+            power
+                .entry((node.clone(), source.clone()))
+                .or_default()
+                .push(*w);
+        }
+        let file = s
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let dcgm_node = file
+            .strip_prefix("dcgm-")
+            .and_then(|x| x.strip_suffix(".txt"))
+            .unwrap_or("")
+            .to_string();
+        for (gpu, w, _, _) in &f.dcgm {
+            power
+                .entry((format!("{dcgm_node}/gpu{gpu}"), "dcgmi".into()))
+                .or_default()
+                .push(*w);
+        }
+        for ((node, source), v) in power {
+            t.power.push((run.run.clone(), node, source, v));
         }
         ds_sps = ds_sps.or(f.ds_running_avg_samples_per_s);
         prof_tflops = prof_tflops.or(f.profiler_tflops_per_gpu);
@@ -1038,6 +1117,10 @@ fn aggregate(
     fig.insert(
         "comm_compute_ratio".into(),
         (compute_ms > 0.0).then(|| allreduce_ms / compute_ms),
+    );
+    fig.insert(
+        "preflight_failed_checks".into(),
+        preflight_run.then_some(preflight_fail as f64),
     );
     fig.insert(
         "binding_mismatches".into(),
@@ -1276,6 +1359,171 @@ impl Tables {
             ])?;
         }
         put("binding.csv", w.into_inner()?)?;
+
+        // net.csv: what every NIC / RDMA port carried between the job's first and last
+        // snapshot; "not available" where the device has no such counter.
+        let na = |v: Option<f64>| {
+            v.map(|x| fmt_opt(Some(x)))
+                .unwrap_or_else(|| "not available".into())
+        };
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let mut header = vec![
+            "run",
+            "node",
+            "kind",
+            "device",
+            "port",
+            "state",
+            "seconds",
+            "line_rate_gbps",
+            "rx_bytes",
+            "tx_bytes",
+            "rx_packets",
+            "tx_packets",
+            "drops",
+            "errors",
+        ];
+        header.extend(parsers::telemetry::IB_COUNTERS[8..].iter().copied());
+        header.extend(["rx_gbps", "tx_gbps", "pct_of_line_rate"]);
+        w.write_record(&header)?;
+        for (run, n) in &self.nics {
+            let ib = n.kind == "ib";
+            let sum = |a: &str, b: &str| match (n.get(a), n.get(b)) {
+                (None, None) => None,
+                (x, y) => Some(x.unwrap_or(0.0) + y.unwrap_or(0.0)),
+            };
+            // port_rcv_data / port_xmit_data count 4-byte words.
+            let (rx, tx) = if ib {
+                (
+                    n.get("port_rcv_data").map(|x| x * 4.0),
+                    n.get("port_xmit_data").map(|x| x * 4.0),
+                )
+            } else {
+                (n.get("rx_bytes"), n.get("tx_bytes"))
+            };
+            let (rxp, txp) = if ib {
+                (n.get("port_rcv_packets"), n.get("port_xmit_packets"))
+            } else {
+                (n.get("rx_packets"), n.get("tx_packets"))
+            };
+            let drops = if ib {
+                sum("port_rcv_discards", "port_xmit_discards")
+            } else {
+                sum("rx_dropped", "tx_dropped")
+            };
+            let errors = if ib {
+                sum("port_rcv_errors", "symbol_error")
+            } else {
+                sum("rx_errors", "tx_errors")
+            };
+            let gbps = |b: Option<f64>| {
+                b.filter(|_| n.seconds > 0.0)
+                    .map(|b| b * 8.0 / n.seconds / 1e9)
+            };
+            let peak = gbps(rx)
+                .into_iter()
+                .chain(gbps(tx))
+                .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b))));
+            let mut row = vec![
+                run.clone(),
+                n.node.clone(),
+                n.kind.clone(),
+                n.device.clone(),
+                n.port.clone(),
+                n.state.clone(),
+                fmt_opt(Some(n.seconds)),
+                na(n.line_rate_gbps),
+                na(rx),
+                na(tx),
+                na(rxp),
+                na(txp),
+                na(drops),
+                na(errors),
+            ];
+            for c in &parsers::telemetry::IB_COUNTERS[8..] {
+                row.push(na(if ib { n.get(c) } else { None }));
+            }
+            row.push(na(gbps(rx)));
+            row.push(na(gbps(tx)));
+            row.push(na(peak
+                .zip(n.line_rate_gbps)
+                .filter(|(_, r)| *r > 0.0)
+                .map(|(p, r)| 100.0 * p / r)));
+            w.write_record(&row)?;
+        }
+        put("net.csv", w.into_inner()?)?;
+
+        // power.csv: system power (ipmitool) and GPU power (dcgmi) per node, where the node
+        // has the source; "not available" where it does not.
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record([
+            "run",
+            "node",
+            "source",
+            "readings",
+            "watts_avg",
+            "watts_max",
+        ])?;
+        for (run, node, source, v) in &self.power {
+            let got: Vec<f64> = v.iter().flatten().copied().collect();
+            let (avg, max) = if got.is_empty() {
+                ("not available".to_string(), "not available".to_string())
+            } else {
+                (
+                    fmt_opt(Some(got.iter().sum::<f64>() / got.len() as f64)),
+                    fmt_opt(
+                        got.iter()
+                            .copied()
+                            .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b)))),
+                    ),
+                )
+            };
+            w.write_record([
+                run.clone(),
+                node.clone(),
+                source.clone(),
+                got.len().to_string(),
+                avg,
+                max,
+            ])?;
+        }
+        for r in runs {
+            for u in &r.unavailable {
+                if let Some(node) = u
+                    .strip_prefix("dcgm-")
+                    .and_then(|x| x.strip_suffix(".unavailable"))
+                {
+                    w.write_record([
+                        r.run.clone(),
+                        node.to_string(),
+                        "dcgmi".into(),
+                        "0".into(),
+                        "not available".into(),
+                        "not available".into(),
+                    ])?;
+                }
+            }
+        }
+        put("power.csv", w.into_inner()?)?;
+
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(["run", "node", "check", "status", "expected", "found"])?;
+        for (run, p) in &self.preflight {
+            for (name, status, expected, found) in &p.checks {
+                w.write_record([run.as_str(), &p.node, name, status, expected, found])?;
+            }
+            if p.result.is_none() {
+                w.write_record([
+                    run.as_str(),
+                    &p.node,
+                    "record",
+                    "fail",
+                    "a complete record",
+                    "the probe stopped before its result line",
+                ])?;
+            }
+        }
+        put("preflight.csv", w.into_inner()?)?;
         Ok(written)
     }
 }

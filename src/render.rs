@@ -24,6 +24,14 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../job-templates/cpu-smoke.sbatch.j2"),
     ),
     (
+        "preflight.sbatch.j2",
+        include_str!("../job-templates/preflight.sbatch.j2"),
+    ),
+    (
+        "nccl-pairs.sbatch.j2",
+        include_str!("../job-templates/nccl-pairs.sbatch.j2"),
+    ),
+    (
         "common/header.j2",
         include_str!("../job-templates/common/header.j2"),
     ),

@@ -216,6 +216,11 @@ fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
     for r in rows {
         out.push_str("<tr>");
         for c in r {
+            // A leading "!" marks a cell to highlight (a non-zero loss counter, say).
+            if let Some(flagged) = c.strip_prefix('!') {
+                let _ = write!(out, "<td class=\"bad\">{}</td>", esc(flagged));
+                continue;
+            }
             let cls = match c.as_str() {
                 "pass" | "COMPLETED" => " class=\"ok\"",
                 "fail" | "error" | "FAILED" | "OUT_OF_MEMORY" | "TIMEOUT" | "lost" => {
@@ -575,6 +580,192 @@ pub fn write(inp: &ReportInputs<'_>, out: &Path) -> Result<(PathBuf, PathBuf)> {
         &line_chart("GPU power over the job", "seconds", "W", &power, false).unwrap_or_default(),
     );
 
+    // Preflight, link matrix and node telemetry.
+    let preflight = read_csv(&inp.results.join("preflight.csv")).unwrap_or_default();
+    if !preflight.is_empty() {
+        h.push_str("<h2>Preflight</h2>");
+        let fails: Vec<Vec<String>> = preflight
+            .iter()
+            .filter(|r| s(r, "status") == "fail")
+            .map(|r| {
+                ["run", "node", "check", "status", "expected", "found"]
+                    .iter()
+                    .map(|k| s(r, k).to_string())
+                    .collect()
+            })
+            .collect();
+        let passes = preflight
+            .iter()
+            .filter(|r| s(r, "status") == "pass")
+            .count();
+        let nodes: std::collections::BTreeSet<&str> =
+            preflight.iter().map(|r| s(r, "node")).collect();
+        let _ = write!(
+            h,
+            "<p>{} node(s) checked: {passes} checks passed, {} failed, {} had nothing to check against or no source (preflight.csv).</p>",
+            nodes.len(),
+            fails.len(),
+            preflight.len() - passes - fails.len()
+        );
+        if !fails.is_empty() {
+            table(
+                &mut h,
+                &["job", "node", "check", "status", "expected", "found"],
+                &fails,
+            );
+        }
+    }
+    if !a.links.is_empty() {
+        h.push_str("<h2>Node-to-node links</h2>");
+        let mut nodes: Vec<String> = a
+            .links
+            .iter()
+            .flat_map(|l| [l.node_a.clone(), l.node_b.clone()])
+            .collect();
+        nodes.sort();
+        nodes.dedup();
+        for (title, pick) in [
+            (
+                "sendrecv peak bus bandwidth, GB/s (% of the NIC line rate)",
+                0,
+            ),
+            ("all_reduce latency at the smallest size, us", 1),
+        ] {
+            let _ = write!(h, "<p>{}</p>", esc(title));
+            let mut header = vec![String::new()];
+            header.extend(nodes.iter().cloned());
+            let rows: Vec<Vec<String>> = nodes
+                .iter()
+                .map(|x| {
+                    let mut row = vec![x.clone()];
+                    for y in &nodes {
+                        let l = a.links.iter().find(|l| {
+                            (&l.node_a == x && &l.node_b == y) || (&l.node_a == y && &l.node_b == x)
+                        });
+                        row.push(match (l, pick) {
+                            (Some(l), 0) => l
+                                .sendrecv_peak_busbw_gbps
+                                .map(|v| {
+                                    format!(
+                                        "{v:.1}{}",
+                                        l.pct_of_line_rate
+                                            .map(|p| format!(" ({p:.0} %)"))
+                                            .unwrap_or_default()
+                                    )
+                                })
+                                .unwrap_or_else(|| "-".into()),
+                            (Some(l), _) => n(l.latency_us),
+                            (None, _) => String::new(),
+                        });
+                    }
+                    row
+                })
+                .collect();
+            let hdr: Vec<&str> = header.iter().map(String::as_str).collect();
+            table(&mut h, &hdr, &rows);
+        }
+    }
+    let net = read_csv(&inp.results.join("net.csv")).unwrap_or_default();
+    let power_rows = read_csv(&inp.results.join("power.csv")).unwrap_or_default();
+    if !net.is_empty() || !power_rows.is_empty() {
+        h.push_str("<h2>Node telemetry</h2>");
+        const LOSS: &[&str] = &[
+            "drops",
+            "errors",
+            "link_downed",
+            "out_of_sequence",
+            "packet_seq_err",
+            "local_ack_timeout_err",
+            "rnr_nak_retry_err",
+            "implied_nak_seq_err",
+            "duplicate_request",
+            "np_cnp_sent",
+            "rp_cnp_handled",
+            "np_ecn_marked_roce_packets",
+        ];
+        let shown: Vec<&Row> = net
+            .iter()
+            .filter(|r| {
+                s(r, "device") != "lo"
+                    && (s(r, "kind") == "ib"
+                        || f(r, "rx_bytes").unwrap_or(0.0) + f(r, "tx_bytes").unwrap_or(0.0) > 0.0)
+            })
+            .collect();
+        let flagged = shown
+            .iter()
+            .filter(|r| LOSS.iter().any(|k| f(r, k).unwrap_or(0.0) > 0.0))
+            .count();
+        let _ = write!(
+            h,
+            "<p>NIC counters between the first and last snapshot of each job and node ({} devices with traffic or RDMA ports; {flagged} with non-zero loss, retransmission or congestion counters, highlighted). All devices: net.csv.</p>",
+            shown.len()
+        );
+        let rows: Vec<Vec<String>> = shown
+            .iter()
+            .map(|r| {
+                let mut row: Vec<String> = [
+                    "run",
+                    "node",
+                    "device",
+                    "state",
+                    "rx_gbps",
+                    "tx_gbps",
+                    "line_rate_gbps",
+                    "pct_of_line_rate",
+                ]
+                .iter()
+                .map(|k| s(r, k).to_string())
+                .collect();
+                for k in LOSS {
+                    let v = s(r, k).to_string();
+                    row.push(if f(r, k).unwrap_or(0.0) > 0.0 {
+                        format!("!{v}")
+                    } else {
+                        v
+                    });
+                }
+                row
+            })
+            .collect();
+        let mut header = vec![
+            "job",
+            "node",
+            "device",
+            "state",
+            "rx Gb/s",
+            "tx Gb/s",
+            "line Gb/s",
+            "% of line",
+        ];
+        header.extend(LOSS.iter().copied());
+        if !rows.is_empty() {
+            table(&mut h, &header, &rows);
+        }
+        if !power_rows.is_empty() {
+            let rows: Vec<Vec<String>> = power_rows
+                .iter()
+                .map(|r| {
+                    [
+                        "run",
+                        "node",
+                        "source",
+                        "readings",
+                        "watts_avg",
+                        "watts_max",
+                    ]
+                    .iter()
+                    .map(|k| s(r, k).to_string())
+                    .collect()
+                })
+                .collect();
+            table(
+                &mut h,
+                &["job", "node", "source", "readings", "W avg", "W max"],
+                &rows,
+            );
+        }
+    }
+
     // Targets.
     h.push_str("<h2>Targets</h2>");
     if a.targets.is_empty() {
@@ -674,7 +865,7 @@ pub fn write(inp: &ReportInputs<'_>, out: &Path) -> Result<(PathBuf, PathBuf)> {
             );
         }
     }
-    h.push_str("<p class=\"meta\">Tables: runs.csv, nccl.csv, steps.csv, gpu.csv, failures.csv, binding.csv (collect); scaling.csv, nccl_summary.csv, targets.csv, repeats.csv, jobs.csv (analyze).</p></body></html>\n");
+    h.push_str("<p class=\"meta\">Tables: runs.csv, nccl.csv, steps.csv, gpu.csv, failures.csv, binding.csv, net.csv, power.csv, preflight.csv (collect); scaling.csv, nccl_summary.csv, links.csv, targets.csv, repeats.csv, jobs.csv (analyze).</p></body></html>\n");
     let html = out.join("report.html");
     crate::campaign::write_if_changed(&html, h.as_bytes())?;
 

@@ -53,10 +53,11 @@ fn seed_campaign_expands_with_consistent_batch_algebra() {
     let out = tmp.path().join("c");
     expand_to(&seed(), &out);
     let jobs = job_dirs(&out);
-    // 12 NCCL + 9 (phase 2) + 2 + 6 (phase 3) + 4 weak + 6 strong + 2 (70B).
-    assert_eq!(jobs.len(), 41);
+    // 1 preflight + 1 pairwise links + 12 NCCL + 9 (phase 2) + 2 + 6 (phase 3) + 4 weak +
+    // 6 strong + 2 (70B).
+    assert_eq!(jobs.len(), 43);
     let manifest = read_json(&out.join("campaign.json"));
-    assert_eq!(manifest["jobs"].as_array().unwrap().len(), 41);
+    assert_eq!(manifest["jobs"].as_array().unwrap().len(), 43);
     let mut training = 0;
     for dir in &jobs {
         let point = read_json(&dir.join("point.json"));
@@ -112,7 +113,7 @@ fn seed_campaign_expands_with_consistent_batch_algebra() {
     let csv = std::fs::read_to_string(out.join("jobs.csv")).unwrap();
     let header = csv.lines().next().unwrap();
     assert!(header.starts_with("job_id,stage,repeat,collective,ds.zero_optimization.reduce_bucket_size,model,nodes,gpus,micro_batch,grad_accum,global_batch,script"), "{header}");
-    assert_eq!(csv.lines().count(), 42);
+    assert_eq!(csv.lines().count(), 44);
     assert!(out.join("sweep.toml").exists() && out.join("profile.toml").exists());
 }
 
@@ -144,6 +145,16 @@ fn every_rendered_script_passes_bash_n_and_carries_affinity_and_nccl_env() {
                 script.display()
             );
         }
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with("preflight-") {
+            // One task per node, no binding: it checks the binding the others will get.
+            assert!(
+                text.contains("check affinity.gpu7 pass \"GPU 7: NUMA 1, CPUs 98-111\""),
+                "{}",
+                script.display()
+            );
+            continue;
+        }
         assert!(
             text.contains("--cpu-bind=verbose,mask_cpu:0x3fff,0xfffc000,"),
             "{}",
@@ -153,7 +164,6 @@ fn every_rendered_script_passes_bash_n_and_carries_affinity_and_nccl_env() {
         assert!(text.contains(
             "7) SWEEP_EXPECT_CPUS=98-111; SWEEP_EXPECT_GPU=7; SWEEP_NUMA=1; SWEEP_NIC=mlx5_1 ;;"
         ));
-        let name = dir.file_name().unwrap().to_string_lossy().to_string();
         assert!(text.contains(&format!("#SBATCH --job-name=h200-llama2:{name}\n")));
     }
 }
@@ -196,7 +206,7 @@ fn job_ids_are_stable_across_expands_and_reexpand_updates_only_what_changed() {
         .unwrap();
     assert!(out_json.status.success());
     let v: Value = serde_json::from_slice(&out_json.stdout).unwrap();
-    assert_eq!(v["written"]["unchanged"], 41);
+    assert_eq!(v["written"]["unchanged"], 43);
     assert_eq!(v["written"]["created"], 0);
     assert_eq!(job_dirs(&out), first);
 
@@ -223,7 +233,7 @@ fn job_ids_are_stable_across_expands_and_reexpand_updates_only_what_changed() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["written"]["updated"], 2);
-    assert_eq!(v["written"]["unchanged"], 39);
+    assert_eq!(v["written"]["unchanged"], 41);
 }
 
 #[test]
@@ -296,7 +306,8 @@ fn dry_run_prints_plan_with_totals_and_writes_nothing() {
         s.contains("│ nccl      ┆   12 ┆                          90.0 │"),
         "{s}"
     );
-    assert!(s.contains("658.0"), "{s}");
+    // + preflight 64 GPUs x 10 min + links 64 GPUs x 30 min = 658 + 10.7 + 32 = 700.7.
+    assert!(s.contains("700.7"), "{s}");
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
 
     let o = cargo_bin_cmd!("sweep")
@@ -304,9 +315,9 @@ fn dry_run_prints_plan_with_totals_and_writes_nothing() {
         .output()
         .unwrap();
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["jobs"], 41);
-    assert_eq!(v["gpu_hours"], 658.0);
-    assert_eq!(v["rows"].as_array().unwrap().len(), 41);
+    assert_eq!(v["jobs"], 43);
+    assert!((v["gpu_hours"].as_f64().unwrap() - (658.0 + 64.0 / 6.0 + 32.0)).abs() < 1e-9);
+    assert_eq!(v["rows"].as_array().unwrap().len(), 43);
 }
 
 #[test]

@@ -684,3 +684,180 @@ fn status_keeps_working_with_slurmdbd_down() {
     assert_eq!(state_of(&v, "a"), "COMPLETED");
     daemon("start-daemon", "slurmdbd");
 }
+
+/// A profile of the local cluster with two "GPUs" bound to the CPUs this host really has, so
+/// that the preflight's affinity checks can pass here.
+fn two_gpu_profile(dir: &Path) -> PathBuf {
+    let base = std::fs::read_to_string(root().join("slurm/clusters/local.toml")).unwrap();
+    let head = &base[..base.find("[[gpu_map]]").unwrap()];
+    let node0 = std::fs::read_to_string("/sys/devices/system/node/node0/cpulist")
+        .unwrap_or_else(|_| "0".into());
+    let first = node0
+        .trim()
+        .split([',', '-'])
+        .next()
+        .unwrap_or("0")
+        .to_string();
+    let text = format!(
+        "{}[[gpu_map]]\ngpu = 0\nnuma = 0\ncpus = \"{first}\"\n\n[[gpu_map]]\ngpu = 1\nnuma = 0\ncpus = \"{first}\"\n\n[env]\nNCCL_DEBUG = \"INFO\"\n\n[paths]\npython = \"python3\"\nsetup = []\n",
+        head.replace("per_node = 8", "per_node = 2")
+    );
+    let p = dir.join("two-gpu.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn csv_rows(p: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let mut r = csv::Reader::from_path(p).unwrap();
+    r.deserialize().map(|x| x.unwrap()).collect()
+}
+
+#[test]
+fn preflight_on_every_node_stops_the_campaign_and_telemetry_is_captured() {
+    if !cluster() {
+        return;
+    }
+    let _g = lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let prof = two_gpu_profile(tmp.path());
+    let f = tmp.path().join("pf.toml");
+    std::fs::write(
+        &f,
+        format!(
+            r#"name = "pf"
+cluster = {:?}
+[slurm]
+time = "00:05:00"
+
+[[stage]]
+name = "preflight"
+template = "preflight.sbatch.j2"
+# A node here has no GPU: expecting 2 must fail on each node; expecting none passes.
+matrix = {{ nodes = [2], expect_gpus_per_node = [2, 0] }}
+
+[[stage]]
+name = "work"
+template = "cpu-smoke.sbatch.j2"
+after = ["preflight"]
+matrix = {{ nodes = [2] }}
+
+# Not held back by the preflight: its rank wrappers snapshot the NICs of both nodes.
+[[stage]]
+name = "tele"
+template = "cpu-smoke.sbatch.j2"
+params = {{ net_sample_s = 1, command = "sleep 2" }}
+matrix = {{ nodes = [2] }}
+"#,
+            prof.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let dir = tmp.path().join("camp");
+    let o = sweep(&[
+        "-q",
+        "expand",
+        f.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(submit(&dir, &[]).status.success());
+    let v = wait_for(&dir, 60, "preflight to end and work to be held back", |v| {
+        state_of(v, "preflight-n2-egpn2") == "FAILED"
+            && state_of(v, "preflight-n2-egpn0") == "COMPLETED"
+            && state_of(v, "tele") == "COMPLETED"
+            && job(v, "work")["reason"] == "DependencyNeverSatisfied"
+    });
+    assert_eq!(
+        state_of(&v, "work"),
+        "PENDING",
+        "a bad node stops the campaign (afterok)"
+    );
+    let out = tmp.path().join("res");
+    let o = sweep(&[
+        "-q",
+        "collect",
+        dir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // preflight.csv: the failing check on each node, by name; the passing job passes everything.
+    let pf = csv_rows(&out.join("preflight.csv"));
+    let failing: Vec<&std::collections::HashMap<String, String>> = pf
+        .iter()
+        .filter(|r| r["run"].starts_with("preflight-n2-egpn2"))
+        .collect();
+    let nodes: std::collections::BTreeSet<&str> = failing
+        .iter()
+        .filter(|r| r["check"] == "gpus_per_node" && r["status"] == "fail")
+        .map(|r| r["node"].as_str())
+        .collect();
+    assert_eq!(
+        nodes.into_iter().collect::<Vec<_>>(),
+        vec!["gpu01", "gpu02"],
+        "{pf:#?}"
+    );
+    assert!(
+        failing
+            .iter()
+            .any(|r| r["check"] == "gpus_per_node" && r["expected"] == "2" && r["found"] == "0")
+    );
+    let passing: Vec<_> = pf
+        .iter()
+        .filter(|r| r["run"].starts_with("preflight-n2-egpn0"))
+        .collect();
+    assert!(
+        !passing.is_empty() && passing.iter().all(|r| r["status"] != "fail"),
+        "{passing:#?}"
+    );
+    // The records say what this machine lacks instead of failing on it.
+    assert!(
+        passing
+            .iter()
+            .any(|r| r["check"] == "driver" && r["found"] == "not available")
+    );
+    let runs = csv_rows(&out.join("runs.csv"));
+    let bad = runs
+        .iter()
+        .find(|r| r["run"].starts_with("preflight-n2-egpn2"))
+        .unwrap();
+    assert_eq!(bad["failure_class"], "preflight");
+    assert!(
+        bad["failure_evidence"].contains("check=gpus_per_node"),
+        "{}",
+        bad["failure_evidence"]
+    );
+    // Telemetry of the real counters of this machine, from both nodes of every job.
+    let net = csv_rows(&out.join("net.csv"));
+    for node in ["gpu01", "gpu02"] {
+        assert!(
+            net.iter()
+                .any(|r| r["node"] == node && r["device"] == "lo" && r["kind"] == "net"),
+            "no lo counters of {node}"
+        );
+    }
+    assert!(
+        net.iter()
+            .all(|r| r["seconds"].parse::<f64>().unwrap() > 0.0)
+    );
+    assert!(
+        net.iter().all(|r| r["rx_bytes"] != "not available"),
+        "every netdev has byte counters"
+    );
+    let power = csv_rows(&out.join("power.csv"));
+    let ipmi: Vec<_> = power.iter().filter(|r| r["source"] == "ipmitool").collect();
+    assert!(!ipmi.is_empty());
+    let have_ipmi = Command::new("sh")
+        .args(["-c", "command -v ipmitool"])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if !have_ipmi {
+        assert!(
+            ipmi.iter().all(|r| r["watts_avg"] == "not available"),
+            "no made-up zero: {ipmi:?}"
+        );
+    }
+}

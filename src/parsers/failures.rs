@@ -64,6 +64,8 @@ pub enum FailureClass {
     Hardware,
     Oom,
     NodeFailure,
+    /// A check of sweep's preflight stage failed on a node (`preflight FAIL node=...`).
+    Preflight,
     Timeout,
     Nccl,
     PythonError,
@@ -77,6 +79,7 @@ impl FailureClass {
             FailureClass::Hardware => "hardware",
             FailureClass::Oom => "oom",
             FailureClass::NodeFailure => "node_failure",
+            FailureClass::Preflight => "preflight",
             FailureClass::Timeout => "timeout",
             FailureClass::Nccl => "nccl",
             FailureClass::PythonError => "python_error",
@@ -153,6 +156,7 @@ static TRIGGERS: LazyLock<Regex> = LazyLock::new(|| {
         "ncclInvalidUsage",
         "ncclRemoteError",
         "ncclInProgress",
+        "preflight FAIL node=",
     ])
 });
 
@@ -160,6 +164,9 @@ fn detect(t: &str) -> Option<(FailureClass, &'static str, bool)> {
     use FailureClass::*;
     if !TRIGGERS.is_match(t) {
         return None;
+    }
+    if t.starts_with("preflight FAIL node=") {
+        return Some((Preflight, "preflight_check", false));
     }
     // Hardware.
     if t.contains("cudaErrorECCUncorrectable")
@@ -370,6 +377,7 @@ pub fn primary_failure(failures: &[Failure]) -> Option<PrimaryFailure> {
     let evidence = first_of(Hardware)
         .or_else(|| first_of(Oom))
         .or_else(|| first_of(NodeFailure))
+        .or_else(|| first_of(Preflight))
         .or_else(|| {
             let slurm_end = strong.iter().copied().find(|f| {
                 matches!(

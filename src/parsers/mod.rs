@@ -50,6 +50,7 @@ pub mod nccl_debug;
 pub mod nccl_tests;
 pub mod nvidia_smi;
 pub mod payload;
+pub mod telemetry;
 
 /// Longest line kept, in bytes; the rest of a longer line is skipped (with a warning).
 pub const MAX_LINE_BYTES: usize = 1 << 20;
@@ -603,6 +604,7 @@ pub struct ParsedLog {
     pub gpu_samples: Vec<nvidia_smi::GpuSample>,
     pub topology: Vec<nvidia_smi::Topology>,
     pub payload: payload::PayloadInfo,
+    pub telemetry: telemetry::TelemetryInfo,
     /// Values of the user's patterns, by pattern, in line order.
     pub user: Vec<(String, Vec<f64>)>,
     pub warnings: Vec<Warning>,
@@ -629,6 +631,7 @@ pub struct LogParser {
     smi: nvidia_smi::CsvParser,
     topo: nvidia_smi::TopoParser,
     payload: payload::Parser,
+    telemetry: telemetry::Parser,
     patterns: Vec<(String, Regex)>,
     user: Vec<(String, Vec<f64>)>,
     warnings: Warnings,
@@ -655,6 +658,7 @@ impl LogParser {
             smi: nvidia_smi::CsvParser::new(opts.nvsmi_columns.clone()),
             topo: nvidia_smi::TopoParser::new(),
             payload: payload::Parser::new(),
+            telemetry: telemetry::Parser::new(),
             patterns: opts.patterns.clone(),
             user: opts
                 .patterns
@@ -711,6 +715,7 @@ impl LogParser {
                 self.smi.feed(&line, &mut self.warnings);
                 self.topo.feed(&line, &mut self.warnings);
                 self.payload.feed(&line, &mut self.warnings);
+                self.telemetry.feed(&line, &mut self.warnings);
             }
             if raw.terminated {
                 for (i, (name, re)) in self.patterns.iter().enumerate() {
@@ -779,6 +784,7 @@ impl LogParser {
         let gpu_samples = self.smi.finish(w);
         let topology = self.topo.finish(w);
         let payload = self.payload.finish(w);
+        let telemetry = self.telemetry.finish(w);
         let user = std::mem::take(&mut self.user);
         let (warnings, warnings_dropped) = self.warnings.into_parts();
         ParsedLog {
@@ -794,6 +800,7 @@ impl LogParser {
             gpu_samples,
             topology,
             payload,
+            telemetry,
             user,
             warnings,
             warnings_dropped,

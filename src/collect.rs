@@ -20,6 +20,26 @@ use crate::parsers::{self, ParsedLog};
 /// re-read.
 pub const PARSER_VERSION: u32 = 6;
 pub const CACHE_FILE: &str = ".collect-cache.json";
+/// The last report and what it was computed from (see `finish`).
+pub const FINGERPRINT_FILE: &str = ".collect-fingerprint.json";
+/// Every table `collect` writes.
+pub const TABLES: &[&str] = &[
+    "nccl.csv",
+    "runs.csv",
+    "steps.csv",
+    "gpu.csv",
+    "failures.csv",
+    "binding.csv",
+    "net.csv",
+    "power.csv",
+    "preflight.csv",
+];
+
+#[derive(Serialize, Deserialize)]
+struct Fingerprinted {
+    fingerprint: String,
+    report: Report,
+}
 /// Warm-up steps excluded from steady-state figures when the point does not say
 /// (`warmup_steps`) and the log does not mark them.
 pub const DEFAULT_WARMUP_STEPS: usize = 2;
@@ -543,7 +563,7 @@ struct Source {
 }
 
 /// One row of `runs.csv`: a job of a campaign, or a file of `--logs`.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Run {
     /// Telemetry sources a job's files say are missing (`dcgm-<node>.unavailable`, ...).
     #[serde(skip)]
@@ -568,7 +588,7 @@ pub struct Options {
     pub patterns: Vec<crate::spec::PatternSpec>,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Report {
     pub out: PathBuf,
     pub files: usize,
@@ -585,6 +605,8 @@ const SKIP_FILES: &[&str] = &[
     "point.json",
     "ds_config.json",
     "rank-wrapper.sh",
+    "telemetry.sh",
+    "preflight-probe.sh",
     "started",
     "finished",
 ];
@@ -726,6 +748,55 @@ fn finish(
 ) -> Result<Report> {
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("creating {}", opts.out.display()))?;
+    // Stat everything first: when no file, status or parameter changed since the last collect
+    // and its tables are all there, the last report stands and nothing is loaded or written.
+    let metas: Vec<Option<(u64, u128)>> = sources
+        .par_iter()
+        .map(|s| {
+            std::fs::metadata(&s.path)
+                .ok()
+                .map(|m| (m.len(), mtime_ns(&m)))
+        })
+        .collect();
+    let pattern_key = serde_json::to_string(&opts.patterns)?;
+    let fingerprint = {
+        let mut text = format!(
+            "{PARSER_VERSION}\n{pattern_key}\n{}\n",
+            profile.map(|p| p.name.as_str()).unwrap_or("")
+        );
+        for (s, m) in sources.iter().zip(&metas) {
+            text.push_str(&format!("{}\t{}\t{:?}\n", s.key, s.run, m));
+        }
+        for r in &runs {
+            text.push_str(&format!(
+                "{}\t{}\t{}\t{:?}\n",
+                r.run,
+                r.status,
+                serde_json::to_string(&r.params)?,
+                r.unavailable
+            ));
+        }
+        format!(
+            "{:016x}{:08x}",
+            crate::expand::fnv1a(text.as_bytes()),
+            text.len()
+        )
+    };
+    let fp_path = opts.out.join(FINGERPRINT_FILE);
+    if !opts.force
+        && TABLES.iter().all(|t| opts.out.join(t).exists())
+        && let Some(mut last) = std::fs::read(&fp_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Fingerprinted>(&b).ok())
+            .filter(|f| f.fingerprint == fingerprint)
+            .map(|f| f.report)
+    {
+        last.cached = last.files;
+        last.parsed = 0;
+        last.bytes_parsed = 0;
+        last.out = opts.out.clone();
+        return Ok(last);
+    }
     let cache_path = opts.out.join(CACHE_FILE);
     let mut cache: Cache = if opts.force {
         Cache::default()
@@ -735,7 +806,6 @@ fn finish(
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default()
     };
-    let pattern_key = serde_json::to_string(&opts.patterns)?;
     if cache.version != PARSER_VERSION || cache.patterns != pattern_key {
         cache = Cache {
             version: PARSER_VERSION,
@@ -755,15 +825,7 @@ fn finish(
             .collect(),
         ..parsers::ParseOptions::default()
     };
-    // Stat everything; parse only what changed.
-    let metas: Vec<Option<(u64, u128)>> = sources
-        .par_iter()
-        .map(|s| {
-            std::fs::metadata(&s.path)
-                .ok()
-                .map(|m| (m.len(), mtime_ns(&m)))
-        })
-        .collect();
+    // Parse only what changed.
     let mut todo = Vec::new();
     for (i, (s, m)) in sources.iter().zip(&metas).enumerate() {
         let Some((size, mt)) = m else { continue };
@@ -865,7 +927,12 @@ fn finish(
     let bytes = serde_json::to_vec(&cache)?;
     crate::campaign::write_if_changed(&cache_path, &bytes)?;
     report.runs = runs;
-    Ok(report)
+    let fp = Fingerprinted {
+        fingerprint,
+        report,
+    };
+    crate::campaign::write_if_changed(&fp_path, &serde_json::to_vec(&fp)?)?;
+    Ok(fp.report)
 }
 
 #[derive(Default)]

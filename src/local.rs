@@ -931,7 +931,10 @@ pub fn srun(args: &[String]) -> Result<i32> {
     }
     let mut codes: BTreeMap<u32, i32> = BTreeMap::new();
     let mut killing = false;
-    while codes.len() < children.len() {
+    // Tasks this srun terminated after another failed (--kill-on-bad-exit): their signal is
+    // its doing, not theirs, so the exit code is that of the tasks that ended by themselves.
+    let mut stopped: Vec<u32> = Vec::new();
+    while codes.len() + stopped.len() < children.len() {
         let sig = SIGNAL.swap(0, Ordering::SeqCst);
         for (t, ch) in children.iter_mut().enumerate() {
             let Some(c) = ch else { continue };
@@ -953,7 +956,14 @@ pub fn srun(args: &[String]) -> Result<i32> {
                     }
                     (None, None) => 1,
                 };
-                codes.insert(t as u32, code);
+                if !(killing
+                    && (st.signal() == Some(libc::SIGTERM)
+                        || st.code() == Some(128 + libc::SIGTERM)))
+                {
+                    codes.insert(t as u32, code);
+                } else {
+                    stopped.push(t as u32);
+                }
                 *ch = None;
                 if code != 0 && a.kill_on_bad_exit && !killing {
                     killing = true;
@@ -973,7 +983,15 @@ pub fn srun(args: &[String]) -> Result<i32> {
     for p in pumps {
         let _ = p.join();
     }
-    Ok(codes.values().copied().max().unwrap_or(0))
+    Ok(codes
+        .values()
+        .copied()
+        .max()
+        .unwrap_or(if stopped.is_empty() {
+            0
+        } else {
+            128 + libc::SIGTERM
+        }))
 }
 
 fn pump(r: impl std::io::Read, t: u32, err: bool) {

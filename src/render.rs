@@ -32,6 +32,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../job-templates/nccl-pairs.sbatch.j2"),
     ),
     (
+        "common/telemetry.j2",
+        include_str!("../job-templates/common/telemetry.j2"),
+    ),
+    (
         "common/header.j2",
         include_str!("../job-templates/common/header.j2"),
     ),

@@ -225,6 +225,11 @@ fn collect_is_incremental_and_force_rereads() {
     assert_eq!(second["parsed"], 0, "nothing changed, nothing re-read");
     assert_eq!(second["cached"], first["files"]);
     assert_eq!(std::fs::read(out.join("runs.csv")).unwrap(), runs_before);
+    // A table that went missing is written again, from the cache.
+    std::fs::remove_file(out.join("runs.csv")).unwrap();
+    let again = args(&[]);
+    assert_eq!(again["parsed"], 0);
+    assert_eq!(std::fs::read(out.join("runs.csv")).unwrap(), runs_before);
     // A file that grows is re-read, the others are not.
     let log = std::fs::read_dir(camp.join("jobs"))
         .unwrap()

@@ -544,13 +544,17 @@ fn kill_dash_nine_during_submit_never_duplicates_or_loses_a_job() {
     }
     let o = submit(&c.dir, &["--hold"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    // Ground truth from Slurm itself: every job of the campaign, by name.
-    let q = run("squeue", &["--me", "-h", "-t", "all", "-o", "%i|%j"]);
+    // Ground truth from Slurm itself: every job of this campaign (by name, and by working
+    // directory: an earlier run of this test leaves same-named jobs in the queue for MinJobAge).
+    let q = run("squeue", &["--me", "-h", "-t", "all", "-o", "%i|%Z|%j"]);
+    let root_dir = std::fs::canonicalize(&c.dir).unwrap();
     let mut by_name: std::collections::HashMap<String, Vec<String>> = Default::default();
     for l in q.lines() {
-        if let Some((id, name)) = l.trim().split_once('|')
-            && name.starts_with("kill9:")
-        {
+        let mut it = l.trim().splitn(3, '|');
+        let (Some(id), Some(wd), Some(name)) = (it.next(), it.next(), it.next()) else {
+            continue;
+        };
+        if name.starts_with("kill9:") && std::path::Path::new(wd).starts_with(&root_dir) {
             by_name
                 .entry(name.to_string())
                 .or_default()

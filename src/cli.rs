@@ -65,6 +65,9 @@ pub enum Cmd {
     /// Inspect and check job templates.
     #[command(subcommand)]
     Templates(TemplatesCmd),
+    /// Cluster profiles: import one from a node's `nvidia-smi topo -m` (and `lscpu`).
+    #[command(subcommand)]
+    Profile(ProfileCmd),
     /// Submit every job of a campaign not yet submitted (sbatch), with stage dependencies.
     Submit(SubmitArgs),
     /// Show the campaign's jobs by state (one squeue call per poll).
@@ -88,6 +91,38 @@ pub enum Cmd {
     LocalExec {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProfileCmd {
+    /// Write a profile from `nvidia-smi topo -m` output: GPU -> NUMA -> CPUs -> nearest NIC.
+    Import {
+        /// A file holding `nvidia-smi topo -m` output (`-` for standard input).
+        topo: PathBuf,
+        /// A file holding `lscpu` output (sockets, cores, threads).
+        #[arg(long)]
+        lscpu: Option<PathBuf>,
+        #[arg(long, default_value = "imported")]
+        name: String,
+        /// Nodes of the cluster.
+        #[arg(long, default_value_t = 1)]
+        nodes: u32,
+        #[arg(long)]
+        partition: Option<String>,
+        /// GPU model (`NVIDIA H200`): its peak and HBM are filled in when known.
+        #[arg(long)]
+        gpu_model: Option<String>,
+        #[arg(long)]
+        peak_bf16_tflops: Option<f64>,
+        #[arg(long)]
+        hbm_gib: Option<f64>,
+        /// Line rate of each NIC.
+        #[arg(long, default_value_t = 400.0)]
+        nic_rate_gbps: f64,
+        /// Where to write the profile (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -249,6 +284,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Expand(a) => expand_cmd(a, out),
         Cmd::Templates(t) => templates_cmd(t, out),
+        Cmd::Profile(p) => profile_cmd(p, out),
         Cmd::Submit(a) => submit_cmd(a, out),
         Cmd::Status(a) => status_cmd(a, out),
         Cmd::Cancel(a) => cancel_cmd(a, out),
@@ -860,6 +896,53 @@ fn report_cmd(a: AnalyzeArgs, out: Output) -> Result<()> {
         ),
         Output::Human => println!("{}\n{}", html.display(), md.display()),
         Output::Quiet => {}
+    }
+    Ok(())
+}
+
+fn profile_cmd(c: ProfileCmd, out: Output) -> Result<()> {
+    let ProfileCmd::Import {
+        topo,
+        lscpu,
+        name,
+        nodes,
+        partition,
+        gpu_model,
+        peak_bf16_tflops,
+        hbm_gib,
+        nic_rate_gbps,
+        out: dest,
+    } = c;
+    let read = |p: &Path| -> Result<String> {
+        if p == Path::new("-") {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+            Ok(s)
+        } else {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+        }
+    };
+    let opts = crate::profile_import::ImportOptions {
+        name,
+        nodes,
+        partition,
+        gpu_model,
+        peak_bf16_tflops,
+        hbm_gib,
+        nic_rate_gbps,
+        lscpu: lscpu.as_deref().map(read).transpose()?,
+    };
+    let text = crate::profile_import::import(&read(&topo)?, &opts)?;
+    // What is written must load as a profile.
+    Profile::parse(dest.as_deref().unwrap_or(Path::new("imported.toml")), &text)?;
+    match dest {
+        Some(p) => {
+            std::fs::write(&p, &text).with_context(|| format!("writing {}", p.display()))?;
+            if out == Output::Human {
+                println!("wrote {}", p.display());
+            }
+        }
+        None => print!("{text}"),
     }
     Ok(())
 }

@@ -18,6 +18,7 @@ pub mod model;
 pub mod parsers;
 pub mod plan;
 pub mod profile;
+pub mod profile_import;
 pub mod render;
 pub mod report;
 pub mod slurm;

@@ -422,3 +422,47 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod gpu_tests {
+    use super::*;
+    use crate::parsers::parse_str;
+
+    #[test]
+    fn real_preflight_record_of_a_gpu_node_passes() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/device-h200-2026-12-02-b/preflight-vm.txt"
+        ))
+        .unwrap();
+        let p = parse_str("preflight-vm.txt", &text);
+        let r = &p.telemetry.preflight[0];
+        assert_eq!(r.result.as_deref(), Some("pass"));
+        let info = |k: &str| r.info.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(info("gpu_name"), Some("NVIDIA H200"));
+        assert_eq!(info("driver"), Some("580.159.04"));
+        assert_eq!(info("nccl"), Some("2.28.9"));
+        let status = |c: &str| r.checks.iter().find(|x| x.0 == c).map(|x| x.1.as_str());
+        assert_eq!(status("gpus_per_node"), Some("pass"));
+        assert_eq!(status("torch"), Some("pass"));
+        assert_eq!(
+            status("deepspeed"),
+            Some("n/a"),
+            "nothing expected, nothing failed"
+        );
+        assert!(!r.checks.iter().any(|c| c.1 == "fail"));
+        let net = parse_str(
+            "net",
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/device-h200-2026-12-02-b/train-net-vm.txt"
+            ))
+            .unwrap(),
+        );
+        let d = nic_deltas(&net.telemetry.net);
+        assert!(
+            d.iter().any(|x| x.device == "eth0" && x.seconds > 1.0),
+            "{d:?}"
+        );
+    }
+}

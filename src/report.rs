@@ -154,9 +154,10 @@ fn smi_seconds(ts: &str) -> Option<f64> {
 }
 
 /// Per job: (utilisation, power) over seconds since the job's first sample, from its sampler files.
-fn gpu_series(campaign: &Path, jobs: &[String]) -> (Vec<Series>, Vec<Series>) {
+fn gpu_series(campaign: &Path, jobs: &[String]) -> (Vec<Series>, Vec<Series>, Vec<Series>) {
     let mut util = Vec::new();
     let mut power = Vec::new();
+    let mut temp = Vec::new();
     for job in jobs {
         let dir = campaign.join("jobs").join(job);
         let Ok(rd) = std::fs::read_dir(&dir) else {
@@ -171,7 +172,7 @@ fn gpu_series(campaign: &Path, jobs: &[String]) -> (Vec<Series>, Vec<Series>) {
                 continue;
             };
             let mut t0 = None;
-            let (mut u, mut p) = (Vec::new(), Vec::new());
+            let (mut u, mut p, mut tg, mut tm) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for smp in &log.gpu_samples {
                 let Some(t) = smp.timestamp.as_deref().and_then(smi_seconds) else {
                     continue;
@@ -184,6 +185,12 @@ fn gpu_series(campaign: &Path, jobs: &[String]) -> (Vec<Series>, Vec<Series>) {
                 if let Some(x) = smp.power_draw_w {
                     p.push((dt, x));
                 }
+                if let Some(x) = smp.temp_gpu_c {
+                    tg.push((dt, x));
+                }
+                if let Some(x) = smp.temp_mem_c {
+                    tm.push((dt, x));
+                }
             }
             let label = format!(
                 "{} {}",
@@ -193,12 +200,18 @@ fn gpu_series(campaign: &Path, jobs: &[String]) -> (Vec<Series>, Vec<Series>) {
             if !u.is_empty() {
                 util.push((label.clone(), u, false));
             }
+            if !tg.is_empty() {
+                temp.push((format!("{label} GPU"), tg, false));
+            }
+            if !tm.is_empty() {
+                temp.push((format!("{label} memory"), tm, true));
+            }
             if !p.is_empty() {
                 power.push((label, p, false));
             }
         }
     }
-    (util, power)
+    (util, power, temp)
 }
 
 fn short(id: &str) -> String {
@@ -567,17 +580,48 @@ pub fn write(inp: &ReportInputs<'_>, out: &Path) -> Result<(PathBuf, PathBuf)> {
         ],
         &rows,
     );
+    // Step-time distribution per job: the steady-state steps' spread.
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .filter(|r| f(r, "steps_measured").is_some())
+        .map(|r| {
+            vec![
+                s(r, "run").to_string(),
+                n(f(r, "steps_measured")),
+                n(f(r, "step_time_ms_mean")),
+                n(f(r, "step_time_ms_p50")),
+                n(f(r, "step_time_ms_p95")),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        table(
+            &mut h,
+            &["job", "steady steps", "step ms mean", "p50", "p95"],
+            &rows,
+        );
+    }
 
     // GPU telemetry.
     h.push_str("<h2>GPU utilisation and power</h2>");
     let jobs: Vec<String> = runs.iter().map(|r| s(r, "run").to_string()).collect();
-    let (util, power) = gpu_series(inp.campaign_dir, &jobs);
+    let (util, power, temp) = gpu_series(inp.campaign_dir, &jobs);
     h.push_str(
         &line_chart("GPU utilisation over the job", "seconds", "%", &util, false)
             .unwrap_or_else(|| "<p class=\"note\">No nvidia-smi samples.</p>".into()),
     );
     h.push_str(
         &line_chart("GPU power over the job", "seconds", "W", &power, false).unwrap_or_default(),
+    );
+    h.push_str(
+        &line_chart(
+            "GPU and memory temperature over the job",
+            "seconds",
+            "°C",
+            &temp,
+            false,
+        )
+        .unwrap_or_default(),
     );
 
     // Preflight, link matrix and node telemetry.

@@ -462,6 +462,12 @@ fn may_glue(text: &str) -> bool {
 /// Normalises one physical line into segments (see the module documentation).
 pub fn normalize_line(text: &str, out: &mut Vec<Segment>) {
     out.clear();
+    // The common line has no control character: no copy of it is needed to clean it.
+    if !text.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        let (rest, rank, host) = strip_prefixes(text);
+        split_glued(rest, rank, host, out);
+        return;
+    }
     for piece in clean_pieces(text) {
         let (rest, rank, host) = strip_prefixes(&piece);
         split_glued(rest, rank, host, out);

@@ -250,16 +250,12 @@ pub fn nic_deltas(snaps: &[NetSnapshot]) -> Vec<NicDelta> {
     let mut out = Vec::new();
     for node in nodes {
         let mine: Vec<&NetSnapshot> = snaps.iter().filter(|s| s.node == node).collect();
-        let (Some(first), Some(last)) = (mine.first(), mine.last()) else {
+        let Some(first) = mine.first() else {
             continue;
         };
         if mine.len() < 2 {
             continue;
         }
-        let seconds = match (first.time, last.time) {
-            (Some(a), Some(b)) if b > a => b - a,
-            _ => 0.0,
-        };
         let mut devs: Vec<(&str, &str, &str)> = first
             .entries
             .iter()
@@ -267,6 +263,22 @@ pub fn nic_deltas(snaps: &[NetSnapshot]) -> Vec<NicDelta> {
             .collect();
         devs.dedup();
         for (kind, dev, port) in devs {
+            let count = |s: &NetSnapshot| {
+                s.entries
+                    .iter()
+                    .filter(|(k, d, p, _, _)| k == kind && d == dev && p == port)
+                    .count()
+            };
+            // The last snapshot that holds all of this device's counters: a snapshot whose
+            // writer was killed midway (a sampler stopped at the job's end) is passed over.
+            let want = count(first);
+            let Some(last) = mine.iter().skip(1).rev().find(|s| count(s) >= want) else {
+                continue;
+            };
+            let seconds = match (first.time, last.time) {
+                (Some(a), Some(b)) if b > a => b - a,
+                _ => 0.0,
+            };
             let val = |s: &NetSnapshot, c: &str| {
                 s.entries
                     .iter()
@@ -408,6 +420,19 @@ mod tests {
         );
         // No such counter on a netdev: none, not zero.
         assert_eq!(lo.get("out_of_sequence"), None);
+    }
+
+    #[test]
+    fn a_snapshot_cut_midway_is_passed_over() {
+        // The real capture with its last snapshot cut in the middle (a writer killed midway).
+        let text = fixture("net-gpu01.txt");
+        let last = text.rfind("# sweep-net ").unwrap();
+        let cut = &text[..last + (text.len() - last) / 2];
+        let cut = &cut[..cut.rfind('\n').unwrap() + 1];
+        let p = parse_str("net", cut);
+        let d = nic_deltas(&p.telemetry.net);
+        assert!(!d.is_empty());
+        assert!(d.iter().all(|x| x.get("rx_bytes").is_some()), "{d:?}");
     }
 
     #[test]

@@ -447,7 +447,7 @@ fn may_glue(text: &str) -> bool {
         ])
     });
     // The line's own NCCL header (`host:pid:tid [dev] NCCL `) is no glued line: look past it.
-    let from = match memchr::memmem::find(text.as_bytes(), b"] NCCL ") {
+    let from = match nccl_debug::NCCL_HEADER.find(text.as_bytes()) {
         Some(i)
             if !text[..i].trim_start().contains(' ')
                 || text[..i].trim_start().matches(' ').count() == 1 =>
@@ -705,13 +705,19 @@ impl LogParser {
             if !line.text.contains(payload::MARKER) {
                 self.failures.feed(&line, &mut self.warnings);
             }
-            if raw.terminated && nccl_debug::is_info_line(line.text) {
+            let info = if raw.terminated {
+                nccl_debug::info_header(line.text)
+            } else {
+                None
+            };
+            if let Some(h) = info {
                 // Most of a large NCCL_DEBUG log: only the NCCL parsers read these (nccl-tests
                 // for the version line); to every other parser they are noise to skip.
                 if line.text.contains("NCCL version") {
                     self.nccl_tests.feed(&line, &mut self.warnings);
                 }
-                self.nccl_debug.feed(&line, &mut self.warnings);
+                self.nccl_debug
+                    .feed_with(&line, Some(h), &mut self.warnings);
             } else if raw.terminated {
                 self.nccl_tests.feed(&line, &mut self.warnings);
                 self.nccl_debug.feed(&line, &mut self.warnings);

@@ -124,7 +124,7 @@ static ERROR_TRIGGERS: LazyLock<Regex> = LazyLock::new(|| {
 /// The header NCCL's logger (`debug.cc`) puts before every message:
 /// `host:pid:tid [cudaDev] NCCL LEVEL msg`, for TRACE with `file:line (time) ` before `NCCL`,
 /// and possibly behind a `[timestamp]` of the launcher.
-struct Header<'a> {
+pub(crate) struct Header<'a> {
     host: &'a str,
     pid: &'a str,
     dev: &'a str,
@@ -137,10 +137,16 @@ fn digits(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Whether the line is a plain `host:pid:tid [dev] NCCL INFO ...` line.
-pub fn is_info_line(t: &str) -> bool {
-    memchr::memmem::find(t.as_bytes(), b"] NCCL INFO ").is_some()
-        && header(t).is_some_and(|h| h.level == "INFO")
+/// Searchers built once: `memmem::find` would build one per line.
+pub(crate) static NCCL_HEADER: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(b"] NCCL "));
+static NCCL_INFO: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(b"] NCCL INFO "));
+
+/// The header of a plain `host:pid:tid [dev] NCCL INFO ...` line, `None` for any other line.
+pub(crate) fn info_header(t: &str) -> Option<Header<'_>> {
+    NCCL_INFO.find(t.as_bytes())?;
+    header(t).filter(|h| h.level == "INFO")
 }
 
 /// The plain header without a regex (the common case of a large debug log); other shapes go
@@ -148,7 +154,7 @@ pub fn is_info_line(t: &str) -> bool {
 fn header(t: &str) -> Option<Header<'_>> {
     let quick = || {
         let s = t.trim_start();
-        let i = memchr::memmem::find(s.as_bytes(), b"] NCCL ")?;
+        let i = NCCL_HEADER.find(s.as_bytes())?;
         let (hpt, dev) = s[..i].rsplit_once(" [")?;
         let mut it = hpt.rsplitn(3, ':');
         let (_tid, pid, host) = (
@@ -299,6 +305,16 @@ impl Parser {
     }
 
     pub fn feed(&mut self, line: &Line<'_>, w: &mut Warnings) {
+        self.feed_with(line, None, w);
+    }
+
+    /// [`Parser::feed`] of a line whose header the caller already parsed.
+    pub(crate) fn feed_with<'a>(
+        &mut self,
+        line: &Line<'a>,
+        known: Option<Header<'a>>,
+        w: &mut Warnings,
+    ) {
         let t = line.text;
         if ERROR_TRIGGERS.is_match(t) {
             if let Some(code) = error_code(t) {
@@ -337,7 +353,7 @@ impl Parser {
         if !t.contains("NCCL") {
             return;
         }
-        let Some(h) = header(t) else {
+        let Some(h) = known.or_else(|| header(t)) else {
             let trimmed = t.trim();
             if trimmed.starts_with("NCCL version ") {
                 self.version(trimmed);

@@ -125,7 +125,9 @@ impl Parser {
             self.bind(l, rest);
             return;
         }
-        let Some(pos) = memchr::memmem::find(l.text.as_bytes(), MARKER.as_bytes()) else {
+        static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+            std::sync::LazyLock::new(|| memchr::memmem::Finder::new(MARKER.as_bytes()));
+        let Some(pos) = FINDER.find(l.text.as_bytes()) else {
             return;
         };
         let json = &l.text[pos + MARKER.len()..];

@@ -32,13 +32,15 @@ pub fn read_csv(p: &Path) -> Result<Vec<Row>> {
     Ok(out)
 }
 
-fn f(r: &Row, k: &str) -> Option<f64> {
+/// A numeric cell of a table row (`None`: empty, not a number, or not finite).
+pub(crate) fn f(r: &Row, k: &str) -> Option<f64> {
     r.get(k)
         .and_then(|v| v.parse::<f64>().ok())
         .filter(|x| x.is_finite())
 }
 
-fn s<'a>(r: &'a Row, k: &str) -> &'a str {
+/// A text cell of a table row (`""` when absent).
+pub(crate) fn s<'a>(r: &'a Row, k: &str) -> &'a str {
     r.get(k).map(String::as_str).unwrap_or("")
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use plotters::prelude::*;
 
-use crate::analyze::{Analysis, Row, read_csv};
+use crate::analyze::{Analysis, Row, f, read_csv, s};
 use crate::check::{CheckReport, Level};
 
 /// A named line of a chart; `true`: drawn thin, without markers (an ideal line).
@@ -32,16 +32,6 @@ pub fn esc(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-fn f(r: &Row, k: &str) -> Option<f64> {
-    r.get(k)
-        .and_then(|v| v.parse::<f64>().ok())
-        .filter(|x| x.is_finite())
-}
-
-fn s<'a>(r: &'a Row, k: &str) -> &'a str {
-    r.get(k).map(String::as_str).unwrap_or("")
 }
 
 /// A line chart of named series as an inline SVG; `None` when there is nothing to draw.
@@ -310,15 +300,13 @@ pub fn write(inp: &ReportInputs<'_>, out: &Path) -> Result<(PathBuf, PathBuf)> {
             *m.entry(s(r, "failure_class")).or_default() += 1;
             m
         });
-    let _ = write!(
-        h,
-        "{})</li>",
-        classes
-            .iter()
-            .map(|(k, v)| format!("{v} {k}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    // "2 oom, 1 timeout": the failures by class, for the HTML and the summary.
+    let classes_text = classes
+        .iter()
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let _ = write!(h, "{classes_text})</li>");
     if let Some((v, r)) = best {
         let _ = write!(
             h,
@@ -924,14 +912,7 @@ pub fn write(inp: &ReportInputs<'_>, out: &Path) -> Result<(PathBuf, PathBuf)> {
         if classes.is_empty() {
             String::new()
         } else {
-            format!(
-                " ({})",
-                classes
-                    .iter()
-                    .map(|(k, v)| format!("{v} {k}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+            format!(" ({classes_text})")
         }
     );
     if let Some((v, r)) = best {

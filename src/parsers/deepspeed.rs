@@ -197,25 +197,26 @@ impl DeepSpeedInfo {
     }
 }
 
-static DS_TRIGGERS: LazyLock<Regex> = LazyLock::new(|| {
-    super::literal_set(&[
-        "Profile Summary at step",
-        "Flops Profiler",
-        "Comm. Op",
-        "DeepSpeed info: version=",
-        "DeepSpeedEngine configuration:",
-        ":print]",
-        "SamplesPerSec=",
-        "time (ms)",
-        "skipped=",
-        "iter time (s)",
-        "OVERFLOW!",
-        "comm op:",
-        "see_memory_usage",
-        "CPU Virtual Memory",
-        "dist_world_size=",
-    ])
-});
+/// Every literal some branch of [`Parser::feed`] requires (besides a line starting `MA `): a
+/// line with none of them is none of DeepSpeed's, unless a block is open.
+pub(crate) const TRIGGERS: &[&str] = &[
+    "Profile Summary at step",
+    "Flops Profiler",
+    "Comm. Op",
+    "DeepSpeed info: version=",
+    "DeepSpeedEngine configuration:",
+    ":print]",
+    "SamplesPerSec=",
+    "time (ms)",
+    "skipped=",
+    "iter time (s)",
+    "OVERFLOW!",
+    "comm op:",
+    "see_memory_usage",
+    "CPU Virtual Memory",
+    "dist_world_size=",
+];
+static DS_TRIGGERS: LazyLock<Regex> = LazyLock::new(|| super::literal_set(TRIGGERS));
 static VERSION: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"DeepSpeed info: version=([^,\s]+)").expect("static regex"));
 static CONFIG_LINE: LazyLock<Regex> = LazyLock::new(|| {
@@ -321,6 +322,11 @@ pub struct Parser {
 impl Parser {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// True while a flops-profiler summary or a comms table is open: every line is its.
+    pub(crate) fn in_block(&self) -> bool {
+        self.flops.is_some() || self.in_comms_table
     }
 
     pub fn feed(&mut self, line: &Line<'_>, w: &mut Warnings) {

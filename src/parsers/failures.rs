@@ -127,42 +127,43 @@ static EXCEPTION: LazyLock<Regex> =
 /// Specific detections of one line.
 /// Every literal that some branch of [`detect`] requires: a line with none of them is no
 /// failure, and one automaton pass over it says so.
-static TRIGGERS: LazyLock<Regex> = LazyLock::new(|| {
-    super::literal_set(&[
-        "cudaErrorECCUncorrectable",
-        "ncorrectable ECC error",
-        "Xid",
-        "GPU has fallen off the bus",
-        "***",
-        "CUDA out of memory",
-        "CUDA error: out of memory",
-        "OutOfMemoryError",
-        "oom-kill event",
-        "oom_kill event",
-        "emory limit",
-        "srun: error:",
-        "srun: Job step aborted",
-        "Watchdog caught collective operation timeout",
-        "Test NCCL failure",
-        "Test CUDA failure",
-        "NCCL error",
-        "NCCL Error",
-        "NCCL communicator was aborted",
-        "NCCL WARN",
-        "ncclUnhandledCudaError",
-        "ncclSystemError",
-        "ncclInternalError",
-        "ncclInvalidArgument",
-        "ncclInvalidUsage",
-        "ncclRemoteError",
-        "ncclInProgress",
-        "preflight FAIL node=",
-    ])
-});
+pub(crate) const TRIGGERS: &[&str] = &[
+    "cudaErrorECCUncorrectable",
+    "ncorrectable ECC error",
+    "Xid",
+    "GPU has fallen off the bus",
+    "***",
+    "CUDA out of memory",
+    "CUDA error: out of memory",
+    "OutOfMemoryError",
+    "oom-kill event",
+    "oom_kill event",
+    "emory limit",
+    "srun: error:",
+    "srun: Job step aborted",
+    "Watchdog caught collective operation timeout",
+    "Test NCCL failure",
+    "Test CUDA failure",
+    "NCCL error",
+    "NCCL Error",
+    "NCCL communicator was aborted",
+    "NCCL WARN",
+    "ncclUnhandledCudaError",
+    "ncclSystemError",
+    "ncclInternalError",
+    "ncclInvalidArgument",
+    "ncclInvalidUsage",
+    "ncclRemoteError",
+    "ncclInProgress",
+    "preflight FAIL node=",
+];
+static TRIGGER_SET: LazyLock<Regex> = LazyLock::new(|| super::literal_set(TRIGGERS));
+/// How a Python traceback starts (see [`Parser::feed`]).
+pub(crate) const TRACEBACK: &str = "Traceback (most recent call last)";
 
 fn detect(t: &str) -> Option<(FailureClass, &'static str, bool)> {
     use FailureClass::*;
-    if !TRIGGERS.is_match(t) {
+    if !TRIGGER_SET.is_match(t) {
         return None;
     }
     if t.starts_with("preflight FAIL node=") {
@@ -281,6 +282,11 @@ impl Parser {
         Self::default()
     }
 
+    /// True while a traceback is open: every line may be its last.
+    pub(crate) fn in_traceback(&self) -> bool {
+        !self.traces.is_empty()
+    }
+
     fn push(
         &mut self,
         line: &Line<'_>,
@@ -318,7 +324,7 @@ impl Parser {
         if let Some((class, kind, weak)) = detected {
             self.push(line, class, kind, weak, w);
         }
-        let starts = t.starts_with("Traceback (most recent call last)");
+        let starts = t.starts_with(TRACEBACK);
         if !starts && self.traces.is_empty() {
             return;
         }

@@ -128,6 +128,11 @@ impl Parser {
         Self::default()
     }
 
+    /// True inside a `(min, max) time across ranks` block: every line may be a range.
+    pub(crate) fn in_block(&self) -> bool {
+        self.in_ranges
+    }
+
     pub fn feed(&mut self, line: &Line<'_>, w: &mut Warnings) {
         let t = line.text.trim();
         if self.in_ranges {

@@ -44,6 +44,7 @@ use serde::Serialize;
 
 pub mod deepspeed;
 pub mod failures;
+mod gate;
 pub mod hf_trainer;
 pub mod megatron;
 pub mod nccl_debug;
@@ -140,31 +141,48 @@ pub struct RawLine<'a> {
     pub lossy: bool,
 }
 
-/// Reads a [`BufRead`] line by line as bytes, in bounded memory.
+/// Reads lines from any [`Read`] in bounded memory: large blocks are read into one buffer and
+/// each line is handed out as a slice of it, copied only when it is not UTF-8.
 pub struct LineSource<R> {
     reader: R,
-    raw: Vec<u8>,
+    buf: Vec<u8>,
+    /// Start of the next line in `buf`.
+    start: usize,
+    /// End of the bytes read into `buf`.
+    end: usize,
+    /// Bytes of `buf[start..end]` known to hold no `\n`.
+    scanned: usize,
+    eof: bool,
     text: String,
     line_no: u64,
-    bytes: u64,
+    /// Bytes taken out of the reader so far.
+    read_total: u64,
     error: Option<io::Error>,
 }
 
-impl<R: BufRead> LineSource<R> {
+/// Bytes asked of the reader at a time.
+const BLOCK: usize = 256 * 1024;
+
+impl<R: Read> LineSource<R> {
     pub fn new(reader: R) -> Self {
         LineSource {
             reader,
-            raw: Vec::with_capacity(256),
-            text: String::with_capacity(256),
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            scanned: 0,
+            eof: false,
+            text: String::new(),
             line_no: 0,
-            bytes: 0,
+            read_total: 0,
             error: None,
         }
     }
 
-    /// Bytes read so far.
+    /// Bytes of lines handed out so far (line terminators and skipped bytes of cut lines
+    /// included).
     pub fn bytes_read(&self) -> u64 {
-        self.bytes
+        self.read_total - (self.end - self.start) as u64
     }
 
     /// The I/O error that ended reading early, if any.
@@ -172,65 +190,128 @@ impl<R: BufRead> LineSource<R> {
         self.error.take()
     }
 
-    /// The next line, or `None` at end of input (or after an I/O error, see [`Self::take_error`]).
-    pub fn next_line(&mut self) -> Option<RawLine<'_>> {
-        if self.error.is_some() {
-            return None;
+    /// Reads more into `buf[end..]`, making room first; false at end of input or on an error.
+    fn fill(&mut self) -> bool {
+        if self.eof {
+            return false;
         }
-        self.raw.clear();
-        let mut any = false;
-        let mut terminated = false;
-        let mut cut = false;
+        if self.start > 0 && self.buf.len() - self.end < BLOCK / 2 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.buf.len() - self.end < BLOCK / 2 {
+            self.buf.resize(self.end + BLOCK, 0);
+        }
         loop {
-            let buf = match self.reader.fill_buf() {
-                Ok(b) => b,
+            match self.reader.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return false;
+                }
+                Ok(n) => {
+                    self.end += n;
+                    self.read_total += n as u64;
+                    return true;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     self.error = Some(e);
-                    break;
+                    self.eof = true;
+                    return false;
                 }
-            };
-            if buf.is_empty() {
-                break;
-            }
-            any = true;
-            let (chunk_len, consumed, found) = match memchr::memchr(b'\n', buf) {
-                Some(i) => (i, i + 1, true),
-                None => (buf.len(), buf.len(), false),
-            };
-            let room = MAX_LINE_BYTES.saturating_sub(self.raw.len());
-            if chunk_len > room {
-                cut = true;
-            }
-            self.raw.extend_from_slice(&buf[..chunk_len.min(room)]);
-            self.reader.consume(consumed);
-            self.bytes += consumed as u64;
-            if found {
-                terminated = true;
-                break;
             }
         }
-        if !any {
-            return None;
+    }
+
+    /// Skips input up to and including the next `\n` (the rest of a cut line); true if one
+    /// was found. Bytes after it stay in `buf` from `keep` on.
+    fn skip_to_newline(&mut self, keep: usize) -> bool {
+        loop {
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[keep..self.end]) {
+                self.buf.copy_within(keep + i + 1..self.end, keep);
+                self.end -= i + 1;
+                return true;
+            }
+            self.end = keep;
+            if self.eof {
+                return false;
+            }
+            // Room for a block after the kept line, without growing past it.
+            if self.buf.len() - self.end < BLOCK / 2 {
+                self.buf.resize(self.end + BLOCK, 0);
+            }
+            loop {
+                match self.reader.read(&mut self.buf[self.end..]) {
+                    Ok(0) => {
+                        self.eof = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        self.end += n;
+                        self.read_total += n as u64;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        self.error = Some(e);
+                        self.eof = true;
+                        break;
+                    }
+                }
+            }
+            if self.eof && self.end == keep {
+                return false;
+            }
         }
+    }
+
+    /// The next line, or `None` at end of input (or after an I/O error, see [`Self::take_error`]).
+    pub fn next_line(&mut self) -> Option<RawLine<'_>> {
+        let (line_end, next, terminated, cut) = loop {
+            let from = self.start + self.scanned;
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[from..self.end]) {
+                let nl = from + i;
+                if nl - self.start > MAX_LINE_BYTES {
+                    let keep = self.start + MAX_LINE_BYTES;
+                    self.buf.copy_within(nl + 1..self.end, keep);
+                    self.end -= nl + 1 - keep;
+                    break (keep, keep, true, true);
+                }
+                break (nl, nl + 1, true, false);
+            }
+            self.scanned = self.end - self.start;
+            if self.scanned > MAX_LINE_BYTES {
+                let keep = self.start + MAX_LINE_BYTES;
+                let found = self.skip_to_newline(keep);
+                break (keep, keep, found, true);
+            }
+            if !self.fill() {
+                if self.start == self.end {
+                    return None;
+                }
+                break (self.end, self.end, false, false);
+            }
+        };
+        let line_start = self.start;
+        self.start = next;
+        self.scanned = 0;
         self.line_no += 1;
-        if self.raw.last() == Some(&b'\r') {
-            self.raw.pop();
+        let mut raw = &self.buf[line_start..line_end];
+        if raw.last() == Some(&b'\r') {
+            raw = &raw[..raw.len() - 1];
         }
-        self.text.clear();
-        let lossy = match std::str::from_utf8(&self.raw) {
-            Ok(s) => {
-                self.text.push_str(s);
-                false
-            }
+        let (text, lossy) = match std::str::from_utf8(raw) {
+            Ok(s) => (s, false),
             Err(_) => {
-                self.text.push_str(&String::from_utf8_lossy(&self.raw));
-                true
+                self.text.clear();
+                self.text.push_str(&String::from_utf8_lossy(raw));
+                (self.text.as_str(), true)
             }
         };
         Some(RawLine {
             no: self.line_no,
-            text: &self.text,
+            text,
             terminated,
             cut,
             lossy,
@@ -364,7 +445,17 @@ fn one_prefix(s: &str) -> Option<(Prefix<'_>, &str)> {
         }
         return None;
     }
-    let colon = t.find(": ")?;
+    // `head: ` where head is digits (a rank) or a host name: scan the one run of characters
+    // either may hold instead of searching the whole line for `: ` (the same answer: any other
+    // character before the first `: ` rules both out).
+    let colon = t
+        .bytes()
+        .take(65)
+        .position(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-'))
+        .unwrap_or(t.len().min(65));
+    if !t.as_bytes()[colon..].starts_with(b": ") {
+        return None;
+    }
     let head = &t[..colon];
     let rest = &t[colon + 2..];
     if let Some(r) = parse_u32(head) {
@@ -459,11 +550,39 @@ fn may_glue(text: &str) -> bool {
     LITERALS.is_match(&text[from..])
 }
 
+/// True if `text` holds a control character other than tab (which [`normalize_line`] removes).
+/// No early exit: the loop over whole chunks compiles to SIMD compares.
+fn has_control(text: &str) -> bool {
+    let b = text.as_bytes();
+    let chunks = b.chunks_exact(32);
+    let tail = chunks.remainder();
+    let bad = |c: u8| (((c < 0x20) & (c != b'\t')) | (c == 0x7f)) as u8;
+    for c in chunks {
+        if c.iter().fold(0u8, |acc, &x| acc | bad(x)) != 0 {
+            return true;
+        }
+    }
+    tail.iter().any(|&x| bad(x) != 0)
+}
+
+/// Whether an NCCL header (`] NCCL `) in `text` can be the start of a glued line, as
+/// [`may_glue`] decides: one past the line's own header, or one not at the line's start.
+fn nccl_glue_possible(text: &str) -> bool {
+    let Some(i) = nccl_debug::NCCL_HEADER.find(text.as_bytes()) else {
+        return false;
+    };
+    let pre = text[..i].trim_start();
+    let own = !pre.contains(' ') || pre.matches(' ').count() == 1;
+    !own || nccl_debug::NCCL_HEADER
+        .find(&text.as_bytes()[i + 7..])
+        .is_some()
+}
+
 /// Normalises one physical line into segments (see the module documentation).
 pub fn normalize_line(text: &str, out: &mut Vec<Segment>) {
     out.clear();
     // The common line has no control character: no copy of it is needed to clean it.
-    if !text.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+    if !has_control(text) {
         let (rest, rank, host) = strip_prefixes(text);
         split_glued(rest, rank, host, out);
         return;
@@ -690,89 +809,170 @@ impl LogParser {
         if raw.lossy {
             self.lossy_lines += 1;
         }
-        let mut segs = std::mem::take(&mut self.segs);
-        normalize_line(raw.text, &mut segs);
-        if !raw.terminated && !segs.is_empty() {
-            self.warnings.push(
+        let unterminated = |w: &mut Warnings| {
+            w.push(
                 raw.no,
                 "last line has no line terminator (file truncated?): used for failure detection only",
-            );
-        }
-        for seg in &segs {
-            let line = seg.as_line(raw.no);
-            // The payload's own records quote exception names (`"reason": "exception:
-            // OutOfMemoryError"`): the traceback it re-raises is the evidence, not the record.
-            if !line.text.contains(payload::MARKER) {
-                self.failures.feed(&line, &mut self.warnings);
-            }
+            )
+        };
+        // The common line (no control character, nothing glued to it) is its own one segment,
+        // borrowed; the gate's literal pass over it serves the glue test and the dispatch.
+        if !has_control(raw.text) {
+            let (rest, rank, host) = strip_prefixes(raw.text);
             let info = if raw.terminated {
-                nccl_debug::info_header(line.text)
+                nccl_debug::info_header(rest)
             } else {
                 None
             };
-            if let Some(h) = info {
-                // Most of a large NCCL_DEBUG log: only the NCCL parsers read these (nccl-tests
-                // for the version line); to every other parser they are noise to skip.
-                if line.text.contains("NCCL version") {
-                    self.nccl_tests.feed(&line, &mut self.warnings);
-                }
-                self.nccl_debug
-                    .feed_with(&line, Some(h), &mut self.warnings);
-            } else if raw.terminated {
-                self.nccl_tests.feed(&line, &mut self.warnings);
-                self.nccl_debug.feed(&line, &mut self.warnings);
-                self.deepspeed.feed(&line, &mut self.warnings);
-                self.megatron.feed(&line, &mut self.warnings);
-                self.hf.feed(&line, &mut self.warnings);
-                self.smi.feed(&line, &mut self.warnings);
-                self.topo.feed(&line, &mut self.warnings);
-                self.payload.feed(&line, &mut self.warnings);
-                self.telemetry.feed(&line, &mut self.warnings);
-            }
-            if raw.terminated {
-                for (i, (name, re)) in self.patterns.iter().enumerate() {
-                    let Some(v) = re
-                        .captures(line.text)
-                        .and_then(|c| c.get(1))
-                        .map(|m| m.as_str())
-                    else {
-                        continue;
-                    };
-                    match num(v) {
-                        Some(x) => push_capped(
-                            &mut self.user[i].1,
-                            x,
-                            "pattern values",
-                            raw.no,
-                            &mut self.warnings,
-                        ),
-                        None => self.warnings.push(
-                            raw.no,
-                            format!(
-                                "pattern `{name}` captured `{}`, not a number",
-                                v.chars().take(40).collect::<String>()
-                            ),
-                        ),
+            let bits = gate::bits(rest);
+            let nccl_glue = info
+                .as_ref()
+                .and_then(|h| h.another_header())
+                .unwrap_or_else(|| nccl_glue_possible(rest));
+            let glued = (bits & gate::GLUE != 0 || nccl_glue) && may_glue(rest);
+            if !glued {
+                if rest.trim().is_empty() {
+                    self.feed_blank(raw.no, raw.terminated);
+                } else {
+                    if !raw.terminated {
+                        unterminated(&mut self.warnings);
                     }
+                    let line = Line {
+                        no: raw.no,
+                        text: rest,
+                        rank,
+                        host,
+                    };
+                    self.feed_line(&line, raw.terminated, bits, info);
                 }
+                return;
             }
+        }
+        let mut segs = std::mem::take(&mut self.segs);
+        normalize_line(raw.text, &mut segs);
+        if !raw.terminated && !segs.is_empty() {
+            unterminated(&mut self.warnings);
+        }
+        for seg in &segs {
+            let info = if raw.terminated {
+                nccl_debug::info_header(&seg.text)
+            } else {
+                None
+            };
+            self.feed_line(
+                &seg.as_line(raw.no),
+                raw.terminated,
+                gate::bits(&seg.text),
+                info,
+            );
         }
         if segs.is_empty() {
-            // Blank lines end blocks (tables, topology matrices).
-            let blank = Line {
-                no: raw.no,
-                text: "",
-                rank: None,
-                host: None,
-            };
-            if raw.terminated {
-                self.nccl_tests.feed(&blank, &mut self.warnings);
-                self.deepspeed.feed(&blank, &mut self.warnings);
-                self.smi.feed(&blank, &mut self.warnings);
-                self.topo.feed(&blank, &mut self.warnings);
-            }
+            self.feed_blank(raw.no, raw.terminated);
         }
         self.segs = segs;
+    }
+
+    /// Blank lines end blocks (tables, topology matrices).
+    fn feed_blank(&mut self, no: u64, terminated: bool) {
+        let blank = Line {
+            no,
+            text: "",
+            rank: None,
+            host: None,
+        };
+        if terminated {
+            self.nccl_tests.feed(&blank, &mut self.warnings);
+            self.deepspeed.feed(&blank, &mut self.warnings);
+            self.smi.feed(&blank, &mut self.warnings);
+            self.topo.feed(&blank, &mut self.warnings);
+        }
+    }
+
+    /// Feeds one normalised segment to the parsers: those whose literals it holds (`bits`, see
+    /// [`gate`]), whose state wants every line, or whose own test is as cheap as the gate's.
+    fn feed_line<'a>(
+        &mut self,
+        line: &Line<'a>,
+        terminated: bool,
+        bits: u16,
+        info: Option<nccl_debug::Header<'a>>,
+    ) {
+        use gate::{DEEPSPEED, FAIL, MEGATRON, NCCL_ERR, NCCL_INFO, NCCL_TESTS, PAYLOAD};
+        let t = line.text;
+        let w = &mut self.warnings;
+        // The payload's own records quote exception names (`"reason": "exception:
+        // OutOfMemoryError"`): the traceback it re-raises is the evidence, not the record.
+        if (bits & FAIL != 0 || self.failures.in_traceback()) && !t.contains(payload::MARKER) {
+            self.failures.feed(line, w);
+        }
+        if !terminated {
+            return;
+        }
+        if let Some(h) = info {
+            // Most of a large NCCL_DEBUG log: only the NCCL parsers read these (nccl-tests
+            // for the version line); to every other parser they are noise to skip.
+            if bits & NCCL_TESTS != 0 && t.contains("NCCL version") {
+                self.nccl_tests.feed(line, w);
+            }
+            if bits & NCCL_ERR != 0 {
+                self.nccl_debug.feed_with(line, Some(h), w);
+            } else if bits & NCCL_INFO != 0 {
+                self.nccl_debug.feed_info(&h);
+            } else {
+                self.nccl_debug.feed_plain_info(&h);
+            }
+        } else {
+            let lead = t.trim_start();
+            let first = lead.as_bytes().first().copied().unwrap_or(b' ');
+            if bits & NCCL_TESTS != 0 || first == b'#' || first.is_ascii_digit() {
+                self.nccl_tests.feed(line, w);
+            }
+            if bits & NCCL_ERR != 0 || nccl_debug::NCCL_WORD.find(t.as_bytes()).is_some() {
+                self.nccl_debug.feed(line, w);
+            }
+            if bits & DEEPSPEED != 0 || self.deepspeed.in_block() || lead.starts_with("MA ") {
+                self.deepspeed.feed(line, w);
+            }
+            if bits & MEGATRON != 0 || self.megatron.in_block() {
+                self.megatron.feed(line, w);
+            }
+            self.hf.feed(line, w);
+            if memchr::memchr(b',', t.as_bytes()).is_some() {
+                self.smi.feed(line, w);
+            }
+            self.topo.feed(line, w);
+            if bits & PAYLOAD != 0 {
+                self.payload.feed(line, w);
+            }
+            self.telemetry.feed(line, w);
+        }
+        if terminated {
+            for (i, (name, re)) in self.patterns.iter().enumerate() {
+                let Some(v) = re
+                    .captures(line.text)
+                    .and_then(|c| c.get(1))
+                    .map(|m| m.as_str())
+                else {
+                    continue;
+                };
+                match num(v) {
+                    Some(x) => push_capped(
+                        &mut self.user[i].1,
+                        x,
+                        "pattern values",
+                        line.no,
+                        &mut self.warnings,
+                    ),
+                    None => self.warnings.push(
+                        line.no,
+                        format!(
+                            "pattern `{name}` captured `{}`, not a number",
+                            v.chars().take(40).collect::<String>()
+                        ),
+                    ),
+                }
+            }
+        }
     }
 
     /// Ends the parse.

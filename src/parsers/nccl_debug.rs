@@ -107,19 +107,37 @@ static PREFIX: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static regex")
 });
 /// The words that the error-code branch of [`Parser::feed`] looks for, found in one pass.
-static ERROR_TRIGGERS: LazyLock<Regex> = LazyLock::new(|| {
-    super::literal_set(&[
-        "ncclSystemError",
-        "ncclInternalError",
-        "ncclRemoteError",
-        "ncclUnhandledCudaError",
-        "ncclInvalid",
-        "ncclInProgress",
-        "NCCL error",
-        "NCCL Error",
-        "NCCL failure",
-    ])
-});
+pub(crate) const ERROR_LITERALS: &[&str] = &[
+    "ncclSystemError",
+    "ncclInternalError",
+    "ncclRemoteError",
+    "ncclUnhandledCudaError",
+    "ncclInvalid",
+    "ncclInProgress",
+    "NCCL error",
+    "NCCL Error",
+    "NCCL failure",
+];
+static ERROR_TRIGGERS: LazyLock<Regex> = LazyLock::new(|| super::literal_set(ERROR_LITERALS));
+/// PyTorch's watchdog report (see [`parse_watchdog`]).
+pub(crate) const WATCHDOG: &str = "Watchdog caught collective operation timeout";
+/// Every literal that some branch of [`Parser::info_message`] requires: an INFO message with
+/// none of them (most `Channel` and connection lines) only counts. (The gate's stems are tested
+/// against this list.)
+#[cfg(test)]
+pub(crate) const INFO_LITERALS: &[&str] = &[
+    " via ",
+    "NCCL version",
+    "cudaDriverVersion ",
+    "Init COMPLETE",
+    "nranks",
+    "nRanks",
+    "Using network ",
+    "Assigned NET plugin ",
+    "Failed to initialize NET plugin ",
+    "Bootstrap",
+    "NET/",
+];
 
 /// The header NCCL's logger (`debug.cc`) puts before every message:
 /// `host:pid:tid [cudaDev] NCCL LEVEL msg`, for TRACE with `file:line (time) ` before `NCCL`,
@@ -131,52 +149,87 @@ pub(crate) struct Header<'a> {
     source: Option<&'a str>,
     level: &'a str,
     msg: &'a str,
+    /// False when nothing, not even a space, follows the level.
+    has_msg: bool,
+    /// Read by [`plain_header`]: the line starts with it.
+    plain: bool,
 }
 
-fn digits(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+impl<'a> Header<'a> {
+    /// Whether `] NCCL ` occurs in the line past its own header (a glued NCCL line), when that
+    /// is known from the header alone; `None` when the caller must look (not a plain header).
+    pub(crate) fn another_header(&self) -> Option<bool> {
+        self.plain
+            .then(|| NCCL_HEADER.find(self.msg.as_bytes()).is_some())
+    }
 }
 
 /// Searchers built once: `memmem::find` would build one per line.
 pub(crate) static NCCL_HEADER: LazyLock<memchr::memmem::Finder<'static>> =
     LazyLock::new(|| memchr::memmem::Finder::new(b"] NCCL "));
+/// The word every line [`Parser::feed`] reads holds (bar error codes and the watchdog).
+pub(crate) static NCCL_WORD: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(b"NCCL"));
 static NCCL_INFO: LazyLock<memchr::memmem::Finder<'static>> =
     LazyLock::new(|| memchr::memmem::Finder::new(b"] NCCL INFO "));
 
 /// The header of a plain `host:pid:tid [dev] NCCL INFO ...` line, `None` for any other line.
 pub(crate) fn info_header(t: &str) -> Option<Header<'_>> {
-    NCCL_INFO.find(t.as_bytes())?;
-    header(t).filter(|h| h.level == "INFO")
+    match plain_header(t) {
+        Some(h) => (h.level == "INFO" && h.has_msg).then_some(h),
+        None => {
+            NCCL_INFO.find(t.as_bytes())?;
+            header(t).filter(|h| h.level == "INFO")
+        }
+    }
 }
 
-/// The plain header without a regex (the common case of a large debug log); other shapes go
-/// to [`PREFIX`].
-fn header(t: &str) -> Option<Header<'_>> {
-    let quick = || {
-        let s = t.trim_start();
-        let i = NCCL_HEADER.find(s.as_bytes())?;
-        let (hpt, dev) = s[..i].rsplit_once(" [")?;
-        let mut it = hpt.rsplitn(3, ':');
-        let (_tid, pid, host) = (
-            it.next().filter(|x| digits(x))?,
-            it.next().filter(|x| digits(x))?,
-            it.next()?,
-        );
-        if !digits(dev) || host.is_empty() || host.contains([' ', '[', ']', ':']) {
-            return None;
-        }
-        let rest = &s[i + 7..];
-        let (level, msg) = rest.split_once(' ').unwrap_or((rest, ""));
-        matches!(level, "INFO" | "WARN" | "TRACE" | "CALL" | "ABORT").then_some(Header {
-            host,
-            pid,
-            dev,
-            source: None,
-            level,
-            msg,
-        })
+/// The plain header (`host:pid:tid [dev] NCCL LEVEL msg`, the common case of a large debug
+/// log) in one pass, without a regex; other shapes go to [`PREFIX`].
+fn plain_header(t: &str) -> Option<Header<'_>> {
+    let s = t.trim_start();
+    let b = s.as_bytes();
+    let digits_at = |from: usize| {
+        let n = b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
+        (n > 0).then_some(from + n)
     };
-    quick().or_else(|| {
+    let host_end = b
+        .iter()
+        .position(|&c| matches!(c, b':' | b' ' | b'[' | b']'))?;
+    if host_end == 0 || b[host_end] != b':' {
+        return None;
+    }
+    let pid_end = digits_at(host_end + 1)?;
+    if b.get(pid_end) != Some(&b':') {
+        return None;
+    }
+    let tid_end = digits_at(pid_end + 1)?;
+    if !b[tid_end..].starts_with(b" [") {
+        return None;
+    }
+    let dev_end = digits_at(tid_end + 2)?;
+    if !b[dev_end..].starts_with(b"] NCCL ") {
+        return None;
+    }
+    let rest = &s[dev_end + 7..];
+    let (level, msg, has_msg) = match rest.split_once(' ') {
+        Some((l, m)) => (l, m, true),
+        None => (rest, "", false),
+    };
+    matches!(level, "INFO" | "WARN" | "TRACE" | "CALL" | "ABORT").then_some(Header {
+        host: &s[..host_end],
+        pid: &s[host_end + 1..pid_end],
+        dev: &s[tid_end + 2..dev_end],
+        source: None,
+        level,
+        msg,
+        has_msg,
+        plain: true,
+    })
+}
+
+fn header(t: &str) -> Option<Header<'_>> {
+    plain_header(t).or_else(|| {
         let c = PREFIX.captures(t)?;
         let get = |i: usize| c.get(i).map_or("", |m| m.as_str());
         Some(Header {
@@ -186,6 +239,8 @@ fn header(t: &str) -> Option<Header<'_>> {
             source: c.get(5).map(|m| m.as_str()),
             level: get(6),
             msg: get(7),
+            has_msg: true,
+            plain: false,
         })
     })
 }
@@ -200,7 +255,18 @@ static NET_USING: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^NET/(\w+)\s*: Using (.*)$").expect("static regex"));
 static NIC_ITEM: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\[\d+\]([^\s;\[]+)").expect("static regex"));
-static VIA: LazyLock<Regex> = LazyLock::new(|| Regex::new(r" via (\S+)").expect("static regex"));
+static VIA_WORD: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(b" via "));
+
+/// The transport of a channel line: the word after the first ` via ` that has one (what
+/// ` via (\S+)` matches).
+fn via_transport(msg: &str) -> Option<&str> {
+    VIA_WORD.find_iter(msg.as_bytes()).find_map(|i| {
+        let rest = &msg[i + 5..];
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        (end > 0).then(|| &rest[..end])
+    })
+}
 static CODE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\b(ncclUnhandledCudaError|ncclSystemError|ncclInternalError|ncclInvalidArgument|ncclInvalidUsage|ncclRemoteError|ncclInProgress)\b")
         .expect("static regex")
@@ -255,7 +321,7 @@ pub fn error_code(text: &str) -> Option<&'static str> {
 
 /// Parses a watchdog line; `None` if the line is not one.
 pub fn parse_watchdog(line: u64, text: &str) -> Option<WatchdogTimeout> {
-    if !text.contains("Watchdog caught collective operation timeout") {
+    if !text.contains(WATCHDOG) {
         return None;
     }
     let mut wd = WatchdogTimeout {
@@ -287,6 +353,8 @@ pub fn parse_watchdog(line: u64, text: &str) -> Option<WatchdogTimeout> {
 pub struct Parser {
     info: NcclDebugInfo,
     failed_plugins: Vec<String>,
+    /// The host of the last NCCL line: runs of lines from one host skip the list search.
+    last_host: String,
 }
 
 impl Parser {
@@ -335,7 +403,7 @@ impl Parser {
                 self.version(t);
             }
         }
-        if t.contains("Watchdog caught collective operation timeout") {
+        if t.contains(WATCHDOG) {
             if let Some(mut wd) = parse_watchdog(line.no, t) {
                 if wd.rank.is_none() {
                     wd.rank = line.rank;
@@ -360,7 +428,7 @@ impl Parser {
             }
             return;
         };
-        add_distinct(&mut self.info.hosts, h.host);
+        self.add_host(h.host);
         let msg = h.msg.trim();
         match h.level {
             "WARN" => {
@@ -383,16 +451,43 @@ impl Parser {
         }
     }
 
+    fn add_host(&mut self, host: &str) {
+        if host != self.last_host {
+            add_distinct(&mut self.info.hosts, host);
+            self.last_host.clear();
+            self.last_host.push_str(host);
+        }
+    }
+
+    /// An INFO line that holds none of [`INFO_LITERALS`], [`ERROR_LITERALS`] or [`WATCHDOG`]:
+    /// [`Parser::feed_with`] would only count it and note its host.
+    pub(crate) fn feed_plain_info(&mut self, h: &Header<'_>) {
+        self.add_host(h.host);
+        self.info.info_lines += 1;
+    }
+
+    /// An INFO line that holds none of [`ERROR_LITERALS`] nor [`WATCHDOG`]: what
+    /// [`Parser::feed_with`] would do with it, without looking for them again.
+    pub(crate) fn feed_info(&mut self, h: &Header<'_>) {
+        self.feed_plain_info(h);
+        self.info_message(h.msg.trim());
+    }
+
     fn info_message(&mut self, msg: &str) {
-        if msg.starts_with("Channel") || msg.contains(" via ") {
-            if let Some(v) = VIA.captures(msg).and_then(|c| c.get(1)) {
+        if msg.starts_with("Channel") || VIA_WORD.find(msg.as_bytes()).is_some() {
+            if let Some(v) = via_transport(msg) {
                 // P2P/CUMEM/read -> kept; NET/IB/0/GDRDMA -> NET/IB/GDRDMA
-                let norm: Vec<&str> = v
-                    .as_str()
+                let mut norm = String::with_capacity(v.len());
+                for p in v
                     .split('/')
                     .filter(|p| !p.bytes().all(|b| b.is_ascii_digit()))
-                    .collect();
-                add_distinct(&mut self.info.channel_transports, &norm.join("/"));
+                {
+                    if !norm.is_empty() {
+                        norm.push('/');
+                    }
+                    norm.push_str(p);
+                }
+                add_distinct(&mut self.info.channel_transports, &norm);
             }
             return;
         }
@@ -449,7 +544,9 @@ impl Parser {
             add_distinct(&mut self.info.networks, "OFI");
             return;
         }
-        if let Some(c) = NET_USING.captures(msg) {
+        if msg.starts_with("NET/")
+            && let Some(c) = NET_USING.captures(msg)
+        {
             let (Some(kind), Some(list)) = (c.get(1), c.get(2)) else {
                 return;
             };

@@ -17,6 +17,8 @@ use super::nccl_tests::{NcclRow, NcclRun, Placement};
 use super::{Line, Warnings, push_capped};
 
 pub const MARKER: &str = "SWEEP_METRICS ";
+/// The rank wrapper's binding line (`sweep-bind node=... cpus=...`).
+pub const BIND_PREFIX: &str = "sweep-bind ";
 
 /// One `step` record (rank 0 prints them; step times are the maximum over ranks).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -121,7 +123,7 @@ impl Parser {
     }
 
     pub fn feed(&mut self, l: &Line<'_>, w: &mut Warnings) {
-        if let Some(rest) = l.text.strip_prefix("sweep-bind ") {
+        if let Some(rest) = l.text.strip_prefix(BIND_PREFIX) {
             self.bind(l, rest);
             return;
         }

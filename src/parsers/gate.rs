@@ -1,0 +1,281 @@
+//! Which parsers a line can concern, found in one pass over it.
+//!
+//! Every parser starts with a cheap test that most lines fail: literals that some branch of it
+//! requires (DeepSpeed's `SamplesPerSec=`, a failure's `CUDA out of memory`, …). Run one by one,
+//! those tests cost more than reading the line. Here they are one automaton over the union of
+//! the literals, each literal tagged with the parsers that need it; a parser is then fed a line
+//! only if one of its literals is in it, or if its state wants every line (an open table,
+//! traceback or block) — see `LogParser::feed_line`. The parsers keep their own tests, so a
+//! line fed to them for another parser's sake is handled exactly as before.
+
+use std::sync::LazyLock;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+
+use super::{failures, nccl_debug, payload};
+
+/// A literal that may start a second line glued to this one (see `may_glue`; the NCCL header
+/// literal is tested apart, since every NCCL line holds it once).
+pub const GLUE: u16 = 1;
+/// A failure signature or a traceback start.
+pub const FAIL: u16 = 1 << 1;
+/// An NCCL error code or text, or PyTorch's watchdog report.
+pub const NCCL_ERR: u16 = 1 << 2;
+/// Something an NCCL INFO message is read for.
+pub const NCCL_INFO: u16 = 1 << 3;
+/// nccl-tests lines that are neither comments nor table rows.
+pub const NCCL_TESTS: u16 = 1 << 4;
+pub const DEEPSPEED: u16 = 1 << 5;
+pub const MEGATRON: u16 = 1 << 6;
+pub const PAYLOAD: u16 = 1 << 7;
+
+// Stems, not the parsers' own literal lists: each literal a parser needs holds one of its
+// stems (the tests check it against those lists). Fewer patterns keep the automaton on its
+// SIMD path (Teddy: at most 64 patterns), stems of 3 bytes or more let it fingerprint 3 bytes,
+// and no stem starts like the parts of an NCCL INFO line every line has (`NCCL INFO`,
+// `] `), which would make each line a candidate to verify. A stem may let through a line the
+// parser then rejects; it never keeps one from it.
+
+/// What every `GLUE` match (see `split_glued`) holds, but the NCCL header.
+const GLUE_STEMS: &[&str] = &[
+    "]<std",
+    "[Rank ",
+    "[rank",
+    "[default",
+    ": error:",
+    "] [",
+    "# Out of bounds values",
+    "# Avg bus bandwidth",
+    "# nccl-tests version",
+    "# Collective test ",
+    "Traceback",
+    "iteration",
+];
+/// `failures::TRIGGERS` and the traceback start; `Error` stands for the CUDA, NCCL and
+/// Python error names, ` failure` for nccl-tests' `Test NCCL|CUDA failure`.
+const FAIL_STEMS: &[&str] = &[
+    "ECC",
+    "Xid",
+    "fallen off the bus",
+    "***",
+    "out of memory",
+    "Error",
+    "kill event",
+    "emory limit",
+    "srun: ",
+    nccl_debug::WATCHDOG,
+    " failure",
+    "L error",
+    "communicator was aborted",
+    "L WARN",
+    "ncclInvalid",
+    "ncclInProgress",
+    "preflight FAIL node=",
+    failures::TRACEBACK,
+];
+/// `nccl_debug::ERROR_LITERALS` and the watchdog.
+const NCCL_ERR_STEMS: &[&str] = &[
+    "Error",
+    "ncclInvalid",
+    "ncclInProgress",
+    "L error",
+    " failure",
+    nccl_debug::WATCHDOG,
+];
+/// `nccl_debug::INFO_LITERALS`.
+const NCCL_INFO_STEMS: &[&str] = &[
+    " via ",
+    "L version",
+    "DriverVersion",
+    "Init COMPLETE",
+    "nranks",
+    "nRanks",
+    "Using network",
+    "NET plugin ",
+    "Bootstrap",
+    "NET/",
+];
+const NCCL_TESTS_STEMS: &[&str] = &["Running:", " failure", "L version"];
+/// `deepspeed::TRIGGERS`.
+const DEEPSPEED_STEMS: &[&str] = &[
+    "Profile",
+    "Comm. Op",
+    "DeepSpeed",
+    ":print]",
+    "SamplesPerSec=",
+    "time (ms)",
+    "skipped=",
+    "iter time (s)",
+    "OVERFLOW!",
+    "comm op:",
+    "memory_usage",
+    "Virtual Memory",
+    "world_size=",
+];
+const MEGATRON_STEMS: &[&str] = &[
+    "(min, max) time across ranks",
+    "iteration",
+    "(after ",
+    "time (ms)",
+];
+const PAYLOAD_STEMS: &[&str] = &[payload::MARKER, payload::BIND_PREFIX];
+
+struct Gate {
+    ac: AhoCorasick,
+    /// Per pattern: the parsers of it and of every pattern that is a prefix of it (which
+    /// matches wherever it does; see [`bits`]).
+    owners: Vec<u16>,
+}
+
+static GATE: LazyLock<Gate> = LazyLock::new(|| {
+    let groups: [(u16, &[&str]); 8] = [
+        (GLUE, GLUE_STEMS),
+        (FAIL, FAIL_STEMS),
+        (NCCL_ERR, NCCL_ERR_STEMS),
+        (NCCL_INFO, NCCL_INFO_STEMS),
+        (NCCL_TESTS, NCCL_TESTS_STEMS),
+        (DEEPSPEED, DEEPSPEED_STEMS),
+        (MEGATRON, MEGATRON_STEMS),
+        (PAYLOAD, PAYLOAD_STEMS),
+    ];
+    let mut pats: Vec<&str> = Vec::new();
+    let mut own: Vec<u16> = Vec::new();
+    for (bit, lits) in groups.iter() {
+        for l in lits.iter() {
+            match pats.iter().position(|p| p == l) {
+                Some(i) => own[i] |= bit,
+                None => {
+                    pats.push(l);
+                    own.push(*bit);
+                }
+            }
+        }
+    }
+    let owners = pats
+        .iter()
+        .map(|p| {
+            pats.iter()
+                .zip(&own)
+                .filter(|(q, _)| p.starts_with(**q))
+                .fold(0, |acc, (_, b)| acc | b)
+        })
+        .collect();
+    debug_assert!(pats.len() <= 64, "{} gate patterns", pats.len());
+    let ac = AhoCorasick::builder()
+        .match_kind(MatchKind::LeftmostLongest)
+        .build(&pats)
+        .expect("literal patterns");
+    Gate { ac, owners }
+});
+
+/// The parsers (bits above) any of whose literals `text` holds.
+///
+/// Leftmost-longest search restarted one byte after each match start finds every position
+/// where some literal starts; the literals starting at one position are prefixes of the
+/// longest one there, whose `owners` include theirs. So the answer is exact, in one search per
+/// position with a match (none for most lines).
+pub fn bits(text: &str) -> u16 {
+    let g = &*GATE;
+    let mut out = 0;
+    let mut at = 0;
+    let hay = text.as_bytes();
+    while at < hay.len() {
+        let Some(m) = g.ac.find(aho_corasick::Input::new(hay).range(at..)) else {
+            break;
+        };
+        out |= g.owners[m.pattern().as_usize()];
+        at = m.start() + 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::deepspeed;
+    use super::*;
+
+    /// Every literal a parser's own test looks for lets the line through to it.
+    #[test]
+    fn stems_cover_every_parser_literal() {
+        let lists: [(u16, &[&str]); 9] = [
+            (FAIL, failures::TRIGGERS),
+            (FAIL, &[failures::TRACEBACK]),
+            (NCCL_ERR, nccl_debug::ERROR_LITERALS),
+            (NCCL_ERR, &[nccl_debug::WATCHDOG]),
+            (NCCL_INFO, nccl_debug::INFO_LITERALS),
+            (
+                NCCL_TESTS,
+                &[
+                    "Running:",
+                    "Test NCCL failure",
+                    "Test CUDA failure",
+                    "NCCL version",
+                ],
+            ),
+            (DEEPSPEED, deepspeed::TRIGGERS),
+            (
+                MEGATRON,
+                &[
+                    "(min, max) time across ranks",
+                    "iteration",
+                    "(after ",
+                    "time (ms)",
+                ],
+            ),
+            (PAYLOAD, &[payload::MARKER, payload::BIND_PREFIX]),
+        ];
+        for (bit, lits) in lists {
+            for l in lits {
+                assert_ne!(bits(l) & bit, 0, "{l:?} does not reach parser bit {bit}");
+                // Inside a longer line too.
+                assert_ne!(bits(&format!("xx {l} yy")) & bit, 0, "{l:?} in a line");
+            }
+        }
+        // Lines the `GLUE` regex splits, one per alternative but the NCCL header (tested
+        // apart): each must reach `may_glue`.
+        for l in [
+            "x[1,0]<stdout>: y",
+            "x[Rank 3] (after 10 iterations)",
+            "x[rank3]: y",
+            "x[default3]: y",
+            "x slurmstepd-node1: error: y",
+            "x srun: error: y",
+            "x[2024-01-01 10:00:00,123] [INFO]",
+            "x# Out of bounds values : 0 OK",
+            "x# Avg bus bandwidth    : 1.5",
+            "x# nccl-tests version 2.13.9",
+            "x# Collective test starting: all_reduce_perf",
+            "x# Collective test concluded: all_reduce_perf",
+            "xTraceback (most recent call last):",
+            "x iteration      10/    100 |",
+        ] {
+            assert!(super::super::GLUE.is_match(l), "{l:?} is no GLUE match");
+            assert_ne!(bits(l) & GLUE, 0, "{l:?}");
+        }
+        assert!(
+            GATE.owners.len() <= 64,
+            "{} patterns: Teddy is off",
+            GATE.owners.len()
+        );
+    }
+
+    #[test]
+    fn literals_sharing_a_start_all_count() {
+        // "NCCL version" is nccl-tests' and an INFO message's; "iteration" glue's and Megatron's.
+        let b = bits("x NCCL version 2.28.9+cuda13.0 iteration");
+        assert_eq!(b & NCCL_INFO, NCCL_INFO);
+        assert_eq!(b & NCCL_TESTS, NCCL_TESTS);
+        assert_eq!(b & (GLUE | MEGATRON), GLUE | MEGATRON);
+        assert_eq!(b & (FAIL | DEEPSPEED | PAYLOAD), 0);
+        // A shorter literal inside a longer one at the same start: "Traceback" (glue) and
+        // "Traceback (most recent call last)" (failures).
+        let b = bits("Traceback (most recent call last):");
+        assert_eq!(b & (GLUE | FAIL), GLUE | FAIL);
+        // Overlapping literals at different starts.
+        assert_eq!(bits("a NCCL WARN b") & FAIL, FAIL);
+        assert_eq!(bits("plain text, 12, 34"), 0);
+        assert_eq!(bits("vm:1747:1747 [0] NCCL INFO Channel 00/64 : 0"), 0);
+        assert_eq!(bits("# nccl-tests comment line"), 0);
+        assert_eq!(bits(""), 0);
+    }
+}

@@ -837,6 +837,9 @@ fn finish(
             todo.push(i);
         }
     }
+    // Largest first, one file per task: a few big logs would otherwise end up in one thread's
+    // share after all the small ones, and the other core would sit idle.
+    todo.sort_by_key(|&i| std::cmp::Reverse(metas[i].map_or(0, |m| m.0)));
     let total_bytes: u64 = todo.iter().filter_map(|&i| metas[i].map(|m| m.0)).sum();
     let bar = (opts.progress && !todo.is_empty()).then(|| {
         let b = indicatif::ProgressBar::new(total_bytes);
@@ -849,6 +852,7 @@ fn finish(
     });
     let parsed: Vec<(usize, Result<FileResult, String>)> = todo
         .par_iter()
+        .with_max_len(1)
         .map(|&i| {
             let s = &sources[i];
             let name = s
@@ -923,9 +927,16 @@ fn finish(
         }
         run.sources = files.iter().map(|(s, _)| s.key.clone()).collect();
     }
-    report.tables = tables.write(&opts.out, &runs)?;
-    let bytes = serde_json::to_vec(&cache)?;
-    crate::campaign::write_if_changed(&cache_path, &bytes)?;
+    // The tables and the cache are independent outputs of tens of MB each: one per core.
+    let (tables, cached) = rayon::join(
+        || tables.write(&opts.out, &runs),
+        || -> Result<()> {
+            let bytes = serde_json::to_vec(&cache)?;
+            crate::campaign::write_if_changed(&cache_path, &bytes).map(drop)
+        },
+    );
+    report.tables = tables?;
+    cached?;
     report.runs = runs;
     let fp = Fingerprinted {
         fingerprint,

@@ -139,6 +139,8 @@ pub struct RawLine<'a> {
     pub cut: bool,
     /// True if the line held bytes that are not UTF-8.
     pub lossy: bool,
+    /// True if the line holds a control character other than tab (see [`normalize_line`]).
+    pub control: bool,
 }
 
 /// Reads lines from any [`Read`] in bounded memory: large blocks are read into one buffer and
@@ -301,12 +303,18 @@ impl<R: Read> LineSource<R> {
         if raw.last() == Some(&b'\r') {
             raw = &raw[..raw.len() - 1];
         }
-        let (text, lossy) = match std::str::from_utf8(raw) {
-            Ok(s) => (s, false),
-            Err(_) => {
-                self.text.clear();
-                self.text.push_str(&String::from_utf8_lossy(raw));
-                (self.text.as_str(), true)
+        let (ascii, control) = scan_ascii_control(raw);
+        let (text, lossy) = if ascii {
+            // SAFETY: every byte is below 0x80, so the bytes are ASCII and valid UTF-8.
+            (unsafe { std::str::from_utf8_unchecked(raw) }, false)
+        } else {
+            match std::str::from_utf8(raw) {
+                Ok(s) => (s, false),
+                Err(_) => {
+                    self.text.clear();
+                    self.text.push_str(&String::from_utf8_lossy(raw));
+                    (self.text.as_str(), true)
+                }
             }
         };
         Some(RawLine {
@@ -315,6 +323,7 @@ impl<R: Read> LineSource<R> {
             terminated,
             cut,
             lossy,
+            control: control || (!ascii && has_control(text)),
         })
     }
 }
@@ -548,6 +557,18 @@ fn may_glue(text: &str) -> bool {
         _ => 0,
     };
     LITERALS.is_match(&text[from..])
+}
+
+/// Whether `b` is all ASCII, and whether it holds a control character other than tab, in one
+/// pass without early exit (it compiles to SIMD compares).
+fn scan_ascii_control(b: &[u8]) -> (bool, bool) {
+    let mut high = 0u8;
+    let mut control = 0u8;
+    for &x in b {
+        high |= x;
+        control |= (((x < 0x20) & (x != b'\t')) | (x == 0x7f)) as u8;
+    }
+    (high < 0x80, control != 0)
 }
 
 /// True if `text` holds a control character other than tab (which [`normalize_line`] removes).
@@ -817,7 +838,7 @@ impl LogParser {
         };
         // The common line (no control character, nothing glued to it) is its own one segment,
         // borrowed; the gate's literal pass over it serves the glue test and the dispatch.
-        if !has_control(raw.text) {
+        if !raw.control {
             let (rest, rank, host) = strip_prefixes(raw.text);
             let info = if raw.terminated {
                 nccl_debug::info_header(rest)

@@ -251,10 +251,137 @@ static NRANKS: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)\bnranks (\d+)").expect("static regex"));
 static NNODES: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\bnNodes (\d+)").expect("static regex"));
+/// What `re` (`\bWORD (\d+)`, case-insensitive if `nocase`) captures in `msg`, parsed; an
+/// ASCII line (the common case) without the regex engine.
+fn count_after(msg: &str, word: &str, nocase: bool, re: &Regex) -> Option<u64> {
+    if !msg.is_ascii() {
+        return re.captures(msg).and_then(|c| uint(c.get(1)?.as_str()));
+    }
+    let b = msg.as_bytes();
+    let n = word.len();
+    let first = word.as_bytes()[0];
+    let (lo, up) = if nocase {
+        (first.to_ascii_lowercase(), first.to_ascii_uppercase())
+    } else {
+        (first, first)
+    };
+    for i in memchr::memchr2_iter(lo, up, b) {
+        if i + n > b.len() {
+            break;
+        }
+        let w = &b[i..i + n];
+        let same = if nocase {
+            w.eq_ignore_ascii_case(word.as_bytes())
+        } else {
+            w == word.as_bytes()
+        };
+        let boundary = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
+        if !same || !boundary || b.get(i + n) != Some(&b' ') {
+            continue;
+        }
+        let digits = b[i + n + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits > 0 {
+            return uint(&msg[i + n + 1..i + n + 1 + digits]);
+        }
+    }
+    None
+}
+
 static NET_USING: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^NET/(\w+)\s*: Using (.*)$").expect("static regex"));
 static NIC_ITEM: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\[\d+\]([^\s;\[]+)").expect("static regex"));
+// The common INFO messages are ASCII: for them, the few patterns below are read by hand (the
+// regex engine's set-up per call costs more than the line); anything else goes to the regex.
+// The tests hold the two to the same answers.
+
+/// What [`VERSION`] captures.
+fn version_of(text: &str) -> Option<&str> {
+    if !text.is_ascii() {
+        return VERSION.captures(text).and_then(|c| c.get(1)).map(|m| m.as_str());
+    }
+    static WORDS: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(b"NCCL version "));
+    let b = text.as_bytes();
+    WORDS.find_iter(b).find_map(|i| {
+        let start = i + 13;
+        let mut at = start;
+        for part in 0..3 {
+            let n = b[at..].iter().take_while(|c| c.is_ascii_digit()).count();
+            if n == 0 {
+                return None;
+            }
+            at += n;
+            if part < 2 {
+                if b.get(at) != Some(&b'.') {
+                    return None;
+                }
+                at += 1;
+            }
+        }
+        at += b[at..]
+            .iter()
+            .take_while(|&&c| !(c.is_ascii_whitespace() || c == 0x0b || c == b','))
+            .count();
+        Some(&text[start..at])
+    })
+}
+
+/// What [`NET_USING`] captures: the network kind and the list after `: Using `.
+fn net_using(msg: &str) -> Option<(&str, &str)> {
+    if !msg.starts_with("NET/") {
+        return None;
+    }
+    if !msg.is_ascii() {
+        let c = NET_USING.captures(msg)?;
+        return Some((c.get(1)?.as_str(), c.get(2)?.as_str()));
+    }
+    let rest = &msg[4..];
+    let k = rest
+        .bytes()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        .count();
+    if k == 0 {
+        return None;
+    }
+    let after = rest[k..].trim_start_matches(|c: char| c.is_ascii_whitespace() || c == '\x0b');
+    Some((&rest[..k], after.strip_prefix(": Using ")?))
+}
+
+/// What [`NIC_ITEM`] finds in `s`, in order (the capture of each match).
+fn nic_items(s: &str) -> Box<dyn Iterator<Item = &str> + '_> {
+    if !s.is_ascii() {
+        return Box::new(
+            NIC_ITEM
+                .captures_iter(s)
+                .filter_map(|c| c.get(1).map(|m| m.as_str())),
+        );
+    }
+    let b = s.as_bytes();
+    let mut at = 0;
+    Box::new(std::iter::from_fn(move || {
+        while let Some(i) = memchr::memchr(b'[', &b[at..]).map(|i| at + i) {
+            at = i + 1;
+            let d = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+            if d == 0 || b.get(i + 1 + d) != Some(&b']') {
+                continue;
+            }
+            let from = i + 2 + d;
+            let n = b[from..]
+                .iter()
+                .take_while(|&&c| !(c.is_ascii_whitespace() || c == 0x0b || c == b';' || c == b'['))
+                .count();
+            if n == 0 {
+                continue;
+            }
+            at = from + n;
+            return Some(&s[from..at]);
+        }
+        at = b.len();
+        None
+    }))
+}
+
 static VIA_WORD: LazyLock<memchr::memmem::Finder<'static>> =
     LazyLock::new(|| memchr::memmem::Finder::new(b" via "));
 
@@ -363,8 +490,7 @@ impl Parser {
     }
 
     fn version(&mut self, text: &str) {
-        if let Some(v) = VERSION.captures(text).and_then(|c| c.get(1)) {
-            let v = v.as_str();
+        if let Some(v) = version_of(text) {
             if self.info.version.is_none() {
                 self.info.version = Some(v.to_string());
             }
@@ -503,10 +629,10 @@ impl Parser {
             self.info.init_complete += 1;
         }
         if msg.contains("nranks") || msg.contains("nRanks") {
-            if let Some(n) = NRANKS.captures(msg).and_then(|c| uint(c.get(1)?.as_str())) {
+            if let Some(n) = count_after(msg, "nranks", true, &NRANKS) {
                 self.info.nranks = Some(self.info.nranks.map_or(n, |m| m.max(n)));
             }
-            if let Some(n) = NNODES.captures(msg).and_then(|c| uint(c.get(1)?.as_str())) {
+            if let Some(n) = count_after(msg, "nNodes", false, &NNODES) {
                 self.info.nnodes = Some(self.info.nnodes.map_or(n, |m| m.max(n)));
             }
             return;
@@ -530,10 +656,7 @@ impl Parser {
             .or_else(|| msg.strip_prefix("Bootstrap: Using "))
         {
             for item in rest.split_whitespace() {
-                let item = NIC_ITEM
-                    .captures(item)
-                    .and_then(|c| c.get(1))
-                    .map_or(item, |m| m.as_str());
+                let item = nic_items(item).next().unwrap_or(item);
                 add_distinct(&mut self.info.bootstrap, item);
             }
             return;
@@ -544,22 +667,15 @@ impl Parser {
             add_distinct(&mut self.info.networks, "OFI");
             return;
         }
-        if msg.starts_with("NET/")
-            && let Some(c) = NET_USING.captures(msg)
-        {
-            let (Some(kind), Some(list)) = (c.get(1), c.get(2)) else {
-                return;
-            };
-            let devices = list.as_str().split(';').next().unwrap_or("");
+        if let Some((kind, list)) = net_using(msg) {
+            let devices = list.split(';').next().unwrap_or("");
             let mut any = false;
-            for d in NIC_ITEM.captures_iter(devices) {
-                if let Some(m) = d.get(1) {
-                    any = true;
-                    add_distinct(&mut self.info.nics, m.as_str());
-                }
+            for d in nic_items(devices) {
+                any = true;
+                add_distinct(&mut self.info.nics, d);
             }
             if any {
-                add_distinct(&mut self.info.networks, kind.as_str());
+                add_distinct(&mut self.info.networks, kind);
             }
         }
     }
@@ -585,6 +701,51 @@ pub fn parse_reader<R: std::io::BufRead>(reader: R) -> (NcclDebugInfo, Vec<super
 
 #[cfg(test)]
 mod tests {
+
+    /// The hand-read patterns answer as their regexes do.
+    #[test]
+    fn hand_read_patterns_match_their_regexes() {
+        let lines = [
+            "NCCL version 2.28.9+cuda13.0",
+            "NCCL INFO NCCL version 2.18.1+cuda12.1",
+            "x NCCL version 2.7.8, y NCCL version 2.9.9",
+            "NCCL version 2.7 NCCL version 3.1.4-rc1,foo",
+            "NCCL version x NCCL version 1.2.",
+            "NET/IB : Using [0]mlx5_0:1/IB [1]mlx5_1:1/IB ; OOB eth0:10.0.0.1<0>",
+            "NET/IB : Using [RO]; OOB eth0:192.0.2.2<0>",
+            "NET/Socket : Using [0]eth0:192.0.2.2<0>",
+            "NET/IB : No device found.",
+            "NET/ : Using [0]x",
+            "NET/OFI\t: Using [0]efa0",
+            "NET/IB_x: Using [12]a;b [3][4]c [x]y [5] [6]d[7]e",
+            "[0]eth0:192.0.2.2<0>",
+            "nranks 8 nRanks 16 NRANKS 4 xnranks 3 nranks x nranks 07 _nranks 9",
+            "rank 0 nRanks 16 nNodes 2 localRanks 8",
+            "nNodesx 3 nNodes 12",
+            "nranks",
+            "",
+        ];
+        for l in lines {
+            assert_eq!(
+                version_of(l),
+                VERSION.captures(l).and_then(|c| c.get(1)).map(|m| m.as_str()),
+                "{l:?}"
+            );
+            let re = NET_USING
+                .captures(l)
+                .and_then(|c| Some((c.get(1)?.as_str(), c.get(2)?.as_str())));
+            assert_eq!(net_using(l), re, "{l:?}");
+            let re: Vec<&str> = NIC_ITEM
+                .captures_iter(l)
+                .filter_map(|c| c.get(1).map(|m| m.as_str()))
+                .collect();
+            assert_eq!(nic_items(l).collect::<Vec<_>>(), re, "{l:?}");
+            for (word, nocase, re) in [("nranks", true, &*NRANKS), ("nNodes", false, &*NNODES)] {
+                let want = re.captures(l).and_then(|c| uint(c.get(1)?.as_str()));
+                assert_eq!(count_after(l, word, nocase, re), want, "{word} in {l:?}");
+            }
+        }
+    }
     use super::super::testdata::device;
     use super::*;
 

@@ -35,7 +35,7 @@
 //! DeepSpeed config. Each module also has its own `Parser` (fed [`Line`]s) for standalone use.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, Read};
 use std::path::Path;
 use std::sync::LazyLock;
 
@@ -160,14 +160,24 @@ pub struct LineSource<R> {
     /// Bytes taken out of the reader so far.
     read_total: u64,
     error: Option<io::Error>,
+    /// Bytes asked of the reader at a time.
+    chunk: usize,
 }
 
-/// Bytes asked of the reader at a time.
+/// Bytes asked of the reader at a time, at most.
 const BLOCK: usize = 256 * 1024;
 
 impl<R: Read> LineSource<R> {
     pub fn new(reader: R) -> Self {
+        Self::with_size_hint(reader, BLOCK as u64)
+    }
+
+    /// A source for input of about `size` bytes: a small file gets a buffer its size (most
+    /// logs of a campaign are small; a fresh 256 KiB per file costs more than parsing it).
+    pub fn with_size_hint(reader: R, size: u64) -> Self {
+        let chunk = (size.saturating_add(1) as usize).clamp(4096, BLOCK);
         LineSource {
+            chunk,
             reader,
             buf: Vec::new(),
             start: 0,
@@ -197,13 +207,17 @@ impl<R: Read> LineSource<R> {
         if self.eof {
             return false;
         }
-        if self.start > 0 && self.buf.len() - self.end < BLOCK / 2 {
+        if self.start > 0 && self.buf.len() - self.end < self.chunk / 2 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
         }
-        if self.buf.len() - self.end < BLOCK / 2 {
-            self.buf.resize(self.end + BLOCK, 0);
+        if self.buf.len() - self.end < self.chunk / 2 {
+            // A file larger than its hint (still being written): read on in full blocks.
+            if !self.buf.is_empty() {
+                self.chunk = BLOCK;
+            }
+            self.buf.resize(self.end + self.chunk, 0);
         }
         loop {
             match self.reader.read(&mut self.buf[self.end..]) {
@@ -240,8 +254,8 @@ impl<R: Read> LineSource<R> {
                 return false;
             }
             // Room for a block after the kept line, without growing past it.
-            if self.buf.len() - self.end < BLOCK / 2 {
-                self.buf.resize(self.end + BLOCK, 0);
+            if self.buf.len() - self.end < self.chunk / 2 {
+                self.buf.resize(self.end + self.chunk, 0);
             }
             loop {
                 match self.reader.read(&mut self.buf[self.end..]) {
@@ -1087,11 +1101,16 @@ pub fn parse_reader<R: Read>(name: &str, reader: R) -> ParsedLog {
 
 /// [`parse_reader`] with options.
 pub fn parse_reader_with<R: Read>(name: &str, reader: R, opts: &ParseOptions) -> ParsedLog {
+    parse_sized(name, reader, BLOCK as u64, opts)
+}
+
+/// [`parse_reader_with`] for input of about `size` bytes.
+fn parse_sized<R: Read>(name: &str, reader: R, size: u64, opts: &ParseOptions) -> ParsedLog {
     if name.to_ascii_lowercase().ends_with(".json") {
         return parse_json(name, reader);
     }
     let mut parser = LogParser::new(opts);
-    let mut src = LineSource::new(BufReader::with_capacity(64 * 1024, reader));
+    let mut src = LineSource::with_size_hint(reader, size);
     while let Some(raw) = src.next_line() {
         parser.feed_raw(&raw);
     }
@@ -1121,7 +1140,8 @@ pub fn parse_file(path: impl AsRef<Path>) -> io::Result<ParsedLog> {
 pub fn parse_file_with(path: impl AsRef<Path>, opts: &ParseOptions) -> io::Result<ParsedLog> {
     let path = path.as_ref();
     let file = File::open(path)?;
-    Ok(parse_reader_with(&path.display().to_string(), file, opts))
+    let size = file.metadata().map_or(BLOCK as u64, |m| m.len());
+    Ok(parse_sized(&path.display().to_string(), file, size, opts))
 }
 
 fn parse_json<R: Read>(name: &str, reader: R) -> ParsedLog {
@@ -1323,6 +1343,62 @@ mod tests {
         let l3 = src.next_line().map(|l| (l.text.to_string(), l.terminated));
         assert_eq!(l3, Some((a, false)));
         assert!(src.next_line().is_none());
+    }
+
+    /// A reader that hands out at most `n` bytes per call, as pipes and slow disks do.
+    struct Trickle<'a>(&'a [u8], usize);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.len().min(self.1).min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    /// Every line, its number, ending and cut flag, and the byte count, whatever the read sizes
+    /// and size hint: lines across block ends, lines longer than [`MAX_LINE_BYTES`] (cut, the
+    /// rest skipped up to the newline, also when that is the last line), CRLF, empty lines.
+    #[test]
+    fn line_source_is_independent_of_read_sizes() {
+        let long = "x".repeat(MAX_LINE_BYTES + 300_000);
+        let real = device_line("ds-z2-torchrun.log", "final loss");
+        let data = format!(
+            "{real}\r\n\n{long}\nafter long\n{}\n{real}\n{long}",
+            "y".repeat(BLOCK * 2 + 17)
+        );
+        let want = |text: &str| -> (String, bool, bool) {
+            let cut = text.len() > MAX_LINE_BYTES;
+            (
+                text[..text.len().min(MAX_LINE_BYTES)].to_string(),
+                true,
+                cut,
+            )
+        };
+        let mut expect: Vec<(String, bool, bool)> = vec![
+            want(&real),
+            want(""),
+            want(&long),
+            want("after long"),
+            want(&"y".repeat(BLOCK * 2 + 17)),
+            want(&real),
+        ];
+        expect.push((long[..MAX_LINE_BYTES].to_string(), false, true));
+        for (step, hint) in [
+            (1 << 30, 0),
+            (7, 100),
+            (4096, BLOCK as u64),
+            (BLOCK + 3, 10),
+        ] {
+            let mut src = LineSource::with_size_hint(Trickle(data.as_bytes(), step), hint);
+            let mut got = Vec::new();
+            while let Some(l) = src.next_line() {
+                assert_eq!(l.no as usize, got.len() + 1);
+                got.push((l.text.to_string(), l.terminated, l.cut));
+            }
+            assert!(got == expect, "read size {step}, hint {hint}");
+            assert_eq!(src.bytes_read(), data.len() as u64, "read size {step}");
+        }
     }
 
     #[test]

@@ -279,7 +279,10 @@ fn count_after(msg: &str, word: &str, nocase: bool, re: &Regex) -> Option<u64> {
         if !same || !boundary || b.get(i + n) != Some(&b' ') {
             continue;
         }
-        let digits = b[i + n + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        let digits = b[i + n + 1..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
         if digits > 0 {
             return uint(&msg[i + n + 1..i + n + 1 + digits]);
         }
@@ -298,7 +301,10 @@ static NIC_ITEM: LazyLock<Regex> =
 /// What [`VERSION`] captures.
 fn version_of(text: &str) -> Option<&str> {
     if !text.is_ascii() {
-        return VERSION.captures(text).and_then(|c| c.get(1)).map(|m| m.as_str());
+        return VERSION
+            .captures(text)
+            .and_then(|c| c.get(1))
+            .map(|m| m.as_str());
     }
     static WORDS: LazyLock<memchr::memmem::Finder<'static>> =
         LazyLock::new(|| memchr::memmem::Finder::new(b"NCCL version "));
@@ -728,7 +734,10 @@ mod tests {
         for l in lines {
             assert_eq!(
                 version_of(l),
-                VERSION.captures(l).and_then(|c| c.get(1)).map(|m| m.as_str()),
+                VERSION
+                    .captures(l)
+                    .and_then(|c| c.get(1))
+                    .map(|m| m.as_str()),
                 "{l:?}"
             );
             let re = NET_USING

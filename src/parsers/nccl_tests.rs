@@ -562,14 +562,14 @@ impl Parser {
     }
 
     fn feed_row(&mut self, line: &Line<'_>, t: &str, w: &mut Warnings) {
-        let fields: Vec<&str> = t.split_whitespace().collect();
-        // A row starts with two unsigned integers (size, count).
-        if fields.len() < 2
-            || !fields[0].bytes().all(|b| b.is_ascii_digit())
-            || !fields[1].bytes().all(|b| b.is_ascii_digit())
-        {
+        // A row starts with two unsigned integers (size, count); most lines that start with a
+        // digit (timestamps, CSV samples) are told apart before anything is collected.
+        let mut head = t.split_whitespace();
+        let unsigned = |f: Option<&str>| f.is_some_and(|f| f.bytes().all(|b| b.is_ascii_digit()));
+        if !(unsigned(head.next()) && unsigned(head.next())) {
             return;
         }
+        let fields: Vec<&str> = t.split_whitespace().collect();
         let Some(layout) = self.layout.as_ref() else {
             if self.cur.started() && !self.row_without_header_warned {
                 self.row_without_header_warned = true;

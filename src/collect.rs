@@ -897,35 +897,20 @@ fn finish(
     let keys: std::collections::HashSet<&str> = sources.iter().map(|s| s.key.as_str()).collect();
     cache.files.retain(|k, _| keys.contains(k.as_str()));
 
-    let mut tables = Tables::default();
     let mut per_run: Vec<Vec<&Source>> = vec![Vec::new(); runs.len()];
     for s in &sources {
         per_run[s.run].push(s);
     }
-    for (ri, run) in runs.iter_mut().enumerate() {
-        let files: Vec<(&Source, &FileResult)> = per_run[ri]
-            .iter()
-            .filter_map(|s| cache.files.get(&s.key).map(|f| (*s, f)))
-            .collect();
-        for (s, f) in &files {
-            for w in &f.warnings {
-                report.warnings.push(format!("{}: {w}", s.key));
-            }
-        }
-        aggregate(run, &files, profile, &mut tables);
-        for p in &opts.patterns {
-            let values: Vec<f64> = files
-                .iter()
-                .flat_map(|(_, f)| {
-                    f.user
-                        .iter()
-                        .filter(|(n, _)| n == &p.name)
-                        .flat_map(|(_, v)| v.iter().copied())
-                })
-                .collect();
-            run.figures.insert(p.column(), p.aggregate.apply(&values));
-        }
-        run.sources = files.iter().map(|(s, _)| s.key.clone()).collect();
+    // Runs are independent: each is aggregated into its own tables, joined in run order.
+    let parts: Vec<(Tables, Vec<String>)> = runs
+        .par_iter_mut()
+        .zip(per_run.par_iter())
+        .map(|(run, srcs)| aggregate_run(run, srcs, &cache, profile, opts))
+        .collect();
+    let mut tables = Tables::default();
+    for (t, warnings) in parts {
+        tables.append(t);
+        report.warnings.extend(warnings);
     }
     // The tables and the cache are independent outputs of tens of MB each: one per core.
     let (tables, cached) = rayon::join(
@@ -944,6 +929,42 @@ fn finish(
     };
     crate::campaign::write_if_changed(&fp_path, &serde_json::to_vec(&fp)?)?;
     Ok(fp.report)
+}
+
+/// One run's rows of every table, its figures and the warnings of its files.
+fn aggregate_run(
+    run: &mut Run,
+    srcs: &[&Source],
+    cache: &Cache,
+    profile: Option<&crate::profile::Profile>,
+    opts: &Options,
+) -> (Tables, Vec<String>) {
+    let mut tables = Tables::default();
+    let mut warnings = Vec::new();
+    let files: Vec<(&Source, &FileResult)> = srcs
+        .iter()
+        .filter_map(|s| cache.files.get(&s.key).map(|f| (*s, f)))
+        .collect();
+    for (s, f) in &files {
+        for w in &f.warnings {
+            warnings.push(format!("{}: {w}", s.key));
+        }
+    }
+    aggregate(run, &files, profile, &mut tables);
+    for p in &opts.patterns {
+        let values: Vec<f64> = files
+            .iter()
+            .flat_map(|(_, f)| {
+                f.user
+                    .iter()
+                    .filter(|(n, _)| n == &p.name)
+                    .flat_map(|(_, v)| v.iter().copied())
+            })
+            .collect();
+        run.figures.insert(p.column(), p.aggregate.apply(&values));
+    }
+    run.sources = files.iter().map(|(s, _)| s.key.clone()).collect();
+    (tables, warnings)
 }
 
 #[derive(Default)]
@@ -1244,6 +1265,27 @@ fn model_flops_per_token(params: &IndexMap<String, Json>) -> Option<f64> {
 }
 
 impl Tables {
+    fn append(&mut self, other: Tables) {
+        let Tables {
+            nccl,
+            steps,
+            gpu,
+            failures,
+            binds,
+            nics,
+            preflight,
+            power,
+        } = other;
+        self.nccl.extend(nccl);
+        self.steps.extend(steps);
+        self.gpu.extend(gpu);
+        self.failures.extend(failures);
+        self.binds.extend(binds);
+        self.nics.extend(nics);
+        self.preflight.extend(preflight);
+        self.power.extend(power);
+    }
+
     fn write(&self, out: &Path, runs: &[Run]) -> Result<Vec<String>> {
         let mut written = Vec::new();
         let mut put = |name: &str, bytes: Vec<u8>| -> Result<()> {

@@ -209,7 +209,8 @@ impl CsvParser {
         let mut bad = Vec::new();
         for ((field, name), v) in self.fields.iter().zip(&self.names).zip(&parts) {
             let missing = is_missing(v);
-            let text = (!missing).then(|| v.to_string());
+            // Only the text columns keep their text: no copy of every number.
+            let text = || (!missing).then(|| v.to_string());
             let mut number = || -> Option<f64> {
                 if missing {
                     return None;
@@ -222,11 +223,11 @@ impl CsvParser {
                 x
             };
             match field {
-                Field::Timestamp => s.timestamp = text,
+                Field::Timestamp => s.timestamp = text(),
                 Field::Index => s.index = uint(v).map(|x| x as u32),
-                Field::Name => s.name = text,
-                Field::BusId => s.bus_id = text,
-                Field::Uuid => s.uuid = text,
+                Field::Name => s.name = text(),
+                Field::BusId => s.bus_id = text(),
+                Field::Uuid => s.uuid = text(),
                 Field::UtilGpu => s.util_gpu_pct = number(),
                 Field::UtilMem => s.util_mem_pct = number(),
                 Field::MemUsed => s.mem_used_mib = number(),
@@ -237,7 +238,7 @@ impl CsvParser {
                 Field::TempMem => s.temp_mem_c = number(),
                 Field::SmClock => s.sm_clock_mhz = number(),
                 Field::MemClock => s.mem_clock_mhz = number(),
-                Field::Other => s.extra.push((name.clone(), text)),
+                Field::Other => s.extra.push((name.clone(), text())),
             }
         }
         if !bad.is_empty() {

@@ -219,6 +219,11 @@ impl<R: Read> LineSource<R> {
             }
             self.buf.resize(self.end + self.chunk, 0);
         }
+        self.read_some()
+    }
+
+    /// One read into `buf[end..]` (the caller made room); false at end of input or on an error.
+    fn read_some(&mut self) -> bool {
         loop {
             match self.reader.read(&mut self.buf[self.end..]) {
                 Ok(0) => {
@@ -257,26 +262,7 @@ impl<R: Read> LineSource<R> {
             if self.buf.len() - self.end < self.chunk / 2 {
                 self.buf.resize(self.end + self.chunk, 0);
             }
-            loop {
-                match self.reader.read(&mut self.buf[self.end..]) {
-                    Ok(0) => {
-                        self.eof = true;
-                        break;
-                    }
-                    Ok(n) => {
-                        self.end += n;
-                        self.read_total += n as u64;
-                        break;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        self.error = Some(e);
-                        self.eof = true;
-                        break;
-                    }
-                }
-            }
-            if self.eof && self.end == keep {
+            if !self.read_some() {
                 return false;
             }
         }
@@ -988,31 +974,29 @@ impl LogParser {
             }
             self.telemetry.feed(line, w);
         }
-        if terminated {
-            for (i, (name, re)) in self.patterns.iter().enumerate() {
-                let Some(v) = re
-                    .captures(line.text)
-                    .and_then(|c| c.get(1))
-                    .map(|m| m.as_str())
-                else {
-                    continue;
-                };
-                match num(v) {
-                    Some(x) => push_capped(
-                        &mut self.user[i].1,
-                        x,
-                        "pattern values",
-                        line.no,
-                        &mut self.warnings,
+        for (i, (name, re)) in self.patterns.iter().enumerate() {
+            let Some(v) = re
+                .captures(line.text)
+                .and_then(|c| c.get(1))
+                .map(|m| m.as_str())
+            else {
+                continue;
+            };
+            match num(v) {
+                Some(x) => push_capped(
+                    &mut self.user[i].1,
+                    x,
+                    "pattern values",
+                    line.no,
+                    &mut self.warnings,
+                ),
+                None => self.warnings.push(
+                    line.no,
+                    format!(
+                        "pattern `{name}` captured `{}`, not a number",
+                        v.chars().take(40).collect::<String>()
                     ),
-                    None => self.warnings.push(
-                        line.no,
-                        format!(
-                            "pattern `{name}` captured `{}`, not a number",
-                            v.chars().take(40).collect::<String>()
-                        ),
-                    ),
-                }
+                ),
             }
         }
     }

@@ -28,22 +28,33 @@ pub const NCCL_TESTS: u16 = 1 << 4;
 pub const DEEPSPEED: u16 = 1 << 5;
 pub const MEGATRON: u16 = 1 << 6;
 pub const PAYLOAD: u16 = 1 << 7;
+/// Which of an INFO message's literals (each also sets `NCCL_INFO`): `Parser::info_message`
+/// then tests only for those.
+pub const INFO_VIA: u16 = 1 << 8;
+pub const INFO_VERSION: u16 = 1 << 9;
+pub const INFO_INIT: u16 = 1 << 10;
+pub const INFO_NRANKS: u16 = 1 << 11;
+pub const INFO_NET: u16 = 1 << 12;
 
 // Stems, not the parsers' own literal lists: each literal a parser needs holds one of its
 // stems (the tests check it against those lists). Fewer patterns keep the automaton on its
-// SIMD path (Teddy: at most 64 patterns), stems of 3 bytes or more let it fingerprint 3 bytes,
-// and no stem starts like the parts of an NCCL INFO line every line has (`NCCL INFO`,
-// `] `), which would make each line a candidate to verify. A stem may let through a line the
-// parser then rejects; it never keeps one from it.
+// SIMD path (Teddy: at most 64 patterns), stems of 4 bytes or more let it fingerprint 4 bytes
+// (one stem of 3 would bring all down to 3, and many more false candidates to verify), and no
+// stem starts like the parts of an NCCL INFO line every line has (`NCCL INFO`, `] `), which
+// would make each line a candidate to verify. A stem may let through a line the parser then
+// rejects; it never keeps one from it.
 
-/// What every `GLUE` match (see `split_glued`) holds, but the NCCL header.
+/// The one `GLUE` literal shorter than 4 bytes (a Python logging timestamp's `,123] [INFO]`):
+/// searched apart, with `memmem`.
+const BRACKETS: &str = "] [";
+
+/// What every `GLUE` match (see `split_glued`) holds, but the NCCL header and [`BRACKETS`].
 const GLUE_STEMS: &[&str] = &[
     "]<std",
     "[Rank ",
     "[rank",
     "[default",
     ": error:",
-    "] [",
     "# Out of bounds values",
     "# Avg bus bandwidth",
     "# nccl-tests version",
@@ -54,10 +65,12 @@ const GLUE_STEMS: &[&str] = &[
 /// `failures::TRIGGERS` and the traceback start; `Error` stands for the CUDA, NCCL and
 /// Python error names, ` failure` for nccl-tests' `Test NCCL|CUDA failure`.
 const FAIL_STEMS: &[&str] = &[
-    "ECC",
-    "Xid",
+    "ECC ",
+    "NVRM: Xid",
+    "(PCI:",
     "fallen off the bus",
-    "***",
+    "*** JOB ",
+    "*** STEP ",
     "out of memory",
     "Error",
     "kill event",
@@ -82,19 +95,12 @@ const NCCL_ERR_STEMS: &[&str] = &[
     " failure",
     nccl_debug::WATCHDOG,
 ];
-/// `nccl_debug::INFO_LITERALS`.
-const NCCL_INFO_STEMS: &[&str] = &[
-    " via ",
-    "L version",
-    "DriverVersion",
-    "Init COMPLETE",
-    "nranks",
-    "nRanks",
-    "Using network",
-    "NET plugin ",
-    "Bootstrap",
-    "NET/",
-];
+/// `nccl_debug::INFO_LITERALS`, by the branch of `info_message` that needs them.
+const INFO_VIA_STEMS: &[&str] = &[" via "];
+const INFO_VERSION_STEMS: &[&str] = &["L version", "DriverVersion"];
+const INFO_INIT_STEMS: &[&str] = &["Init COMPLETE"];
+const INFO_NRANKS_STEMS: &[&str] = &["nranks", "nRanks"];
+const INFO_NET_STEMS: &[&str] = &["Using network", "NET plugin ", "Bootstrap", "NET/"];
 const NCCL_TESTS_STEMS: &[&str] = &["Running:", " failure", "L version"];
 /// `deepspeed::TRIGGERS`.
 const DEEPSPEED_STEMS: &[&str] = &[
@@ -128,11 +134,15 @@ struct Gate {
 }
 
 static GATE: LazyLock<Gate> = LazyLock::new(|| {
-    let groups: [(u16, &[&str]); 8] = [
+    let groups: [(u16, &[&str]); 12] = [
         (GLUE, GLUE_STEMS),
         (FAIL, FAIL_STEMS),
         (NCCL_ERR, NCCL_ERR_STEMS),
-        (NCCL_INFO, NCCL_INFO_STEMS),
+        (NCCL_INFO | INFO_VIA, INFO_VIA_STEMS),
+        (NCCL_INFO | INFO_VERSION, INFO_VERSION_STEMS),
+        (NCCL_INFO | INFO_INIT, INFO_INIT_STEMS),
+        (NCCL_INFO | INFO_NRANKS, INFO_NRANKS_STEMS),
+        (NCCL_INFO | INFO_NET, INFO_NET_STEMS),
         (NCCL_TESTS, NCCL_TESTS_STEMS),
         (DEEPSPEED, DEEPSPEED_STEMS),
         (MEGATRON, MEGATRON_STEMS),
@@ -161,6 +171,10 @@ static GATE: LazyLock<Gate> = LazyLock::new(|| {
         })
         .collect();
     debug_assert!(pats.len() <= 64, "{} gate patterns", pats.len());
+    debug_assert!(
+        pats.iter().all(|p| p.len() >= 4),
+        "a gate stem under 4 bytes"
+    );
     let ac = AhoCorasick::builder()
         .match_kind(MatchKind::LeftmostLongest)
         .build(&pats)
@@ -175,18 +189,69 @@ static GATE: LazyLock<Gate> = LazyLock::new(|| {
 /// longest one there, whose `owners` include theirs. So the answer is exact, in one search per
 /// position with a match (none for most lines).
 pub fn bits(text: &str) -> u16 {
-    let g = &*GATE;
-    let mut out = 0;
-    let mut at = 0;
-    let hay = text.as_bytes();
-    while at < hay.len() {
-        let Some(m) = g.ac.find(aho_corasick::Input::new(hay).range(at..)) else {
-            break;
+    Scanner::new(text.as_bytes()).fold(0, |acc, (_, b)| acc | b)
+}
+
+/// Every position of `hay` where some literal starts, with the parsers of the literals there, in
+/// order: [`bits`] of each line of a block is what the scanner yields within that line, and one
+/// scan over a block of many lines costs far less than one per line (most lines hold no literal,
+/// and the automaton's SIMD search then runs on without stopping at each line).
+pub struct Scanner<'h> {
+    hay: &'h [u8],
+    /// The next automaton match, and where to search for the one after it.
+    ac: Option<(usize, u16)>,
+    ac_from: usize,
+    /// The next [`BRACKETS`].
+    brackets: Option<usize>,
+}
+
+static BRACKETS_FINDER: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(BRACKETS));
+
+impl<'h> Scanner<'h> {
+    pub fn new(hay: &'h [u8]) -> Self {
+        let mut s = Scanner {
+            hay,
+            ac: None,
+            ac_from: 0,
+            brackets: BRACKETS_FINDER.find(hay),
         };
-        out |= g.owners[m.pattern().as_usize()];
-        at = m.start() + 1;
+        s.ac = s.next_ac();
+        s
     }
-    out
+
+    fn next_ac(&mut self) -> Option<(usize, u16)> {
+        if self.ac_from >= self.hay.len() {
+            return None;
+        }
+        let g = &*GATE;
+        let Some(m) =
+            g.ac.find(aho_corasick::Input::new(self.hay).range(self.ac_from..))
+        else {
+            self.ac_from = self.hay.len();
+            return None;
+        };
+        self.ac_from = m.start() + 1;
+        Some((m.start(), g.owners[m.pattern().as_usize()]))
+    }
+}
+
+impl Iterator for Scanner<'_> {
+    type Item = (usize, u16);
+
+    fn next(&mut self) -> Option<(usize, u16)> {
+        match (self.ac, self.brackets) {
+            (_, Some(b)) if self.ac.is_none_or(|(a, _)| b < a) => {
+                self.brackets = BRACKETS_FINDER.find(&self.hay[b + 1..]).map(|i| b + 1 + i);
+                Some((b, GLUE))
+            }
+            (Some((a, bits)), _) => {
+                self.ac = self.next_ac();
+                Some((a, bits))
+            }
+            (None, _) => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -197,12 +262,11 @@ mod tests {
     /// Every literal a parser's own test looks for lets the line through to it.
     #[test]
     fn stems_cover_every_parser_literal() {
-        let lists: [(u16, &[&str]); 9] = [
+        let mut lists: Vec<(u16, &[&str])> = vec![
             (FAIL, failures::TRIGGERS),
             (FAIL, &[failures::TRACEBACK]),
             (NCCL_ERR, nccl_debug::ERROR_LITERALS),
             (NCCL_ERR, &[nccl_debug::WATCHDOG]),
-            (NCCL_INFO, nccl_debug::INFO_LITERALS),
             (
                 NCCL_TESTS,
                 &[
@@ -224,11 +288,14 @@ mod tests {
             ),
             (PAYLOAD, &[payload::MARKER, payload::BIND_PREFIX]),
         ];
+        for (bit, lits) in nccl_debug::INFO_LITERALS {
+            lists.push((NCCL_INFO | bit, lits));
+        }
         for (bit, lits) in lists {
             for l in lits {
-                assert_ne!(bits(l) & bit, 0, "{l:?} does not reach parser bit {bit}");
+                assert_eq!(bits(l) & bit, bit, "{l:?} does not reach parser bit {bit}");
                 // Inside a longer line too.
-                assert_ne!(bits(&format!("xx {l} yy")) & bit, 0, "{l:?} in a line");
+                assert_eq!(bits(&format!("xx {l} yy")) & bit, bit, "{l:?} in a line");
             }
         }
         // Lines the `GLUE` regex splits, one per alternative but the NCCL header (tested

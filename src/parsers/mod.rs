@@ -268,6 +268,42 @@ impl<R: Read> LineSource<R> {
         }
     }
 
+    /// The next run of clean lines, or the next line when it is not clean; `None` at end of
+    /// input (or after an I/O error, see [`Self::take_error`]).
+    pub fn next_chunk(&mut self) -> Option<Chunk<'_>> {
+        // Only while all that is buffered is shorter than the longest line kept: a longer run
+        // without a newline is cut by `next_line`.
+        while self.end - self.start <= MAX_LINE_BYTES {
+            let from = self.start + self.scanned;
+            match memchr::memrchr(b'\n', &self.buf[from..self.end]) {
+                Some(i) => {
+                    let stop = from + i + 1;
+                    let (len, lines) = clean_prefix(&self.buf[self.start..stop]);
+                    if lines == 0 {
+                        break;
+                    }
+                    let first_no = self.line_no + 1;
+                    let begin = self.start;
+                    self.line_no += lines;
+                    self.start = begin + len;
+                    self.scanned = 0;
+                    let bytes = &self.buf[begin..begin + len];
+                    debug_assert!(bytes.is_ascii());
+                    // SAFETY: `clean_prefix` passed only bytes below 0x7f: ASCII, valid UTF-8.
+                    let text = unsafe { std::str::from_utf8_unchecked(bytes) };
+                    return Some(Chunk::Clean { text, first_no });
+                }
+                None => {
+                    self.scanned = self.end - self.start;
+                    if !self.fill() {
+                        break;
+                    }
+                }
+            }
+        }
+        self.next_line().map(Chunk::Line)
+    }
+
     /// The next line, or `None` at end of input (or after an I/O error, see [`Self::take_error`]).
     pub fn next_line(&mut self) -> Option<RawLine<'_>> {
         let (line_end, next, terminated, cut) = loop {
@@ -326,6 +362,83 @@ impl<R: Read> LineSource<R> {
             control: control || (!ascii && has_control(text)),
         })
     }
+}
+
+/// What [`LineSource::next_chunk`] hands out.
+#[derive(Debug)]
+pub enum Chunk<'a> {
+    /// Whole lines, each ending in `\n` (not in the text's lines), none longer than
+    /// [`MAX_LINE_BYTES`], all ASCII without a control character but tab: the lines that need
+    /// no cleaning, many at a time. The first is line `first_no`.
+    Clean { text: &'a str, first_no: u64 },
+    /// One line that needs the careful path (cut, not ASCII, control characters, unterminated).
+    Line(RawLine<'a>),
+}
+
+/// The length of the longest run of whole lines at the start of `b` that are ASCII without a
+/// control character but tab and `\n`, and how many lines that is. Whole 32-byte chunks are
+/// tested without early exit (SIMD compares); only a chunk with a bad byte is looked into.
+fn clean_prefix(b: &[u8]) -> (usize, u64) {
+    let bad = |x: u8| (((x < 0x20) & (x != b'\t') & (x != b'\n')) | (x >= 0x7f)) as u8;
+    let mut lines = 0u64;
+    let mut at = 0;
+    for c in b.chunks_exact(32) {
+        // u8 lanes: one compare and add per byte, no widening (at most 32 per chunk).
+        let (nl, any_bad) = c.iter().fold((0u8, 0u8), |(n, k), &x| {
+            (n.wrapping_add((x == b'\n') as u8), k | bad(x))
+        });
+        if any_bad != 0 {
+            break;
+        }
+        lines += nl as u64;
+        at += 32;
+    }
+    // The rest: the chunk with a bad byte, or the tail.
+    for &x in &b[at..] {
+        if bad(x) != 0 {
+            break;
+        }
+        lines += (x == b'\n') as u64;
+        at += 1;
+    }
+    // `at` is the first bad byte (or the end, which is a newline): the clean lines end at the
+    // last newline before it.
+    let end = memchr::memrchr(b'\n', &b[..at]).map_or(0, |i| i + 1);
+    (end, lines)
+}
+
+/// `a == b` for the short strings of a line's header, inline: a call to `memcmp` per line
+/// costs more than the compare.
+#[inline]
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let n = a.len();
+    if n < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    // Fixed-size copies: each is one 8-byte load.
+    let word = |s: &[u8], i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[i..i + 8]);
+        u64::from_ne_bytes(w)
+    };
+    let mut i = 0;
+    while i + 8 <= n {
+        if word(a, i) != word(b, i) {
+            return false;
+        }
+        i += 8;
+    }
+    // The last 8 bytes, overlapping those compared.
+    word(a, n - 8) == word(b, n - 8)
+}
+
+/// `s.starts_with(head)`, inline (see [`same_bytes`]).
+#[inline]
+fn starts_with(s: &str, head: &str) -> bool {
+    s.len() >= head.len() && same_bytes(&s.as_bytes()[..head.len()], head.as_bytes())
 }
 
 /// One logical line handed to the parsers: a segment of a physical line after normalisation.
@@ -784,8 +897,113 @@ pub struct LogParser {
     segs: Vec<Segment>,
     lines: u64,
     lossy_lines: u64,
-    /// Every parser fed every line, as before the gate (tests compare the two).
+    /// Every parser fed every line, as before the gate, and no header reused (tests compare).
     ungated: bool,
+    head: HeaderCache,
+    maps: BlockMaps,
+}
+
+/// Where the newlines and the `]`s of a block of lines are, as bitmaps (bit `i % 64` of word
+/// `i / 64` for byte `i`), made in one pass: finding each line's end, or whether its message
+/// holds a `]`, is then a few bit operations instead of a call to `memchr` per line.
+#[derive(Default)]
+struct BlockMaps {
+    newline: Vec<u64>,
+    bracket: Vec<u64>,
+}
+
+impl BlockMaps {
+    fn build(&mut self, b: &[u8]) {
+        self.newline.clear();
+        self.bracket.clear();
+        let chunks = b.chunks_exact(64);
+        let tail = chunks.remainder();
+        for c in chunks {
+            let (n, r) = Self::masks64(c);
+            self.newline.push(n);
+            self.bracket.push(r);
+        }
+        if !tail.is_empty() {
+            let (n, r) = Self::masks(tail);
+            self.newline.push(n);
+            self.bracket.push(r);
+        }
+    }
+
+    /// [`Self::masks`] of 64 bytes with SSE2 (every x86-64 has it): a compare and a movemask
+    /// per 16 bytes, where the plain loop is not vectorised.
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    fn masks64(c: &[u8]) -> (u64, u64) {
+        use std::arch::x86_64::_mm_set1_epi8;
+        use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8};
+        assert!(c.len() >= 64);
+        let mut n = 0u64;
+        let mut r = 0u64;
+        // SAFETY: SSE2 is part of the x86-64 baseline, so the intrinsics are available; bytes
+        // k*16..k*16+16 lie in `c` (64 bytes at least, asserted), and the load has no
+        // alignment requirement.
+        unsafe {
+            let nl = _mm_set1_epi8(b'\n' as i8);
+            let br = _mm_set1_epi8(b']' as i8);
+            for k in 0..4 {
+                let v = _mm_loadu_si128(c.as_ptr().add(k * 16).cast::<__m128i>());
+                n |= u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, nl)) as u16) << (k * 16);
+                r |= u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, br)) as u16) << (k * 16);
+            }
+        }
+        (n, r)
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn masks64(c: &[u8]) -> (u64, u64) {
+        Self::masks(c)
+    }
+
+    #[inline]
+    fn masks(c: &[u8]) -> (u64, u64) {
+        let mut n = 0u64;
+        let mut r = 0u64;
+        for (i, &x) in c.iter().enumerate() {
+            n |= ((x == b'\n') as u64) << i;
+            r |= ((x == b']') as u64) << i;
+        }
+        (n, r)
+    }
+
+    /// The first set bit of `map` at or after `from`.
+    fn next_in(map: &[u64], from: usize) -> Option<usize> {
+        let mut w = from / 64;
+        let mut bits = map.get(w)? & (!0u64 << (from % 64));
+        loop {
+            if bits != 0 {
+                return Some(w * 64 + bits.trailing_zeros() as usize);
+            }
+            w += 1;
+            bits = *map.get(w)?;
+        }
+    }
+
+    fn next_newline(&self, from: usize) -> Option<usize> {
+        Self::next_in(&self.newline, from)
+    }
+
+    /// Whether a `]` lies in `from..end`.
+    fn bracket_in(&self, from: usize, end: usize) -> bool {
+        Self::next_in(&self.bracket, from).is_some_and(|i| i < end)
+    }
+}
+
+/// The start of the last line with a plain NCCL INFO header, up to its message, and what
+/// [`LogParser::split_header`] found in it.
+#[derive(Default)]
+struct HeaderCache {
+    /// Empty when there is none yet.
+    bytes: String,
+    rest_at: usize,
+    rank: Option<u32>,
+    host: Option<(usize, usize)>,
+    layout: nccl_debug::Layout,
 }
 
 impl Default for LogParser {
@@ -818,6 +1036,8 @@ impl LogParser {
             lines: 0,
             lossy_lines: 0,
             ungated: false,
+            head: HeaderCache::default(),
+            maps: BlockMaps::default(),
         }
     }
 
@@ -837,65 +1057,155 @@ impl LogParser {
         if raw.lossy {
             self.lossy_lines += 1;
         }
-        let unterminated = |w: &mut Warnings| {
-            w.push(
-                raw.no,
-                "last line has no line terminator (file truncated?): used for failure detection only",
-            )
-        };
-        // The common line (no control character, nothing glued to it) is its own one segment,
-        // borrowed; the gate's literal pass over it serves the glue test and the dispatch.
         if !raw.control {
-            let (rest, rank, host) = strip_prefixes(raw.text);
-            let info = if raw.terminated {
-                nccl_debug::info_header(rest)
-            } else {
-                None
-            };
+            let (rest, rank, host, info) = self.split_header(raw.text);
+            let info = if raw.terminated { info } else { None };
             let bits = self.gate(rest);
-            let nccl_glue = info
-                .as_ref()
-                .and_then(|h| h.another_header())
-                .unwrap_or_else(|| nccl_glue_possible(rest));
-            let glued = (bits & gate::GLUE != 0 || nccl_glue) && may_glue(rest);
-            if !glued {
-                if rest.trim().is_empty() {
-                    self.feed_blank(raw.no, raw.terminated);
-                } else {
-                    if !raw.terminated {
-                        unterminated(&mut self.warnings);
-                    }
-                    let line = Line {
-                        no: raw.no,
-                        text: rest,
-                        rank,
-                        host,
-                    };
-                    self.feed_line(&line, raw.terminated, bits, info);
-                }
+            if self.feed_unglued(raw.no, raw.terminated, (rest, rank, host), info, bits, None) {
                 return;
             }
         }
+        self.feed_normalized(raw.no, raw.text, raw.terminated);
+    }
+
+    /// Feeds a run of clean lines ([`Chunk::Clean`]): the gate runs once over the whole run,
+    /// and each line gets the literals found in it past its launcher prefixes, as [`gate::bits`]
+    /// of that part would give; newlines and `]`s are found once for the run too (see
+    /// [`BlockMaps`]).
+    pub fn feed_clean(&mut self, text: &str, first_no: u64) {
+        let bytes = text.as_bytes();
+        let mut maps = std::mem::take(&mut self.maps);
+        maps.build(bytes);
+        let mut scan = gate::Scanner::new(if self.ungated { b"" } else { bytes });
+        let mut next = scan.next();
+        let mut from = 0;
+        let mut no = first_no;
+        while let Some(end) = maps.next_newline(from) {
+            let line = &text[from..end];
+            let (rest, rank, host, info) = self.split_header(line);
+            let rest_at = from + (line.len() - rest.len());
+            let mut bits = if self.ungated { !0 } else { 0 };
+            while let Some((at, b)) = next {
+                if at >= end {
+                    break;
+                }
+                if at >= rest_at {
+                    bits |= b;
+                }
+                next = scan.next();
+            }
+            // A second NCCL header (`] NCCL `) in the message needs a `]` there.
+            let nccl_glue = info.as_ref().filter(|h| h.is_plain()).and_then(|h| {
+                let msg_at = from + (h.msg().as_ptr() as usize - line.as_ptr() as usize);
+                (!maps.bracket_in(msg_at, end)).then_some(false)
+            });
+            self.lines = no;
+            if !self.feed_unglued(no, true, (rest, rank, host), info, bits, nccl_glue) {
+                self.feed_normalized(no, line, true);
+            }
+            from = end + 1;
+            no += 1;
+        }
+        self.maps = maps;
+    }
+
+    /// A line's launcher prefixes stripped (the rest, rank, host) and its NCCL INFO header if
+    /// it has a plain one. A line that starts with the same bytes, up to its message, as the
+    /// last such line has the same answer (both are read from those bytes alone): a run of
+    /// lines of one rank and thread is read once.
+    #[allow(clippy::type_complexity)]
+    fn split_header<'a>(
+        &mut self,
+        line: &'a str,
+    ) -> (
+        &'a str,
+        Option<u32>,
+        Option<&'a str>,
+        Option<nccl_debug::Header<'a>>,
+    ) {
+        let c = &self.head;
+        if !self.ungated && !c.bytes.is_empty() && starts_with(line, &c.bytes) {
+            let host = c.host.map(|(a, b)| &line[a..b]);
+            let info = nccl_debug::Header::from_layout(line, &c.layout);
+            return (&line[c.rest_at..], c.rank, host, Some(info));
+        }
+        let (rest, rank, host) = strip_prefixes(line);
+        let info = nccl_debug::info_header(rest);
+        if let Some(layout) = info.as_ref().and_then(|h| h.layout(line)) {
+            let base = line.as_ptr() as usize;
+            let c = &mut self.head;
+            c.bytes.clear();
+            c.bytes.push_str(&line[..layout.msg]);
+            c.rest_at = line.len() - rest.len();
+            c.rank = rank;
+            c.host = host.map(|h| {
+                let a = (h.as_ptr() as usize).wrapping_sub(base);
+                (a, a + h.len())
+            });
+            c.layout = layout;
+        }
+        (rest, rank, host, info)
+    }
+
+    /// Feeds a line that holds no control character as its one segment, borrowed, unless
+    /// something may be glued to it (then false: the caller normalises it). The gate's `bits`
+    /// serve the glue test and the dispatch.
+    fn feed_unglued<'a>(
+        &mut self,
+        no: u64,
+        terminated: bool,
+        (rest, rank, host): (&'a str, Option<u32>, Option<&'a str>),
+        info: Option<nccl_debug::Header<'a>>,
+        bits: u16,
+        nccl_glue: Option<bool>,
+    ) -> bool {
+        let nccl_glue = nccl_glue
+            .or_else(|| info.as_ref().and_then(|h| h.another_header()))
+            .unwrap_or_else(|| nccl_glue_possible(rest));
+        if (bits & gate::GLUE != 0 || nccl_glue) && may_glue(rest) {
+            return false;
+        }
+        if info.is_none() && rest.trim().is_empty() {
+            self.feed_blank(no, terminated);
+            return true;
+        }
+        if !terminated {
+            self.warn_unterminated(no);
+        }
+        let line = Line {
+            no,
+            text: rest,
+            rank,
+            host,
+        };
+        self.feed_line(&line, terminated, bits, info);
+        true
+    }
+
+    fn warn_unterminated(&mut self, no: u64) {
+        self.warnings.push(
+            no,
+            "last line has no line terminator (file truncated?): used for failure detection only",
+        );
+    }
+
+    /// The careful path: control characters removed, glued lines split (see [`normalize_line`]).
+    fn feed_normalized(&mut self, no: u64, text: &str, terminated: bool) {
         let mut segs = std::mem::take(&mut self.segs);
-        normalize_line(raw.text, &mut segs);
-        if !raw.terminated && !segs.is_empty() {
-            unterminated(&mut self.warnings);
+        normalize_line(text, &mut segs);
+        if !terminated && !segs.is_empty() {
+            self.warn_unterminated(no);
         }
         for seg in &segs {
-            let info = if raw.terminated {
+            let info = if terminated {
                 nccl_debug::info_header(&seg.text)
             } else {
                 None
             };
-            self.feed_line(
-                &seg.as_line(raw.no),
-                raw.terminated,
-                self.gate(&seg.text),
-                info,
-            );
+            self.feed_line(&seg.as_line(no), terminated, self.gate(&seg.text), info);
         }
         if segs.is_empty() {
-            self.feed_blank(raw.no, raw.terminated);
+            self.feed_blank(no, terminated);
         }
         self.segs = segs;
     }
@@ -945,7 +1255,7 @@ impl LogParser {
             if bits & NCCL_ERR != 0 {
                 self.nccl_debug.feed_with(line, Some(h), w);
             } else if bits & NCCL_INFO != 0 {
-                self.nccl_debug.feed_info(&h);
+                self.nccl_debug.feed_info(&h, bits);
             } else {
                 self.nccl_debug.feed_plain_info(&h);
             }
@@ -1102,8 +1412,11 @@ fn parse_sized<R: Read>(name: &str, reader: R, size: u64, opts: &ParseOptions) -
     }
     let mut parser = LogParser::new(opts);
     let mut src = LineSource::with_size_hint(reader, size);
-    while let Some(raw) = src.next_line() {
-        parser.feed_raw(&raw);
+    while let Some(chunk) = src.next_chunk() {
+        match chunk {
+            Chunk::Clean { text, first_no } => parser.feed_clean(text, first_no),
+            Chunk::Line(raw) => parser.feed_raw(&raw),
+        }
     }
     let err = src.take_error();
     let bytes = src.bytes_read();
@@ -1397,12 +1710,25 @@ mod tests {
     /// as with every parser fed every line.
     #[test]
     fn gated_parse_equals_ungated_parse() {
+        // Line by line, gated or not; or as `parse_sized` reads, runs of clean lines at a
+        // time, with reads of `trickle` bytes so that runs end anywhere.
         let parse = |data: &[u8], ungated: bool| {
             let mut p = LogParser::new(&ParseOptions::default());
             p.ungated = ungated;
             let mut src = LineSource::new(data);
             while let Some(raw) = src.next_line() {
                 p.feed_raw(&raw);
+            }
+            serde_json::to_string(&p.finish("x", 0)).expect("serialisable")
+        };
+        let by_chunks = |data: &[u8], trickle: usize| {
+            let mut p = LogParser::new(&ParseOptions::default());
+            let mut src = LineSource::new(Trickle(data, trickle));
+            while let Some(c) = src.next_chunk() {
+                match c {
+                    Chunk::Clean { text, first_no } => p.feed_clean(text, first_no),
+                    Chunk::Line(raw) => p.feed_raw(&raw),
+                }
             }
             serde_json::to_string(&p.finish("x", 0)).expect("serialisable")
         };
@@ -1468,11 +1794,111 @@ mod tests {
             variants.push(noisy);
             variants.push(data[..rnd(data.len() + 1)].to_vec());
             for v in &variants {
-                assert_eq!(parse(v, false), parse(v, true), "{}", e.path().display());
+                let all = parse(v, true);
+                assert_eq!(parse(v, false), all, "{}", e.path().display());
+                let trickle = [1 << 20, 1 + rnd(300), 4096 + rnd(100_000)][n % 3];
+                assert_eq!(
+                    by_chunks(v, trickle),
+                    all,
+                    "{} by {trickle}",
+                    e.path().display()
+                );
                 n += 1;
             }
         }
         assert!(n > 100, "only {n} logs compared");
+    }
+
+    #[test]
+    fn clean_prefix_stops_at_the_line_of_the_first_bad_byte() {
+        let naive = |b: &[u8]| {
+            let bad = b
+                .iter()
+                .position(|&x| (x < 0x20 && x != b'\t' && x != b'\n') || x >= 0x7f)
+                .unwrap_or(b.len());
+            let end = b[..bad]
+                .iter()
+                .rposition(|&x| x == b'\n')
+                .map_or(0, |i| i + 1);
+            let lines = b[..bad].iter().filter(|&&x| x == b'\n').count() as u64;
+            (end, lines)
+        };
+        let mut seed = 7u64;
+        for len in 0..200 {
+            for _ in 0..20 {
+                let b: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        match seed >> 59 {
+                            0..=3 => b'\n',
+                            4 => [b'\r', 0x1b, 0xc3, 0x7f, b'\t'][(seed >> 40) as usize % 5],
+                            _ => b'a' + (seed >> 33) as u8 % 26,
+                        }
+                    })
+                    .collect();
+                assert_eq!(clean_prefix(&b), naive(&b), "{b:?}");
+            }
+        }
+        assert_eq!(clean_prefix(b"ab\ncd\n"), (6, 2));
+        assert_eq!(clean_prefix(b"ab\nc\x1bd\n"), (3, 1));
+        assert_eq!(clean_prefix("\u{e9}\n".as_bytes()), (0, 0));
+    }
+
+    #[test]
+    fn block_maps_and_byte_compares_agree_with_plain_code() {
+        let mut seed = 11u64;
+        let mut maps = BlockMaps::default();
+        for len in [0, 1, 63, 64, 65, 127, 128, 200, 1000] {
+            let b: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    [b'\n', b']', b'a', b' ', 0x8a, 0xdd][(seed >> 61) as usize % 6]
+                })
+                .collect();
+            maps.build(&b);
+            for from in 0..=len {
+                let nl = b[from..].iter().position(|&x| x == b'\n').map(|i| from + i);
+                assert_eq!(maps.next_newline(from), nl, "len {len} from {from}");
+                for end in from..=len.min(from + 70) {
+                    let br = b[from..end].contains(&b']');
+                    assert_eq!(maps.bracket_in(from, end), br, "{len} {from}..{end}");
+                }
+            }
+            for cut in 0..=len {
+                let (x, y) = (&b[..cut], &b[len - cut..]);
+                assert_eq!(same_bytes(x, y), x == y);
+                assert!(same_bytes(x, x));
+            }
+        }
+        assert!(!same_bytes(
+            b"node-0001:12:12 [0] ",
+            b"node-0001:12:13 [0] "
+        ));
+        assert!(!same_bytes(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn chunks_number_lines_as_next_line_does() {
+        let data = b"a\nb\n\x1b[1mc\nd\n\xffe\nf\ng";
+        let mut src = LineSource::new(Trickle(data, 3));
+        let mut seen = Vec::new();
+        while let Some(c) = src.next_chunk() {
+            match c {
+                Chunk::Clean { text, first_no } => {
+                    for (i, l) in text.lines().enumerate() {
+                        seen.push((first_no + i as u64, l.to_string(), true));
+                    }
+                }
+                Chunk::Line(raw) => seen.push((raw.no, raw.text.to_string(), raw.terminated)),
+            }
+        }
+        let mut want = Vec::new();
+        let mut src = LineSource::new(&data[..]);
+        while let Some(raw) = src.next_line() {
+            want.push((raw.no, raw.text.to_string(), raw.terminated));
+        }
+        assert_eq!(seen, want);
+        assert_eq!(seen.len(), 7);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde::Serialize;
 
-use super::{Line, Warnings, push_capped, uint};
+use super::{Line, Warnings, gate, push_capped, uint};
 
 /// Most distinct strings kept in the small sets (NICs, hosts, transports).
 const MAX_DISTINCT: usize = 4096;
@@ -121,22 +121,25 @@ pub(crate) const ERROR_LITERALS: &[&str] = &[
 static ERROR_TRIGGERS: LazyLock<Regex> = LazyLock::new(|| super::literal_set(ERROR_LITERALS));
 /// PyTorch's watchdog report (see [`parse_watchdog`]).
 pub(crate) const WATCHDOG: &str = "Watchdog caught collective operation timeout";
-/// Every literal that some branch of [`Parser::info_message`] requires: an INFO message with
-/// none of them (most `Channel` and connection lines) only counts. (The gate's stems are tested
-/// against this list.)
+/// Every literal that some branch of [`Parser::info_message`] requires, by the gate bit that
+/// lets a message into that branch: an INFO message with none of them (most `Channel` and
+/// connection lines) only counts. (The gate's stems are tested against this list.)
 #[cfg(test)]
-pub(crate) const INFO_LITERALS: &[&str] = &[
-    " via ",
-    "NCCL version",
-    "cudaDriverVersion ",
-    "Init COMPLETE",
-    "nranks",
-    "nRanks",
-    "Using network ",
-    "Assigned NET plugin ",
-    "Failed to initialize NET plugin ",
-    "Bootstrap",
-    "NET/",
+pub(crate) const INFO_LITERALS: &[(u16, &[&str])] = &[
+    (gate::INFO_VIA, &[" via "]),
+    (gate::INFO_VERSION, &["NCCL version", "cudaDriverVersion "]),
+    (gate::INFO_INIT, &["Init COMPLETE"]),
+    (gate::INFO_NRANKS, &["nranks", "nRanks"]),
+    (
+        gate::INFO_NET,
+        &[
+            "Using network ",
+            "Assigned NET plugin ",
+            "Failed to initialize NET plugin ",
+            "Bootstrap",
+            "NET/",
+        ],
+    ),
 ];
 
 /// The header NCCL's logger (`debug.cc`) puts before every message:
@@ -158,9 +161,66 @@ pub(crate) struct Header<'a> {
 impl<'a> Header<'a> {
     /// Whether `] NCCL ` occurs in the line past its own header (a glued NCCL line), when that
     /// is known from the header alone; `None` when the caller must look (not a plain header).
-    pub(crate) fn another_header(&self) -> Option<bool> {
+    pub(crate) fn msg(&self) -> &'a str {
+        self.msg
+    }
+
+    /// Read by the one-pass reader (its message is all that follows the header).
+    pub(crate) fn is_plain(&self) -> bool {
         self.plain
-            .then(|| NCCL_HEADER.find(self.msg.as_bytes()).is_some())
+    }
+
+    pub(crate) fn another_header(&self) -> Option<bool> {
+        // `]` is rare in a message, and a search for it cheaper on one than `] NCCL `'s.
+        let m = self.msg.as_bytes();
+        self.plain
+            .then(|| memchr::memchr_iter(b']', m).any(|i| m[i + 1..].starts_with(b" NCCL ")))
+    }
+}
+
+/// Where the parts of a plain INFO header lie in its line (see [`Header::layout`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Layout {
+    host: (usize, usize),
+    pid: (usize, usize),
+    dev: (usize, usize),
+    /// Where the message starts: everything before it is the header.
+    pub(crate) msg: usize,
+}
+
+impl<'a> Header<'a> {
+    /// For the plain INFO header of `line` (which `self` was read from): where its parts lie.
+    /// Any line that starts with the same bytes up to the message has the same header there.
+    pub(crate) fn layout(&self, line: &str) -> Option<Layout> {
+        if !(self.plain && self.has_msg && self.level == "INFO" && self.source.is_none()) {
+            return None;
+        }
+        let base = line.as_ptr() as usize;
+        let span = |s: &str| {
+            let a = (s.as_ptr() as usize).wrapping_sub(base);
+            (a, a + s.len())
+        };
+        let l = Layout {
+            host: span(self.host),
+            pid: span(self.pid),
+            dev: span(self.dev),
+            msg: span(self.msg).0,
+        };
+        (l.msg <= line.len() && line.get(l.msg..)? == self.msg).then_some(l)
+    }
+
+    /// The header of a line that starts like the one `l` was taken from.
+    pub(crate) fn from_layout(line: &'a str, l: &Layout) -> Header<'a> {
+        Header {
+            host: &line[l.host.0..l.host.1],
+            pid: &line[l.pid.0..l.pid.1],
+            dev: &line[l.dev.0..l.dev.1],
+            source: None,
+            level: "INFO",
+            msg: &line[l.msg..],
+            has_msg: true,
+            plain: true,
+        }
     }
 }
 
@@ -488,6 +548,8 @@ pub struct Parser {
     failed_plugins: Vec<String>,
     /// The host of the last NCCL line: runs of lines from one host skip the list search.
     last_host: String,
+    /// Reused for each channel transport read.
+    scratch: String,
 }
 
 impl Parser {
@@ -577,14 +639,14 @@ impl Parser {
             }
             "INFO" => {
                 self.info.info_lines += 1;
-                self.info_message(msg);
+                self.info_message(msg, !0);
             }
             _ => {}
         }
     }
 
     fn add_host(&mut self, host: &str) {
-        if host != self.last_host {
+        if !super::same_bytes(host.as_bytes(), self.last_host.as_bytes()) {
             add_distinct(&mut self.info.hosts, host);
             self.last_host.clear();
             self.last_host.push_str(host);
@@ -599,17 +661,23 @@ impl Parser {
     }
 
     /// An INFO line that holds none of [`ERROR_LITERALS`] nor [`WATCHDOG`]: what
-    /// [`Parser::feed_with`] would do with it, without looking for them again.
-    pub(crate) fn feed_info(&mut self, h: &Header<'_>) {
+    /// [`Parser::feed_with`] would do with it, without looking for them again. `bits`: the
+    /// gate's for the line (at least the `INFO_*` bits of the literals it holds).
+    pub(crate) fn feed_info(&mut self, h: &Header<'_>, bits: u16) {
         self.feed_plain_info(h);
-        self.info_message(h.msg.trim());
+        self.info_message(h.msg.trim(), bits);
     }
 
-    fn info_message(&mut self, msg: &str) {
-        if msg.starts_with("Channel") || VIA_WORD.find(msg.as_bytes()).is_some() {
-            if let Some(v) = via_transport(msg) {
+    /// Reads an INFO message; a branch whose literals the gate did not see in it (`bits`) is
+    /// not tried.
+    fn info_message(&mut self, msg: &str, bits: u16) {
+        use gate::{INFO_INIT, INFO_NET, INFO_NRANKS, INFO_VERSION, INFO_VIA};
+        let via = bits & INFO_VIA != 0 && VIA_WORD.find(msg.as_bytes()).is_some();
+        if via || msg.starts_with("Channel") {
+            if let Some(v) = via.then(|| via_transport(msg)).flatten() {
                 // P2P/CUMEM/read -> kept; NET/IB/0/GDRDMA -> NET/IB/GDRDMA
-                let mut norm = String::with_capacity(v.len());
+                let mut norm = std::mem::take(&mut self.scratch);
+                norm.clear();
                 for p in v
                     .split('/')
                     .filter(|p| !p.bytes().all(|b| b.is_ascii_digit()))
@@ -620,27 +688,33 @@ impl Parser {
                     norm.push_str(p);
                 }
                 add_distinct(&mut self.info.channel_transports, &norm);
+                self.scratch = norm;
             }
             return;
         }
-        if msg.contains("NCCL version") {
-            self.version(msg);
-            return;
+        if bits & INFO_VERSION != 0 {
+            if msg.contains("NCCL version") {
+                self.version(msg);
+                return;
+            }
+            if let Some(v) = msg.strip_prefix("cudaDriverVersion ") {
+                self.info.cuda_driver_version = uint(v);
+                return;
+            }
         }
-        if let Some(v) = msg.strip_prefix("cudaDriverVersion ") {
-            self.info.cuda_driver_version = uint(v);
-            return;
-        }
-        if msg.contains("Init COMPLETE") {
+        if bits & INFO_INIT != 0 && msg.contains("Init COMPLETE") {
             self.info.init_complete += 1;
         }
-        if msg.contains("nranks") || msg.contains("nRanks") {
+        if bits & INFO_NRANKS != 0 && (msg.contains("nranks") || msg.contains("nRanks")) {
             if let Some(n) = count_after(msg, "nranks", true, &NRANKS) {
                 self.info.nranks = Some(self.info.nranks.map_or(n, |m| m.max(n)));
             }
             if let Some(n) = count_after(msg, "nNodes", false, &NNODES) {
                 self.info.nnodes = Some(self.info.nnodes.map_or(n, |m| m.max(n)));
             }
+            return;
+        }
+        if bits & INFO_NET == 0 {
             return;
         }
         if let Some(net) = msg.strip_prefix("Using network ") {

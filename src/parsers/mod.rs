@@ -1082,8 +1082,17 @@ impl LogParser {
         let mut no = first_no;
         while let Some(end) = maps.next_newline(from) {
             let line = &text[from..end];
-            let (rest, rank, host, info) = self.split_header(line);
-            let rest_at = from + (line.len() - rest.len());
+            // A line that starts as the last plain INFO line did: its prefixes and header are
+            // known without reading them.
+            let c = &self.head;
+            let hit = !self.ungated && !c.bytes.is_empty() && starts_with(line, &c.bytes);
+            let (split, rest_at) = if hit {
+                (None, from + c.rest_at)
+            } else {
+                let s = self.split_header(line);
+                let rest_at = from + (line.len() - s.0.len());
+                (Some(s), rest_at)
+            };
             let mut bits = if self.ungated { !0 } else { 0 };
             while let Some((at, b)) = next {
                 if at >= end {
@@ -1094,6 +1103,26 @@ impl LogParser {
                 }
                 next = scan.next();
             }
+            // Most of a large NCCL_DEBUG log: such a line with no literal of any parser, no
+            // `]` in its message (so nothing glued to it) and no traceback or user pattern to
+            // feed is only counted, as `feed_line` would.
+            if hit
+                && bits == 0
+                && !maps.bracket_in(from + self.head.layout.msg, end)
+                && !self.failures.in_traceback()
+                && self.patterns.is_empty()
+            {
+                let host = self.head.layout.host_in(line);
+                self.nccl_debug.count_plain_info(host);
+                self.lines = no;
+                from = end + 1;
+                no += 1;
+                continue;
+            }
+            let (rest, rank, host, info) = match split {
+                Some(s) => s,
+                None => self.split_header(line),
+            };
             // A second NCCL header (`] NCCL `) in the message needs a `]` there.
             let nccl_glue = info.as_ref().filter(|h| h.is_plain()).and_then(|h| {
                 let msg_at = from + (h.msg().as_ptr() as usize - line.as_ptr() as usize);

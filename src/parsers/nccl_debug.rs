@@ -188,6 +188,13 @@ pub(crate) struct Layout {
     pub(crate) msg: usize,
 }
 
+impl Layout {
+    /// The host of a line that starts like the one this was taken from.
+    pub(crate) fn host_in<'l>(&self, line: &'l str) -> &'l str {
+        &line[self.host.0..self.host.1]
+    }
+}
+
 impl<'a> Header<'a> {
     /// For the plain INFO header of `line` (which `self` was read from): where its parts lie.
     /// Any line that starts with the same bytes up to the message has the same header there.
@@ -319,13 +326,27 @@ fn count_after(msg: &str, word: &str, nocase: bool, re: &Regex) -> Option<u64> {
     }
     let b = msg.as_bytes();
     let n = word.len();
-    let first = word.as_bytes()[0];
+    // Candidates are found by the word's rarest-looking letter (`k` of nranks, not its `n`,
+    // which a message holds many of): fewer stops of the search.
+    let anchor = word
+        .bytes()
+        .position(|c| {
+            matches!(
+                c.to_ascii_lowercase(),
+                b'k' | b'd' | b'v' | b'x' | b'q' | b'z'
+            )
+        })
+        .unwrap_or(0);
+    let a = word.as_bytes()[anchor];
     let (lo, up) = if nocase {
-        (first.to_ascii_lowercase(), first.to_ascii_uppercase())
+        (a.to_ascii_lowercase(), a.to_ascii_uppercase())
     } else {
-        (first, first)
+        (a, a)
     };
-    for i in memchr::memchr2_iter(lo, up, b) {
+    for at in memchr::memchr2_iter(lo, up, b) {
+        let Some(i) = at.checked_sub(anchor) else {
+            continue;
+        };
         if i + n > b.len() {
             break;
         }
@@ -656,7 +677,12 @@ impl Parser {
     /// An INFO line that holds none of [`INFO_LITERALS`], [`ERROR_LITERALS`] or [`WATCHDOG`]:
     /// [`Parser::feed_with`] would only count it and note its host.
     pub(crate) fn feed_plain_info(&mut self, h: &Header<'_>) {
-        self.add_host(h.host);
+        self.count_plain_info(h.host);
+    }
+
+    /// [`Parser::feed_plain_info`] given only the header's host.
+    pub(crate) fn count_plain_info(&mut self, host: &str) {
+        self.add_host(host);
         self.info.info_lines += 1;
     }
 
@@ -802,6 +828,9 @@ mod tests {
             "nranks 8 nRanks 16 NRANKS 4 xnranks 3 nranks x nranks 07 _nranks 9",
             "rank 0 nRanks 16 nNodes 2 localRanks 8",
             "nNodesx 3 nNodes 12",
+            "k kranks 1 ranks 2 NRanKs 5",
+            "rank 0 nranks 1 cudaDev 0 nvmlDev 0 busId 60 - Init COMPLETE",
+            "dNodes 1 nnodes 2 nNodes 3",
             "nranks",
             "",
         ];

@@ -237,6 +237,52 @@ static PIPE_STEP: LazyLock<Regex> = LazyLock::new(|| {
     )
     .expect("static regex")
 });
+static VERSION_WORDS: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new("DeepSpeed info: version="));
+
+/// What [`TIMER`] captures in a line: the rank (of `[Rank N]` or `rank=N`) and all after
+/// `time (ms)`; by hand, as each timer line of a long run would cost a regex search.
+fn timer_line(t: &str) -> Option<(Option<&str>, &str)> {
+    const WORDS: &str = " time (ms)";
+    if !t.is_ascii() {
+        // `\b` is Unicode-aware: the regex decides.
+        let c = TIMER.captures(t)?;
+        let rank = c.get(1).or(c.get(2)).map(|m| m.as_str());
+        return Some((rank, c.get(3).map_or("", |m| m.as_str())));
+    }
+    let b = t.as_bytes();
+    for (i, _) in t.match_indices(WORDS) {
+        let before = &b[..i];
+        let digits = before
+            .iter()
+            .rev()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        let num_at = i - digits;
+        let rank = if before.ends_with(b"]") {
+            // `[Rank N]`
+            let d = before[..i - 1]
+                .iter()
+                .rev()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
+            let at = i - 1 - d;
+            (d > 0 && before[..at].ends_with(b"[Rank ")).then(|| Some(&t[at..i - 1]))
+        } else if digits > 0 && before[..num_at].ends_with(b"rank=") {
+            // `\brank=N`
+            let r = num_at - 5;
+            let boundary = r == 0 || !(b[r - 1].is_ascii_alphanumeric() || b[r - 1] == b'_');
+            boundary.then(|| Some(&t[num_at..i]))
+        } else {
+            None
+        };
+        if let Some(rank) = rank {
+            return Some((rank, &t[i + WORDS.len()..]));
+        }
+    }
+    None
+}
+
 static TIMER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?:\[Rank (\d+)\]|\brank=(\d+)) time \(ms\)(.*)$").expect("static regex")
 });
@@ -330,6 +376,12 @@ impl Parser {
     }
 
     pub fn feed(&mut self, line: &Line<'_>, w: &mut Warnings) {
+        self.feed_gated(line, false, w);
+    }
+
+    /// [`Parser::feed`]; `triggered`: the caller found one of [`TRIGGERS`] in the line (the
+    /// one-pass reader's gate), so it need not be looked for again.
+    pub(crate) fn feed_gated(&mut self, line: &Line<'_>, triggered: bool, w: &mut Warnings) {
         let t = line.text.trim();
         if self.flops.is_some() {
             self.feed_flops(line, t, w);
@@ -343,7 +395,7 @@ impl Parser {
         }
         // One pass over the line for every literal the branches below look for: most lines of
         // a large log are none of DeepSpeed's.
-        if !t.starts_with("MA ") && !DS_TRIGGERS.is_match(t) {
+        if !triggered && !t.starts_with("MA ") && !DS_TRIGGERS.is_match(t) {
             return;
         }
         if t.contains("Profile Summary at step")
@@ -362,7 +414,10 @@ impl Parser {
             self.comms_op = None;
             return;
         }
-        if let Some(c) = VERSION.captures(t) {
+        if let Some(c) = VERSION_WORDS
+            .find(t.as_bytes())
+            .and_then(|_| VERSION.captures(t))
+        {
             if self.info.version.is_none() {
                 self.info.version = c.get(1).map(|m| m.as_str().to_string());
             }
@@ -385,13 +440,9 @@ impl Parser {
             return;
         }
         if t.contains("time (ms)") {
-            if let Some(c) = TIMER.captures(t) {
-                let rank = c
-                    .get(1)
-                    .or(c.get(2))
-                    .and_then(|m| uint(m.as_str()))
-                    .map(|r| r as u32);
-                let timers = parse_timers(c.get(3).map_or("", |m| m.as_str()), line.no, w);
+            if let Some((rank, rest)) = timer_line(t) {
+                let rank = rank.and_then(uint).map(|r| r as u32);
+                let timers = parse_timers(rest, line.no, w);
                 let tl = TimerLine {
                     line: line.no,
                     rank,
@@ -787,6 +838,35 @@ pub fn parse_reader<R: std::io::BufRead>(reader: R) -> (DeepSpeedInfo, Vec<super
 mod tests {
     use super::super::testdata::device;
     use super::*;
+
+    #[test]
+    fn timer_lines_read_as_the_regex_reads_them() {
+        for l in [
+            "[Rank 0] time (ms) | fwd_microstep: 1133.77 | bwd_microstep: 1751.33",
+            "[2024-01-01 10:00:00,123] [INFO] [logging.py:96:log_dist] [Rank 0] time (ms) | fwd: 1.5",
+            "rank=3 time (ms) | optimizer_step: 64.63",
+            "xrank=3 time (ms) | a: 1",
+            "_rank=3 time (ms) | a: 1",
+            "[Rank ] time (ms) | a: 1",
+            "[Rank 12]time (ms) | a: 1",
+            "[Rank 1] x time (ms) | a: 1 [Rank 2] time (ms) | b: 2",
+            "rank=x time (ms) rank=7 time (ms) | c: 3",
+            "Rank 1] time (ms)",
+            "[Rank 4] time (ms)",
+            "\u{e9}rank=1 time (ms) | a: 1",
+            "\u{2192}rank=1 time (ms) | a: 1",
+            "time (ms) | a: 1",
+            "",
+        ] {
+            let re = TIMER.captures(l).map(|c| {
+                (
+                    c.get(1).or(c.get(2)).map(|m| m.as_str()),
+                    c.get(3).map_or("", |m| m.as_str()),
+                )
+            });
+            assert_eq!(timer_line(l), re, "{l:?}");
+        }
+    }
 
     #[test]
     fn device_ds_z2_wall_clock_breakdown() {

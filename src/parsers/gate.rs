@@ -51,7 +51,8 @@ const BRACKETS: &str = "] [";
 /// What every `GLUE` match (see `split_glued`) holds, but the NCCL header and [`BRACKETS`].
 const GLUE_STEMS: &[&str] = &[
     "]<std",
-    "[Rank ",
+    // `[Rank N] (after `: every DeepSpeed timer line starts `[Rank N]`.
+    "] (after ",
     "[rank",
     "[default",
     ": error:",

@@ -648,7 +648,7 @@ fn may_glue(text: &str) -> bool {
     static LITERALS: LazyLock<Regex> = LazyLock::new(|| {
         literal_set(&[
             "]<std",
-            "[Rank ",
+            "] (after ",
             "[rank",
             "[default",
             ": error:",
@@ -670,6 +670,17 @@ fn may_glue(text: &str) -> bool {
         _ => 0,
     };
     LITERALS.is_match(&text[from..])
+}
+
+/// Whether [`split_glued`] would make of `text` anything but `text` itself: a [`GLUE`] match
+/// past its start, or an mpirun tag (the literals of [`may_glue`] only say that one may be).
+fn needs_split(text: &str) -> bool {
+    let mut found = GLUE.find_iter(text);
+    match found.next() {
+        None => false,
+        Some(m) if m.start() == 0 && !m.as_str().contains("]<std") => found.next().is_some(),
+        Some(_) => true,
+    }
 }
 
 /// Whether `b` is all ASCII, and whether it holds a control character other than tab, in one
@@ -1191,7 +1202,7 @@ impl LogParser {
         let nccl_glue = nccl_glue
             .or_else(|| info.as_ref().and_then(|h| h.another_header()))
             .unwrap_or_else(|| nccl_glue_possible(rest));
-        if (bits & gate::GLUE != 0 || nccl_glue) && may_glue(rest) {
+        if (bits & gate::GLUE != 0 || nccl_glue) && may_glue(rest) && needs_split(rest) {
             return false;
         }
         if info.is_none() && rest.trim().is_empty() {
@@ -1298,7 +1309,7 @@ impl LogParser {
                 self.nccl_debug.feed(line, w);
             }
             if bits & DEEPSPEED != 0 || self.deepspeed.in_block() || lead.starts_with("MA ") {
-                self.deepspeed.feed(line, w);
+                self.deepspeed.feed_gated(line, bits & DEEPSPEED != 0, w);
             }
             if bits & MEGATRON != 0 || self.megatron.in_block() {
                 self.megatron.feed(line, w);

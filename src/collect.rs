@@ -981,14 +981,22 @@ struct Tables {
 }
 
 fn fmt_opt(v: Option<f64>) -> String {
-    v.map(|x| {
-        if x.fract() == 0.0 && x.abs() < 1e15 {
-            format!("{x:.0}")
+    let mut s = String::new();
+    fmt_into(&mut s, v);
+    s
+}
+
+/// [`fmt_opt`] appended to `buf` (no allocation per value).
+fn fmt_into(buf: &mut String, v: Option<f64>) {
+    use std::fmt::Write as _;
+    if let Some(x) = v {
+        // Writing to a String cannot fail.
+        let _ = if x.fract() == 0.0 && x.abs() < 1e15 {
+            write!(buf, "{x:.0}")
         } else {
-            format!("{x:.4}")
-        }
-    })
-    .unwrap_or_default()
+            write!(buf, "{x:.4}")
+        };
+    }
 }
 
 /// Figures of one run from all its files: the payload's own metrics first, then DeepSpeed's.
@@ -1385,17 +1393,19 @@ impl Tables {
         // steps.csv: long format, one row per (step, value).
         let mut w = csv::Writer::from_writer(Vec::new());
         w.write_record(["run", "source", "rank", "step", "warmup", "name", "value"])?;
+        // The largest table: fields written as borrowed, numbers into one buffer.
+        let mut num = String::new();
         for (run, src, st) in &self.steps {
+            let rank = st.rank.map(|r| r.to_string()).unwrap_or_default();
+            let step = st.step.to_string();
+            let warmup = st.warmup.map_or("", |b| if b { "true" } else { "false" });
             for (k, v) in &st.values {
-                w.write_record([
-                    run.clone(),
-                    src.clone(),
-                    st.rank.map(|r| r.to_string()).unwrap_or_default(),
-                    st.step.to_string(),
-                    st.warmup.map(|b| b.to_string()).unwrap_or_default(),
-                    k.clone(),
-                    fmt_opt(Some(*v)),
-                ])?;
+                num.clear();
+                fmt_into(&mut num, Some(*v));
+                for field in [run, src, &rank, &step, warmup, k, &num] {
+                    w.write_field(field)?;
+                }
+                w.write_record(None::<&[u8]>)?;
             }
         }
         put("steps.csv", w.into_inner()?)?;

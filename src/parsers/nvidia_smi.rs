@@ -180,7 +180,14 @@ impl CsvParser {
             }
             return;
         }
-        let parts: Vec<&str> = t.split(',').map(str::trim).collect();
+        // An ASCII line (every sample nvidia-smi prints) is cut and trimmed byte-wise; the
+        // same answer as `str::trim`'s, which must decode characters.
+        let ascii = t.is_ascii();
+        let parts: Vec<&str> = if ascii {
+            t.split(',').map(str::trim_ascii).collect()
+        } else {
+            t.split(',').map(str::trim).collect()
+        };
         if parts.len() >= 2
             && parts.iter().all(|p| is_column_name(p))
             && parts.iter().any(|p| field_of(p) != Field::Other)
@@ -208,14 +215,21 @@ impl CsvParser {
         };
         let mut bad = Vec::new();
         for ((field, name), v) in self.fields.iter().zip(&self.names).zip(&parts) {
-            let missing = is_missing(v);
+            // `v` is trimmed already.
+            let missing = v.is_empty() || *v == "N/A" || (v.starts_with('[') && v.ends_with(']'));
             // Only the text columns keep their text: no copy of every number.
             let text = || (!missing).then(|| v.to_string());
             let mut number = || -> Option<f64> {
                 if missing {
                     return None;
                 }
-                let first = v.split_whitespace().next().unwrap_or("");
+                let first = if ascii {
+                    v.split(|c: char| c.is_ascii_whitespace())
+                        .next()
+                        .unwrap_or("")
+                } else {
+                    v.split_whitespace().next().unwrap_or("")
+                };
                 let x = num(first);
                 if x.is_none() {
                     bad.push(name.clone());

@@ -298,6 +298,25 @@ static COMM_OP: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"comm op: (\S+) \| time \(ms\): ([\d.]+) \| msg size: (\S+ ?[KMGTPE]?B)(?: \| algbw \(Gbps\): ([\d.]+))?\s*(?:\| busbw \(Gbps\): ([\d.]+))?")
         .expect("static regex")
 });
+/// What [`KV`] captures (`key: value`, at the first `:` that has a key before it and, after
+/// whitespace, a value), by hand: a flops profile is many such lines, and the lazy regex with
+/// captures costs a microsecond each.
+fn key_value(t: &str) -> Option<(&str, &str)> {
+    for (c, _) in t.match_indices(':') {
+        let key = t[..c].trim_end();
+        let after = &t[c + 1..];
+        if key.is_empty() || !after.starts_with(char::is_whitespace) {
+            continue;
+        }
+        let val = after.trim();
+        if !val.is_empty() {
+            return Some((key, val));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
 static KV: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^(.*?\S)\s*:\s+(\S.*?)\s*$").expect("static regex"));
 static STAGE: LazyLock<Regex> =
@@ -667,9 +686,9 @@ impl Parser {
             p.step = uint(rest.trim().trim_end_matches(':'));
             return;
         }
-        let Some(c) = KV.captures(t) else { return };
-        let raw_key = c.get(1).map_or("", |m| m.as_str());
-        let val = c.get(2).map_or("", |m| m.as_str());
+        let Some((raw_key, val)) = key_value(t) else {
+            return;
+        };
         let key = raw_key
             .split(" = ")
             .next()
@@ -838,6 +857,37 @@ pub fn parse_reader<R: std::io::BufRead>(reader: R) -> (DeepSpeedInfo, Vec<super
 mod tests {
     use super::super::testdata::device;
     use super::*;
+
+    #[test]
+    fn key_values_read_as_the_regex_reads_them() {
+        for l in [
+            "world size:                                                   1",
+            "params per gpu:                                               6.74 B",
+            "fwd flops per gpu:                                            1.2 T",
+            "fwd latency:                                                  1.13 s  ",
+            "samples/second:                                               3.5",
+            "a:b: c",
+            "a : b",
+            "a :b : c",
+            ": x",
+            " : x",
+            "a:",
+            "a:   ",
+            "a:\tb",
+            "key\u{a0}:\u{a0}v\u{2003}",
+            "Top 1 modules in terms of params: x",
+            "x \u{e9}: y",
+            "",
+        ] {
+            let re = KV.captures(l).map(|c| {
+                (
+                    c.get(1).map_or("", |m| m.as_str()),
+                    c.get(2).map_or("", |m| m.as_str()),
+                )
+            });
+            assert_eq!(key_value(l), re, "{l:?}");
+        }
+    }
 
     #[test]
     fn timer_lines_read_as_the_regex_reads_them() {

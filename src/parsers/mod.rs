@@ -162,6 +162,8 @@ pub struct LineSource<R> {
     error: Option<io::Error>,
     /// Bytes asked of the reader at a time.
     chunk: usize,
+    /// Of the last clean run handed out.
+    maps: BlockMaps,
 }
 
 /// Bytes asked of the reader at a time, at most.
@@ -188,6 +190,7 @@ impl<R: Read> LineSource<R> {
             line_no: 0,
             read_total: 0,
             error: None,
+            maps: BlockMaps::default(),
         }
     }
 
@@ -278,7 +281,7 @@ impl<R: Read> LineSource<R> {
             match memchr::memrchr(b'\n', &self.buf[from..self.end]) {
                 Some(i) => {
                     let stop = from + i + 1;
-                    let (len, lines) = clean_prefix(&self.buf[self.start..stop]);
+                    let (len, lines) = self.maps.build(&self.buf[self.start..stop]);
                     if lines == 0 {
                         break;
                     }
@@ -289,9 +292,13 @@ impl<R: Read> LineSource<R> {
                     self.scanned = 0;
                     let bytes = &self.buf[begin..begin + len];
                     debug_assert!(bytes.is_ascii());
-                    // SAFETY: `clean_prefix` passed only bytes below 0x7f: ASCII, valid UTF-8.
+                    // SAFETY: `build` passed only bytes below 0x7f: ASCII, valid UTF-8.
                     let text = unsafe { std::str::from_utf8_unchecked(bytes) };
-                    return Some(Chunk::Clean { text, first_no });
+                    return Some(Chunk::Clean {
+                        text,
+                        first_no,
+                        maps: &self.maps,
+                    });
                 }
                 None => {
                     self.scanned = self.end - self.start;
@@ -370,41 +377,20 @@ pub enum Chunk<'a> {
     /// Whole lines, each ending in `\n` (not in the text's lines), none longer than
     /// [`MAX_LINE_BYTES`], all ASCII without a control character but tab: the lines that need
     /// no cleaning, many at a time. The first is line `first_no`.
-    Clean { text: &'a str, first_no: u64 },
+    Clean {
+        text: &'a str,
+        first_no: u64,
+        maps: &'a BlockMaps,
+    },
     /// One line that needs the careful path (cut, not ASCII, control characters, unterminated).
     Line(RawLine<'a>),
 }
 
 /// The length of the longest run of whole lines at the start of `b` that are ASCII without a
-/// control character but tab and `\n`, and how many lines that is. Whole 32-byte chunks are
-/// tested without early exit (SIMD compares); only a chunk with a bad byte is looked into.
+/// control character but tab and `\n`, and how many lines that is (see [`BlockMaps::build`]).
+#[cfg(test)]
 fn clean_prefix(b: &[u8]) -> (usize, u64) {
-    let bad = |x: u8| (((x < 0x20) & (x != b'\t') & (x != b'\n')) | (x >= 0x7f)) as u8;
-    let mut lines = 0u64;
-    let mut at = 0;
-    for c in b.chunks_exact(32) {
-        // u8 lanes: one compare and add per byte, no widening (at most 32 per chunk).
-        let (nl, any_bad) = c.iter().fold((0u8, 0u8), |(n, k), &x| {
-            (n.wrapping_add((x == b'\n') as u8), k | bad(x))
-        });
-        if any_bad != 0 {
-            break;
-        }
-        lines += nl as u64;
-        at += 32;
-    }
-    // The rest: the chunk with a bad byte, or the tail.
-    for &x in &b[at..] {
-        if bad(x) != 0 {
-            break;
-        }
-        lines += (x == b'\n') as u64;
-        at += 1;
-    }
-    // `at` is the first bad byte (or the end, which is a newline): the clean lines end at the
-    // last newline before it.
-    let end = memchr::memrchr(b'\n', &b[..at]).map_or(0, |i| i + 1);
-    (end, lines)
+    BlockMaps::default().build(b)
 }
 
 /// `a == b` for the short strings of a line's header, inline: a call to `memcmp` per line
@@ -911,75 +897,138 @@ pub struct LogParser {
     /// Every parser fed every line, as before the gate, and no header reused (tests compare).
     ungated: bool,
     head: HeaderCache,
-    maps: BlockMaps,
 }
 
 /// Where the newlines and the `]`s of a block of lines are, as bitmaps (bit `i % 64` of word
 /// `i / 64` for byte `i`), made in one pass: finding each line's end, or whether its message
 /// holds a `]`, is then a few bit operations instead of a call to `memchr` per line.
-#[derive(Default)]
-struct BlockMaps {
+#[derive(Debug, Default)]
+pub struct BlockMaps {
     newline: Vec<u64>,
     bracket: Vec<u64>,
 }
 
 impl BlockMaps {
-    fn build(&mut self, b: &[u8]) {
+    /// Maps `b` up to its first byte that is not ASCII or is a control character but tab and
+    /// `\n` (found in the same pass), and returns where the whole lines before that byte end
+    /// and how many they are: the clean run [`LineSource::next_chunk`] hands out.
+    pub(crate) fn build(&mut self, b: &[u8]) -> (usize, u64) {
         self.newline.clear();
         self.bracket.clear();
-        let chunks = b.chunks_exact(64);
-        let tail = chunks.remainder();
-        for c in chunks {
-            let (n, r) = Self::masks64(c);
-            self.newline.push(n);
-            self.bracket.push(r);
+        let mut lines = 0u64;
+        let mut bad_at = None;
+        let mut chunks = b.chunks_exact(64);
+        for c in &mut chunks {
+            let (n, r, bad) = Self::masks64(c);
+            if self.push(n, r, bad, &mut lines, &mut bad_at) {
+                break;
+            }
         }
-        if !tail.is_empty() {
-            let (n, r) = Self::masks(tail);
-            self.newline.push(n);
-            self.bracket.push(r);
+        if bad_at.is_none() {
+            let tail = chunks.remainder();
+            if !tail.is_empty() {
+                let (n, r, bad) = Self::masks(tail);
+                self.push(n, r, bad, &mut lines, &mut bad_at);
+            }
+        }
+        let stop = bad_at.unwrap_or(b.len());
+        let len = self.prev_newline(stop).map_or(0, |i| i + 1);
+        (len, lines)
+    }
+
+    /// Adds one word of each map; true at the word of the first bad byte.
+    fn push(
+        &mut self,
+        n: u64,
+        r: u64,
+        bad: u64,
+        lines: &mut u64,
+        bad_at: &mut Option<usize>,
+    ) -> bool {
+        let base = self.newline.len() * 64;
+        self.newline.push(n);
+        self.bracket.push(r);
+        if bad != 0 {
+            let k = bad.trailing_zeros();
+            *lines += u64::from((n & ((1u64 << k) - 1)).count_ones());
+            *bad_at = Some(base + k as usize);
+            return true;
+        }
+        *lines += u64::from(n.count_ones());
+        false
+    }
+
+    /// The last newline before `stop`.
+    fn prev_newline(&self, stop: usize) -> Option<usize> {
+        let mut w = stop / 64;
+        let mut bits = match self.newline.get(w) {
+            Some(x) => x & ((1u64 << (stop % 64)) - 1),
+            None => {
+                w = self.newline.len().checked_sub(1)?;
+                self.newline[w]
+            }
+        };
+        loop {
+            if bits != 0 {
+                return Some(w * 64 + 63 - bits.leading_zeros() as usize);
+            }
+            w = w.checked_sub(1)?;
+            bits = self.newline[w];
         }
     }
 
-    /// [`Self::masks`] of 64 bytes with SSE2 (every x86-64 has it): a compare and a movemask
+    /// [`Self::masks`] of 64 bytes with SSE2 (every x86-64 has it): compares and a movemask
     /// per 16 bytes, where the plain loop is not vectorised.
     #[cfg(target_arch = "x86_64")]
     #[inline]
-    fn masks64(c: &[u8]) -> (u64, u64) {
-        use std::arch::x86_64::_mm_set1_epi8;
-        use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8};
+    fn masks64(c: &[u8]) -> (u64, u64, u64) {
+        use std::arch::x86_64::{
+            __m128i, _mm_andnot_si128, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128,
+            _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        };
         assert!(c.len() >= 64);
-        let mut n = 0u64;
-        let mut r = 0u64;
+        let (mut n, mut r, mut bad) = (0u64, 0u64, 0u64);
         // SAFETY: SSE2 is part of the x86-64 baseline, so the intrinsics are available; bytes
         // k*16..k*16+16 lie in `c` (64 bytes at least, asserted), and the load has no
         // alignment requirement.
         unsafe {
             let nl = _mm_set1_epi8(b'\n' as i8);
             let br = _mm_set1_epi8(b']' as i8);
+            let tab = _mm_set1_epi8(b'\t' as i8);
+            let del = _mm_set1_epi8(0x7f);
+            let space = _mm_set1_epi8(0x20);
             for k in 0..4 {
                 let v = _mm_loadu_si128(c.as_ptr().add(k * 16).cast::<__m128i>());
-                n |= u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, nl)) as u16) << (k * 16);
-                r |= u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, br)) as u16) << (k * 16);
+                let is_nl = _mm_cmpeq_epi8(v, nl);
+                // Signed: below 0x20, or 0x80 and above.
+                let low = _mm_cmplt_epi8(v, space);
+                let ok_low = _mm_or_si128(is_nl, _mm_cmpeq_epi8(v, tab));
+                let b = _mm_or_si128(_mm_andnot_si128(ok_low, low), _mm_cmpeq_epi8(v, del));
+                let m = |x| u64::from(_mm_movemask_epi8(x) as u16) << (k * 16);
+                n |= m(is_nl);
+                r |= m(_mm_cmpeq_epi8(v, br));
+                bad |= m(b);
             }
         }
-        (n, r)
+        (n, r, bad)
     }
 
     #[cfg(not(target_arch = "x86_64"))]
-    fn masks64(c: &[u8]) -> (u64, u64) {
+    fn masks64(c: &[u8]) -> (u64, u64, u64) {
         Self::masks(c)
     }
 
+    /// The newline, `]` and bad-byte masks of up to 64 bytes.
     #[inline]
-    fn masks(c: &[u8]) -> (u64, u64) {
-        let mut n = 0u64;
-        let mut r = 0u64;
+    fn masks(c: &[u8]) -> (u64, u64, u64) {
+        let (mut n, mut r, mut bad) = (0u64, 0u64, 0u64);
         for (i, &x) in c.iter().enumerate() {
-            n |= ((x == b'\n') as u64) << i;
-            r |= ((x == b']') as u64) << i;
+            n |= u64::from(x == b'\n') << i;
+            r |= u64::from(x == b']') << i;
+            let b = (x < 0x20 && x != b'\t' && x != b'\n') || x >= 0x7f;
+            bad |= u64::from(b) << i;
         }
-        (n, r)
+        (n, r, bad)
     }
 
     /// The first set bit of `map` at or after `from`.
@@ -999,9 +1048,13 @@ impl BlockMaps {
         Self::next_in(&self.newline, from)
     }
 
+    fn next_bracket(&self, from: usize) -> Option<usize> {
+        Self::next_in(&self.bracket, from)
+    }
+
     /// Whether a `]` lies in `from..end`.
     fn bracket_in(&self, from: usize, end: usize) -> bool {
-        Self::next_in(&self.bracket, from).is_some_and(|i| i < end)
+        self.next_bracket(from).is_some_and(|i| i < end)
     }
 }
 
@@ -1048,7 +1101,6 @@ impl LogParser {
             lossy_lines: 0,
             ungated: false,
             head: HeaderCache::default(),
-            maps: BlockMaps::default(),
         }
     }
 
@@ -1083,15 +1135,14 @@ impl LogParser {
     /// and each line gets the literals found in it past its launcher prefixes, as [`gate::bits`]
     /// of that part would give; newlines and `]`s are found once for the run too (see
     /// [`BlockMaps`]).
-    pub fn feed_clean(&mut self, text: &str, first_no: u64) {
+    pub fn feed_clean(&mut self, text: &str, first_no: u64, maps: &BlockMaps) {
         let bytes = text.as_bytes();
-        let mut maps = std::mem::take(&mut self.maps);
-        maps.build(bytes);
         let mut scan = gate::Scanner::new(if self.ungated { b"" } else { bytes });
         let mut next = scan.next();
         let mut from = 0;
         let mut no = first_no;
-        while let Some(end) = maps.next_newline(from) {
+        // (The maps may run past the text, up to a bad byte's word.)
+        while let Some(end) = maps.next_newline(from).filter(|&e| e < bytes.len()) {
             let line = &text[from..end];
             // A line that starts as the last plain INFO line did: its prefixes and header are
             // known without reading them.
@@ -1134,10 +1185,16 @@ impl LogParser {
                 Some(s) => s,
                 None => self.split_header(line),
             };
-            // A second NCCL header (`] NCCL `) in the message needs a `]` there.
-            let nccl_glue = info.as_ref().filter(|h| h.is_plain()).and_then(|h| {
-                let msg_at = from + (h.msg().as_ptr() as usize - line.as_ptr() as usize);
-                (!maps.bracket_in(msg_at, end)).then_some(false)
+            // A second NCCL header (`] NCCL `) in the message: at one of its `]`s.
+            let nccl_glue = info.as_ref().filter(|h| h.is_plain()).map(|h| {
+                let mut at = from + (h.msg().as_ptr() as usize - line.as_ptr() as usize);
+                while let Some(i) = maps.next_bracket(at).filter(|&i| i < end) {
+                    if bytes[i + 1..end].starts_with(b" NCCL ") {
+                        return true;
+                    }
+                    at = i + 1;
+                }
+                false
             });
             self.lines = no;
             if !self.feed_unglued(no, true, (rest, rank, host), info, bits, nccl_glue) {
@@ -1146,7 +1203,6 @@ impl LogParser {
             from = end + 1;
             no += 1;
         }
-        self.maps = maps;
     }
 
     /// A line's launcher prefixes stripped (the rest, rank, host) and its NCCL INFO header if
@@ -1454,7 +1510,11 @@ fn parse_sized<R: Read>(name: &str, reader: R, size: u64, opts: &ParseOptions) -
     let mut src = LineSource::with_size_hint(reader, size);
     while let Some(chunk) = src.next_chunk() {
         match chunk {
-            Chunk::Clean { text, first_no } => parser.feed_clean(text, first_no),
+            Chunk::Clean {
+                text,
+                first_no,
+                maps,
+            } => parser.feed_clean(text, first_no, maps),
             Chunk::Line(raw) => parser.feed_raw(&raw),
         }
     }
@@ -1766,7 +1826,11 @@ mod tests {
             let mut src = LineSource::new(Trickle(data, trickle));
             while let Some(c) = src.next_chunk() {
                 match c {
-                    Chunk::Clean { text, first_no } => p.feed_clean(text, first_no),
+                    Chunk::Clean {
+                        text,
+                        first_no,
+                        maps,
+                    } => p.feed_clean(text, first_no, maps),
                     Chunk::Line(raw) => p.feed_raw(&raw),
                 }
             }
@@ -1892,10 +1956,13 @@ mod tests {
             let b: Vec<u8> = (0..len)
                 .map(|_| {
                     seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-                    [b'\n', b']', b'a', b' ', 0x8a, 0xdd][(seed >> 61) as usize % 6]
+                    [b'\n', b']', b'a', b' ', b'\t', b'z'][(seed >> 61) as usize % 6]
                 })
                 .collect();
-            maps.build(&b);
+            let clean = maps.build(&b);
+            let lines = b.iter().filter(|&&x| x == b'\n').count() as u64;
+            let whole = b.iter().rposition(|&x| x == b'\n').map_or(0, |i| i + 1);
+            assert_eq!(clean, (whole, lines));
             for from in 0..=len {
                 let nl = b[from..].iter().position(|&x| x == b'\n').map(|i| from + i);
                 assert_eq!(maps.next_newline(from), nl, "len {len} from {from}");
@@ -1924,7 +1991,7 @@ mod tests {
         let mut seen = Vec::new();
         while let Some(c) = src.next_chunk() {
             match c {
-                Chunk::Clean { text, first_no } => {
+                Chunk::Clean { text, first_no, .. } => {
                     for (i, l) in text.lines().enumerate() {
                         seen.push((first_no + i as u64, l.to_string(), true));
                     }

@@ -35,6 +35,7 @@ pub const INFO_VERSION: u16 = 1 << 9;
 pub const INFO_INIT: u16 = 1 << 10;
 pub const INFO_NRANKS: u16 = 1 << 11;
 pub const INFO_NET: u16 = 1 << 12;
+pub const INFO_ALL: u16 = INFO_VIA | INFO_VERSION | INFO_INIT | INFO_NRANKS | INFO_NET;
 
 // Stems, not the parsers' own literal lists: each literal a parser needs holds one of its
 // stems (the tests check it against those lists). Fewer patterns keep the automaton on its

@@ -1053,6 +1053,7 @@ impl BlockMaps {
     }
 
     /// Whether a `]` lies in `from..end`.
+    #[cfg(test)]
     fn bracket_in(&self, from: usize, end: usize) -> bool {
         self.next_bracket(from).is_some_and(|i| i < end)
     }
@@ -1165,17 +1166,32 @@ impl LogParser {
                 }
                 next = scan.next();
             }
-            // Most of a large NCCL_DEBUG log: such a line with no literal of any parser, no
-            // `]` in its message (so nothing glued to it) and no traceback or user pattern to
-            // feed is only counted, as `feed_line` would.
+            // A second NCCL header (`] NCCL `) in a message from `at` on: at one of its `]`s.
+            let glued_at = |mut at: usize| {
+                while let Some(i) = maps.next_bracket(at).filter(|&i| i < end) {
+                    if bytes[i + 1..end].starts_with(b" NCCL ") {
+                        return true;
+                    }
+                    at = i + 1;
+                }
+                false
+            };
+            // Most of a large NCCL_DEBUG log: such a line with no literal of any parser but
+            // the NCCL INFO reader's, nothing glued to it and no traceback or user pattern to
+            // feed goes to that reader alone, as `feed_line` would send it.
             if hit
-                && bits == 0
-                && !maps.bracket_in(from + self.head.layout.msg, end)
+                && bits & !(gate::NCCL_INFO | gate::INFO_ALL) == 0
                 && !self.failures.in_traceback()
                 && self.patterns.is_empty()
+                && !glued_at(from + self.head.layout.msg)
             {
                 let host = self.head.layout.host_in(line);
-                self.nccl_debug.count_plain_info(host);
+                if bits == 0 {
+                    self.nccl_debug.count_plain_info(host);
+                } else {
+                    let msg = &line[self.head.layout.msg..];
+                    self.nccl_debug.feed_info_parts(host, msg, bits);
+                }
                 self.lines = no;
                 from = end + 1;
                 no += 1;
@@ -1185,17 +1201,10 @@ impl LogParser {
                 Some(s) => s,
                 None => self.split_header(line),
             };
-            // A second NCCL header (`] NCCL `) in the message: at one of its `]`s.
-            let nccl_glue = info.as_ref().filter(|h| h.is_plain()).map(|h| {
-                let mut at = from + (h.msg().as_ptr() as usize - line.as_ptr() as usize);
-                while let Some(i) = maps.next_bracket(at).filter(|&i| i < end) {
-                    if bytes[i + 1..end].starts_with(b" NCCL ") {
-                        return true;
-                    }
-                    at = i + 1;
-                }
-                false
-            });
+            let nccl_glue = info
+                .as_ref()
+                .filter(|h| h.is_plain())
+                .map(|h| glued_at(from + (h.msg().as_ptr() as usize - line.as_ptr() as usize)));
             self.lines = no;
             if !self.feed_unglued(no, true, (rest, rank, host), info, bits, nccl_glue) {
                 self.feed_normalized(no, line, true);

@@ -690,8 +690,13 @@ impl Parser {
     /// [`Parser::feed_with`] would do with it, without looking for them again. `bits`: the
     /// gate's for the line (at least the `INFO_*` bits of the literals it holds).
     pub(crate) fn feed_info(&mut self, h: &Header<'_>, bits: u16) {
-        self.feed_plain_info(h);
-        self.info_message(h.msg.trim(), bits);
+        self.feed_info_parts(h.host, h.msg, bits);
+    }
+
+    /// [`Parser::feed_info`] given the header's host and message.
+    pub(crate) fn feed_info_parts(&mut self, host: &str, msg: &str, bits: u16) {
+        self.count_plain_info(host);
+        self.info_message(msg.trim(), bits);
     }
 
     /// Reads an INFO message; a branch whose literals the gate did not see in it (`bits`) is

@@ -801,8 +801,46 @@ pub fn num(s: &str) -> Option<f64> {
     if !(first.is_ascii_digit() || matches!(first, b'-' | b'+' | b'.')) {
         return None;
     }
+    if let Some(v) = simple_decimal(s.as_bytes()) {
+        return Some(v);
+    }
     let v: f64 = s.parse().ok()?;
     v.is_finite().then_some(v)
+}
+
+/// `[+-]? digits [. digits]` with 1 to 15 digits in all, as `str::parse::<f64>` reads it: the
+/// integer of the digits and the power of ten are exact in `f64`, so their one division is
+/// the correctly rounded value (the fast path of any correct parser), without the general
+/// parser's work. `None` for anything else.
+fn simple_decimal(b: &[u8]) -> Option<f64> {
+    const POW10: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    let (neg, digits) = match b.first()? {
+        b'-' => (true, &b[1..]),
+        b'+' => (false, &b[1..]),
+        _ => (false, b),
+    };
+    if digits.len() > 16 {
+        return None;
+    }
+    let (mut m, mut n, mut frac, mut dot) = (0u64, 0usize, 0usize, false);
+    for &c in digits {
+        match c {
+            b'0'..=b'9' => {
+                m = m * 10 + u64::from(c - b'0');
+                n += 1;
+                frac += usize::from(dot);
+            }
+            b'.' if !dot => dot = true,
+            _ => return None,
+        }
+    }
+    if n == 0 || n > 15 {
+        return None;
+    }
+    let v = m as f64 / POW10[frac];
+    Some(if neg { -v } else { v })
 }
 
 /// Parses an unsigned integer (`123`); also accepts an integral float such as `1e+06`.
@@ -1122,10 +1160,12 @@ impl LogParser {
             self.lossy_lines += 1;
         }
         if !raw.control {
-            let (rest, rank, host, info) = self.split_header(raw.text);
+            let (rest, rank, host, info, word) = self.split_header(raw.text);
             let info = if raw.terminated { info } else { None };
             let bits = self.gate(rest);
-            if self.feed_unglued(raw.no, raw.terminated, (rest, rank, host), info, bits, None) {
+            let glue = (!word).then_some(false);
+            let split = (rest, rank, host, word);
+            if self.feed_unglued(raw.no, raw.terminated, split, info, bits, glue) {
                 return;
             }
         }
@@ -1197,16 +1237,19 @@ impl LogParser {
                 no += 1;
                 continue;
             }
-            let (rest, rank, host, info) = match split {
+            let (rest, rank, host, info, word) = match split {
                 Some(s) => s,
                 None => self.split_header(line),
             };
-            let nccl_glue = info
-                .as_ref()
-                .filter(|h| h.is_plain())
-                .map(|h| glued_at(from + (h.msg().as_ptr() as usize - line.as_ptr() as usize)));
+            let nccl_glue = if word {
+                info.as_ref()
+                    .filter(|h| h.is_plain())
+                    .map(|h| glued_at(from + (h.msg().as_ptr() as usize - line.as_ptr() as usize)))
+            } else {
+                Some(false)
+            };
             self.lines = no;
-            if !self.feed_unglued(no, true, (rest, rank, host), info, bits, nccl_glue) {
+            if !self.feed_unglued(no, true, (rest, rank, host, word), info, bits, nccl_glue) {
                 self.feed_normalized(no, line, true);
             }
             from = end + 1;
@@ -1214,8 +1257,9 @@ impl LogParser {
         }
     }
 
-    /// A line's launcher prefixes stripped (the rest, rank, host) and its NCCL INFO header if
-    /// it has a plain one. A line that starts with the same bytes, up to its message, as the
+    /// A line's launcher prefixes stripped (the rest, rank, host), its NCCL INFO header if it
+    /// has a plain one, and whether the rest holds the word `NCCL` at all (without it, no NCCL
+    /// header can be in it, glued or not, and no parser of NCCL's is fed it). A line that starts with the same bytes, up to its message, as the
     /// last such line has the same answer (both are read from those bytes alone): a run of
     /// lines of one rank and thread is read once.
     #[allow(clippy::type_complexity)]
@@ -1227,15 +1271,21 @@ impl LogParser {
         Option<u32>,
         Option<&'a str>,
         Option<nccl_debug::Header<'a>>,
+        bool,
     ) {
         let c = &self.head;
         if !self.ungated && !c.bytes.is_empty() && starts_with(line, &c.bytes) {
             let host = c.host.map(|(a, b)| &line[a..b]);
             let info = nccl_debug::Header::from_layout(line, &c.layout);
-            return (&line[c.rest_at..], c.rank, host, Some(info));
+            return (&line[c.rest_at..], c.rank, host, Some(info), true);
         }
         let (rest, rank, host) = strip_prefixes(line);
-        let info = nccl_debug::info_header(rest);
+        let word = self.ungated || nccl_debug::NCCL_WORD.find(rest.as_bytes()).is_some();
+        let info = if word {
+            nccl_debug::info_header(rest)
+        } else {
+            None
+        };
         if let Some(layout) = info.as_ref().and_then(|h| h.layout(line)) {
             let base = line.as_ptr() as usize;
             let c = &mut self.head;
@@ -1249,7 +1299,7 @@ impl LogParser {
             });
             c.layout = layout;
         }
-        (rest, rank, host, info)
+        (rest, rank, host, info, word)
     }
 
     /// Feeds a line that holds no control character as its one segment, borrowed, unless
@@ -1259,7 +1309,7 @@ impl LogParser {
         &mut self,
         no: u64,
         terminated: bool,
-        (rest, rank, host): (&'a str, Option<u32>, Option<&'a str>),
+        (rest, rank, host, word): (&'a str, Option<u32>, Option<&'a str>, bool),
         info: Option<nccl_debug::Header<'a>>,
         bits: u16,
         nccl_glue: Option<bool>,
@@ -1283,7 +1333,7 @@ impl LogParser {
             rank,
             host,
         };
-        self.feed_line(&line, terminated, bits, info);
+        self.feed_line(&line, terminated, bits, info, Some(word));
         true
     }
 
@@ -1307,7 +1357,8 @@ impl LogParser {
             } else {
                 None
             };
-            self.feed_line(&seg.as_line(no), terminated, self.gate(&seg.text), info);
+            let bits = self.gate(&seg.text);
+            self.feed_line(&seg.as_line(no), terminated, bits, info, None);
         }
         if segs.is_empty() {
             self.feed_blank(no, terminated);
@@ -1339,6 +1390,7 @@ impl LogParser {
         terminated: bool,
         bits: u16,
         info: Option<nccl_debug::Header<'a>>,
+        nccl_word: Option<bool>,
     ) {
         use gate::{DEEPSPEED, FAIL, MEGATRON, NCCL_ERR, NCCL_INFO, NCCL_TESTS, PAYLOAD};
         let t = line.text;
@@ -1370,7 +1422,9 @@ impl LogParser {
             if bits & NCCL_TESTS != 0 || first == b'#' || first.is_ascii_digit() {
                 self.nccl_tests.feed(line, w);
             }
-            if bits & NCCL_ERR != 0 || nccl_debug::NCCL_WORD.find(t.as_bytes()).is_some() {
+            let word =
+                nccl_word.unwrap_or_else(|| nccl_debug::NCCL_WORD.find(t.as_bytes()).is_some());
+            if bits & NCCL_ERR != 0 || word {
                 self.nccl_debug.feed(line, w);
             }
             if bits & DEEPSPEED != 0 || self.deepspeed.in_block() || lead.starts_with("MA ") {
@@ -2054,6 +2108,70 @@ mod tests {
         for (a, b) in log.nccl_tests.iter().zip(&runs) {
             assert_eq!(a.rows.len(), b.rows.len());
             assert_eq!(a.avg_busbw_gbps, b.avg_busbw_gbps);
+        }
+    }
+
+    #[test]
+    fn simple_decimals_read_as_the_standard_parser_reads_them() {
+        let mut cases: Vec<String> = [
+            "0",
+            "-0",
+            "+0",
+            "0.0",
+            "-0.0",
+            "1.",
+            ".5",
+            "-.5",
+            "+.5",
+            ".",
+            "-",
+            "+",
+            "",
+            "5.",
+            "77.58",
+            "700.00",
+            "143771",
+            "0.1",
+            "0.3",
+            "123456789012345",
+            "1234567890123456",
+            "999999999999999",
+            "0.000000000000001",
+            "9.99999999999999",
+            "1..2",
+            "1.2.3",
+            "1e5",
+            "12a",
+            "--1",
+            "00000000000000012",
+            "0000000000.1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut seed = 3u64;
+        for _ in 0..20000 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let len = 1 + (seed >> 60) as usize;
+            let mut t = String::new();
+            for k in 0..len {
+                let r = (seed >> (k * 3 % 50)) & 15;
+                t.push(match r {
+                    0 => '.',
+                    1 if k == 0 => '-',
+                    _ => char::from(b'0' + (r % 10) as u8),
+                });
+            }
+            cases.push(t);
+        }
+        for c in &cases {
+            let want = c.parse::<f64>().ok();
+            if let Some(v) = simple_decimal(c.as_bytes()) {
+                let w = want.expect(c);
+                assert_eq!(v.to_bits(), w.to_bits(), "{c:?}: {v} vs {w}");
+            }
         }
     }
 

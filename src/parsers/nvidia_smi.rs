@@ -166,7 +166,7 @@ impl CsvParser {
 
     pub fn feed(&mut self, line: &Line<'_>, w: &mut Warnings) {
         let t = line.text.trim();
-        if !t.contains(',') {
+        if memchr::memchr(b',', t.as_bytes()).is_none() {
             return;
         }
         static QUERY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
@@ -183,10 +183,26 @@ impl CsvParser {
         // An ASCII line (every sample nvidia-smi prints) is cut and trimmed byte-wise; the
         // same answer as `str::trim`'s, which must decode characters.
         let ascii = t.is_ascii();
-        let parts: Vec<&str> = if ascii {
-            t.split(',').map(str::trim_ascii).collect()
+        fn trim(p: &str, ascii: bool) -> &str {
+            if ascii { p.trim_ascii() } else { p.trim() }
+        }
+        // Up to 32 fields without an allocation per row.
+        let mut small = [""; 32];
+        let mut n = 0;
+        let mut from = 0;
+        for end in memchr::memchr_iter(b',', t.as_bytes()).chain(std::iter::once(t.len())) {
+            if let Some(slot) = small.get_mut(n) {
+                *slot = trim(&t[from..end], ascii);
+            }
+            n += 1;
+            from = end + 1;
+        }
+        let many: Vec<&str>;
+        let parts: &[&str] = if n <= small.len() {
+            &small[..n]
         } else {
-            t.split(',').map(str::trim).collect()
+            many = t.split(',').map(|p| trim(p, ascii)).collect();
+            &many
         };
         if parts.len() >= 2
             && parts.iter().all(|p| is_column_name(p))
@@ -214,7 +230,7 @@ impl CsvParser {
             ..GpuSample::default()
         };
         let mut bad = Vec::new();
-        for ((field, name), v) in self.fields.iter().zip(&self.names).zip(&parts) {
+        for ((field, name), v) in self.fields.iter().zip(&self.names).zip(parts) {
             // `v` is trimmed already.
             let missing = v.is_empty() || *v == "N/A" || (v.starts_with('[') && v.ends_with(']'));
             // Only the text columns keep their text: no copy of every number.

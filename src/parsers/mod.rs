@@ -393,6 +393,21 @@ fn clean_prefix(b: &[u8]) -> (usize, u64) {
     BlockMaps::default().build(b)
 }
 
+/// `s.trim()`, without decoding characters where the ends are ASCII (most lines).
+pub(crate) fn trim(s: &str) -> &str {
+    // The ASCII characters `char::is_whitespace` takes (`u8::is_ascii_whitespace` lacks \x0B).
+    let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
+    let b = s.as_bytes();
+    let start = b.iter().position(|c| !ws(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !ws(c)).map_or(start, |i| i + 1);
+    let t = &b[start..end];
+    if t.first().is_some_and(|&c| c >= 0x80) || t.last().is_some_and(|&c| c >= 0x80) {
+        // A character that is not ASCII at an end may be whitespace (U+00A0, U+3000...).
+        return s.trim();
+    }
+    &s[start..end]
+}
+
 /// `a == b` for the short strings of a line's header, inline: a call to `memcmp` per line
 /// costs more than the compare.
 #[inline]
@@ -1020,6 +1035,52 @@ impl BlockMaps {
     #[cfg(target_arch = "x86_64")]
     #[inline]
     fn masks64(c: &[u8]) -> (u64, u64, u64) {
+        static AVX2: LazyLock<bool> = LazyLock::new(|| is_x86_feature_detected!("avx2"));
+        if *AVX2 {
+            assert!(c.len() >= 64);
+            // SAFETY: the CPU has AVX2 (detected above) and `c` holds 64 bytes (asserted).
+            return unsafe { Self::masks64_avx2(c) };
+        }
+        Self::masks64_sse2(c)
+    }
+
+    /// [`Self::masks64`] with AVX2: 32 bytes per compare.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, and `c` must hold 64 bytes at least.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn masks64_avx2(c: &[u8]) -> (u64, u64, u64) {
+        use std::arch::x86_64::{
+            __m256i, _mm256_andnot_si256, _mm256_cmpeq_epi8, _mm256_cmpgt_epi8, _mm256_loadu_si256,
+            _mm256_movemask_epi8, _mm256_or_si256, _mm256_set1_epi8,
+        };
+        let nl = _mm256_set1_epi8(b'\n' as i8);
+        let br = _mm256_set1_epi8(b']' as i8);
+        let tab = _mm256_set1_epi8(b'\t' as i8);
+        let del = _mm256_set1_epi8(0x7f);
+        let space = _mm256_set1_epi8(0x20);
+        let (mut n, mut r, mut bad) = (0u64, 0u64, 0u64);
+        for k in 0..2 {
+            // SAFETY: bytes k*32..k*32+32 lie in `c` (the caller's promise); the load has no
+            // alignment requirement.
+            let v = unsafe { _mm256_loadu_si256(c.as_ptr().add(k * 32).cast::<__m256i>()) };
+            let is_nl = _mm256_cmpeq_epi8(v, nl);
+            // Signed: below 0x20, or 0x80 and above.
+            let low = _mm256_cmpgt_epi8(space, v);
+            let ok_low = _mm256_or_si256(is_nl, _mm256_cmpeq_epi8(v, tab));
+            let b = _mm256_or_si256(_mm256_andnot_si256(ok_low, low), _mm256_cmpeq_epi8(v, del));
+            let m = |x| u64::from(_mm256_movemask_epi8(x) as u32) << (k * 32);
+            n |= m(is_nl);
+            r |= m(_mm256_cmpeq_epi8(v, br));
+            bad |= m(b);
+        }
+        (n, r, bad)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    fn masks64_sse2(c: &[u8]) -> (u64, u64, u64) {
         use std::arch::x86_64::{
             __m128i, _mm_andnot_si128, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128,
             _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
@@ -1226,12 +1287,8 @@ impl LogParser {
                 && !glued_at(from + self.head.layout.msg)
             {
                 let host = self.head.layout.host_in(line);
-                if bits == 0 {
-                    self.nccl_debug.count_plain_info(host);
-                } else {
-                    let msg = &line[self.head.layout.msg..];
-                    self.nccl_debug.feed_info_parts(host, msg, bits);
-                }
+                let msg = &line[self.head.layout.msg..];
+                self.nccl_debug.feed_info_parts(host, msg, bits);
                 self.lines = no;
                 from = end + 1;
                 no += 1;
@@ -1392,7 +1449,7 @@ impl LogParser {
         info: Option<nccl_debug::Header<'a>>,
         nccl_word: Option<bool>,
     ) {
-        use gate::{DEEPSPEED, FAIL, MEGATRON, NCCL_ERR, NCCL_INFO, NCCL_TESTS, PAYLOAD};
+        use gate::{DEEPSPEED, FAIL, MEGATRON, NCCL_ERR, NCCL_TESTS, PAYLOAD};
         let t = line.text;
         let w = &mut self.warnings;
         // The payload's own records quote exception names (`"reason": "exception:
@@ -1411,10 +1468,8 @@ impl LogParser {
             }
             if bits & NCCL_ERR != 0 {
                 self.nccl_debug.feed_with(line, Some(h), w);
-            } else if bits & NCCL_INFO != 0 {
-                self.nccl_debug.feed_info(&h, bits);
             } else {
-                self.nccl_debug.feed_plain_info(&h);
+                self.nccl_debug.feed_info(&h, bits);
             }
         } else {
             let lead = t.trim_start();
@@ -2045,6 +2100,56 @@ mod tests {
             b"node-0001:12:13 [0] "
         ));
         assert!(!same_bytes(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn fast_trim_is_str_trim() {
+        for t in [
+            "",
+            " ",
+            "a",
+            " a ",
+            "\t\x0b\x0c\r\n a b \x0b",
+            "\u{a0}a\u{3000}",
+            " \u{a0} ",
+            "\u{e9}",
+            " x\u{e9} ",
+            "\u{85}x",
+            "x\u{2028}",
+        ] {
+            assert_eq!(trim(t), t.trim(), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn simd_masks_equal_the_plain_loop() {
+        let mut seed = 5u64;
+        for _ in 0..2000 {
+            let c: Vec<u8> = (0..64)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    let x = (seed >> 56) as u8;
+                    // Often one of the bytes that matter, else any byte.
+                    match x % 8 {
+                        0 => b'\n',
+                        1 => b']',
+                        2 => b'\t',
+                        3 => [0x7f, 0x1f, 0x20, 0x80, 0xff, 0x00][(x as usize / 8) % 6],
+                        _ => x,
+                    }
+                })
+                .collect();
+            let plain = BlockMaps::masks(&c);
+            assert_eq!(BlockMaps::masks64(&c), plain, "{c:?}");
+            #[cfg(target_arch = "x86_64")]
+            {
+                assert_eq!(BlockMaps::masks64_sse2(&c), plain, "{c:?}");
+                if is_x86_feature_detected!("avx2") {
+                    // SAFETY: AVX2 is there; `c` holds 64 bytes.
+                    assert_eq!(unsafe { BlockMaps::masks64_avx2(&c) }, plain, "{c:?}");
+                }
+            }
+        }
     }
 
     #[test]

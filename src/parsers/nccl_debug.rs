@@ -121,25 +121,17 @@ pub(crate) const ERROR_LITERALS: &[&str] = &[
 static ERROR_TRIGGERS: LazyLock<Regex> = LazyLock::new(|| super::literal_set(ERROR_LITERALS));
 /// PyTorch's watchdog report (see [`parse_watchdog`]).
 pub(crate) const WATCHDOG: &str = "Watchdog caught collective operation timeout";
-/// Every literal that some branch of [`Parser::info_message`] requires, by the gate bit that
-/// lets a message into that branch: an INFO message with none of them (most `Channel` and
-/// connection lines) only counts. (The gate's stems are tested against this list.)
+/// Every literal that some branch of [`Parser::info_message`] looks for *inside* a message,
+/// by the gate bit that lets a message into that branch. (Branches that look at how a message
+/// starts are tried for every message: a test of its first byte costs less than a literal in
+/// the gate, which would stop the gate's search at every such line.) The gate's stems are
+/// tested against this list.
 #[cfg(test)]
 pub(crate) const INFO_LITERALS: &[(u16, &[&str])] = &[
     (gate::INFO_VIA, &[" via "]),
-    (gate::INFO_VERSION, &["NCCL version", "cudaDriverVersion "]),
+    (gate::INFO_VERSION, &["NCCL version"]),
     (gate::INFO_INIT, &["Init COMPLETE"]),
     (gate::INFO_NRANKS, &["nranks", "nRanks"]),
-    (
-        gate::INFO_NET,
-        &[
-            "Using network ",
-            "Assigned NET plugin ",
-            "Failed to initialize NET plugin ",
-            "Bootstrap",
-            "NET/",
-        ],
-    ),
 ];
 
 /// The header NCCL's logger (`debug.cc`) puts before every message:
@@ -674,14 +666,8 @@ impl Parser {
         }
     }
 
-    /// An INFO line that holds none of [`INFO_LITERALS`], [`ERROR_LITERALS`] or [`WATCHDOG`]:
-    /// [`Parser::feed_with`] would only count it and note its host.
-    pub(crate) fn feed_plain_info(&mut self, h: &Header<'_>) {
-        self.count_plain_info(h.host);
-    }
-
-    /// [`Parser::feed_plain_info`] given only the header's host.
-    pub(crate) fn count_plain_info(&mut self, host: &str) {
+    /// Counts an INFO line and notes its host.
+    fn count_plain_info(&mut self, host: &str) {
         self.add_host(host);
         self.info.info_lines += 1;
     }
@@ -696,13 +682,13 @@ impl Parser {
     /// [`Parser::feed_info`] given the header's host and message.
     pub(crate) fn feed_info_parts(&mut self, host: &str, msg: &str, bits: u16) {
         self.count_plain_info(host);
-        self.info_message(msg.trim(), bits);
+        self.info_message(super::trim(msg), bits);
     }
 
     /// Reads an INFO message; a branch whose literals the gate did not see in it (`bits`) is
     /// not tried.
     fn info_message(&mut self, msg: &str, bits: u16) {
-        use gate::{INFO_INIT, INFO_NET, INFO_NRANKS, INFO_VERSION, INFO_VIA};
+        use gate::{INFO_INIT, INFO_NRANKS, INFO_VERSION, INFO_VIA};
         let via = bits & INFO_VIA != 0 && VIA_WORD.find(msg.as_bytes()).is_some();
         if via || msg.starts_with("Channel") {
             if let Some(v) = via.then(|| via_transport(msg)).flatten() {
@@ -723,15 +709,13 @@ impl Parser {
             }
             return;
         }
-        if bits & INFO_VERSION != 0 {
-            if msg.contains("NCCL version") {
-                self.version(msg);
-                return;
-            }
-            if let Some(v) = msg.strip_prefix("cudaDriverVersion ") {
-                self.info.cuda_driver_version = uint(v);
-                return;
-            }
+        if bits & INFO_VERSION != 0 && msg.contains("NCCL version") {
+            self.version(msg);
+            return;
+        }
+        if let Some(v) = msg.strip_prefix("cudaDriverVersion ") {
+            self.info.cuda_driver_version = uint(v);
+            return;
         }
         if bits & INFO_INIT != 0 && msg.contains("Init COMPLETE") {
             self.info.init_complete += 1;
@@ -745,7 +729,11 @@ impl Parser {
             }
             return;
         }
-        if bits & INFO_NET == 0 {
+        // The branches below read how a message starts: none starts otherwise.
+        if !matches!(
+            msg.as_bytes().first(),
+            Some(b'U' | b'A' | b'F' | b'B' | b'N')
+        ) {
             return;
         }
         if let Some(net) = msg.strip_prefix("Using network ") {

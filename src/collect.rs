@@ -998,11 +998,56 @@ fn fmt_into(buf: &mut String, v: Option<f64>) {
     if let Some(x) = v {
         // Writing to a String cannot fail.
         let _ = if x.fract() == 0.0 && x.abs() < 1e15 {
-            write!(buf, "{x:.0}")
-        } else {
+            if x == 0.0 && x.is_sign_negative() {
+                write!(buf, "-0")
+            } else {
+                write!(buf, "{}", x as i64)
+            }
+        } else if !fixed4(buf, x) {
             write!(buf, "{x:.4}")
+        } else {
+            Ok(())
         };
     }
+}
+
+/// `{x:.4}` for |x| < 1e15, in integer arithmetic: x is m·2^e exactly, so x·10^4 rounded
+/// half to even (as `std` rounds the exact value) is an integer division and a comparison;
+/// `std`'s general exact formatter costs several times more per value. False (nothing
+/// written) for other values.
+fn fixed4(buf: &mut String, x: f64) -> bool {
+    use std::fmt::Write as _;
+    if !x.is_finite() || x.abs() >= 1e15 {
+        return false;
+    }
+    let bits = x.to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as i32;
+    let frac = bits & ((1u64 << 52) - 1);
+    let (m, e) = if exp == 0 {
+        (frac, -1074)
+    } else {
+        (frac | (1u64 << 52), exp - 1075)
+    };
+    let m4 = u128::from(m) * 10_000;
+    let q = if e >= 0 {
+        m4 << e
+    } else if -e >= 127 {
+        // m·10^4 < 2^67: below half a unit of 10^-4.
+        0
+    } else {
+        let sh = -e as u32;
+        let q = m4 >> sh;
+        let r = m4 & ((1u128 << sh) - 1);
+        let half = 1u128 << (sh - 1);
+        if r > half || (r == half && q & 1 == 1) {
+            q + 1
+        } else {
+            q
+        }
+    };
+    let sign = if x.is_sign_negative() { "-" } else { "" };
+    let _ = write!(buf, "{sign}{}.{:04}", q / 10_000, q % 10_000);
+    true
 }
 
 /// Figures of one run from all its files: the payload's own metrics first, then DeepSpeed's.
@@ -1738,4 +1783,69 @@ pub fn render_summary(r: &Report) -> String {
         s.push_str(&format!("warning: ... {} more\n", r.warnings.len() - 20));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The integer formatter writes what `{:.4}` writes, ties and tiny values included.
+    #[test]
+    fn fixed4_is_std_fixed_precision() {
+        let mut values = vec![
+            0.0,
+            -0.0,
+            0.25,
+            0.125,
+            0.00005,
+            0.00015,
+            0.00025,
+            1.00005,
+            2.5,
+            -2.5,
+            0.5,
+            1.5,
+            1e-300,
+            -1e-300,
+            5e-324,
+            123456789.12345,
+            999999999999999.9,
+            -0.00004,
+            0.33333,
+            1e14 + 0.5,
+            77.58,
+            700.0,
+            1.0 / 3.0,
+        ];
+        let mut seed = 9u64;
+        for _ in 0..200_000 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let r = seed >> 11;
+            values.push(match seed % 4 {
+                // Any double of a sensible magnitude.
+                0 => {
+                    f64::from_bits(r % (0x4330_0000_0000_0000))
+                        * if seed & 16 == 0 { 1.0 } else { -1.0 }
+                }
+                // Near a tie of the fourth decimal.
+                1 => (r % 100_000_000) as f64 / 10_000.0 + 0.00005,
+                // Exact binary fractions (ties when the fifth decimal is a 5).
+                2 => (r % 1_000_000) as f64 / 1024.0,
+                _ => (r % 1_000_000_000) as f64 / 1000.0,
+            });
+        }
+        for x in values {
+            let mut ours = String::new();
+            if fixed4(&mut ours, x) {
+                assert_eq!(ours, format!("{x:.4}"), "{x:e}");
+            } else {
+                assert!(x.abs() >= 1e15 || !x.is_finite(), "{x:e}");
+            }
+        }
+        let mut s = String::new();
+        fmt_into(&mut s, Some(-0.0));
+        assert_eq!(s, format!("{:.0}", -0.0f64));
+    }
 }

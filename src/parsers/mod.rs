@@ -1130,31 +1130,37 @@ impl BlockMaps {
         (n, r, bad)
     }
 
-    /// The first set bit of `map` at or after `from`.
-    fn next_in(map: &[u64], from: usize) -> Option<usize> {
+    /// The first set bit of `map` in `from..end`: the search stops at `end` (a `]` is looked
+    /// for within one line, and the next one may be many lines away).
+    fn next_in(map: &[u64], from: usize, end: usize) -> Option<usize> {
         let mut w = from / 64;
         let mut bits = map.get(w)? & (!0u64 << (from % 64));
         loop {
             if bits != 0 {
-                return Some(w * 64 + bits.trailing_zeros() as usize);
+                let i = w * 64 + bits.trailing_zeros() as usize;
+                return (i < end).then_some(i);
             }
             w += 1;
+            if w * 64 >= end {
+                return None;
+            }
             bits = *map.get(w)?;
         }
     }
 
     fn next_newline(&self, from: usize) -> Option<usize> {
-        Self::next_in(&self.newline, from)
+        Self::next_in(&self.newline, from, usize::MAX)
     }
 
-    fn next_bracket(&self, from: usize) -> Option<usize> {
-        Self::next_in(&self.bracket, from)
+    /// The first `]` in `from..end`.
+    fn next_bracket(&self, from: usize, end: usize) -> Option<usize> {
+        Self::next_in(&self.bracket, from, end)
     }
 
     /// Whether a `]` lies in `from..end`.
     #[cfg(test)]
     fn bracket_in(&self, from: usize, end: usize) -> bool {
-        self.next_bracket(from).is_some_and(|i| i < end)
+        self.next_bracket(from, end).is_some()
     }
 }
 
@@ -1269,7 +1275,7 @@ impl LogParser {
             }
             // A second NCCL header (`] NCCL `) in a message from `at` on: at one of its `]`s.
             let glued_at = |mut at: usize| {
-                while let Some(i) = maps.next_bracket(at).filter(|&i| i < end) {
+                while let Some(i) = maps.next_bracket(at, end) {
                     if bytes[i + 1..end].starts_with(b" NCCL ") {
                         return true;
                     }

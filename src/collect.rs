@@ -917,7 +917,13 @@ fn finish(
     }
     // The tables and the cache are independent outputs of tens of MB each: one per core.
     let (written, cached) = rayon::join(
-        || tables.write(&opts.out, &runs),
+        || {
+            let files = Files {
+                per_run: &per_run,
+                cache: &cache,
+            };
+            tables.write(&opts.out, &runs, &files)
+        },
         || -> Result<()> {
             let bytes = serde_json::to_vec(&cache)?;
             crate::campaign::write_if_changed(&cache_path, &bytes).map(drop)
@@ -973,10 +979,26 @@ fn aggregate_run(
     (tables, warnings)
 }
 
+/// The files of each run, in run order, with their cached results: nccl.csv and steps.csv
+/// list their rows straight from these (no copy of each row per run).
+struct Files<'a> {
+    per_run: &'a [Vec<&'a Source>],
+    cache: &'a Cache,
+}
+
+impl<'a> Files<'a> {
+    /// (run index, source, its result) of every file with a result, in table order.
+    fn each(&self) -> impl Iterator<Item = (usize, &'a Source, &'a FileResult)> + 'a {
+        let cache = self.cache;
+        self.per_run.iter().enumerate().flat_map(move |(i, srcs)| {
+            srcs.iter()
+                .filter_map(move |s| cache.files.get(&s.key).map(|f| (i, *s, f)))
+        })
+    }
+}
+
 #[derive(Default)]
 struct Tables {
-    nccl: Vec<(String, NcclRowOut)>,
-    steps: Vec<(String, String, StepOut)>,
     gpu: Vec<(String, GpuAgg)>,
     failures: Vec<(String, FailOut)>,
     binds: Vec<(String, BindOut)>,
@@ -1091,7 +1113,6 @@ fn aggregate(
     for (s, f) in files {
         for r in &f.nccl {
             busbw.push(r.busbw_gbps);
-            t.nccl.push((s.key.clone(), r.clone()));
         }
         avg_busbw.extend(f.nccl_avg_busbw.iter().copied());
         let steady: Vec<&StepOut> = {
@@ -1115,9 +1136,6 @@ fn aggregate(
             if let Some((_, v)) = st.values.iter().find(|(k, _)| k == "step_time_ms") {
                 step_times.push(*v);
             }
-        }
-        for st in &f.steps {
-            t.steps.push((run.run.clone(), s.key.clone(), st.clone()));
         }
         for g in &f.gpus {
             util.0 += g.util_sum;
@@ -1326,8 +1344,6 @@ fn model_flops_per_token(params: &IndexMap<String, Json>) -> Option<f64> {
 impl Tables {
     fn append(&mut self, other: Tables) {
         let Tables {
-            nccl,
-            steps,
             gpu,
             failures,
             binds,
@@ -1335,8 +1351,6 @@ impl Tables {
             preflight,
             power,
         } = other;
-        self.nccl.extend(nccl);
-        self.steps.extend(steps);
         self.gpu.extend(gpu);
         self.failures.extend(failures);
         self.binds.extend(binds);
@@ -1345,32 +1359,39 @@ impl Tables {
         self.power.extend(power);
     }
 
-    fn write(&self, out: &Path, runs: &[Run]) -> Result<Vec<String>> {
-        // steps.csv, the largest, is made on one core while the others are on the other.
-        let (steps, tables) = rayon::join(|| self.steps_csv(), || self.small_tables(runs));
-        let (mut steps, mut tables) = (Some(steps?), tables?);
-        for (name, bytes) in &mut tables {
-            if *name == "steps.csv"
-                && let Some(s) = steps.take()
-            {
-                *bytes = s;
-            }
-        }
-        let mut written = Vec::new();
-        for (name, bytes) in tables {
-            crate::campaign::write_if_changed(&out.join(name), &bytes)?;
-            written.push(name.to_string());
-        }
-        Ok(written)
+    fn write(&self, out: &Path, runs: &[Run], files: &Files<'_>) -> Result<Vec<String>> {
+        // steps.csv, the largest, is made and written on one core while the others are on
+        // the other.
+        let write =
+            |name: &str, bytes: &[u8]| crate::campaign::write_if_changed(&out.join(name), bytes);
+        let (steps, tables) = rayon::join(
+            || write("steps.csv", &Self::steps_csv(runs, files)?),
+            || -> Result<Vec<String>> {
+                let tables = self.small_tables(runs, files)?;
+                let mut written = Vec::new();
+                for (name, bytes) in tables {
+                    if name != "steps.csv" {
+                        write(name, &bytes)?;
+                    }
+                    written.push(name.to_string());
+                }
+                Ok(written)
+            },
+        );
+        steps?;
+        tables
     }
 
-    fn steps_csv(&self) -> Result<Vec<u8>> {
+    fn steps_csv(runs: &[Run], files: &Files<'_>) -> Result<Vec<u8>> {
         // steps.csv: long format, one row per (step, value).
         let mut w = csv::Writer::from_writer(Vec::new());
         w.write_record(["run", "source", "rank", "step", "warmup", "name", "value"])?;
         // The largest table: fields written as borrowed, numbers into one buffer.
         let mut num = String::new();
-        for (run, src, st) in &self.steps {
+        for (run, src, st) in files
+            .each()
+            .flat_map(|(i, s, f)| f.steps.iter().map(move |st| (&runs[i].run, &s.key, st)))
+        {
             let rank = st.rank.map(|r| r.to_string()).unwrap_or_default();
             let step = st.step.to_string();
             let warmup = st.warmup.map_or("", |b| if b { "true" } else { "false" });
@@ -1387,7 +1408,11 @@ impl Tables {
     }
 
     /// Every table but steps.csv (an empty placeholder), in the order they are written.
-    fn small_tables(&self, runs: &[Run]) -> Result<Vec<(&'static str, Vec<u8>)>> {
+    fn small_tables(
+        &self,
+        runs: &[Run],
+        files: &Files<'_>,
+    ) -> Result<Vec<(&'static str, Vec<u8>)>> {
         let mut tables = Vec::new();
         let mut put = |name: &'static str, bytes: Vec<u8>| -> Result<()> {
             tables.push((name, bytes));
@@ -1414,7 +1439,10 @@ impl Tables {
             "gpu_name",
             "nccl_version",
         ])?;
-        for (src, r) in &self.nccl {
+        for (src, r) in files
+            .each()
+            .flat_map(|(_, s, f)| f.nccl.iter().map(move |r| (&s.key, r)))
+        {
             w.write_record([
                 src.clone(),
                 r.line.to_string(),

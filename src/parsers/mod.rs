@@ -1164,6 +1164,19 @@ impl BlockMaps {
     }
 }
 
+/// A line with its launcher prefixes stripped (see [`LogParser::split_header`]).
+struct Split<'a> {
+    /// The line past its prefixes.
+    rest: &'a str,
+    rank: Option<u32>,
+    host: Option<&'a str>,
+    /// Its plain NCCL INFO header, if it has one.
+    info: Option<nccl_debug::Header<'a>>,
+    /// Whether `rest` holds the word `NCCL` at all: without it no NCCL header is in it, glued
+    /// or not, and no NCCL parser is fed it.
+    word: bool,
+}
+
 /// The start of the last line with a plain NCCL INFO header, up to its message, and what
 /// [`LogParser::split_header`] found in it.
 #[derive(Default)]
@@ -1227,12 +1240,12 @@ impl LogParser {
             self.lossy_lines += 1;
         }
         if !raw.control {
-            let (rest, rank, host, info, word) = self.split_header(raw.text);
-            let info = if raw.terminated { info } else { None };
-            let bits = self.gate(rest);
-            let glue = (!word).then_some(false);
-            let split = (rest, rank, host, word);
-            if self.feed_unglued(raw.no, raw.terminated, split, info, bits, glue) {
+            let mut split = self.split_header(raw.text);
+            if !raw.terminated {
+                split.info = None;
+            }
+            let bits = self.gate(split.rest);
+            if self.feed_unglued(raw.no, raw.terminated, split, bits, None) {
                 return;
             }
         }
@@ -1260,7 +1273,7 @@ impl LogParser {
                 (None, from + c.rest_at)
             } else {
                 let s = self.split_header(line);
-                let rest_at = from + (line.len() - s.0.len());
+                let rest_at = from + (line.len() - s.rest.len());
                 (Some(s), rest_at)
             };
             let mut bits = if self.ungated { !0 } else { 0 };
@@ -1300,19 +1313,17 @@ impl LogParser {
                 no += 1;
                 continue;
             }
-            let (rest, rank, host, info, word) = match split {
+            let split = match split {
                 Some(s) => s,
                 None => self.split_header(line),
             };
-            let nccl_glue = if word {
-                info.as_ref()
-                    .filter(|h| h.is_plain())
-                    .map(|h| glued_at(from + (h.msg().as_ptr() as usize - line.as_ptr() as usize)))
-            } else {
-                Some(false)
-            };
+            let nccl_glue = split
+                .info
+                .as_ref()
+                .filter(|h| h.is_plain())
+                .map(|h| glued_at(from + (h.msg().as_ptr() as usize - line.as_ptr() as usize)));
             self.lines = no;
-            if !self.feed_unglued(no, true, (rest, rank, host, word), info, bits, nccl_glue) {
+            if !self.feed_unglued(no, true, split, bits, nccl_glue) {
                 self.feed_normalized(no, line, true);
             }
             from = end + 1;
@@ -1320,27 +1331,19 @@ impl LogParser {
         }
     }
 
-    /// A line's launcher prefixes stripped (the rest, rank, host), its NCCL INFO header if it
-    /// has a plain one, and whether the rest holds the word `NCCL` at all (without it, no NCCL
-    /// header can be in it, glued or not, and no parser of NCCL's is fed it). A line that starts with the same bytes, up to its message, as the
-    /// last such line has the same answer (both are read from those bytes alone): a run of
-    /// lines of one rank and thread is read once.
-    #[allow(clippy::type_complexity)]
-    fn split_header<'a>(
-        &mut self,
-        line: &'a str,
-    ) -> (
-        &'a str,
-        Option<u32>,
-        Option<&'a str>,
-        Option<nccl_debug::Header<'a>>,
-        bool,
-    ) {
+    /// A line's [`Split`]. A line that starts with the same bytes, up to its message, as the
+    /// last line with a plain INFO header has the same prefixes and header (both are read from
+    /// those bytes alone): a run of lines of one rank and thread is read once.
+    fn split_header<'a>(&mut self, line: &'a str) -> Split<'a> {
         let c = &self.head;
         if !self.ungated && !c.bytes.is_empty() && starts_with(line, &c.bytes) {
-            let host = c.host.map(|(a, b)| &line[a..b]);
-            let info = nccl_debug::Header::from_layout(line, &c.layout);
-            return (&line[c.rest_at..], c.rank, host, Some(info), true);
+            return Split {
+                rest: &line[c.rest_at..],
+                rank: c.rank,
+                host: c.host.map(|(a, b)| &line[a..b]),
+                info: Some(nccl_debug::Header::from_layout(line, &c.layout)),
+                word: true,
+            };
         }
         let (rest, rank, host) = strip_prefixes(line);
         let word = self.ungated || nccl_debug::NCCL_WORD.find(rest.as_bytes()).is_some();
@@ -1362,7 +1365,13 @@ impl LogParser {
             });
             c.layout = layout;
         }
-        (rest, rank, host, info, word)
+        Split {
+            rest,
+            rank,
+            host,
+            info,
+            word,
+        }
     }
 
     /// Feeds a line that holds no control character as its one segment, borrowed, unless
@@ -1372,14 +1381,22 @@ impl LogParser {
         &mut self,
         no: u64,
         terminated: bool,
-        (rest, rank, host, word): (&'a str, Option<u32>, Option<&'a str>, bool),
-        info: Option<nccl_debug::Header<'a>>,
+        split: Split<'a>,
         bits: u16,
         nccl_glue: Option<bool>,
     ) -> bool {
-        let nccl_glue = nccl_glue
-            .or_else(|| info.as_ref().and_then(|h| h.another_header()))
-            .unwrap_or_else(|| nccl_glue_possible(rest));
+        let Split {
+            rest,
+            rank,
+            host,
+            info,
+            word,
+        } = split;
+        // Without the word `NCCL` no NCCL header can be glued in.
+        let nccl_glue = word
+            && nccl_glue
+                .or_else(|| info.as_ref().and_then(|h| h.another_header()))
+                .unwrap_or_else(|| nccl_glue_possible(rest));
         if (bits & gate::GLUE != 0 || nccl_glue) && may_glue(rest) && needs_split(rest) {
             return false;
         }

@@ -470,7 +470,9 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
     r.megatron_tflops = median(&megt);
 
     let node = node_from_name(file_name);
-    let mut gpus: IndexMap<String, GpuAgg> = IndexMap::new();
+    // Few GPUs, many samples: found by a linear search on the sample's own fields, the key
+    // text made once per GPU.
+    let mut gpus: Vec<(Option<u32>, Option<&str>, GpuAgg)> = Vec::new();
     // A sample with no utilisation, memory use, power or temperature is an inventory line
     // (the provenance block's `--query-gpu=index,name,...`), not telemetry.
     let telemetry = log.gpu_samples.iter().filter(|s| {
@@ -480,17 +482,30 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
             || s.temp_gpu_c.is_some()
     });
     for s in telemetry {
-        let key = s
-            .index
-            .map(|i| i.to_string())
-            .or_else(|| s.bus_id.clone())
-            .unwrap_or_else(|| "?".into());
-        let g = gpus.entry(key.clone()).or_insert_with(|| GpuAgg {
-            node: node.clone(),
-            gpu: key,
-            name: s.name.clone().unwrap_or_default(),
-            ..Default::default()
-        });
+        let bus = if s.index.is_some() {
+            None
+        } else {
+            s.bus_id.as_deref()
+        };
+        let at = match gpus.iter().position(|(i, b, _)| *i == s.index && *b == bus) {
+            Some(at) => at,
+            None => {
+                let key = s
+                    .index
+                    .map(|i| i.to_string())
+                    .or_else(|| bus.map(str::to_string))
+                    .unwrap_or_else(|| "?".into());
+                let agg = GpuAgg {
+                    node: node.clone(),
+                    gpu: key,
+                    name: s.name.as_deref().unwrap_or_default().to_string(),
+                    ..Default::default()
+                };
+                gpus.push((s.index, bus, agg));
+                gpus.len() - 1
+            }
+        };
+        let g = &mut gpus[at].2;
         g.samples += 1;
         if let Some(u) = s.util_gpu_pct {
             g.util_sum += u;
@@ -513,7 +528,7 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
             g.mem_temp_max = Some(g.mem_temp_max.map_or(t, |x: f64| x.max(t)));
         }
     }
-    r.gpus = gpus.into_values().collect();
+    r.gpus = gpus.into_iter().map(|(_, _, g)| g).collect();
     r.failures = log.failures.iter().map(fail_out).collect();
     r.primary = log.primary_failure().map(|p| fail_out(&p.evidence));
     if let Some(p) = &mut r.primary {

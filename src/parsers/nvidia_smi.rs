@@ -19,6 +19,7 @@
 
 use std::collections::BTreeMap;
 
+use compact_str::CompactString;
 use serde::Serialize;
 
 use super::{Line, Warnings, num, push_capped, uint};
@@ -46,11 +47,11 @@ pub const TEMPLATE_COLUMNS: &[&str] = &[
 pub struct GpuSample {
     pub line: u64,
     /// As printed (`2026/11/24 21:52:34.908`).
-    pub timestamp: Option<String>,
+    pub timestamp: Option<CompactString>,
     pub index: Option<u32>,
-    pub name: Option<String>,
-    pub bus_id: Option<String>,
-    pub uuid: Option<String>,
+    pub name: Option<CompactString>,
+    pub bus_id: Option<CompactString>,
+    pub uuid: Option<CompactString>,
     pub util_gpu_pct: Option<f64>,
     pub util_mem_pct: Option<f64>,
     pub mem_used_mib: Option<f64>,
@@ -62,7 +63,7 @@ pub struct GpuSample {
     pub sm_clock_mhz: Option<f64>,
     pub mem_clock_mhz: Option<f64>,
     /// Other columns, as printed (`None` when unavailable).
-    pub extra: Vec<(String, Option<String>)>,
+    pub extra: Vec<(String, Option<CompactString>)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -186,12 +187,15 @@ impl CsvParser {
         fn trim(p: &str, ascii: bool) -> &str {
             if ascii { p.trim_ascii() } else { p.trim() }
         }
-        // Up to 32 fields without an allocation per row.
+        // Up to 32 fields without an allocation per row. A plain byte loop: the commas are a
+        // few bytes apart, too close for a vector search's set-up to pay.
         let mut small = [""; 32];
         let mut n = 0;
         let mut from = 0;
-        for end in memchr::memchr_iter(b',', t.as_bytes()).chain(std::iter::once(t.len())) {
+        let tb = t.as_bytes();
+        for end in (0..tb.len()).filter(|&i| tb[i] == b',').chain([tb.len()]) {
             if let Some(slot) = small.get_mut(n) {
+                // A comma is ASCII: both ends are character boundaries.
                 *slot = trim(&t[from..end], ascii);
             }
             n += 1;
@@ -234,15 +238,18 @@ impl CsvParser {
             // `v` is trimmed already.
             let missing = v.is_empty() || *v == "N/A" || (v.starts_with('[') && v.ends_with(']'));
             // Only the text columns keep their text: no copy of every number.
-            let text = || (!missing).then(|| v.to_string());
+            let text = || (!missing).then(|| CompactString::from(*v));
             let mut number = || -> Option<f64> {
                 if missing {
                     return None;
                 }
+                // The number before a unit (`45 %`, `1234 MiB`).
                 let first = if ascii {
-                    v.split(|c: char| c.is_ascii_whitespace())
-                        .next()
-                        .unwrap_or("")
+                    let b = v.as_bytes();
+                    &v[..b
+                        .iter()
+                        .position(u8::is_ascii_whitespace)
+                        .unwrap_or(b.len())]
                 } else {
                     v.split_whitespace().next().unwrap_or("")
                 };

@@ -855,8 +855,10 @@ fn finish(
             todo.push(i);
         }
     }
-    // Largest first, one file per task: a few big logs would otherwise end up in one thread's
-    // share after all the small ones, and the other core would sit idle.
+    // Largest first, each core taking the next file when done with one (list scheduling): the
+    // big logs start at once, spread over the cores, and the small files fill the gaps; rayon's
+    // splitting of the list in halves could leave a big log last, on one core, with the other
+    // idle.
     todo.sort_by_key(|&i| std::cmp::Reverse(metas[i].map_or(0, |m| m.0)));
     let total_bytes: u64 = todo.iter().filter_map(|&i| metas[i].map(|m| m.0)).sum();
     let bar = (opts.progress && !todo.is_empty()).then(|| {
@@ -868,10 +870,12 @@ fn finish(
         }
         b
     });
-    let parsed: Vec<(usize, Result<FileResult, String>)> = todo
-        .par_iter()
-        .with_max_len(1)
-        .map(|&i| {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut parsed: Vec<(usize, usize, Result<FileResult, String>)> = rayon::broadcast(|_| {
+        let mut mine = Vec::new();
+        loop {
+            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(&i) = todo.get(k) else { break };
             let s = &sources[i];
             let name = s
                 .path
@@ -884,9 +888,15 @@ fn finish(
             if let (Some(b), Some((size, _))) = (&bar, metas[i]) {
                 b.inc(size);
             }
-            (i, res)
-        })
-        .collect();
+            mine.push((k, i, res));
+        }
+        mine
+    })
+    .into_iter()
+    .flatten()
+    .collect();
+    // The order of the list, whichever core read which file (warnings come out in it).
+    parsed.sort_unstable_by_key(|p| p.0);
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -898,7 +908,7 @@ fn finish(
     };
     report.cached = sources.len() - parsed.len();
     report.bytes_parsed = total_bytes;
-    for (i, res) in parsed {
+    for (_, i, res) in parsed {
         match res {
             Ok(mut fr) => {
                 if let Some((size, mt)) = metas[i] {

@@ -63,7 +63,7 @@ pub struct GpuSample {
     pub sm_clock_mhz: Option<f64>,
     pub mem_clock_mhz: Option<f64>,
     /// Other columns, as printed (`None` when unavailable).
-    pub extra: Vec<(String, Option<CompactString>)>,
+    pub extra: Vec<(String, Option<String>)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -275,7 +275,7 @@ impl CsvParser {
                 Field::TempMem => s.temp_mem_c = number(),
                 Field::SmClock => s.sm_clock_mhz = number(),
                 Field::MemClock => s.mem_clock_mhz = number(),
-                Field::Other => s.extra.push((name.clone(), text())),
+                Field::Other => s.extra.push((name.clone(), text().map(String::from))),
             }
         }
         if !bad.is_empty() {

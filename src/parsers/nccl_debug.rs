@@ -720,14 +720,18 @@ impl Parser {
         if bits & INFO_INIT != 0 && msg.contains("Init COMPLETE") {
             self.info.init_complete += 1;
         }
-        if bits & INFO_NRANKS != 0 && (msg.contains("nranks") || msg.contains("nRanks")) {
-            if let Some(n) = count_after(msg, "nranks", true, &NRANKS) {
-                self.info.nranks = Some(self.info.nranks.map_or(n, |m| m.max(n)));
+        if bits & INFO_NRANKS != 0 {
+            // A count found implies the word: the search for it is then not needed.
+            let nranks = count_after(msg, "nranks", true, &NRANKS);
+            if nranks.is_some() || msg.contains("nranks") || msg.contains("nRanks") {
+                if let Some(n) = nranks {
+                    self.info.nranks = Some(self.info.nranks.map_or(n, |m| m.max(n)));
+                }
+                if let Some(n) = count_after(msg, "nNodes", false, &NNODES) {
+                    self.info.nnodes = Some(self.info.nnodes.map_or(n, |m| m.max(n)));
+                }
+                return;
             }
-            if let Some(n) = count_after(msg, "nNodes", false, &NNODES) {
-                self.info.nnodes = Some(self.info.nnodes.map_or(n, |m| m.max(n)));
-            }
-            return;
         }
         // The branches below read how a message starts: none starts otherwise.
         if !matches!(

@@ -10,8 +10,11 @@
 //! crash) is a warning, never a number. Non-finite values are printed as `null` by the payload
 //! and read as missing.
 
+use std::borrow::Cow;
+use std::fmt;
+
 use serde::Serialize;
-use serde_json::Value;
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::nccl_tests::{NcclRow, NcclRun, Placement};
 use super::{Line, Warnings, push_capped};
@@ -106,15 +109,196 @@ pub struct Parser {
     info: PayloadInfo,
 }
 
-fn numbers(o: &serde_json::Map<String, Value>, skip: &[&str]) -> Vec<(String, f64)> {
+fn numbers(o: &Obj<'_>, skip: &[&str]) -> Vec<(String, f64)> {
     o.iter()
-        .filter(|(k, _)| !skip.contains(&k.as_str()))
-        .filter_map(|(k, v)| v.as_f64().filter(|x| x.is_finite()).map(|x| (k.clone(), x)))
+        .filter(|(k, _)| !skip.contains(&k.as_ref()))
+        .filter_map(|(k, v)| {
+            v.as_f64()
+                .filter(|x| x.is_finite())
+                .map(|x| (k.to_string(), x))
+        })
         .collect()
 }
 
-fn text(o: &serde_json::Map<String, Value>, k: &str) -> Option<String> {
+fn text(o: &Obj<'_>, k: &str) -> Option<String> {
     o.get(k).and_then(|v| v.as_str()).map(String::from)
+}
+
+/// A record's top-level value, as far as the records are read: numbers, booleans and strings
+/// (borrowed from the line where they hold no escape); `null`, arrays and objects are read
+/// through and dropped. The accessors answer as `serde_json::Value`'s do; reading a record this way costs no
+/// allocation per field, where a `Value` costs several.
+#[derive(Debug, Clone, PartialEq)]
+enum Field<'a> {
+    /// The number, and the same as an unsigned integer when it is one (`Value::as_u64`).
+    Num(f64, Option<u64>),
+    Bool(bool),
+    Str(Cow<'a, str>),
+    Other,
+}
+
+impl Field<'_> {
+    fn as_f64(&self) -> Option<f64> {
+        match self {
+            Field::Num(x, _) => Some(*x),
+            _ => None,
+        }
+    }
+    fn as_u64(&self) -> Option<u64> {
+        match self {
+            Field::Num(_, u) => *u,
+            _ => None,
+        }
+    }
+    fn as_bool(&self) -> Option<bool> {
+        match self {
+            Field::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Field::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// A record's fields in printed order; a key printed twice keeps its first place and its last
+/// value (as `serde_json`'s order-preserving map does).
+#[derive(Debug, Default)]
+struct Obj<'a>(Vec<(Cow<'a, str>, Field<'a>)>);
+
+impl<'a> Obj<'a> {
+    fn get(&self, k: &str) -> Option<&Field<'a>> {
+        self.0.iter().find(|(n, _)| n == k).map(|(_, v)| v)
+    }
+    fn iter(&self) -> impl Iterator<Item = (&Cow<'a, str>, &Field<'a>)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+/// A JSON value: `Some` object, or `None` for anything else (read and dropped).
+#[derive(Debug)]
+struct Record<'a>(Option<Obj<'a>>);
+
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Reads any JSON value: the scalars kept, the rest drained.
+struct AnyVisitor;
+
+impl<'de> Visitor<'de> for AnyVisitor {
+    type Value = Field<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Field<'de>, E> {
+        Ok(Field::Bool(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Field<'de>, E> {
+        Ok(Field::Num(v as f64, Some(v)))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Field<'de>, E> {
+        Ok(Field::Num(v as f64, u64::try_from(v).ok()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Field<'de>, E> {
+        Ok(Field::Num(v, None))
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Field<'de>, E> {
+        Ok(Field::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Field<'de>, E> {
+        Ok(Field::Str(Cow::Owned(v.to_string())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Field<'de>, E> {
+        Ok(Field::Str(Cow::Owned(v)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Field<'de>, E> {
+        Ok(Field::Other)
+    }
+    // Nested values are read as fields too, not skipped: serde_json counts the depth of what
+    // is read so (not of what is skipped), and refuses a record nested too deep as `Value` does.
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Field<'de>, A::Error> {
+        while seq.next_element::<Field<'de>>()?.is_some() {}
+        Ok(Field::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Field<'de>, A::Error> {
+        while map.next_entry::<IgnoredAny, Field<'de>>()?.is_some() {}
+        Ok(Field::Other)
+    }
+}
+
+impl<'de> Deserialize<'de> for Field<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(AnyVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Record<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Record<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Record<'de>, A::Error> {
+                let mut o = Obj::default();
+                while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+                    let v = map.next_value::<Field<'de>>()?;
+                    match o.0.iter_mut().find(|(n, _)| *n == k) {
+                        Some(slot) => slot.1 = v,
+                        None => o.0.push((k, v)),
+                    }
+                }
+                Ok(Record(Some(o)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Record<'de>, A::Error> {
+                AnyVisitor.visit_seq(seq).map(|_| Record(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Record<'de>, E> {
+                Ok(Record(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Record<'de>, E> {
+                Ok(Record(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Record<'de>, E> {
+                Ok(Record(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Record<'de>, E> {
+                Ok(Record(None))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Record<'de>, E> {
+                Ok(Record(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Record<'de>, E> {
+                Ok(Record(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Parser {
@@ -134,7 +318,7 @@ impl Parser {
         };
         let json = &l.text[pos + MARKER.len()..];
         // The first JSON value on the line; anything glued after it is not ours.
-        let mut de = serde_json::Deserializer::from_str(json).into_iter::<Value>();
+        let mut de = serde_json::Deserializer::from_str(json).into_iter::<Record<'_>>();
         let v = match de.next() {
             Some(Ok(v)) => v,
             Some(Err(e)) => {
@@ -146,7 +330,7 @@ impl Parser {
             }
             None => return,
         };
-        let Some(o) = v.as_object() else {
+        let Some(o) = &v.0 else {
             w.push(l.no, "SWEEP_METRICS record is not a JSON object: ignored");
             return;
         };
@@ -230,7 +414,7 @@ impl Parser {
         }
     }
 
-    fn collective(&mut self, l: &Line<'_>, o: &serde_json::Map<String, Value>, w: &mut Warnings) {
+    fn collective(&mut self, l: &Line<'_>, o: &Obj<'_>, w: &mut Warnings) {
         let name = text(o, "collective").unwrap_or_default();
         let f = |k: &str| o.get(k).and_then(|v| v.as_f64()).filter(|x| x.is_finite());
         let (Some(size), Some(time), Some(alg), Some(bus)) = (
@@ -332,6 +516,67 @@ impl Parser {
 #[cfg(test)]
 mod tests {
     use crate::parsers::parse_str;
+
+    /// A record read as [`super::Record`] answers every accessor as `serde_json::Value` does,
+    /// and fails (or not) with the same message.
+    #[test]
+    fn records_read_as_values_are() {
+        use super::{Field, Record};
+        use serde_json::Value;
+        let mut cases: Vec<String> = [
+            r#"{"kind":"step","step":3,"warmup":false,"x":1.5,"n":-2,"z":0,"big":18446744073709551615}"#,
+            r#"{"kind":"step","step":3.0,"loss":null,"a":[1,{"b":2}],"o":{"k":[3]},"s":"t\"q\u00e9"}"#,
+            r#"{"kind":"x","kind":"step","step":1,"v":2,"v":"w","e":1e300,"f":-0.0,"g":123456789012345678901234}"#,
+            r#"{"k\u0069nd":"summary","completed":true,"reason":"d\u00fcne"}"#,
+            r#"  {"kind":"start"} trailing text"#,
+            r#"[1,2,3]"#,
+            r#""a string""#,
+            r#"42"#,
+            r#"null"#,
+            r#"{"kind":"step","step":"#,
+            r#"{"kind":"step" "step":1}"#,
+            r#"{"a":1e999}"#,
+            "",
+            "   ",
+        ]
+        .map(String::from)
+        .to_vec();
+        // Nested deeper than serde_json's recursion limit (128), and not.
+        for depth in [100, 200] {
+            let (open, close) = ("[".repeat(depth), "]".repeat(depth));
+            cases.push(format!(r#"{{"kind":"step","a":{open}1{close},"step":2}}"#));
+        }
+        for json in &cases {
+            let v = serde_json::Deserializer::from_str(json)
+                .into_iter::<Value>()
+                .next()
+                .map(|r| r.map_err(|e| e.to_string()));
+            let r = serde_json::Deserializer::from_str(json)
+                .into_iter::<Record<'_>>()
+                .next()
+                .map(|r| r.map_err(|e| e.to_string()));
+            match (v, r) {
+                (None, None) => {}
+                (Some(Err(a)), Some(Err(b))) => assert_eq!(a, b, "{json}"),
+                (Some(Ok(v)), Some(Ok(r))) => match (v.as_object(), r.0) {
+                    (None, None) => {}
+                    (Some(m), Some(o)) => {
+                        let keys: Vec<&str> = o.iter().map(|(k, _)| k.as_ref()).collect();
+                        assert_eq!(keys, m.keys().map(String::as_str).collect::<Vec<_>>());
+                        for (k, x) in m {
+                            let f: &Field<'_> = o.get(k).unwrap();
+                            assert_eq!(f.as_f64(), x.as_f64(), "{json} {k}");
+                            assert_eq!(f.as_u64(), x.as_u64(), "{json} {k}");
+                            assert_eq!(f.as_bool(), x.as_bool(), "{json} {k}");
+                            assert_eq!(f.as_str(), x.as_str(), "{json} {k}");
+                        }
+                    }
+                    (a, b) => panic!("{json}: {a:?} vs {:?}", b.is_some()),
+                },
+                (a, b) => panic!("{json}: {a:?} vs {b:?}"),
+            }
+        }
+    }
 
     fn real_log(job: &str) -> String {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -243,6 +243,21 @@ fn collect_is_incremental_and_force_rereads() {
     drop(f);
     let third = args(&[]);
     assert_eq!(third["parsed"], 1);
+    let runs_third = std::fs::read(out.join("runs.csv")).unwrap();
+    // A damaged cache (cut short, then garbage) is no error: everything is read again, and
+    // the tables come out the same.
+    let cache = out.join(sweep::collect::CACHE_FILE);
+    let bytes = std::fs::read(&cache).unwrap();
+    std::fs::write(&cache, &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::remove_file(out.join("runs.csv")).unwrap();
+    let cut = args(&[]);
+    assert_eq!(cut["parsed"], first["files"]);
+    assert_eq!(std::fs::read(out.join("runs.csv")).unwrap(), runs_third);
+    std::fs::write(&cache, b"{\"version\": 6, not the format").unwrap();
+    std::fs::remove_file(out.join("runs.csv")).unwrap();
+    let garbage = args(&[]);
+    assert_eq!(garbage["parsed"], first["files"]);
+    assert_eq!(std::fs::read(out.join("runs.csv")).unwrap(), runs_third);
     let forced = args(&["--force"]);
     assert_eq!(forced["parsed"], first["files"]);
 }

@@ -159,7 +159,10 @@ fn pretty(v: &Json) -> Vec<u8> {
 
 /// Writes `bytes` to `path` only when they differ, atomically; returns whether it wrote.
 pub fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
-    if let Ok(old) = std::fs::read(path)
+    // A file of another size differs: not read.
+    let same_size = std::fs::metadata(path).is_ok_and(|m| m.len() == bytes.len() as u64);
+    if same_size
+        && let Ok(old) = std::fs::read(path)
         && old == bytes
     {
         return Ok(false);

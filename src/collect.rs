@@ -1044,6 +1044,25 @@ fn fmt_opt(v: Option<f64>) -> String {
     s
 }
 
+/// `field` as the csv crate writes a field of a record of several (its default
+/// `QuoteStyle::Necessary`): quoted, with quotes doubled, when it holds a comma, a quote or a
+/// line break (the tests hold the two to the same bytes).
+fn push_csv_field(out: &mut Vec<u8>, field: &str) {
+    let b = field.as_bytes();
+    if !b.iter().any(|c| matches!(c, b',' | b'"' | b'\n' | b'\r')) {
+        out.extend_from_slice(b);
+        return;
+    }
+    out.push(b'"');
+    for &c in b {
+        if c == b'"' {
+            out.push(b'"');
+        }
+        out.push(c);
+    }
+    out.push(b'"');
+}
+
 /// [`fmt_opt`] appended to `buf` (no allocation per value).
 fn fmt_into(buf: &mut String, v: Option<f64>) {
     use std::fmt::Write as _;
@@ -1051,10 +1070,11 @@ fn fmt_into(buf: &mut String, v: Option<f64>) {
         // Writing to a String cannot fail.
         let _ = if x.fract() == 0.0 && x.abs() < 1e15 {
             if x == 0.0 && x.is_sign_negative() {
-                write!(buf, "-0")
+                buf.push_str("-0");
             } else {
-                write!(buf, "{}", x as i64)
+                buf.push_str(itoa::Buffer::new().format(x as i64));
             }
+            Ok(())
         } else if !fixed4(buf, x) {
             write!(buf, "{x:.4}")
         } else {
@@ -1068,7 +1088,6 @@ fn fmt_into(buf: &mut String, v: Option<f64>) {
 /// `std`'s general exact formatter costs several times more per value. False (nothing
 /// written) for other values.
 fn fixed4(buf: &mut String, x: f64) -> bool {
-    use std::fmt::Write as _;
     if !x.is_finite() || x.abs() >= 1e15 {
         return false;
     }
@@ -1097,8 +1116,15 @@ fn fixed4(buf: &mut String, x: f64) -> bool {
             q
         }
     };
-    let sign = if x.is_sign_negative() { "-" } else { "" };
-    let _ = write!(buf, "{sign}{}.{:04}", q / 10_000, q % 10_000);
+    if x.is_sign_negative() {
+        buf.push('-');
+    }
+    buf.push_str(itoa::Buffer::new().format(q / 10_000));
+    let f = (q % 10_000) as u16;
+    buf.push('.');
+    for d in [f / 1000, f / 100 % 10, f / 10 % 10, f % 10] {
+        buf.push(char::from(b'0' + d as u8));
+    }
     true
 }
 
@@ -1413,28 +1439,50 @@ impl Tables {
     }
 
     fn steps_csv(runs: &[Run], files: &Files<'_>) -> Result<Vec<u8>> {
-        // steps.csv: long format, one row per (step, value).
+        // steps.csv: long format, one row per (step, value). The largest table, its rows
+        // mostly repeats: the fields a file's rows share and those a step's share are encoded
+        // once, as the csv crate encodes them.
         let mut w = csv::Writer::from_writer(Vec::new());
         w.write_record(["run", "source", "rank", "step", "warmup", "name", "value"])?;
-        // The largest table: fields written as borrowed, numbers into one buffer.
+        let mut out = w.into_inner()?;
+        let mut file_head = Vec::new();
+        let mut step_head = Vec::new();
         let mut num = String::new();
-        for (run, src, st) in files
-            .each()
-            .flat_map(|(i, s, f)| f.steps.iter().map(move |st| (&runs[i].run, &s.key, st)))
-        {
-            let rank = st.rank.map(|r| r.to_string()).unwrap_or_default();
-            let step = st.step.to_string();
-            let warmup = st.warmup.map_or("", |b| if b { "true" } else { "false" });
-            for (k, v) in &st.values {
-                num.clear();
-                fmt_into(&mut num, Some(*v));
-                for field in [run, src, &rank, &step, warmup, k, &num] {
-                    w.write_field(field)?;
+        for (i, s, f) in files.each() {
+            if f.steps.is_empty() {
+                continue;
+            }
+            file_head.clear();
+            push_csv_field(&mut file_head, &runs[i].run);
+            file_head.push(b',');
+            push_csv_field(&mut file_head, &s.key);
+            file_head.push(b',');
+            for st in &f.steps {
+                step_head.clear();
+                step_head.extend_from_slice(&file_head);
+                if let Some(r) = st.rank {
+                    step_head.extend_from_slice(itoa::Buffer::new().format(r).as_bytes());
                 }
-                w.write_record(None::<&[u8]>)?;
+                step_head.push(b',');
+                step_head.extend_from_slice(itoa::Buffer::new().format(st.step).as_bytes());
+                step_head.push(b',');
+                step_head.extend_from_slice(match st.warmup {
+                    Some(true) => b"true,",
+                    Some(false) => b"false,",
+                    None => b",",
+                });
+                for (k, v) in &st.values {
+                    out.extend_from_slice(&step_head);
+                    push_csv_field(&mut out, k);
+                    out.push(b',');
+                    num.clear();
+                    fmt_into(&mut num, Some(*v));
+                    out.extend_from_slice(num.as_bytes());
+                    out.push(b'\n');
+                }
             }
         }
-        Ok(w.into_inner()?)
+        Ok(out)
     }
 
     /// Every table but steps.csv (an empty placeholder), in the order they are written.
@@ -1846,6 +1894,41 @@ pub fn render_summary(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fields encoded by hand are the bytes the csv crate writes for them in a record.
+    #[test]
+    fn csv_fields_are_encoded_as_the_csv_crate_encodes_them() {
+        for f in [
+            "",
+            "plain",
+            "with space",
+            " lead",
+            "trail ",
+            "a,b",
+            "say \"hi\"",
+            "\"",
+            "line\nbreak",
+            "cr\rhere",
+            "#hash",
+            "tab\there",
+            "semi;colon",
+            "caf\u{e9} \u{2192}",
+            "'quote'",
+            "\\back",
+        ] {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            w.write_record([f, "x"]).unwrap();
+            let want = w.into_inner().unwrap();
+            let mut got = Vec::new();
+            push_csv_field(&mut got, f);
+            got.extend_from_slice(b",x\n");
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
+                "{f:?}"
+            );
+        }
+    }
 
     /// The integer formatter writes what `{:.4}` writes, ties and tiny values included.
     #[test]

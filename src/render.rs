@@ -120,6 +120,10 @@ impl TemplateSource {
     pub fn environment(&self) -> Environment<'static> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // The error that names an undefined variable needs the template's source, which
+        // minijinja keeps only in debug mode (by default: debug builds alone, so the release
+        // binary users run said just "undefined value").
+        env.set_debug(true);
         // Shell scripts read best with Jinja's block lines removed entirely.
         if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
             .trim_blocks(true)

@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 
 use aho_corasick::{AhoCorasick, MatchKind};
 
-use super::{failures, nccl_debug, payload};
+use super::{nccl_debug, payload};
 
 /// A literal that may start a second line glued to this one (see `may_glue`; the NCCL header
 /// literal is tested apart, since every NCCL line holds it once).
@@ -37,18 +37,29 @@ pub const INFO_NRANKS: u16 = 1 << 11;
 pub const INFO_ALL: u16 = INFO_VIA | INFO_VERSION | INFO_INIT | INFO_NRANKS;
 
 // Stems, not the parsers' own literal lists: each literal a parser needs holds one of its
-// stems (the tests check it against those lists). Fewer patterns keep the automaton on its
-// SIMD path (Teddy: at most 64 patterns), stems of 4 bytes or more let it fingerprint 4 bytes
-// (one stem of 3 would bring all down to 3, and many more false candidates to verify), and no
-// stem starts like the parts of an NCCL INFO line every line has (`NCCL INFO`, `] `), which
-// would make each line a candidate to verify. A stem may let through a line the parser then
-// rejects; it never keeps one from it.
+// stems (the tests check it against those lists). Fewer patterns keep each automaton on its
+// fastest SIMD path (slim Teddy, at most 32 patterns, scans 32 bytes a step; 33 to 64 need the
+// fat form, at half the speed), stems of 4 bytes or more let it fingerprint 4 bytes (one stem
+// of 3 would bring all down to 3, and many more false candidates to verify), and no stem starts
+// like the parts of an NCCL INFO line every line has (`NCCL INFO`, `] `), which would make each
+// line a candidate to verify. Teddy finds candidates by a stem's first 4 bytes: a stem starts
+// with bytes rare in NCCL INFO messages (`unicator was aborted`, not `communicator ...`, as
+// `comm 0x...` is on many lines; `Invalid`, not `ncclInvalid`). A stem may let through a line
+// the parser then rejects; it never keeps one from it.
+//
+// The stems are in two automata. The NCCL side holds what a line with an NCCL header can be
+// read for (glue, failures, NCCL errors, INFO messages, nccl-tests' version line): most of a
+// large NCCL_DEBUG log is such lines, and they are scanned by it alone. The other side
+// (DeepSpeed, Megatron, the payload) matters only for lines without an NCCL header (see
+// `LogParser::feed_line`): it is scanned from the first such line of a block on.
 
 /// The one `GLUE` literal shorter than 4 bytes (a Python logging timestamp's `,123] [INFO]`):
 /// searched apart, with `memmem`.
 const BRACKETS: &str = "] [";
 
 /// What every `GLUE` match (see `split_glued`) holds, but the NCCL header and [`BRACKETS`].
+/// `Traceback` also stands for the failures' `failures::TRACEBACK`, ` version` for NCCL's
+/// `NCCL version` (below).
 const GLUE_STEMS: &[&str] = &[
     "]<std",
     // `[Rank N] (after `: every DeepSpeed timer line starts `[Rank N]`.
@@ -58,40 +69,39 @@ const GLUE_STEMS: &[&str] = &[
     ": error:",
     "# Out of bounds values",
     "# Avg bus bandwidth",
-    "# nccl-tests version",
+    " version",
     "# Collective test ",
     "Traceback",
     "iteration",
 ];
 /// `failures::TRIGGERS` and the traceback start; `Error` stands for the CUDA, NCCL and
-/// Python error names, ` failure` for nccl-tests' `Test NCCL|CUDA failure`.
+/// Python error names, ` failure` for nccl-tests' `Test NCCL|CUDA failure`, `emory` for the
+/// CUDA and cgroup out-of-memory texts, `*** ` for Slurm's banners.
 const FAIL_STEMS: &[&str] = &[
     "ECC ",
     "NVRM: Xid",
     "(PCI:",
     "fallen off the bus",
-    "*** JOB ",
-    "*** STEP ",
-    "out of memory",
+    "*** ",
+    "emory",
     "Error",
     "kill event",
-    "emory limit",
     "srun: ",
     nccl_debug::WATCHDOG,
     " failure",
     "L error",
-    "communicator was aborted",
+    "unicator was aborted",
     "L WARN",
-    "ncclInvalid",
-    "ncclInProgress",
+    "Invalid",
+    "InProgress",
     "preflight FAIL node=",
-    failures::TRACEBACK,
+    "Traceback",
 ];
 /// `nccl_debug::ERROR_LITERALS` and the watchdog.
 const NCCL_ERR_STEMS: &[&str] = &[
     "Error",
-    "ncclInvalid",
-    "ncclInProgress",
+    "Invalid",
+    "InProgress",
     "L error",
     " failure",
     nccl_debug::WATCHDOG,
@@ -99,10 +109,11 @@ const NCCL_ERR_STEMS: &[&str] = &[
 /// `nccl_debug::INFO_LITERALS`, by the branch of `info_message` that needs them (the branches
 /// that read how a message starts need no stem: every INFO message is tried on them).
 const INFO_VIA_STEMS: &[&str] = &[" via "];
-const INFO_VERSION_STEMS: &[&str] = &["L version"];
-const INFO_INIT_STEMS: &[&str] = &["Init COMPLETE"];
-const INFO_NRANKS_STEMS: &[&str] = &["nranks", "nRanks"];
-const NCCL_TESTS_STEMS: &[&str] = &["Running:", " failure", "L version"];
+const INFO_VERSION_STEMS: &[&str] = &[" version"];
+const INFO_INIT_STEMS: &[&str] = &["COMPLETE"];
+/// `nranks` and `nRanks`.
+const INFO_NRANKS_STEMS: &[&str] = &["anks"];
+const NCCL_TESTS_STEMS: &[&str] = &["Running:", " failure", " version"];
 /// `deepspeed::TRIGGERS`.
 const DEEPSPEED_STEMS: &[&str] = &[
     "Profile",
@@ -127,6 +138,11 @@ const MEGATRON_STEMS: &[&str] = &[
 ];
 const PAYLOAD_STEMS: &[&str] = &[payload::MARKER, payload::BIND_PREFIX];
 
+/// The parsers that a line with an NCCL header can be fed to (see `LogParser::feed_line`):
+/// the bits of the NCCL-side automaton.
+#[cfg(test)]
+const NCCL_SIDE: u16 = GLUE | FAIL | NCCL_ERR | NCCL_INFO | INFO_ALL | NCCL_TESTS;
+
 struct Gate {
     /// The SIMD searcher alone, without the automaton around it (less work per match); `None`
     /// where the CPU lacks what it needs, and then `ac`.
@@ -137,8 +153,50 @@ struct Gate {
     owners: Vec<u16>,
 }
 
-static GATE: LazyLock<Gate> = LazyLock::new(|| {
-    let groups: [(u16, &[&str]); 11] = [
+impl Gate {
+    fn new(groups: &[(u16, &[&str])]) -> Gate {
+        let mut pats: Vec<&str> = Vec::new();
+        let mut own: Vec<u16> = Vec::new();
+        for (bit, lits) in groups.iter() {
+            for l in lits.iter() {
+                match pats.iter().position(|p| p == l) {
+                    Some(i) => own[i] |= bit,
+                    None => {
+                        pats.push(l);
+                        own.push(*bit);
+                    }
+                }
+            }
+        }
+        let owners = pats
+            .iter()
+            .map(|p| {
+                pats.iter()
+                    .zip(&own)
+                    .filter(|(q, _)| p.starts_with(**q))
+                    .fold(0, |acc, (_, b)| acc | b)
+            })
+            .collect();
+        debug_assert!(pats.len() <= 32, "{} gate patterns", pats.len());
+        debug_assert!(
+            pats.iter().all(|p| p.len() >= 4),
+            "a gate stem under 4 bytes"
+        );
+        let ac = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&pats)
+            .expect("literal patterns");
+        let packed = aho_corasick::packed::Config::new()
+            .match_kind(aho_corasick::packed::MatchKind::LeftmostLongest)
+            .builder()
+            .extend(&pats)
+            .build();
+        Gate { packed, ac, owners }
+    }
+}
+
+static NCCL_GATE: LazyLock<Gate> = LazyLock::new(|| {
+    Gate::new(&[
         (GLUE, GLUE_STEMS),
         (FAIL, FAIL_STEMS),
         (NCCL_ERR, NCCL_ERR_STEMS),
@@ -147,69 +205,41 @@ static GATE: LazyLock<Gate> = LazyLock::new(|| {
         (NCCL_INFO | INFO_INIT, INFO_INIT_STEMS),
         (NCCL_INFO | INFO_NRANKS, INFO_NRANKS_STEMS),
         (NCCL_TESTS, NCCL_TESTS_STEMS),
+    ])
+});
+
+static OTHER_GATE: LazyLock<Gate> = LazyLock::new(|| {
+    Gate::new(&[
         (DEEPSPEED, DEEPSPEED_STEMS),
         (MEGATRON, MEGATRON_STEMS),
         (PAYLOAD, PAYLOAD_STEMS),
-    ];
-    let mut pats: Vec<&str> = Vec::new();
-    let mut own: Vec<u16> = Vec::new();
-    for (bit, lits) in groups.iter() {
-        for l in lits.iter() {
-            match pats.iter().position(|p| p == l) {
-                Some(i) => own[i] |= bit,
-                None => {
-                    pats.push(l);
-                    own.push(*bit);
-                }
-            }
-        }
-    }
-    let owners = pats
-        .iter()
-        .map(|p| {
-            pats.iter()
-                .zip(&own)
-                .filter(|(q, _)| p.starts_with(**q))
-                .fold(0, |acc, (_, b)| acc | b)
-        })
-        .collect();
-    debug_assert!(pats.len() <= 64, "{} gate patterns", pats.len());
-    debug_assert!(
-        pats.iter().all(|p| p.len() >= 4),
-        "a gate stem under 4 bytes"
-    );
-    let ac = AhoCorasick::builder()
-        .match_kind(MatchKind::LeftmostLongest)
-        .build(&pats)
-        .expect("literal patterns");
-    let packed = aho_corasick::packed::Config::new()
-        .match_kind(aho_corasick::packed::MatchKind::LeftmostLongest)
-        .builder()
-        .extend(&pats)
-        .build();
-    Gate { packed, ac, owners }
+    ])
 });
 
 /// The parsers (bits above) any of whose literals `text` holds.
 ///
 /// Leftmost-longest search restarted one byte after each match start finds every position
-/// where some literal starts; the literals starting at one position are prefixes of the
-/// longest one there, whose `owners` include theirs. So the answer is exact, in one search per
-/// position with a match (none for most lines).
+/// where some literal of an automaton starts; the literals starting at one position are
+/// prefixes of the longest one there, whose `owners` include theirs. So the answer is exact, in
+/// one search per position with a match (none for most lines), per automaton.
 pub fn bits(text: &str) -> u16 {
-    Scanner::new(text.as_bytes()).fold(0, |acc, (_, b)| acc | b)
+    let hay = text.as_bytes();
+    let nccl = Scanner::new(hay).fold(0, |acc, (_, b)| acc | b);
+    Scanner::other(hay, 0).fold(nccl, |acc, (_, b)| acc | b)
 }
 
-/// Every position of `hay` where some literal starts, with the parsers of the literals there, in
-/// order: [`bits`] of each line of a block is what the scanner yields within that line, and one
-/// scan over a block of many lines costs far less than one per line (most lines hold no literal,
-/// and the automaton's SIMD search then runs on without stopping at each line).
+/// Every position of `hay` where some literal of one automaton starts, with the parsers of the
+/// literals there, in order: [`bits`] of each line of a block is what the scanners yield within
+/// that line, and one scan over a block of many lines costs far less than one per line (most
+/// lines hold no literal, and the automaton's SIMD search then runs on without stopping at each
+/// line).
 pub struct Scanner<'h> {
     hay: &'h [u8],
+    gate: &'static Gate,
     /// The next automaton match, and where to search for the one after it.
     ac: Option<(usize, u16)>,
     ac_from: usize,
-    /// The next [`BRACKETS`].
+    /// The next [`BRACKETS`] (the NCCL side's; never for the other).
     brackets: Option<usize>,
 }
 
@@ -217,12 +247,28 @@ static BRACKETS_FINDER: LazyLock<memchr::memmem::Finder<'static>> =
     LazyLock::new(|| memchr::memmem::Finder::new(BRACKETS));
 
 impl<'h> Scanner<'h> {
+    /// The NCCL side's literals (glue, failures, NCCL errors and INFO messages, nccl-tests) and
+    /// [`BRACKETS`].
     pub fn new(hay: &'h [u8]) -> Self {
         let mut s = Scanner {
             hay,
+            gate: &NCCL_GATE,
             ac: None,
             ac_from: 0,
             brackets: BRACKETS_FINDER.find(hay),
+        };
+        s.ac = s.next_ac();
+        s
+    }
+
+    /// The other side's literals (DeepSpeed, Megatron, payload), from `from` on.
+    pub fn other(hay: &'h [u8], from: usize) -> Self {
+        let mut s = Scanner {
+            hay,
+            gate: &OTHER_GATE,
+            ac: None,
+            ac_from: from,
+            brackets: None,
         };
         s.ac = s.next_ac();
         s
@@ -232,7 +278,7 @@ impl<'h> Scanner<'h> {
         if self.ac_from >= self.hay.len() {
             return None;
         }
-        let g = &*GATE;
+        let g = self.gate;
         let found = match &g.packed {
             Some(p) => p.find_in(
                 self.hay,
@@ -271,7 +317,7 @@ impl Iterator for Scanner<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::deepspeed;
+    use super::super::{deepspeed, failures};
     use super::*;
 
     /// Every literal a parser's own test looks for lets the line through to it.
@@ -334,10 +380,22 @@ mod tests {
             assert!(super::super::GLUE.is_match(l), "{l:?} is no GLUE match");
             assert_ne!(bits(l) & GLUE, 0, "{l:?}");
         }
-        assert!(
-            GATE.owners.len() <= 64,
-            "{} patterns: Teddy is off",
-            GATE.owners.len()
+        for g in [&*NCCL_GATE, &*OTHER_GATE] {
+            assert!(
+                g.owners.len() <= 32,
+                "{} patterns: Teddy is not on its slim form",
+                g.owners.len()
+            );
+        }
+        // Every bit the NCCL side yields is within `NCCL_SIDE`, the other side's outside it
+        // (`iteration` is a stem of both: of glue, and of Megatron).
+        assert_eq!(
+            NCCL_GATE.owners.iter().fold(0, |a, b| a | b) & !NCCL_SIDE,
+            0
+        );
+        assert_eq!(
+            OTHER_GATE.owners.iter().fold(0, |a, b| a | b) & NCCL_SIDE,
+            0
         );
     }
 

@@ -1260,6 +1260,9 @@ impl LogParser {
         let bytes = text.as_bytes();
         let mut scan = gate::Scanner::new(if self.ungated { b"" } else { bytes });
         let mut next = scan.next();
+        // The other side's automaton, from the first line without an NCCL header on (none
+        // in most of a large NCCL_DEBUG log), and its next match.
+        let mut other: Option<(gate::Scanner, Option<(usize, u16)>)> = None;
         let mut from = 0;
         let mut no = first_no;
         // (The maps may run past the text, up to a bad byte's word.)
@@ -1317,6 +1320,23 @@ impl LogParser {
                 Some(s) => s,
                 None => self.split_header(line),
             };
+            // Only a line without an NCCL header is read for the other side's parsers.
+            if split.info.is_none() && !self.ungated {
+                let (scan, next) = other.get_or_insert_with(|| {
+                    let mut s = gate::Scanner::other(bytes, from);
+                    let n = s.next();
+                    (s, n)
+                });
+                while let Some((at, b)) = *next {
+                    if at >= end {
+                        break;
+                    }
+                    if at >= rest_at {
+                        bits |= b;
+                    }
+                    *next = scan.next();
+                }
+            }
             let nccl_glue = split
                 .info
                 .as_ref()

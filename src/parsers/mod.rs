@@ -394,7 +394,20 @@ fn clean_prefix(b: &[u8]) -> (usize, u64) {
 }
 
 /// `s.trim()`, without decoding characters where the ends are ASCII (most lines).
+#[inline]
 pub(crate) fn trim(s: &str) -> &str {
+    // Every whitespace character std knows is at most a space or not ASCII: ends that are
+    // neither need no scan (most fields and messages).
+    let b = s.as_bytes();
+    match (b.first(), b.last()) {
+        (Some(&f), Some(&l)) if f > b' ' && f < 0x80 && l > b' ' && l < 0x80 => s,
+        (None, _) => s,
+        _ => trim_ends(s),
+    }
+}
+
+/// [`trim`] where an end may be whitespace.
+fn trim_ends(s: &str) -> &str {
     // The ASCII characters `char::is_whitespace` takes (`u8::is_ascii_whitespace` lacks \x0B).
     let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
     let b = s.as_bytes();
@@ -811,7 +824,7 @@ fn split_glued(text: &str, rank: Option<u32>, host: Option<&str>, out: &mut Vec<
 /// Parses a number as printed by C `printf` / Python: `12`, `-1.5`, `5e+06`, `1.6e+07`.
 /// Returns `None` for anything else, and for NaN and infinities.
 pub fn num(s: &str) -> Option<f64> {
-    let s = s.trim();
+    let s = trim(s);
     let first = s.as_bytes().first()?;
     if !(first.is_ascii_digit() || matches!(first, b'-' | b'+' | b'.')) {
         return None;
@@ -860,7 +873,7 @@ fn simple_decimal(b: &[u8]) -> Option<f64> {
 
 /// Parses an unsigned integer (`123`); also accepts an integral float such as `1e+06`.
 pub fn uint(s: &str) -> Option<u64> {
-    let s = s.trim();
+    let s = trim(s);
     if let Ok(v) = s.parse::<u64>() {
         return Some(v);
     }
@@ -957,8 +970,11 @@ pub struct LogParser {
 /// holds a `]`, is then a few bit operations instead of a call to `memchr` per line.
 #[derive(Debug, Default)]
 pub struct BlockMaps {
+    /// Only the first `words` words of each hold this block's maps: the vectors keep the
+    /// largest block's length, so that a block is not zeroed before it is mapped.
     newline: Vec<u64>,
     bracket: Vec<u64>,
+    words: usize,
 }
 
 impl BlockMaps {
@@ -966,59 +982,71 @@ impl BlockMaps {
     /// `\n` (found in the same pass), and returns where the whole lines before that byte end
     /// and how many they are: the clean run [`LineSource::next_chunk`] hands out.
     pub(crate) fn build(&mut self, b: &[u8]) -> (usize, u64) {
-        self.newline.clear();
-        self.bracket.clear();
-        let mut lines = 0u64;
-        let mut bad_at = None;
-        let mut chunks = b.chunks_exact(64);
-        for c in &mut chunks {
-            let (n, r, bad) = Self::masks64(c);
-            if self.push(n, r, bad, &mut lines, &mut bad_at) {
-                break;
+        let words = b.len().div_ceil(64);
+        if self.newline.len() < words {
+            self.newline.resize(words, 0);
+            self.bracket.resize(words, 0);
+        }
+        let (nl, br) = (&mut self.newline[..words], &mut self.bracket[..words]);
+        let full = b.len() / 64;
+        let (mut done, mut lines, mut bad_at) = Self::fill(&b[..full * 64], nl, br);
+        if bad_at.is_none() && full < words {
+            let (n, r, bad) = Self::masks(&b[full * 64..]);
+            nl[full] = n;
+            br[full] = r;
+            done += 1;
+            let k = if bad != 0 { bad.trailing_zeros() } else { 64 };
+            lines += u64::from((n & low_bits(k)).count_ones());
+            if bad != 0 {
+                bad_at = Some(full * 64 + k as usize);
             }
         }
-        if bad_at.is_none() {
-            let tail = chunks.remainder();
-            if !tail.is_empty() {
-                let (n, r, bad) = Self::masks(tail);
-                self.push(n, r, bad, &mut lines, &mut bad_at);
-            }
-        }
+        self.words = done;
         let stop = bad_at.unwrap_or(b.len());
         let len = self.prev_newline(stop).map_or(0, |i| i + 1);
         (len, lines)
     }
 
-    /// Adds one word of each map; true at the word of the first bad byte.
-    fn push(
-        &mut self,
-        n: u64,
-        r: u64,
-        bad: u64,
-        lines: &mut u64,
-        bad_at: &mut Option<usize>,
-    ) -> bool {
-        let base = self.newline.len() * 64;
-        self.newline.push(n);
-        self.bracket.push(r);
-        if bad != 0 {
-            let k = bad.trailing_zeros();
-            *lines += u64::from((n & ((1u64 << k) - 1)).count_ones());
-            *bad_at = Some(base + k as usize);
-            return true;
+    /// Maps the 64-byte words of `b` into `nl` and `br` up to the word of the first bad byte:
+    /// how many words were mapped, the lines before that byte, and where it is.
+    #[cfg(target_arch = "x86_64")]
+    fn fill(b: &[u8], nl: &mut [u64], br: &mut [u64]) -> (usize, u64, Option<usize>) {
+        static AVX2: LazyLock<bool> = LazyLock::new(|| {
+            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("popcnt")
+        });
+        if *AVX2 {
+            // SAFETY: the CPU has AVX2 and POPCNT (detected above).
+            return unsafe { Self::fill_avx2(b, nl, br) };
         }
-        *lines += u64::from(n.count_ones());
-        false
+        fill_with(b, nl, br, Self::masks64_sse2)
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn fill(b: &[u8], nl: &mut [u64], br: &mut [u64]) -> (usize, u64, Option<usize>) {
+        fill_with(b, nl, br, Self::masks)
+    }
+
+    /// [`Self::fill`] with AVX2 and POPCNT in one function, so that the masks are made inline
+    /// and lines counted with one instruction per word.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and POPCNT.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,popcnt")]
+    unsafe fn fill_avx2(b: &[u8], nl: &mut [u64], br: &mut [u64]) -> (usize, u64, Option<usize>) {
+        // SAFETY: the caller's promise; `fill_with` passes chunks of 64 bytes.
+        fill_with(b, nl, br, |c| unsafe { Self::masks64_avx2(c) })
     }
 
     /// The last newline before `stop`.
     fn prev_newline(&self, stop: usize) -> Option<usize> {
+        let map = &self.newline[..self.words];
         let mut w = stop / 64;
-        let mut bits = match self.newline.get(w) {
-            Some(x) => x & ((1u64 << (stop % 64)) - 1),
+        let mut bits = match map.get(w) {
+            Some(x) => x & low_bits((stop % 64) as u32),
             None => {
-                w = self.newline.len().checked_sub(1)?;
-                self.newline[w]
+                w = map.len().checked_sub(1)?;
+                map[w]
             }
         };
         loop {
@@ -1026,25 +1054,11 @@ impl BlockMaps {
                 return Some(w * 64 + 63 - bits.leading_zeros() as usize);
             }
             w = w.checked_sub(1)?;
-            bits = self.newline[w];
+            bits = map[w];
         }
     }
 
-    /// [`Self::masks`] of 64 bytes with SSE2 (every x86-64 has it): compares and a movemask
-    /// per 16 bytes, where the plain loop is not vectorised.
-    #[cfg(target_arch = "x86_64")]
-    #[inline]
-    fn masks64(c: &[u8]) -> (u64, u64, u64) {
-        static AVX2: LazyLock<bool> = LazyLock::new(|| is_x86_feature_detected!("avx2"));
-        if *AVX2 {
-            assert!(c.len() >= 64);
-            // SAFETY: the CPU has AVX2 (detected above) and `c` holds 64 bytes (asserted).
-            return unsafe { Self::masks64_avx2(c) };
-        }
-        Self::masks64_sse2(c)
-    }
-
-    /// [`Self::masks64`] with AVX2: 32 bytes per compare.
+    /// The masks of 64 bytes with AVX2: 32 bytes per compare.
     ///
     /// # Safety
     /// The CPU must have AVX2, and `c` must hold 64 bytes at least.
@@ -1112,11 +1126,6 @@ impl BlockMaps {
         (n, r, bad)
     }
 
-    #[cfg(not(target_arch = "x86_64"))]
-    fn masks64(c: &[u8]) -> (u64, u64, u64) {
-        Self::masks(c)
-    }
-
     /// The newline, `]` and bad-byte masks of up to 64 bytes.
     #[inline]
     fn masks(c: &[u8]) -> (u64, u64, u64) {
@@ -1149,12 +1158,12 @@ impl BlockMaps {
     }
 
     fn next_newline(&self, from: usize) -> Option<usize> {
-        Self::next_in(&self.newline, from, usize::MAX)
+        Self::next_in(&self.newline[..self.words], from, usize::MAX)
     }
 
     /// The first `]` in `from..end`.
     fn next_bracket(&self, from: usize, end: usize) -> Option<usize> {
-        Self::next_in(&self.bracket, from, end)
+        Self::next_in(&self.bracket[..self.words], from, end)
     }
 
     /// Whether a `]` lies in `from..end`.
@@ -1162,6 +1171,41 @@ impl BlockMaps {
     fn bracket_in(&self, from: usize, end: usize) -> bool {
         self.next_bracket(from, end).is_some()
     }
+}
+
+/// The bits below bit `k` (all of them for 64).
+#[inline]
+fn low_bits(k: u32) -> u64 {
+    1u64.checked_shl(k).map_or(!0, |b| b - 1)
+}
+
+/// The loop of [`BlockMaps::fill`], given how the masks of 64 bytes are made; inlined into
+/// each caller so that `masks` is too.
+#[inline(always)]
+fn fill_with(
+    b: &[u8],
+    nl: &mut [u64],
+    br: &mut [u64],
+    masks: impl Fn(&[u8]) -> (u64, u64, u64),
+) -> (usize, u64, Option<usize>) {
+    let mut lines = 0u64;
+    for (k, ((c, n_out), r_out)) in b
+        .chunks_exact(64)
+        .zip(nl.iter_mut())
+        .zip(br.iter_mut())
+        .enumerate()
+    {
+        let (n, r, bad) = masks(c);
+        *n_out = n;
+        *r_out = r;
+        if bad != 0 {
+            let at = bad.trailing_zeros();
+            lines += u64::from((n & low_bits(at)).count_ones());
+            return (k + 1, lines, Some(k * 64 + at as usize));
+        }
+        lines += u64::from(n.count_ones());
+    }
+    (b.len() / 64, lines, None)
 }
 
 /// A line with its launcher prefixes stripped (see [`LogParser::split_header`]).
@@ -1187,6 +1231,9 @@ struct HeaderCache {
     rank: Option<u32>,
     host: Option<(usize, usize)>,
     layout: nccl_debug::Layout,
+    /// Whether the NCCL INFO reader has this header's host: the lines that start with these
+    /// bytes have it too, and need not be compared with the hosts it has.
+    host_noted: bool,
 }
 
 impl Default for LogParser {
@@ -1308,9 +1355,14 @@ impl LogParser {
                 && self.patterns.is_empty()
                 && !glued_at(from + self.head.layout.msg)
             {
-                let host = self.head.layout.host_in(line);
                 let msg = &line[self.head.layout.msg..];
-                self.nccl_debug.feed_info_parts(host, msg, bits);
+                if self.head.host_noted {
+                    self.nccl_debug.feed_info_message(msg, bits);
+                } else {
+                    let host = self.head.layout.host_in(line);
+                    self.nccl_debug.feed_info_parts(host, msg, bits);
+                    self.head.host_noted = true;
+                }
                 self.lines = no;
                 from = end + 1;
                 no += 1;
@@ -1384,6 +1436,7 @@ impl LogParser {
                 (a, a + h.len())
             });
             c.layout = layout;
+            c.host_noted = false;
         }
         Split {
             rest,
@@ -2164,6 +2217,37 @@ mod tests {
         }
     }
 
+    /// The block loop (AVX2 where the CPU has it) maps as the plain one: up to the same
+    /// word, with the same lines and bad byte.
+    #[test]
+    fn fill_equals_the_plain_loop() {
+        let mut seed = 11u64;
+        for round in 0..300 {
+            let len = 64 * (1 + round % 9);
+            let b: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    let x = (seed >> 56) as u8;
+                    // A bad byte now and then, most blocks stop at one late or not at all.
+                    match x % 16 {
+                        0..=2 => b'\n',
+                        3 => b']',
+                        4 if round % 3 == 0 && seed % 7 == 0 => 0x01,
+                        _ => b'a' + x % 26,
+                    }
+                })
+                .collect();
+            let words = len / 64;
+            let (mut n1, mut r1) = (vec![0; words], vec![0; words]);
+            let (mut n2, mut r2) = (vec![0; words], vec![0; words]);
+            let got = BlockMaps::fill(&b, &mut n1, &mut r1);
+            let want = fill_with(&b, &mut n2, &mut r2, BlockMaps::masks);
+            assert_eq!(got, want, "round {round}");
+            assert_eq!(n1[..got.0], n2[..got.0], "round {round}");
+            assert_eq!(r1[..got.0], r2[..got.0], "round {round}");
+        }
+    }
+
     #[test]
     fn simd_masks_equal_the_plain_loop() {
         let mut seed = 5u64;
@@ -2183,7 +2267,6 @@ mod tests {
                 })
                 .collect();
             let plain = BlockMaps::masks(&c);
-            assert_eq!(BlockMaps::masks64(&c), plain, "{c:?}");
             #[cfg(target_arch = "x86_64")]
             {
                 assert_eq!(BlockMaps::masks64_sse2(&c), plain, "{c:?}");

@@ -306,58 +306,64 @@ fn header(t: &str) -> Option<Header<'_>> {
 
 static VERSION: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"NCCL version (\d+\.\d+\.\d+[^\s,]*)").expect("static regex"));
+// NCCL spells it `nranks` (ncclCommInitRank) and `nRanks` (the comm's summary line).
 static NRANKS: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)\bnranks (\d+)").expect("static regex"));
+    LazyLock::new(|| Regex::new(r"\bn[rR]anks (\d+)").expect("static regex"));
 static NNODES: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\bnNodes (\d+)").expect("static regex"));
-/// What `re` (`\bWORD (\d+)`, case-insensitive if `nocase`) captures in `msg`, parsed; an
-/// ASCII line (the common case) without the regex engine.
-fn count_after(msg: &str, word: &str, nocase: bool, re: &Regex) -> Option<u64> {
+
+/// A word NCCL prints before a count (`nranks 8`), for [`count_after`].
+struct CountWord {
+    /// The end its spellings share, and the space after it: what is looked for.
+    tail: &'static [u8],
+    /// Where in `tail` a byte rare in INFO messages is: candidates are found by it.
+    anchor: usize,
+    /// What may come before `tail` in a spelling.
+    heads: &'static [&'static [u8]],
+    /// The same, as a regex (for a line that is not ASCII).
+    re: &'static LazyLock<Regex>,
+}
+
+static NRANKS_WORD: CountWord = CountWord {
+    tail: b"anks ",
+    anchor: 2,
+    heads: &[b"nr", b"nR"],
+    re: &NRANKS,
+};
+static NNODES_WORD: CountWord = CountWord {
+    tail: b"nNodes ",
+    anchor: 1,
+    heads: &[b""],
+    re: &NNODES,
+};
+
+/// What the word's regex (`\bWORD (\d+)`) captures in `msg`, parsed; an ASCII line (the
+/// common case) without the regex engine. A message is short: a search for one byte costs
+/// less there than any substring searcher's set-up.
+fn count_after(msg: &str, word: &CountWord) -> Option<u64> {
     if !msg.is_ascii() {
-        return re.captures(msg).and_then(|c| uint(c.get(1)?.as_str()));
+        return word.re.captures(msg).and_then(|c| uint(c.get(1)?.as_str()));
     }
     let b = msg.as_bytes();
-    let n = word.len();
-    // Candidates are found by the word's rarest-looking letter (`k` of nranks, not its `n`,
-    // which a message holds many of): fewer stops of the search.
-    let anchor = word
-        .bytes()
-        .position(|c| {
-            matches!(
-                c.to_ascii_lowercase(),
-                b'k' | b'd' | b'v' | b'x' | b'q' | b'z'
-            )
-        })
-        .unwrap_or(0);
-    let a = word.as_bytes()[anchor];
-    let (lo, up) = if nocase {
-        (a.to_ascii_lowercase(), a.to_ascii_uppercase())
-    } else {
-        (a, a)
-    };
-    for at in memchr::memchr2_iter(lo, up, b) {
-        let Some(i) = at.checked_sub(anchor) else {
-            continue;
-        };
-        if i + n > b.len() {
-            break;
-        }
-        let w = &b[i..i + n];
-        let same = if nocase {
-            w.eq_ignore_ascii_case(word.as_bytes())
-        } else {
-            w == word.as_bytes()
-        };
-        let boundary = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
-        if !same || !boundary || b.get(i + n) != Some(&b' ') {
+    let (tail, anchor) = (word.tail, word.anchor);
+    let mut from = anchor;
+    while let Some(k) = b.get(from..).and_then(|r| memchr::memchr(tail[anchor], r)) {
+        let at = from + k - anchor;
+        from += k + 1;
+        if !b[at..].starts_with(tail) {
             continue;
         }
-        let digits = b[i + n + 1..]
-            .iter()
-            .take_while(|c| c.is_ascii_digit())
-            .count();
+        let Some(head) = word.heads.iter().find(|h| b[..at].ends_with(h)) else {
+            continue;
+        };
+        let i = at - head.len();
+        if i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_') {
+            continue;
+        }
+        let start = at + tail.len();
+        let digits = b[start..].iter().take_while(|c| c.is_ascii_digit()).count();
         if digits > 0 {
-            return uint(&msg[i + n + 1..i + n + 1 + digits]);
+            return uint(&msg[start..start + digits]);
         }
     }
     None
@@ -685,6 +691,12 @@ impl Parser {
         self.info_message(super::trim(msg), bits);
     }
 
+    /// [`Parser::feed_info_parts`] for a line whose host was noted already.
+    pub(crate) fn feed_info_message(&mut self, msg: &str, bits: u16) {
+        self.info.info_lines += 1;
+        self.info_message(super::trim(msg), bits);
+    }
+
     /// Reads an INFO message; a branch whose literals the gate did not see in it (`bits`) is
     /// not tried.
     fn info_message(&mut self, msg: &str, bits: u16) {
@@ -722,12 +734,12 @@ impl Parser {
         }
         if bits & INFO_NRANKS != 0 {
             // A count found implies the word: the search for it is then not needed.
-            let nranks = count_after(msg, "nranks", true, &NRANKS);
+            let nranks = count_after(msg, &NRANKS_WORD);
             if nranks.is_some() || msg.contains("nranks") || msg.contains("nRanks") {
                 if let Some(n) = nranks {
                     self.info.nranks = Some(self.info.nranks.map_or(n, |m| m.max(n)));
                 }
-                if let Some(n) = count_after(msg, "nNodes", false, &NNODES) {
+                if let Some(n) = count_after(msg, &NNODES_WORD) {
                     self.info.nnodes = Some(self.info.nnodes.map_or(n, |m| m.max(n)));
                 }
                 return;
@@ -849,9 +861,9 @@ mod tests {
                 .filter_map(|c| c.get(1).map(|m| m.as_str()))
                 .collect();
             assert_eq!(nic_items(l).collect::<Vec<_>>(), re, "{l:?}");
-            for (word, nocase, re) in [("nranks", true, &*NRANKS), ("nNodes", false, &*NNODES)] {
-                let want = re.captures(l).and_then(|c| uint(c.get(1)?.as_str()));
-                assert_eq!(count_after(l, word, nocase, re), want, "{word} in {l:?}");
+            for word in [&NRANKS_WORD, &NNODES_WORD] {
+                let want = word.re.captures(l).and_then(|c| uint(c.get(1)?.as_str()));
+                assert_eq!(count_after(l, word), want, "{} in {l:?}", word.re.as_str());
             }
         }
     }

@@ -2232,7 +2232,7 @@ mod tests {
                     match x % 16 {
                         0..=2 => b'\n',
                         3 => b']',
-                        4 if round % 3 == 0 && seed % 7 == 0 => 0x01,
+                        4 if round.is_multiple_of(3) && seed.is_multiple_of(7) => 0x01,
                         _ => b'a' + x % 26,
                     }
                 })

@@ -2222,7 +2222,7 @@ mod tests {
     #[test]
     fn fill_equals_the_plain_loop() {
         let mut seed = 11u64;
-        for round in 0..300 {
+        for round in 0..300usize {
             let len = 64 * (1 + round % 9);
             let b: Vec<u8> = (0..len)
                 .map(|_| {

@@ -166,13 +166,19 @@ impl CsvParser {
     }
 
     pub fn feed(&mut self, line: &Line<'_>, w: &mut Warnings) {
-        let t = line.text.trim();
-        if memchr::memchr(b',', t.as_bytes()).is_none() {
+        let t = super::trim(line.text);
+        let tb = t.as_bytes();
+        // Up to 32 fields without an allocation per row.
+        let mut commas = [0u32; 31];
+        let (n_commas, ascii) = super::find_seps(tb, b',', &mut commas);
+        if n_commas == 0 {
             return;
         }
         static QUERY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
             std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"--query-gpu="));
-        if QUERY.find(t.as_bytes()).is_some()
+        // (A sample holds no `=`: one byte's search spares most rows the substring search.)
+        if memchr::memchr(b'=', tb).is_some()
+            && QUERY.find(tb).is_some()
             && let Some(q) = t.split("--query-gpu=").nth(1)
         {
             let list = q.split_whitespace().next().unwrap_or("");
@@ -181,25 +187,23 @@ impl CsvParser {
             }
             return;
         }
-        // An ASCII line (every sample nvidia-smi prints) is cut and trimmed byte-wise; the
-        // same answer as `str::trim`'s, which must decode characters.
-        let ascii = t.is_ascii();
+        // An ASCII line (every sample nvidia-smi prints) is trimmed byte-wise; the same answer
+        // as `str::trim`'s, which must decode characters.
         fn trim(p: &str, ascii: bool) -> &str {
             if ascii { p.trim_ascii() } else { p.trim() }
         }
-        // Up to 32 fields without an allocation per row. A plain byte loop: the commas are a
-        // few bytes apart, too close for a vector search's set-up to pay.
+        let n = n_commas + 1;
         let mut small = [""; 32];
-        let mut n = 0;
-        let mut from = 0;
-        let tb = t.as_bytes();
-        for end in (0..tb.len()).filter(|&i| tb[i] == b',').chain([tb.len()]) {
-            if let Some(slot) = small.get_mut(n) {
+        if n <= small.len() {
+            let mut from = 0;
+            for (slot, &end) in small
+                .iter_mut()
+                .zip(commas[..n_commas].iter().chain([&(tb.len() as u32)]))
+            {
                 // A comma is ASCII: both ends are character boundaries.
-                *slot = trim(&t[from..end], ascii);
+                *slot = trim(&t[from..end as usize], ascii);
+                from = end as usize + 1;
             }
-            n += 1;
-            from = end + 1;
         }
         let many: Vec<&str>;
         let parts: &[&str] = if n <= small.len() {

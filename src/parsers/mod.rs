@@ -938,7 +938,7 @@ pub fn int(s: &str) -> Option<i64> {
 pub struct ParseOptions {
     /// Columns of header-less `nvidia-smi --query-gpu ... --format=csv,noheader` samples. A header
     /// line, or an `nvidia-smi --query-gpu=...` command line in the log, takes precedence.
-    pub nvsmi_columns: Vec<String>,
+    pub nvsmi_columns: nvidia_smi::Columns,
     /// The sweep file's `[[collect.pattern]]`s: (name, regex with one capture group).
     pub patterns: Vec<(String, Regex)>,
 }
@@ -946,10 +946,12 @@ pub struct ParseOptions {
 impl Default for ParseOptions {
     fn default() -> Self {
         ParseOptions {
-            nvsmi_columns: nvidia_smi::TEMPLATE_COLUMNS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            nvsmi_columns: nvidia_smi::Columns::new(
+                nvidia_smi::TEMPLATE_COLUMNS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            ),
             patterns: Vec::new(),
         }
     }
@@ -1204,6 +1206,19 @@ impl BlockMaps {
         }
     }
 
+    /// The newlines before `limit`, in order: one bit scan each, where [`Self::next_newline`]
+    /// would find its word again for every line.
+    fn newlines(&self, limit: usize) -> Newlines<'_> {
+        let words = &self.newline[..self.words];
+        Newlines {
+            words,
+            w: 0,
+            bits: words.first().copied().unwrap_or(0),
+            limit,
+        }
+    }
+
+    #[cfg(test)]
     fn next_newline(&self, from: usize) -> Option<usize> {
         Self::next_in(&self.newline[..self.words], from, usize::MAX)
     }
@@ -1217,6 +1232,30 @@ impl BlockMaps {
     #[cfg(test)]
     fn bracket_in(&self, from: usize, end: usize) -> bool {
         self.next_bracket(from, end).is_some()
+    }
+}
+
+/// See [`BlockMaps::newlines`].
+struct Newlines<'m> {
+    words: &'m [u64],
+    /// The word being read, and its newlines not handed out yet.
+    w: usize,
+    bits: u64,
+    limit: usize,
+}
+
+impl Iterator for Newlines<'_> {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        while self.bits == 0 {
+            self.w += 1;
+            self.bits = *self.words.get(self.w)?;
+        }
+        let i = self.w * 64 + self.bits.trailing_zeros() as usize;
+        self.bits &= self.bits - 1;
+        (i < self.limit).then_some(i)
     }
 }
 
@@ -1298,7 +1337,7 @@ impl LogParser {
             megatron: megatron::Parser::new(),
             hf: hf_trainer::Parser::new(),
             failures: failures::Parser::new(),
-            smi: nvidia_smi::CsvParser::new(opts.nvsmi_columns.clone()),
+            smi: nvidia_smi::CsvParser::with_columns(&opts.nvsmi_columns),
             topo: nvidia_smi::TopoParser::new(),
             payload: payload::Parser::new(),
             telemetry: telemetry::Parser::new(),
@@ -1360,7 +1399,7 @@ impl LogParser {
         let mut from = 0;
         let mut no = first_no;
         // (The maps may run past the text, up to a bad byte's word.)
-        while let Some(end) = maps.next_newline(from).filter(|&e| e < bytes.len()) {
+        for end in maps.newlines(bytes.len()) {
             let line = &text[from..end];
             // A line that starts as the last plain INFO line did: its prefixes and header are
             // known without reading them.

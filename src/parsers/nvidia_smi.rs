@@ -18,6 +18,7 @@
 //! count does not match the affinity columns they are left unset, with a warning.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use compact_str::CompactString;
 use serde::Serialize;
@@ -87,13 +88,15 @@ enum Field {
 }
 
 fn field_of(name: &str) -> Field {
-    let base = name
-        .split(" [")
-        .next()
-        .unwrap_or(name)
-        .trim()
-        .to_ascii_lowercase();
-    match base.as_str() {
+    let base = name.split(" [").next().unwrap_or(name).trim();
+    // Lower-cased on the stack: every known name is short and ASCII.
+    let mut buf = [0u8; 24];
+    let Some(low) = buf.get_mut(..base.len()).filter(|_| base.is_ascii()) else {
+        return Field::Other;
+    };
+    low.copy_from_slice(base.as_bytes());
+    low.make_ascii_lowercase();
+    match std::str::from_utf8(low).unwrap_or("") {
         "timestamp" => Field::Timestamp,
         "index" => Field::Index,
         "name" | "gpu_name" => Field::Name,
@@ -138,11 +141,28 @@ fn looks_like_timestamp(v: &str) -> bool {
     b.len() >= 19 && b[..4].iter().all(u8::is_ascii_digit) && (b[4] == b'/' || b[4] == b'-')
 }
 
+/// The columns of `--query-gpu` samples, read once for many parsers.
+#[derive(Debug, Clone)]
+pub struct Columns {
+    names: Arc<[String]>,
+    fields: Arc<[Field]>,
+}
+
+impl Columns {
+    pub fn new(names: Vec<String>) -> Self {
+        Columns {
+            fields: names.iter().map(|c| field_of(c)).collect(),
+            names: names.into(),
+        }
+    }
+}
+
 /// Streaming parser of `--query-gpu` CSV samples.
 #[derive(Debug)]
 pub struct CsvParser {
-    names: Vec<String>,
-    fields: Vec<Field>,
+    // Shared: every file's parser starts from the same columns.
+    names: Arc<[String]>,
+    fields: Arc<[Field]>,
     /// Columns come from a header (or a command line) rather than from the caller.
     from_log: bool,
     samples: Vec<GpuSample>,
@@ -150,18 +170,23 @@ pub struct CsvParser {
 
 impl CsvParser {
     pub fn new(columns: Vec<String>) -> Self {
-        let fields = columns.iter().map(|c| field_of(c)).collect();
+        Self::with_columns(&Columns::new(columns))
+    }
+
+    /// A parser whose header-less samples have `columns`.
+    pub fn with_columns(columns: &Columns) -> Self {
         CsvParser {
-            names: columns,
-            fields,
+            names: columns.names.clone(),
+            fields: columns.fields.clone(),
             from_log: false,
             samples: Vec::new(),
         }
     }
 
     fn set_columns(&mut self, names: Vec<String>) {
-        self.fields = names.iter().map(|c| field_of(c)).collect();
-        self.names = names;
+        let c = Columns::new(names);
+        self.names = c.names;
+        self.fields = c.fields;
         self.from_log = true;
     }
 
@@ -238,7 +263,7 @@ impl CsvParser {
             ..GpuSample::default()
         };
         let mut bad = Vec::new();
-        for ((field, name), v) in self.fields.iter().zip(&self.names).zip(parts) {
+        for ((field, name), v) in self.fields.iter().zip(self.names.iter()).zip(parts) {
             // `v` is trimmed already.
             let missing = v.is_empty() || *v == "N/A" || (v.starts_with('[') && v.ends_with(']'));
             // Only the text columns keep their text: no copy of every number.
@@ -629,6 +654,21 @@ pub fn parse_topo_reader<R: std::io::BufRead>(reader: R) -> (Vec<Topology>, Vec<
 mod tests {
     use super::super::testdata::device;
     use super::*;
+
+    /// Header names are matched whatever their case and unit, as before the stack buffer.
+    #[test]
+    fn field_names_any_case_and_unit() {
+        assert_eq!(field_of("Memory.Used [MiB]"), Field::MemUsed);
+        assert_eq!(field_of(" clocks.current.memory [MHz] "), Field::MemClock);
+        assert_eq!(field_of("enforced.power.limit"), Field::PowerLimit);
+        assert_eq!(field_of("TIMESTAMP"), Field::Timestamp);
+        assert_eq!(
+            field_of("clocks_event_reasons.hw_thermal_slowdown"),
+            Field::Other
+        );
+        assert_eq!(field_of("m\u{e9}moire"), Field::Other);
+        assert_eq!(field_of(""), Field::Other);
+    }
 
     #[test]
     fn device_nvsmi_train_csv() {

@@ -703,10 +703,20 @@ fn collect_cmd(a: CollectArgs, out: Output) -> Result<()> {
         (None, None) => bail!("give a campaign directory or --logs DIR"),
     };
     match out {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+        Output::Json => {
+            // Megabytes for a large tree: streamed to stdout, not built as one string first.
+            use std::io::Write;
+            let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+            serde_json::to_writer_pretty(&mut w, &r)?;
+            writeln!(w)?;
+            w.flush()?;
+        }
         Output::Human => print!("{}", crate::collect::render_summary(&r)),
         Output::Quiet => {}
     }
+    // The report of a large tree is many small allocations: the process ends without
+    // waiting for them to be freed.
+    std::thread::spawn(move || drop(r));
     Ok(())
 }
 

@@ -40,10 +40,18 @@ pub const TABLES: &[&str] = &[
     "preflight.csv",
 ];
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Fingerprinted {
     fingerprint: String,
     report: Report,
+}
+
+/// [`Fingerprinted`] as written: borrowed, so that it is serialised while the tables that
+/// borrow the same runs are written.
+#[derive(Serialize)]
+struct FingerprintedRef<'a> {
+    fingerprint: &'a str,
+    report: &'a Report,
 }
 /// Warm-up steps excluded from steady-state figures when the point does not say
 /// (`warmup_steps`) and the log does not mark them.
@@ -945,32 +953,45 @@ fn finish(
         tables.append(t);
         report.warnings.extend(warnings);
     }
-    // The tables and the cache are independent outputs of tens of MB each: one per core.
-    let (written, cached) = rayon::join(
+    // The report is whole before the tables are written (they are `TABLES`, in order), so
+    // that it is serialised beside them.
+    report.runs = runs;
+    report.tables = TABLES.iter().map(|t| t.to_string()).collect();
+    // The tables, the cache and the report's fingerprint file are independent outputs of
+    // megabytes each: made side by side, on every core.
+    let (written, (cached, fp_bytes)) = rayon::join(
         || {
             let files = Files {
                 per_run: &per_run,
                 cache: &cache,
             };
-            tables.write(&opts.out, &runs, &files)
+            tables.write(&opts.out, &report.runs, &files)
         },
-        || -> Result<()> {
-            let bytes = postcard::to_extend(&cache, CACHE_MAGIC.to_vec())?;
-            crate::campaign::write_if_changed(&cache_path, &bytes).map(drop)
+        || {
+            rayon::join(
+                || -> Result<()> {
+                    let bytes = postcard::to_extend(&cache, CACHE_MAGIC.to_vec())?;
+                    crate::campaign::write_if_changed(&cache_path, &bytes).map(drop)
+                },
+                || {
+                    serde_json::to_vec(&FingerprintedRef {
+                        fingerprint: &fingerprint,
+                        report: &report,
+                    })
+                },
+            )
         },
     );
     // Freeing the rows and the cache (millions of small allocations) takes a tenth of a
     // second on a large tree: no caller needs to wait for it.
     std::thread::spawn(move || drop((cache, tables)));
-    report.tables = written?;
+    let written = written?;
+    debug_assert_eq!(written, report.tables, "the tables written are TABLES");
     cached?;
-    report.runs = runs;
-    let fp = Fingerprinted {
-        fingerprint,
-        report,
-    };
-    crate::campaign::write_if_changed(&fp_path, &serde_json::to_vec(&fp)?)?;
-    Ok(fp.report)
+    // Last, once the tables and the cache are in place: a fingerprint file that says the
+    // tables are current must never precede them.
+    crate::campaign::write_if_changed(&fp_path, &fp_bytes?)?;
+    Ok(report)
 }
 
 /// One run's rows of every table, its figures and the warnings of its files.

@@ -341,9 +341,11 @@ static NNODES_WORD: CountWord = CountWord {
 /// common case) without the regex engine. A message is short: a search for one byte costs
 /// less there than any substring searcher's set-up.
 fn count_after(msg: &str, word: &CountWord) -> Option<u64> {
-    if !msg.is_ascii() {
-        return word.re.captures(msg).and_then(|c| uint(c.get(1)?.as_str()));
-    }
+    // The bytes of a character that is not ASCII are all 0x80 or above: the search below
+    // never stops inside one, and such a character changes the regex's answer only next to a
+    // candidate (a letter before it ends `\b`, a digit in or after its `\d+` counts): there
+    // the regex answers. No scan of the whole message for ASCII first.
+    let by_regex = || word.re.captures(msg).and_then(|c| uint(c.get(1)?.as_str()));
     let b = msg.as_bytes();
     let (tail, anchor) = (word.tail, word.anchor);
     let mut from = anchor;
@@ -357,11 +359,17 @@ fn count_after(msg: &str, word: &CountWord) -> Option<u64> {
             continue;
         };
         let i = at - head.len();
+        if i > 0 && b[i - 1] >= 0x80 {
+            return by_regex();
+        }
         if i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_') {
             continue;
         }
         let start = at + tail.len();
         let digits = b[start..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if b.get(start + digits).is_some_and(|&c| c >= 0x80) {
+            return by_regex();
+        }
         if digits > 0 {
             return uint(&msg[start..start + digits]);
         }
@@ -842,6 +850,12 @@ mod tests {
             "dNodes 1 nnodes 2 nNodes 3",
             "nranks",
             "",
+            // Not ASCII: beside the word, after its digits, in place of them, or elsewhere.
+            "\u{e9}nranks 4 nranks 5",
+            "nranks 12\u{663} nranks 3",
+            "nranks \u{663} nranks 6",
+            "h\u{f4}te rank 0 nRanks 16 nNodes 2\u{e9} nNodes 3",
+            "comm \u{2014} nranks 8 \u{2014} nNodes 1",
         ];
         for l in lines {
             assert_eq!(

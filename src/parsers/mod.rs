@@ -433,9 +433,12 @@ pub(crate) fn find_seps(b: &[u8], sep: u8, out: &mut [u32]) -> (usize, bool) {
         }
         *n += 1;
     };
-    let mut at = 0;
+    // Where the 16-byte steps stopped (none without SSE2).
+    #[cfg(not(target_arch = "x86_64"))]
+    let at = 0;
     #[cfg(target_arch = "x86_64")]
-    {
+    let at = {
+        let mut at = 0;
         use std::arch::x86_64::{
             __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
         };
@@ -455,7 +458,8 @@ pub(crate) fn find_seps(b: &[u8], sep: u8, out: &mut [u32]) -> (usize, bool) {
             }
             at += 16;
         }
-    }
+        at
+    };
     for (i, &c) in b.iter().enumerate().skip(at) {
         high |= c & 0x80;
         if c == sep {

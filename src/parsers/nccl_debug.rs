@@ -680,12 +680,6 @@ impl Parser {
         }
     }
 
-    /// Counts an INFO line and notes its host.
-    fn count_plain_info(&mut self, host: &str) {
-        self.add_host(host);
-        self.info.info_lines += 1;
-    }
-
     /// An INFO line that holds none of [`ERROR_LITERALS`] nor [`WATCHDOG`]: what
     /// [`Parser::feed_with`] would do with it, without looking for them again. `bits`: the
     /// gate's for the line (at least the `INFO_*` bits of the literals it holds).
@@ -695,8 +689,8 @@ impl Parser {
 
     /// [`Parser::feed_info`] given the header's host and message.
     pub(crate) fn feed_info_parts(&mut self, host: &str, msg: &str, bits: u16) {
-        self.count_plain_info(host);
-        self.info_message(super::trim(msg), bits);
+        self.add_host(host);
+        self.feed_info_message(msg, bits);
     }
 
     /// [`Parser::feed_info_parts`] for a line whose host was noted already.

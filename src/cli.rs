@@ -675,6 +675,7 @@ fn collect_cmd(a: CollectArgs, out: Output) -> Result<()> {
                     force: a.force,
                     progress,
                     patterns: patterns.clone(),
+                    render_json: out == Output::Json,
                 },
             )?
         }
@@ -697,6 +698,7 @@ fn collect_cmd(a: CollectArgs, out: Output) -> Result<()> {
                     force: a.force,
                     progress,
                     patterns: patterns.clone(),
+                    render_json: out == Output::Json,
                 },
             )?
         }
@@ -707,7 +709,10 @@ fn collect_cmd(a: CollectArgs, out: Output) -> Result<()> {
             // Megabytes for a large tree: streamed to stdout, not built as one string first.
             use std::io::Write;
             let mut w = std::io::BufWriter::new(std::io::stdout().lock());
-            serde_json::to_writer_pretty(&mut w, &r)?;
+            match &r.json {
+                Some(bytes) => w.write_all(bytes)?,
+                None => serde_json::to_writer_pretty(&mut w, &r)?,
+            }
             writeln!(w)?;
             w.flush()?;
         }
@@ -799,6 +804,7 @@ fn demo_cmd(a: DemoArgs, out: Output) -> Result<()> {
             force: false,
             progress,
             patterns: Vec::new(),
+            render_json: false,
         },
     )?;
     match out {

@@ -28,6 +28,27 @@ const CACHE_MAGIC: &[u8] = b"sweep collect cache, postcard\n";
 /// The last report and what it was computed from (see `finish`).
 pub const FINGERPRINT_FILE: &str = ".collect-fingerprint.json";
 /// Every table `collect` writes.
+/// nccl.csv's header.
+const NCCL_COLUMNS: [&str; 17] = [
+    "source",
+    "line",
+    "collective",
+    "size_bytes",
+    "count",
+    "dtype",
+    "redop",
+    "root",
+    "placement",
+    "time_us",
+    "algbw_gbps",
+    "busbw_gbps",
+    "wrong",
+    "nranks",
+    "nodes",
+    "gpu_name",
+    "nccl_version",
+];
+
 pub const TABLES: &[&str] = &[
     "nccl.csv",
     "runs.csv",
@@ -46,13 +67,17 @@ struct Fingerprinted {
     report: Report,
 }
 
-/// [`Fingerprinted`] as written: borrowed, so that it is serialised while the tables that
-/// borrow the same runs are written.
-#[derive(Serialize)]
-struct FingerprintedRef<'a> {
-    fingerprint: &'a str,
-    report: &'a Report,
+/// The fingerprint file's bytes, a [`Fingerprinted`] around the report's JSON as made (one
+/// serialisation of the report, for this file and for `--json`'s output both).
+fn fingerprint_file(fingerprint: &str, report_json: &[u8]) -> Result<Vec<u8>> {
+    let mut bytes = b"{\"fingerprint\":".to_vec();
+    serde_json::to_writer(&mut bytes, fingerprint)?;
+    bytes.extend_from_slice(b",\"report\":");
+    bytes.extend_from_slice(report_json);
+    bytes.push(b'}');
+    Ok(bytes)
 }
+
 /// Warm-up steps excluded from steady-state figures when the point does not say
 /// (`warmup_steps`) and the log does not mark them.
 pub const DEFAULT_WARMUP_STEPS: usize = 2;
@@ -614,6 +639,8 @@ pub struct Options {
     pub progress: bool,
     /// `[[collect.pattern]]`s; a campaign's own (its `sweep.toml`) are added to these.
     pub patterns: Vec<crate::spec::PatternSpec>,
+    /// Render the report as pretty JSON ([`Report::json`]) while the tables are written.
+    pub render_json: bool,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -626,6 +653,12 @@ pub struct Report {
     pub runs: Vec<Run>,
     pub warnings: Vec<String>,
     pub tables: Vec<String>,
+    /// With [`Options::render_json`], the report's own pretty JSON (what
+    /// `serde_json::to_vec_pretty` of it gives), made beside the tables for the fingerprint
+    /// file: megabytes for a large tree, serialised once, not again for `collect --json`.
+    /// `None` when the last report stood (nothing was parsed).
+    #[serde(skip)]
+    pub json: Option<Vec<u8>>,
 }
 
 const SKIP_FILES: &[&str] = &[
@@ -722,6 +755,7 @@ pub fn collect_campaign(dir: &Path, opts: &Options) -> Result<Report> {
         force: opts.force,
         progress: opts.progress,
         patterns,
+        render_json: opts.render_json,
     };
     finish(runs, sources, &opts, profile.as_ref())
 }
@@ -731,8 +765,12 @@ pub fn collect_logs(root: &Path, opts: &Options) -> Result<Report> {
     let out_abs = std::fs::canonicalize(&opts.out).ok();
     let mut runs = Vec::new();
     let mut sources = Vec::new();
-    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(root)
+    // Each directory's entries sorted by name, depth first: the paths come out in `Path`
+    // order, with no sort of the whole list after (its component-wise comparisons took longer
+    // than the walk on a tree of 10,000 files).
+    let files: Vec<PathBuf> = walkdir::WalkDir::new(root)
         .follow_links(false)
+        .sort_by_file_name()
         .into_iter()
         .filter_entry(|e| {
             let hidden = e.depth() > 0 && e.file_name().to_string_lossy().starts_with('.');
@@ -748,7 +786,7 @@ pub fn collect_logs(root: &Path, opts: &Options) -> Result<Report> {
         .filter(|e| e.file_type().is_file())
         .map(|e| e.into_path())
         .collect();
-    files.sort();
+    debug_assert!(files.is_sorted());
     for p in files {
         let key = p
             .strip_prefix(root)
@@ -895,7 +933,11 @@ fn finish(
                 .file_name()
                 .map(|n| n.to_string_lossy().to_string())
                 .unwrap_or_default();
-            let res = parsers::parse_file_with(&s.path, &parse_opts)
+            let res = metas[i]
+                .map_or_else(
+                    || parsers::parse_file_with(&s.path, &parse_opts),
+                    |(size, _)| parsers::parse_file_sized(&s.path, size, &parse_opts),
+                )
                 .map(|log| summarize(&log, &name))
                 .map_err(|e| format!("{}: cannot read: {e}", s.path.display()));
             if let (Some(b), Some((size, _))) = (&bar, metas[i]) {
@@ -959,7 +1001,7 @@ fn finish(
     report.tables = TABLES.iter().map(|t| t.to_string()).collect();
     // The tables, the cache and the report's fingerprint file are independent outputs of
     // megabytes each: made side by side, on every core.
-    let (written, (cached, fp_bytes)) = rayon::join(
+    let (written, (cached, json)) = rayon::join(
         || {
             let files = Files {
                 per_run: &per_run,
@@ -973,12 +1015,7 @@ fn finish(
                     let bytes = postcard::to_extend(&cache, CACHE_MAGIC.to_vec())?;
                     crate::campaign::write_if_changed(&cache_path, &bytes).map(drop)
                 },
-                || {
-                    serde_json::to_vec(&FingerprintedRef {
-                        fingerprint: &fingerprint,
-                        report: &report,
-                    })
-                },
+                || serde_json::to_vec_pretty(&report),
             )
         },
     );
@@ -990,7 +1027,11 @@ fn finish(
     cached?;
     // Last, once the tables and the cache are in place: a fingerprint file that says the
     // tables are current must never precede them.
-    crate::campaign::write_if_changed(&fp_path, &fp_bytes?)?;
+    // The report's JSON once, for the fingerprint file and for `--json`'s output both (the
+    // file is read back with `Fingerprinted`).
+    let json = json?;
+    crate::campaign::write_if_changed(&fp_path, &fingerprint_file(&fingerprint, &json)?)?;
+    report.json = opts.render_json.then_some(json);
     Ok(report)
 }
 
@@ -1512,57 +1553,65 @@ impl Tables {
         runs: &[Run],
         files: &Files<'_>,
     ) -> Result<Vec<(&'static str, Vec<u8>)>> {
+        let mut tables = Vec::with_capacity(TABLES.len());
+        // nccl.csv, the largest of these, is made on another core meanwhile.
+        let (nccl, rest) = rayon::join(|| Self::nccl_csv(files), || self.other_tables(runs));
+        tables.push(("nccl.csv", nccl?));
+        tables.extend(rest?);
+        Ok(tables)
+    }
+
+    /// nccl.csv: one row per result row, pushed field by field as the csv crate would write
+    /// them (tens of thousands of rows; no `String` per field).
+    fn nccl_csv(files: &Files<'_>) -> Result<Vec<u8>> {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(NCCL_COLUMNS)?;
+        let mut out = w.into_inner()?;
+        let mut num = String::new();
+        let mut int = itoa::Buffer::new();
+        for (src, r) in files
+            .each()
+            .flat_map(|(_, s, f)| f.nccl.iter().map(move |r| (&s.key, r)))
+        {
+            let text = |out: &mut Vec<u8>, t: &str| {
+                push_csv_field(out, t);
+                out.push(b',');
+            };
+            text(&mut out, src);
+            text(&mut out, int.format(r.line));
+            text(&mut out, &r.collective);
+            text(&mut out, int.format(r.size_bytes));
+            text(&mut out, int.format(r.count));
+            text(&mut out, &r.dtype);
+            text(&mut out, &r.redop);
+            text(&mut out, &r.root);
+            text(&mut out, &r.placement);
+            for v in [r.time_us, r.algbw_gbps, r.busbw_gbps] {
+                num.clear();
+                fmt_into(&mut num, Some(v));
+                text(&mut out, &num);
+            }
+            text(&mut out, &r.wrong);
+            for v in [r.nranks, r.nodes] {
+                if let Some(v) = v {
+                    out.extend_from_slice(int.format(v).as_bytes());
+                }
+                out.push(b',');
+            }
+            text(&mut out, &r.gpu_name);
+            push_csv_field(&mut out, &r.nccl_version);
+            out.push(b'\n');
+        }
+        Ok(out)
+    }
+
+    /// The tables after nccl.csv, in order.
+    fn other_tables(&self, runs: &[Run]) -> Result<Vec<(&'static str, Vec<u8>)>> {
         let mut tables = Vec::new();
         let mut put = |name: &'static str, bytes: Vec<u8>| -> Result<()> {
             tables.push((name, bytes));
             Ok(())
         };
-        // nccl.csv
-        let mut w = csv::Writer::from_writer(Vec::new());
-        w.write_record([
-            "source",
-            "line",
-            "collective",
-            "size_bytes",
-            "count",
-            "dtype",
-            "redop",
-            "root",
-            "placement",
-            "time_us",
-            "algbw_gbps",
-            "busbw_gbps",
-            "wrong",
-            "nranks",
-            "nodes",
-            "gpu_name",
-            "nccl_version",
-        ])?;
-        for (src, r) in files
-            .each()
-            .flat_map(|(_, s, f)| f.nccl.iter().map(move |r| (&s.key, r)))
-        {
-            w.write_record([
-                src.clone(),
-                r.line.to_string(),
-                r.collective.clone(),
-                r.size_bytes.to_string(),
-                r.count.to_string(),
-                r.dtype.clone(),
-                r.redop.clone(),
-                r.root.clone(),
-                r.placement.clone(),
-                fmt_opt(Some(r.time_us)),
-                fmt_opt(Some(r.algbw_gbps)),
-                fmt_opt(Some(r.busbw_gbps)),
-                r.wrong.clone(),
-                r.nranks.map(|x| x.to_string()).unwrap_or_default(),
-                r.nodes.map(|x| x.to_string()).unwrap_or_default(),
-                r.gpu_name.clone(),
-                r.nccl_version.clone(),
-            ])?;
-        }
-        put("nccl.csv", w.into_inner()?)?;
 
         // runs.csv: the point's parameters (union over runs), status, failure, figures.
         let mut pcols: Vec<String> = Vec::new();
@@ -1915,6 +1964,36 @@ pub fn render_summary(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The report that stands when nothing changed is read back from the fingerprint file's
+    /// JSON: every figure must come back as the same `f64`, not a neighbour of it (two
+    /// figures of the benchmark corpus did, before the float parser was made exact).
+    #[test]
+    fn the_report_that_stands_has_the_figures_that_were_made() {
+        let mut run = Run::default();
+        let values = [
+            1240.1599999999999,
+            118.80458715596333,
+            0.1 + 0.2,
+            1e-300,
+            5e-324,
+        ];
+        for (i, v) in values.iter().enumerate() {
+            run.figures.insert(format!("f{i}"), Some(*v));
+        }
+        let report = Report {
+            runs: vec![run],
+            ..Report::default()
+        };
+        let json = serde_json::to_vec_pretty(&report).unwrap();
+        let bytes = fingerprint_file("x", &json).unwrap();
+        let back: Fingerprinted = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back.fingerprint, "x");
+        for (i, v) in values.iter().enumerate() {
+            let got = back.report.runs[0].figures[&format!("f{i}")].unwrap();
+            assert_eq!(got.to_bits(), v.to_bits(), "{v:?} came back as {got:?}");
+        }
+    }
 
     /// Fields encoded by hand are the bytes the csv crate writes for them in a record.
     #[test]

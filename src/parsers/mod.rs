@@ -1852,6 +1852,14 @@ pub fn parse_file_with(path: impl AsRef<Path>, opts: &ParseOptions) -> io::Resul
     Ok(parse_sized(&path.display().to_string(), file, size, opts))
 }
 
+/// [`parse_file_with`] of a file whose size the caller has just read (a walk of a tree stats
+/// every file already): `size` sizes the first read, nothing more; a file that has grown or
+/// shrunk since is read to its end all the same.
+pub fn parse_file_sized(path: &Path, size: u64, opts: &ParseOptions) -> io::Result<ParsedLog> {
+    let file = File::open(path)?;
+    Ok(parse_sized(&path.display().to_string(), file, size, opts))
+}
+
 fn parse_json<R: Read>(name: &str, reader: R) -> ParsedLog {
     let mut log = ParsedLog {
         name: name.to_string(),

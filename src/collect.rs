@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use anyhow::{Context, Result};
+use compact_str::CompactString;
 use indexmap::IndexMap;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -110,8 +111,9 @@ pub struct StepOut {
     /// A step the software marks as not representative (the payload's flops-profiler step).
     #[serde(default)]
     pub excluded: bool,
-    /// Named values of the step (`step_time_ms`, `fwd`, `bwd`, `samples_per_s`, ...).
-    pub values: Vec<(String, f64)>,
+    /// Named values of the step (`step_time_ms`, `fwd`, `bwd`, `samples_per_s`, ...); the
+    /// names inline (tens of thousands of steps, each with several).
+    pub values: Vec<(CompactString, f64)>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -375,11 +377,16 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
     }
     // The payload's own per-step records come first: they are synchronised, all-rank timings.
     for p in &log.payload.steps {
-        let mut values: Vec<(String, f64)> = Vec::new();
+        let mut values: Vec<(CompactString, f64)> = Vec::with_capacity(p.values.len());
         if let Some(t) = p.get("step_time_s") {
             values.push(("step_time_ms".into(), t * 1000.0));
         }
-        values.extend(p.values.iter().filter(|(k, _)| k != "step_time_s").cloned());
+        values.extend(
+            p.values
+                .iter()
+                .filter(|(k, _)| k != "step_time_s")
+                .map(|(k, v)| (k.as_str().into(), *v)),
+        );
         r.steps.push(StepOut {
             rank: Some(0),
             step: p.step,
@@ -434,7 +441,8 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
     for t in log.deepspeed.timers.iter().filter(|_| !payload_steps) {
         if let (Some(f), Some(b), Some(s)) = (t.get("fwd"), t.get("bwd"), t.get("step")) {
             step += 1;
-            let mut values = vec![("step_time_ms".to_string(), f + b + s)];
+            let mut values = Vec::with_capacity(1 + t.timers.len());
+            values.push(("step_time_ms".into(), f + b + s));
             values.extend(t.timers.iter().cloned());
             r.steps.push(StepOut {
                 rank: t.rank,
@@ -446,18 +454,18 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
         }
     }
     for it in &log.megatron.iterations {
-        let mut values = Vec::new();
+        let mut values: Vec<(CompactString, f64)> = Vec::new();
         if let Some(v) = it.elapsed_ms_per_iteration {
-            values.push(("step_time_ms".to_string(), v));
+            values.push(("step_time_ms".into(), v));
         }
         if let Some(v) = it.samples_per_second {
-            values.push(("samples_per_s".to_string(), v));
+            values.push(("samples_per_s".into(), v));
         }
         if let Some(v) = it.tflops {
-            values.push(("tflops_per_gpu".to_string(), v));
+            values.push(("tflops_per_gpu".into(), v));
         }
         for (k, v) in &it.losses {
-            values.push((k.clone(), *v));
+            values.push((k.as_str().into(), *v));
         }
         r.steps.push(StepOut {
             rank: None,

@@ -86,21 +86,21 @@ pub const DEFAULT_WARMUP_STEPS: usize = 2;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NcclRowOut {
     pub line: u64,
-    pub collective: String,
+    pub collective: CompactString,
     pub size_bytes: u64,
     pub count: u64,
-    pub dtype: String,
-    pub redop: String,
-    pub root: String,
-    pub placement: String,
+    pub dtype: CompactString,
+    pub redop: CompactString,
+    pub root: CompactString,
+    pub placement: CompactString,
     pub time_us: f64,
     pub algbw_gbps: f64,
     pub busbw_gbps: f64,
-    pub wrong: String,
+    pub wrong: CompactString,
     pub nranks: Option<u64>,
     pub nodes: Option<u64>,
-    pub gpu_name: String,
-    pub nccl_version: String,
+    pub gpu_name: CompactString,
+    pub nccl_version: CompactString,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -312,23 +312,31 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
         .clone()
         .or_else(|| log.nccl_tests.iter().find_map(|t| t.nccl_version.clone()));
     r.networks = log.nccl_debug.networks.clone();
+    // Row fields are short texts: inline, not one allocation each.
+    let text = |t: Option<&str>| t.map(CompactString::from).unwrap_or_default();
+    let int = |x: Option<u64>| x.map(|x| CompactString::from(itoa::Buffer::new().format(x)));
     for run in &log.nccl_tests {
         if let Some(a) = run.avg_busbw_gbps {
             r.nccl_avg_busbw.push(a);
         }
+        let gpu_name = text(run.gpu_name.as_deref());
+        let nccl_version = text(
+            run.nccl_version
+                .as_deref()
+                .or(log.nccl_debug.version.as_deref()),
+        );
         for row in &run.rows {
             r.nccl.push(NcclRowOut {
                 line: row.line,
-                collective: row
-                    .collective
-                    .clone()
-                    .or_else(|| run.collective.clone())
-                    .unwrap_or_default(),
+                collective: text(row.collective.as_deref().or(run.collective.as_deref())),
                 size_bytes: row.size_bytes,
                 count: row.count,
-                dtype: row.dtype.clone(),
-                redop: row.redop.clone().unwrap_or_default(),
-                root: row.root.map(|x| x.to_string()).unwrap_or_default(),
+                dtype: row.dtype.as_str().into(),
+                redop: text(row.redop.as_deref()),
+                root: row
+                    .root
+                    .map(|x| CompactString::from(itoa::Buffer::new().format(x)))
+                    .unwrap_or_default(),
                 placement: match row.placement {
                     parsers::nccl_tests::Placement::OutOfPlace => "out_of_place".into(),
                     parsers::nccl_tests::Placement::InPlace => "in_place".into(),
@@ -336,41 +344,39 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
                 time_us: row.time_us,
                 algbw_gbps: row.algbw_gbps,
                 busbw_gbps: row.busbw_gbps,
-                wrong: row.wrong.map(|w| w.to_string()).unwrap_or_else(|| {
+                wrong: int(row.wrong).unwrap_or_else(|| {
                     if row.error_flagged {
                         "error".into()
                     } else {
-                        String::new()
+                        CompactString::default()
                     }
                 }),
                 nranks: run.nranks.map(|x| x as u64).or(log.nccl_debug.nranks),
                 nodes: run.nodes.map(|x| x as u64).or(log.nccl_debug.nnodes),
-                gpu_name: run.gpu_name.clone().unwrap_or_default(),
-                nccl_version: run
-                    .nccl_version
-                    .clone()
-                    .or_else(|| log.nccl_debug.version.clone())
-                    .unwrap_or_default(),
+                gpu_name: gpu_name.clone(),
+                nccl_version: nccl_version.clone(),
             });
         }
     }
     for run in &log.payload.collectives {
+        let gpu_name = text(run.gpu_name.as_deref());
+        let nccl_version = text(run.nccl_version.as_deref());
         for row in &run.rows {
             r.nccl.push(NcclRowOut {
                 line: row.line,
-                collective: row.collective.clone().unwrap_or_default(),
+                collective: text(row.collective.as_deref()),
                 size_bytes: row.size_bytes,
                 count: row.count,
-                dtype: row.dtype.clone(),
+                dtype: row.dtype.as_str().into(),
                 placement: "out_of_place".into(),
                 time_us: row.time_us,
                 algbw_gbps: row.algbw_gbps,
                 busbw_gbps: row.busbw_gbps,
-                wrong: row.wrong.map(|w| w.to_string()).unwrap_or_default(),
+                wrong: int(row.wrong).unwrap_or_default(),
                 nranks: run.nranks.map(|x| x as u64),
                 nodes: run.nodes.map(|x| x as u64),
-                gpu_name: run.gpu_name.clone().unwrap_or_default(),
-                nccl_version: run.nccl_version.clone().unwrap_or_default(),
+                gpu_name: gpu_name.clone(),
+                nccl_version: nccl_version.clone(),
                 ..Default::default()
             });
         }

@@ -706,7 +706,8 @@ fn collect_cmd(a: CollectArgs, out: Output) -> Result<()> {
     };
     match out {
         Output::Json => {
-            // Megabytes for a large tree: streamed to stdout, not built as one string first.
+            // Megabytes for a large tree: the bytes made beside the tables (`Report::json`),
+            // else streamed to stdout, not built as one string first.
             use std::io::Write;
             let mut w = std::io::BufWriter::new(std::io::stdout().lock());
             match &r.json {

@@ -794,7 +794,9 @@ impl Parser {
 
 /// Parses `| name: value | name: value` into pairs; warns on unreadable values.
 pub fn parse_timers(s: &str, line: u64, w: &mut Warnings) -> Vec<(CompactString, f64)> {
-    let mut out = Vec::with_capacity(memchr::memchr_iter(b'|', s.as_bytes()).count());
+    // Sized for a real line's handful of timers; a garbled line of a million `|` (empty
+    // parts, no timers) must not reserve memory for a million.
+    let mut out = Vec::with_capacity(memchr::memchr_iter(b'|', s.as_bytes()).count().min(32));
     for part in s.split('|') {
         let part = part.trim();
         if part.is_empty() {

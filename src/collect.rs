@@ -28,7 +28,6 @@ pub const CACHE_FILE: &str = ".collect-cache.bin";
 const CACHE_MAGIC: &[u8] = b"sweep collect cache, postcard\n";
 /// The last report and what it was computed from (see `finish`).
 pub const FINGERPRINT_FILE: &str = ".collect-fingerprint.json";
-/// Every table `collect` writes.
 /// nccl.csv's header.
 const NCCL_COLUMNS: [&str; 17] = [
     "source",
@@ -50,6 +49,7 @@ const NCCL_COLUMNS: [&str; 17] = [
     "nccl_version",
 ];
 
+/// Every table `collect` writes.
 pub const TABLES: &[&str] = &[
     "nccl.csv",
     "runs.csv",

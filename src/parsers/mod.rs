@@ -1847,9 +1847,8 @@ pub fn parse_file(path: impl AsRef<Path>) -> io::Result<ParsedLog> {
 /// [`parse_file`] with options.
 pub fn parse_file_with(path: impl AsRef<Path>, opts: &ParseOptions) -> io::Result<ParsedLog> {
     let path = path.as_ref();
-    let file = File::open(path)?;
-    let size = file.metadata().map_or(BLOCK as u64, |m| m.len());
-    Ok(parse_sized(&path.display().to_string(), file, size, opts))
+    let size = std::fs::metadata(path).map_or(BLOCK as u64, |m| m.len());
+    parse_file_sized(path, size, opts)
 }
 
 /// [`parse_file_with`] of a file whose size the caller has just read (a walk of a tree stats

@@ -19,7 +19,7 @@ use crate::parsers::{self, ParsedLog};
 
 /// Bump when parsing or what is kept per file changes: cached results of older versions are
 /// re-read.
-pub const PARSER_VERSION: u32 = 6;
+pub const PARSER_VERSION: u32 = 7;
 /// Per-file results, binary (postcard): a large tree's cache is tens of MB, which JSON takes
 /// several times longer to write and read.
 pub const CACHE_FILE: &str = ".collect-cache.bin";
@@ -111,6 +111,10 @@ pub struct StepOut {
     /// A step the software marks as not representative (the payload's flops-profiler step).
     #[serde(default)]
     pub excluded: bool,
+    /// A row for the `span` steps up to `step` (DeepSpeed's pipeline engine prints once per
+    /// `steps_per_print` steps); `None` for one step.
+    #[serde(default)]
+    pub span: Option<u64>,
     /// Named values of the step (`step_time_ms`, `fwd`, `bwd`, `samples_per_s`, ...); the
     /// names inline (tens of thousands of steps, each with several).
     pub values: Vec<(CompactString, f64)>,
@@ -398,6 +402,7 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
             step: p.step,
             warmup: Some(p.warmup),
             excluded: p.excluded,
+            span: None,
             values,
         });
     }
@@ -442,9 +447,16 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
     }
     // DeepSpeed wall_clock_breakdown: one `fwd | bwd | step` line per optimizer step; the
     // step's time is their sum (data loading excluded). Not when the payload timed the steps.
+    // The pipeline engine is read apart (see `pipeline_steps`).
     let mut step = 0;
     let payload_steps = !log.payload.steps.is_empty();
-    for t in log.deepspeed.timers.iter().filter(|_| !payload_steps) {
+    let pipe = !payload_steps && pipeline_steps(log, &mut r.steps);
+    for t in log
+        .deepspeed
+        .timers
+        .iter()
+        .filter(|_| !payload_steps && !pipe)
+    {
         if let (Some(f), Some(b), Some(s)) = (t.get("fwd"), t.get("bwd"), t.get("step")) {
             step += 1;
             let mut values = Vec::with_capacity(1 + t.timers.len());
@@ -455,6 +467,7 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
                 step,
                 warmup: None,
                 excluded: false,
+                span: None,
                 values,
             });
         }
@@ -464,10 +477,10 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
         if let Some(v) = it.elapsed_ms_per_iteration {
             values.push(("step_time_ms".into(), v));
         }
-        if let Some(v) = it.samples_per_second {
+        if let Some(v) = megatron_samples_per_s(it) {
             values.push(("samples_per_s".into(), v));
         }
-        if let Some(v) = it.tflops {
+        if let Some(v) = it.tflops.or(it.tflops_per_gpu) {
             values.push(("tflops_per_gpu".into(), v));
         }
         for (k, v) in &it.losses {
@@ -478,6 +491,7 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
             step: it.iteration,
             warmup: None,
             excluded: false,
+            span: None,
             values,
         });
     }
@@ -510,14 +524,14 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
         .megatron
         .iterations
         .iter()
-        .filter_map(|i| i.samples_per_second)
+        .filter_map(megatron_samples_per_s)
         .collect();
     r.megatron_samples_per_s = median(&meg);
     let megt: Vec<f64> = log
         .megatron
         .iterations
         .iter()
-        .filter_map(|i| i.tflops)
+        .filter_map(|i| i.tflops.or(i.tflops_per_gpu))
         .collect();
     r.megatron_tflops = median(&megt);
 
@@ -1049,6 +1063,100 @@ fn finish(
     Ok(report)
 }
 
+/// An iteration line's samples/s: Megatron-DeepSpeed prints it; upstream Megatron-LM prints the
+/// global batch size and the mean elapsed time per iteration over its `log_interval`, of which
+/// it is the quotient.
+fn megatron_samples_per_s(it: &crate::parsers::megatron::Iteration) -> Option<f64> {
+    it.samples_per_second.or_else(|| {
+        let (g, ms) = (it.global_batch_size?, it.elapsed_ms_per_iteration?);
+        (ms > 0.0).then(|| g as f64 / (ms / 1000.0))
+    })
+}
+
+/// DeepSpeed's pipeline engine (`runtime/pipe/engine.py`, which Megatron-DeepSpeed uses with
+/// pipeline parallelism) prints its timers and a `steps: N loss: ... iter time (s): T
+/// samples/sec: S` line only every `steps_per_print` steps, and its timers are not reset in
+/// between: each printed value is the sum over those steps (over their micro-batches for the
+/// `_microstep` timers and `batch_input`). `T` and `S` are already per step. One row per
+/// print, spanning the steps it covers, its timers divided down to one step (one micro-step,
+/// when the config dump gives the accumulation steps; else those timers are left out); false
+/// (nothing pushed) when the log has no such line.
+fn pipeline_steps(log: &ParsedLog, steps: &mut Vec<StepOut>) -> bool {
+    let ds = &log.deepspeed;
+    let prints: Vec<_> = ds
+        .steps
+        .iter()
+        .filter(|d| d.iter_time_s.is_some())
+        .collect();
+    if prints.is_empty() {
+        return false;
+    }
+    let config = ds.config();
+    // The config dump's value; else the steps between two prints; else the first print's
+    // step (training starts at step 0).
+    let spp = config
+        .and_then(|c| c.steps_per_print)
+        .filter(|&n| n > 0)
+        .or_else(|| {
+            prints
+                .windows(2)
+                .filter_map(|w| w[1].step.checked_sub(w[0].step))
+                .filter(|&d| d > 0)
+                .min()
+        })
+        .or(Some(prints[0].step).filter(|&n| n > 0));
+    let gas = config
+        .and_then(|c| c.gradient_accumulation_steps)
+        .filter(|&n| n > 0);
+    // A timer line belongs to the print after it, as the engine logs the step's timers before
+    // `train_batch` prints; but its `pipe_send_*`/`pipe_recv_*` line comes after that print.
+    let mut timers: Vec<Vec<(CompactString, f64)>> = vec![Vec::new(); prints.len()];
+    for t in &ds.timers {
+        let after = prints.partition_point(|d| d.line < t.line);
+        let pipe_io = !t.timers.is_empty() && t.timers.iter().all(|(n, _)| n.starts_with("pipe_"));
+        let at = if pipe_io {
+            after.checked_sub(1)
+        } else {
+            Some(after)
+        };
+        let (Some(at), Some(n)) = (at.filter(|&i| i < prints.len()), spp) else {
+            continue;
+        };
+        for (name, v) in &t.timers {
+            let micro = name.ends_with("_microstep") || name == "batch_input";
+            // A micro-step's share needs the accumulation steps; without them, left out.
+            let per = match (micro, gas) {
+                (false, _) => n,
+                (true, Some(g)) => n * g,
+                (true, None) => continue,
+            };
+            timers[at].push((name.clone(), v / per as f64));
+        }
+    }
+    for (d, t) in prints.iter().zip(timers) {
+        let mut values: Vec<(CompactString, f64)> = Vec::with_capacity(3 + t.len());
+        if let Some(s) = d.iter_time_s {
+            values.push(("step_time_ms".into(), s * 1000.0));
+        }
+        if let Some(s) = d.samples_per_sec {
+            values.push(("samples_per_s".into(), s));
+        }
+        if let Some(l) = d.loss {
+            values.push(("loss".into(), l));
+        }
+        values.extend(t);
+        steps.push(StepOut {
+            rank: Some(0),
+            step: d.step,
+            warmup: None,
+            excluded: false,
+            span: spp,
+            values,
+        });
+    }
+    true
+}
+
 /// One run's rows of every table, its figures and the warnings of its files.
 fn aggregate_run(
     run: &mut Run,
@@ -1230,6 +1338,7 @@ fn aggregate(
     let preflight_run = files.iter().any(|(_, f)| !f.preflight.is_empty());
     let mut binds: Vec<BindOut> = Vec::new();
     let mut ds_sps = None;
+    let mut pipe_sps = Vec::new();
     let mut prof_tflops = None;
     let mut prof_sps = None;
     let mut hf_sps = None;
@@ -1255,6 +1364,9 @@ fn aggregate(
                 .filter(|(i, x)| {
                     if x.excluded {
                         false
+                    } else if let Some(span) = x.span {
+                        // Steady when none of the steps it covers is a warm-up step.
+                        x.step >= warmup as u64 + span
                     } else if marked {
                         x.warmup == Some(false)
                     } else {
@@ -1267,6 +1379,12 @@ fn aggregate(
         for st in &steady {
             if let Some((_, v)) = st.values.iter().find(|(k, _)| k == "step_time_ms") {
                 step_times.push(*v);
+            }
+            // DeepSpeed's pipeline engine prints samples/s per `steps_per_print` steps.
+            if st.span.is_some()
+                && let Some((_, v)) = st.values.iter().find(|(k, _)| k == "samples_per_s")
+            {
+                pipe_sps.push(*v);
             }
         }
         for g in &f.gpus {
@@ -1360,6 +1478,7 @@ fn aggregate(
     // taken as is, never averaged again.
     let samples = pay("samples_per_s")
         .or(ds_sps)
+        .or(median(&pipe_sps))
         .or_else(|| match (global, step_p50) {
             (Some(g), Some(ms)) if ms > 0.0 => Some(g / (ms / 1000.0)),
             _ => None,
@@ -1978,6 +2097,28 @@ pub fn render_summary(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Upstream Megatron-LM prints no samples/s: it is the global batch over the time per
+    /// iteration; Megatron-DeepSpeed's own figure, where printed, is taken as is.
+    #[test]
+    fn megatron_samples_per_s_is_printed_or_batch_over_iteration_time() {
+        let it = crate::parsers::megatron::Iteration {
+            global_batch_size: Some(1024),
+            elapsed_ms_per_iteration: Some(2048.0),
+            ..Default::default()
+        };
+        assert_eq!(megatron_samples_per_s(&it), Some(500.0));
+        let printed = crate::parsers::megatron::Iteration {
+            samples_per_second: Some(7.5),
+            ..it.clone()
+        };
+        assert_eq!(megatron_samples_per_s(&printed), Some(7.5));
+        let no_time = crate::parsers::megatron::Iteration {
+            elapsed_ms_per_iteration: Some(0.0),
+            ..it
+        };
+        assert_eq!(megatron_samples_per_s(&no_time), None);
+    }
 
     /// The report that stands when nothing changed is read back from the fingerprint file's
     /// JSON: every figure must come back as the same `f64`, not a neighbour of it (two

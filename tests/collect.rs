@@ -419,3 +419,161 @@ fn user_patterns_become_columns_of_runs_csv() {
         "{err}"
     );
 }
+
+/// Failures and DeepSpeed engines of tests/fixtures/device-h200-2026-12-04 (real runs, see its
+/// PROVENANCE.md): each file's class and figures, the expected ones read from the file here.
+#[test]
+fn failure_and_engine_variants_from_real_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("res");
+    let dir = root().join("tests/fixtures/device-h200-2026-12-04");
+    let o = sweep(&[
+        "collect",
+        "--logs",
+        dir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let runs = csv_rows(&out.join("runs.csv"));
+    let run = |name: &str| runs.iter().find(|r| r["run"] == name).unwrap().clone();
+    let text = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    // file:line of the first line holding `needle`.
+    let at = |name: &str, needle: &str| {
+        let n = text(name).lines().position(|l| l.contains(needle)).unwrap() + 1;
+        format!("{name}:{n}: ")
+    };
+    for (name, class, needle) in [
+        // PyTorch's `[rank0]: ` excepthook prefix: the traceback's last line is its evidence.
+        (
+            "excepthook.log",
+            "python_error",
+            "[rank0]: RuntimeError: mat1",
+        ),
+        // CUDA's `'out of memory'` inside NCCL's WARN, before PyTorch's NCCL error.
+        (
+            "fill-nccl.log",
+            "oom",
+            "NCCL WARN Cuda failure 'out of memory'",
+        ),
+        ("fill-matmul.log", "oom", "CUBLAS_STATUS_ALLOC_FAILED"),
+        (
+            "watchdog.log",
+            "timeout",
+            "Watchdog caught collective operation timeout",
+        ),
+    ] {
+        let r = run(name);
+        assert_eq!(r["failure_class"], class, "{name}: {r:?}");
+        assert!(
+            r["failure_evidence"].starts_with(&at(name, needle)),
+            "{name}: {}",
+            r["failure_evidence"]
+        );
+    }
+    // The p50 of the tables: nearest rank (a step that was measured).
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len().div_ceil(2) - 1]
+    };
+    // The pipeline engine: one row per `steps: N` print of N >= 2 warm-up steps + the 5 steps
+    // a print covers; its iter time and samples/sec as printed.
+    let print =
+        regex::Regex::new(r"^steps: (\d+) loss: \S+ iter time \(s\): (\S+) samples/sec: (\S+)$")
+            .unwrap();
+    for name in ["ds0.19.8-pipe.log", "ds0.10.0-pipe.log"] {
+        let steady: Vec<(u64, f64, f64)> = text(name)
+            .lines()
+            .filter_map(|l| print.captures(l))
+            .map(|c| {
+                (
+                    c[1].parse().unwrap(),
+                    c[2].parse().unwrap(),
+                    c[3].parse().unwrap(),
+                )
+            })
+            .filter(|(n, _, _)| *n >= 2 + 5)
+            .collect();
+        assert_eq!(steady.len(), 3, "{name}");
+        let r = run(name);
+        assert_eq!(num(&r, "steps_measured"), 3.0, "{name}");
+        let p50 = median(steady.iter().map(|s| s.1 * 1000.0).collect());
+        assert!(
+            close(num(&r, "step_time_ms_p50"), p50, 1e-9),
+            "{name}: {r:?}"
+        );
+        let sps = median(steady.iter().map(|s| s.2).collect());
+        assert!(close(num(&r, "samples_per_s"), sps, 1e-9), "{name}: {r:?}");
+    }
+    // Its timers are sums over the 5 steps (DeepSpeed 0.10.0's config dump says 5 and 4
+    // accumulation steps): per step in steps.csv, under the current names.
+    let steps = csv_rows(&out.join("steps.csv"));
+    let value = |source: &str, step: &str, name: &str| {
+        let r = steps
+            .iter()
+            .find(|r| r["source"] == source && r["step"] == step && r["name"] == name)
+            .unwrap_or_else(|| panic!("{source} step {step}: no {name}"));
+        num(r, "value")
+    };
+    let log = text("ds0.10.0-pipe.log");
+    let lines: Vec<&str> = log.lines().collect();
+    let at10 = lines
+        .iter()
+        .position(|l| l.starts_with("steps: 10 "))
+        .unwrap();
+    let timer = |line: &str, name: &str| -> f64 {
+        let part = line
+            .split(" | ")
+            .find(|p| p.starts_with(&format!("{name}: ")))
+            .unwrap();
+        part[name.len() + 2..].trim().parse().unwrap()
+    };
+    let global = lines[..at10]
+        .iter()
+        .rev()
+        .find(|l| l.contains("| forward: "))
+        .unwrap();
+    let micro = lines[..at10]
+        .iter()
+        .rev()
+        .find(|l| l.contains("| forward_microstep: "))
+        .unwrap();
+    let src = "ds0.10.0-pipe.log";
+    assert!(close(
+        value(src, "10", "fwd"),
+        timer(global, "forward") / 5.0,
+        1e-9
+    ));
+    assert!(close(
+        value(src, "10", "bwd_inner"),
+        timer(global, "backward_inner") / 5.0,
+        1e-9
+    ));
+    assert!(close(
+        value(src, "10", "fwd_microstep"),
+        timer(micro, "forward_microstep") / 20.0,
+        1e-9
+    ));
+    // Without a config dump (0.19.8 at its default log level), no micro-step timers.
+    assert!(
+        !steps
+            .iter()
+            .any(|r| r["source"] == "ds0.19.8-pipe.log" && r["name"] == "fwd_microstep")
+    );
+    // DeepSpeed 0.10.0's plain engine: a step per `forward | backward | step` line, old names.
+    let engine = text("ds0.10.0-engine.log");
+    let per_step: Vec<f64> = engine
+        .lines()
+        .filter(|l| l.contains("| forward: "))
+        .map(|l| timer(l, "forward") + timer(l, "backward") + timer(l, "step"))
+        .skip(2)
+        .collect();
+    assert_eq!(per_step.len(), 10);
+    let r = run("ds0.10.0-engine.log");
+    assert_eq!(num(&r, "steps_measured"), 10.0);
+    assert!(
+        close(num(&r, "step_time_ms_p50"), median(per_step), 1e-9),
+        "{r:?}"
+    );
+    assert!(r["comm_compute_ratio"].parse::<f64>().is_ok(), "{r:?}");
+}

@@ -806,11 +806,29 @@ pub fn parse_timers(s: &str, line: u64, w: &mut Warnings) -> Vec<(CompactString,
             continue;
         };
         match num(v) {
-            Some(x) => out.push((name.trim().into(), x)),
+            Some(x) => out.push((current_timer_name(name.trim()).into(), x)),
             None => w.push(line, format!("timer '{}' has no number", name.trim())),
         }
     }
     out
+}
+
+/// DeepSpeed before 0.10.1 (`runtime/engine.py` before PR #3996) named the engine's timers
+/// `forward`, `backward`, `backward_inner`, `backward_allreduce` and their `_microstep`
+/// forms; they are the timers now named `fwd`, `bwd`, `bwd_inner`, `bwd_allreduce`. One name
+/// for both, so that a step's time and the comm/compute split read old logs too.
+fn current_timer_name(name: &str) -> &str {
+    match name {
+        "forward" => "fwd",
+        "backward" => "bwd",
+        "backward_inner" => "bwd_inner",
+        "backward_allreduce" => "bwd_allreduce",
+        "forward_microstep" => "fwd_microstep",
+        "backward_microstep" => "bwd_microstep",
+        "backward_inner_microstep" => "bwd_inner_microstep",
+        "backward_allreduce_microstep" => "bwd_allreduce_microstep",
+        n => n,
+    }
 }
 
 /// Reads a DeepSpeed config JSON (`ds_config.json`).

@@ -5,10 +5,11 @@
 //! | class | kind | printed by |
 //! | --- | --- | --- |
 //! | `hardware` | `ecc`, `xid`, `gpu_lost`, `uncorrectable_memory` | CUDA (`cudaErrorECCUncorrectable`, `uncorrectable ECC error encountered`), the NVIDIA driver (`NVRM: Xid (PCI:...): 79, ...`, `GPU has fallen off the bus`), slurmstepd (`*** JOB N ON node UNCORRECTABLE MEMORY ERROR AT ... ***`) |
-//! | `oom` | `cuda_oom` | PyTorch: old `RuntimeError: CUDA out of memory. Tried to allocate ...`, `CUDA error: out of memory`, new `torch.OutOfMemoryError: CUDA out of memory. Tried to allocate ...` |
+//! | `hardware` | `system_not_ready`, `nvlink` | a traceback ending in `CUDA error: system not yet initialized` (the fabric manager of an NVSwitch system is down) or `uncorrectable NVLink error detected ...` |
+//! | `oom` | `cuda_oom` | PyTorch: old `RuntimeError: CUDA out of memory. Tried to allocate ...`, `CUDA error: out of memory`, new `torch.OutOfMemoryError: CUDA out of memory. Tried to allocate ...`; CUDA's `'out of memory'` as NCCL (`Cuda failure 2 'out of memory'`) and nccl-tests (`Test CUDA failure ... 'out of memory'`) print it; a traceback ending in `CUBLAS_STATUS_ALLOC_FAILED` |
 //! | `oom` | `oom_kill`, `memory_limit`, `srun_oom` | slurmstepd `Detected N oom-kill event(s) in ...`, `Exceeded job/step memory limit`, srun `HOST: task N: Out Of Memory` |
 //! | `node_failure` | `slurm_node_failure`, `srun_node_failure` | `*** ... CANCELLED AT ... DUE TO NODE FAILURE[, SEE SLURMCTLD LOG FOR DETAILS] ***`, `srun: error: Node failure on HOST` |
-//! | `timeout` | `watchdog_timeout` | PyTorch `Watchdog caught collective operation timeout: WorkNCCL(...) ran for N milliseconds` |
+//! | `timeout` | `watchdog_timeout` | PyTorch `Watchdog caught collective operation timeout: WorkNCCL(...) ran for N milliseconds`, with `NCCL_BLOCKING_WAIT=1` `[Rank N] Caught collective operation timeout: ...` |
 //! | `timeout` | `slurm_time_limit` | `*** JOB|STEP N ON node CANCELLED AT T DUE TO TIME LIMIT ***` |
 //! | `nccl` | `nccl_error`, `nccl_test_failure` | `NCCL error in: ...`, `ncclSystemError`/`ncclInternalError`/`ncclRemoteError`/…, nccl-tests `Test NCCL failure` |
 //! | `nccl` (weak) | `nccl_warn` | `... NCCL WARN ...` |
@@ -140,12 +141,13 @@ pub(crate) const TRIGGERS: &[&str] = &[
     "CUDA out of memory",
     "CUDA error: out of memory",
     "OutOfMemoryError",
+    OOM_QUOTED,
     "oom-kill event",
     "oom_kill event",
     "emory limit",
     "srun: error:",
     "srun: Job step aborted",
-    "Watchdog caught collective operation timeout",
+    super::nccl_debug::WATCHDOG,
     "Test NCCL failure",
     "Test CUDA failure",
     "NCCL error",
@@ -162,6 +164,27 @@ pub(crate) const TRIGGERS: &[&str] = &[
     "preflight FAIL node=",
 ];
 static TRIGGER_SET: LazyLock<Regex> = LazyLock::new(|| super::literal_set(TRIGGERS));
+const OOM_QUOTED: &str = "'out of memory'";
+
+/// The class of the exception a traceback ends with, where its message names a cause that
+/// outranks a plain Python error. PyTorch raises CUDA errors as `RuntimeError` (or, 2.8 on,
+/// `torch.AcceleratorError`): `CUDA error: <cudaGetErrorString>`.
+fn exception_cause(t: &str) -> (FailureClass, &'static str) {
+    use FailureClass::*;
+    // cuBLAS could not allocate its handle or workspace: the GPU's memory was full.
+    if t.contains("CUBLAS_STATUS_ALLOC_FAILED") || t.contains("CUDNN_STATUS_ALLOC_FAILED") {
+        return (Oom, "cuda_oom");
+    }
+    // cudaErrorSystemNotReady: on an NVSwitch system, the fabric manager is not running.
+    if t.contains("CUDA error: system not yet initialized") {
+        return (Hardware, "system_not_ready");
+    }
+    if t.contains("uncorrectable NVLink error") {
+        return (Hardware, "nvlink");
+    }
+    (PythonError, "traceback")
+}
+
 /// How a Python traceback starts (see [`Parser::feed`]).
 pub(crate) const TRACEBACK: &str = "Traceback (most recent call last)";
 
@@ -208,10 +231,14 @@ fn detect(t: &str) -> Option<(FailureClass, &'static str, bool)> {
             }
         });
     }
-    // OOM.
+    // OOM. `'out of memory'` is CUDA's error string as the CUDACHECK macros of NCCL
+    // (`Cuda failure 2 'out of memory'`, also in PyTorch's `Last error:` of an NCCL error) and
+    // of nccl-tests (`Test CUDA failure common.cu:N 'out of memory'`) quote it: the cause, not
+    // the NCCL or test failure it shows up as.
     if t.contains("CUDA out of memory")
         || t.contains("CUDA error: out of memory")
         || t.contains("OutOfMemoryError")
+        || t.contains(OOM_QUOTED)
     {
         return Some((Oom, "cuda_oom", false));
     }
@@ -243,7 +270,7 @@ fn detect(t: &str) -> Option<(FailureClass, &'static str, bool)> {
         return Some((Cancelled, "srun_step_aborted", true));
     }
     // Time-outs.
-    if t.contains("Watchdog caught collective operation timeout") {
+    if t.contains(super::nccl_debug::WATCHDOG) {
         return Some((Timeout, "watchdog_timeout", false));
     }
     // NCCL.
@@ -356,7 +383,8 @@ impl Parser {
         if EXCEPTION.is_match(t) && (t.contains(':') || looks_like_exception_name(t)) {
             self.traces.remove(&key);
             if detected.is_none() {
-                self.push(line, FailureClass::PythonError, "traceback", false, w);
+                let (class, kind) = exception_cause(t);
+                self.push(line, class, kind, false, w);
             }
             return;
         }
@@ -445,5 +473,35 @@ mod tests {
             assert!(f.is_empty(), "{name}: {f:?}");
             assert!(primary_failure(&f).is_none());
         }
+    }
+
+    /// PyTorch (2.3 on) writes a rank's traceback as `[rank0]: ` + each line: the traceback
+    /// ends at its exception line (here a real `torch.OutOfMemoryError`, line 190), not never.
+    #[test]
+    fn a_rank_prefixed_traceback_ends_at_its_exception_line() {
+        let p = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/device-h200-2026-12-02/campaign/jobs/",
+            "oom-mb64-ga1-dfpefalse-edf5305c/rank-0.log"
+        );
+        let text = std::fs::read_to_string(p).expect("fixture");
+        let open_after = |n: usize| {
+            let head: String = text.lines().take(n).map(|l| format!("{l}\n")).collect();
+            let mut w = Warnings::new();
+            let mut parser = Parser::new();
+            super::super::for_each_line(head.as_bytes(), &mut w, |l, w| parser.feed(l, w));
+            parser.in_traceback()
+        };
+        assert!(
+            text.lines()
+                .nth(189)
+                .is_some_and(|l| l.contains("OutOfMemoryError"))
+        );
+        assert!(!open_after(104), "no traceback before line 105");
+        assert!(
+            open_after(105) && open_after(189),
+            "the frames keep it open"
+        );
+        assert!(!open_after(190), "the exception line closes it");
     }
 }

@@ -624,6 +624,15 @@ fn one_prefix(s: &str) -> Option<(Prefix<'_>, &str)> {
                 && let Some(r) = parse_u32(num)
                 && let Some(rest) = after.strip_prefix(':')
             {
+                // PyTorch's excepthook (`distributed_c10d.py`, 2.3 on) writes each traceback
+                // line as `[rankN]: ` + the line: that one space is its, not the line's (a
+                // frame keeps its indent, the exception line starts at its name). torchrun's
+                // `[defaultN]:` and the C++ `[rankN]:[W ...]` add none.
+                let rest = if name == "rank" {
+                    rest.strip_prefix(' ').unwrap_or(rest)
+                } else {
+                    rest
+                };
                 return Some((Prefix::Rank(r), rest));
             }
         }

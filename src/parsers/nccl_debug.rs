@@ -119,8 +119,11 @@ pub(crate) const ERROR_LITERALS: &[&str] = &[
     "NCCL failure",
 ];
 static ERROR_TRIGGERS: LazyLock<Regex> = LazyLock::new(|| super::literal_set(ERROR_LITERALS));
-/// PyTorch's watchdog report (see [`parse_watchdog`]).
-pub(crate) const WATCHDOG: &str = "Watchdog caught collective operation timeout";
+/// PyTorch's report of a collective that timed out (see [`parse_watchdog`]): the watchdog's
+/// `Watchdog caught collective operation timeout: WorkNCCL(...)`, and with
+/// `NCCL_BLOCKING_WAIT=1` (PyTorch 1.x) the waiting rank's own `[Rank N] Caught collective
+/// operation timeout: WorkNCCL(...)`.
+pub(crate) const WATCHDOG: &str = "aught collective operation timeout";
 /// Every literal that some branch of [`Parser::info_message`] looks for *inside* a message,
 /// by the gate bit that lets a message into that branch. (Branches that look at how a message
 /// starts are tried for every message: a test of its first byte costs less than a literal in

@@ -1127,7 +1127,7 @@ fn pipeline_steps(log: &ParsedLog, steps: &mut Vec<StepOut>) -> bool {
             // A micro-step's share needs the accumulation steps; without them, left out.
             let per = match (micro, gas) {
                 (false, _) => n,
-                (true, Some(g)) => n * g,
+                (true, Some(g)) => n.saturating_mul(g),
                 (true, None) => continue,
             };
             timers[at].push((name.clone(), v / per as f64));
@@ -1366,7 +1366,7 @@ fn aggregate(
                         false
                     } else if let Some(span) = x.span {
                         // Steady when none of the steps it covers is a warm-up step.
-                        x.step >= warmup as u64 + span
+                        x.step >= (warmup as u64).saturating_add(span)
                     } else if marked {
                         x.warmup == Some(false)
                     } else {

@@ -9,6 +9,7 @@
 //! | `oom` | `cuda_oom` | PyTorch: old `RuntimeError: CUDA out of memory. Tried to allocate ...`, `CUDA error: out of memory`, new `torch.OutOfMemoryError: CUDA out of memory. Tried to allocate ...`; CUDA's `'out of memory'` as NCCL (`Cuda failure 2 'out of memory'`) and nccl-tests (`Test CUDA failure ... 'out of memory'`) print it; a traceback ending in `CUBLAS_STATUS_ALLOC_FAILED` |
 //! | `oom` | `oom_kill`, `memory_limit`, `srun_oom` | slurmstepd `Detected N oom-kill event(s) in ...`, `Exceeded job/step memory limit`, srun `HOST: task N: Out Of Memory` |
 //! | `node_failure` | `slurm_node_failure`, `srun_node_failure` | `*** ... CANCELLED AT ... DUE TO NODE FAILURE[, SEE SLURMCTLD LOG FOR DETAILS] ***`, `srun: error: Node failure on HOST` |
+//! | `timeout` | `heartbeat_timeout` | PyTorch (2.2 on) `Heartbeat monitor timed out! Process will be terminated ...`: the watchdog itself hung |
 //! | `timeout` | `watchdog_timeout` | PyTorch `Watchdog caught collective operation timeout: WorkNCCL(...) ran for N milliseconds`, with `NCCL_BLOCKING_WAIT=1` `[Rank N] Caught collective operation timeout: ...` |
 //! | `timeout` | `slurm_time_limit` | `*** JOB|STEP N ON node CANCELLED AT T DUE TO TIME LIMIT ***` |
 //! | `nccl` | `nccl_error`, `nccl_test_failure` | `NCCL error in: ...`, `ncclSystemError`/`ncclInternalError`/`ncclRemoteError`/…, nccl-tests `Test NCCL failure` |
@@ -134,7 +135,6 @@ pub(crate) const TRIGGERS: &[&str] = &[
     // What the Xid and banner tests below need (no literal is shorter than 4 bytes: see
     // `gate`).
     "NVRM: Xid",
-    "(PCI:",
     "GPU has fallen off the bus",
     "*** JOB ",
     "*** STEP ",
@@ -148,6 +148,7 @@ pub(crate) const TRIGGERS: &[&str] = &[
     "srun: error:",
     "srun: Job step aborted",
     super::nccl_debug::WATCHDOG,
+    HEARTBEAT,
     "Test NCCL failure",
     "Test CUDA failure",
     "NCCL error",
@@ -165,6 +166,11 @@ pub(crate) const TRIGGERS: &[&str] = &[
 ];
 static TRIGGER_SET: LazyLock<Regex> = LazyLock::new(|| super::literal_set(TRIGGERS));
 const OOM_QUOTED: &str = "'out of memory'";
+/// PyTorch's heartbeat monitor (`ProcessGroupNCCL.cpp`, 2.2 on), when the watchdog itself is
+/// stuck (a hung CUDA or NCCL call) and cannot report the collective that timed out: `[PG ...]
+/// Heartbeat monitor timed out! Process will be terminated after dumping debug info.`, then
+/// `ProcessGroupNCCL's watchdog got stuck for N seconds ...` and the abort.
+const HEARTBEAT: &str = "Heartbeat monitor timed out";
 
 /// The class of the exception a traceback ends with, where its message names a cause that
 /// outranks a plain Python error. PyTorch raises CUDA errors as `RuntimeError` (or, 2.8 on,
@@ -203,7 +209,8 @@ fn detect(t: &str) -> Option<(FailureClass, &'static str, bool)> {
     {
         return Some((Hardware, "ecc", false));
     }
-    if t.contains("NVRM: Xid") || (t.contains("Xid") && t.contains("(PCI:")) {
+    // The driver prints every Xid as `NVRM: Xid (PCI:...): N, ...` (`nv_printf`).
+    if t.contains("NVRM: Xid") {
         return Some((Hardware, "xid", false));
     }
     if t.contains("GPU has fallen off the bus") {
@@ -272,6 +279,9 @@ fn detect(t: &str) -> Option<(FailureClass, &'static str, bool)> {
     // Time-outs.
     if t.contains(super::nccl_debug::WATCHDOG) {
         return Some((Timeout, "watchdog_timeout", false));
+    }
+    if t.contains(HEARTBEAT) {
+        return Some((Timeout, "heartbeat_timeout", false));
     }
     // NCCL.
     if t.contains("Test NCCL failure") {
@@ -426,7 +436,8 @@ pub fn primary_failure(failures: &[Failure]) -> Option<PrimaryFailure> {
             let end_line = slurm_end.map_or(u64::MAX, |f| f.line);
             let early = strong.iter().copied().find(|f| {
                 f.line < end_line
-                    && (matches!(f.class, Nccl | PythonError) || f.kind == "watchdog_timeout")
+                    && (matches!(f.class, Nccl | PythonError)
+                        || matches!(f.kind, "watchdog_timeout" | "heartbeat_timeout"))
             });
             early.or(slurm_end)
         })
@@ -473,6 +484,20 @@ mod tests {
             assert!(f.is_empty(), "{name}: {f:?}");
             assert!(primary_failure(&f).is_none());
         }
+    }
+
+    /// The heartbeat monitor's wording (from `ProcessGroupNCCL.cpp`; no real log of it here)
+    /// is a time-out, as the watchdog's report is, in the primary-failure rule too.
+    #[test]
+    fn a_heartbeat_monitor_time_out_is_a_timeout() {
+        assert_eq!(
+            detect(HEARTBEAT),
+            Some((FailureClass::Timeout, "heartbeat_timeout", false))
+        );
+        assert_eq!(
+            super::super::gate::bits(HEARTBEAT) & super::super::gate::FAIL,
+            super::super::gate::FAIL
+        );
     }
 
     /// PyTorch (2.3 on) writes a rank's traceback as `[rank0]: ` + each line: the traceback

@@ -80,7 +80,7 @@ const GLUE_STEMS: &[&str] = &[
 const FAIL_STEMS: &[&str] = &[
     "ECC ",
     "NVRM: Xid",
-    "(PCI:",
+    "Heartbeat monitor",
     "fallen off the bus",
     "*** ",
     "emory",
@@ -208,7 +208,9 @@ impl Gate {
 /// on real logs: the bench's NCCL INFO log, the small fixtures of the bench corpus, and the
 /// public fixtures from other clusters. The automaton's search then costs 34 % fewer
 /// instructions on 30 MB of the INFO log than in the order of the lists above, 12 % fewer on
-/// 1,000 small files and 26 % fewer on the public fixtures. A stem missing here goes after
+/// 1,000 small files and 26 % fewer on the public fixtures.
+/// (`Heartbeat monitor` later took the place of the Xid's `(PCI:`: 0.3 % more instructions on
+/// the INFO log, 0.06 % on the small files; at the end of the list, 4.9 % more.) A stem missing here goes after
 /// these (a test requires every one of them here).
 const NCCL_ORDER: &[&str] = &[
     "anks",
@@ -224,7 +226,7 @@ const NCCL_ORDER: &[&str] = &[
     "kill event",
     "Invalid",
     "# Out of bounds values",
-    "(PCI:",
+    "Heartbeat monitor",
     "[default",
     "*** ",
     "L error",

@@ -208,10 +208,10 @@ impl Gate {
 /// on real logs: the bench's NCCL INFO log, the small fixtures of the bench corpus, and the
 /// public fixtures from other clusters. The automaton's search then costs 34 % fewer
 /// instructions on 30 MB of the INFO log than in the order of the lists above, 12 % fewer on
-/// 1,000 small files and 26 % fewer on the public fixtures.
-/// (`Heartbeat monitor` later took the place of the Xid's `(PCI:`: 0.3 % more instructions on
-/// the INFO log, 0.06 % on the small files; at the end of the list, 4.9 % more.) A stem missing here goes after
-/// these (a test requires every one of them here).
+/// 1,000 small files and 26 % fewer on the public fixtures. (`Heartbeat monitor` later took
+/// the place of the Xid's `(PCI:`: 0.3 % more instructions on the INFO log, 0.06 % on the
+/// small files; at the end of the list, 4.9 % more.) A stem missing here goes after these (a
+/// test requires every one of them here).
 const NCCL_ORDER: &[&str] = &[
     "anks",
     "COMPLETE",

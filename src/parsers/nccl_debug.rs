@@ -907,6 +907,28 @@ mod tests {
         assert_eq!(info.warn_count, 0);
     }
 
+    /// NCCL 2.28 puts a timestamp before a WARN line's header (a real one: the GPU's memory was
+    /// full at the first all_reduce, tests/fixtures/device-h200-2026-12-04).
+    #[test]
+    fn a_timestamped_warn_line_is_read() {
+        let p = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/device-h200-2026-12-04/fill-nccl.log"
+        );
+        let text = std::fs::read_to_string(p).expect("fixture");
+        let (info, _) = parse_reader(text.as_bytes());
+        assert_eq!(info.version.as_deref(), Some("2.28.9+cuda13.0"));
+        assert_eq!(info.warn_count, 1);
+        let w = &info.warns[0];
+        let expect = text.lines().position(|l| l.contains("NCCL WARN")).unwrap() as u64 + 1;
+        assert_eq!(
+            (w.line, w.host.as_str(), w.pid, w.device),
+            (expect, "vm", 608, 0)
+        );
+        assert_eq!(w.source.as_deref(), Some("misc/strongstream.cc:131"));
+        assert_eq!(w.message, "Cuda failure 'out of memory'");
+    }
+
     #[test]
     fn device_ds_torchrun_nccl_lines() {
         let (info, _) = parse_reader(device("ds-z2-torchrun.log").as_bytes());

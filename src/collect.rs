@@ -447,16 +447,18 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
     }
     // DeepSpeed wall_clock_breakdown: one `fwd | bwd | step` line per optimizer step; the
     // step's time is their sum (data loading excluded). Not when the payload timed the steps.
-    // The pipeline engine is read apart (see `pipeline_steps`).
+    // The pipeline engine is read apart (see `pipeline_steps`). Megatron-DeepSpeed prints
+    // Megatron's iteration lines besides: their elapsed time per iteration is then the step
+    // series (the two together would count each step twice).
     let mut step = 0;
-    let payload_steps = !log.payload.steps.is_empty();
-    let pipe = !payload_steps && pipeline_steps(log, &mut r.steps);
-    for t in log
-        .deepspeed
-        .timers
-        .iter()
-        .filter(|_| !payload_steps && !pipe)
-    {
+    let own_steps = !log.payload.steps.is_empty()
+        || log
+            .megatron
+            .iterations
+            .iter()
+            .any(|i| i.elapsed_ms_per_iteration.is_some());
+    let pipe = !own_steps && pipeline_steps(log, &mut r.steps);
+    for t in log.deepspeed.timers.iter().filter(|_| !own_steps && !pipe) {
         if let (Some(f), Some(b), Some(s)) = (t.get("fwd"), t.get("bwd"), t.get("step")) {
             step += 1;
             let mut values = Vec::with_capacity(1 + t.timers.len());

@@ -550,6 +550,12 @@ fn ds_wallclock_memory(log: &ParsedLog) {
         ("forward-backward", 3198.27, 3199.53)
     );
     assert!(log.primary_failure().is_none(), "{:?}", log.failures);
+    // Megatron-DeepSpeed: Megatron's iteration lines are the step series, one row per iteration
+    // (the DeepSpeed timer lines printed besides them are not counted as steps again).
+    let fr = sweep::collect::summarize(log, "05-alcf.log");
+    let steps: Vec<u64> = fr.steps.iter().map(|s| s.step).collect();
+    let iterations: Vec<u64> = it.iter().map(|i| i.iteration).collect();
+    assert_eq!(steps, iterations);
 }
 
 // 4-deepspeed/07: flops profiler summary with unit strings.

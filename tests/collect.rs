@@ -265,11 +265,10 @@ fn collect_is_incremental_and_force_rereads() {
     assert_eq!(forced["parsed"], first["files"]);
 }
 
-#[test]
-fn collect_logs_reads_any_tree_of_logs() {
+/// `sweep --json collect --logs DIR` into a fresh directory: (its holder, the tables' directory).
+fn collect_logs(dir: &Path) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("res");
-    let dir = root().join("tests/fixtures/device-h100-2026-11-24");
     let o = sweep(&[
         "--json",
         "collect",
@@ -279,6 +278,13 @@ fn collect_logs_reads_any_tree_of_logs() {
         out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    (tmp, out)
+}
+
+#[test]
+fn collect_logs_reads_any_tree_of_logs() {
+    let dir = root().join("tests/fixtures/device-h100-2026-11-24");
+    let (_tmp, out) = collect_logs(&dir);
     let runs = csv_rows(&out.join("runs.csv"));
     let files = std::fs::read_dir(&dir).unwrap().count();
     assert_eq!(runs.len(), files, "one row per source file");
@@ -424,17 +430,8 @@ fn user_patterns_become_columns_of_runs_csv() {
 /// PROVENANCE.md): each file's class and figures, the expected ones read from the file here.
 #[test]
 fn failure_and_engine_variants_from_real_runs() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("res");
     let dir = root().join("tests/fixtures/device-h200-2026-12-04");
-    let o = sweep(&[
-        "collect",
-        "--logs",
-        dir.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (_tmp, out) = collect_logs(&dir);
     let runs = csv_rows(&out.join("runs.csv"));
     let run = |name: &str| runs.iter().find(|r| r["run"] == name).unwrap().clone();
     let text = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();

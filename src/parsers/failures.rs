@@ -8,7 +8,7 @@
 //! | `hardware` | `system_not_ready`, `nvlink` | a traceback ending in `CUDA error: system not yet initialized` (the fabric manager of an NVSwitch system is down) or `uncorrectable NVLink error detected ...` |
 //! | `oom` | `cuda_oom` | PyTorch: old `RuntimeError: CUDA out of memory. Tried to allocate ...`, `CUDA error: out of memory`, new `torch.OutOfMemoryError: CUDA out of memory. Tried to allocate ...`; CUDA's `'out of memory'` as NCCL (`Cuda failure [2] 'out of memory'`) and nccl-tests (`Test CUDA failure ... 'out of memory'`) print it; a traceback ending in `CUBLAS_STATUS_ALLOC_FAILED` |
 //! | `oom` | `oom_kill`, `memory_limit`, `srun_oom` | slurmstepd `Detected N oom-kill event(s) in ...`, `Exceeded job/step memory limit`, srun `HOST: task N: Out Of Memory` |
-//! | `node_failure` | `slurm_node_failure`, `srun_node_failure` | `*** ... CANCELLED AT ... DUE TO NODE FAILURE[, SEE SLURMCTLD LOG FOR DETAILS] ***`, `srun: error: Node failure on HOST` |
+//! | `node_failure` | `slurm_node_failure`, `srun_node_failure` | `*** ... CANCELLED AT ... DUE TO NODE FAILURE[, SEE SLURMCTLD LOG FOR DETAILS] ***` (old: `DUE TO NODE <name> FAILURE`), `srun: error: Node failure on HOST` |
 //! | `timeout` | `heartbeat_timeout` | PyTorch (2.2 on) `Heartbeat monitor timed out! Process will be terminated ...`: the watchdog itself hung |
 //! | `timeout` | `watchdog_timeout` | PyTorch `Watchdog caught collective operation timeout: WorkNCCL(...) ran for N milliseconds`, with `NCCL_BLOCKING_WAIT=1` `[Rank N] Caught collective operation timeout: ...` |
 //! | `timeout` | `slurm_time_limit` | `*** JOB|STEP N ON node CANCELLED AT T DUE TO TIME LIMIT ***` |
@@ -229,7 +229,8 @@ fn detect(t: &str) -> Option<(FailureClass, &'static str, bool)> {
         } else {
             match due {
                 Some(d) if d.starts_with("TIME LIMIT") => (Timeout, "slurm_time_limit", false),
-                Some(d) if d.starts_with("NODE FAILURE") => {
+                // Old slurmstepd: `DUE TO NODE <name> FAILURE` (the capture stops at the name).
+                Some(d) if d.starts_with("NODE") => {
                     (NodeFailure, "slurm_node_failure", false)
                 }
                 Some(d) if d.starts_with("PREEMPTION") => (Cancelled, "slurm_preempted", false),

@@ -230,9 +230,7 @@ fn detect(t: &str) -> Option<(FailureClass, &'static str, bool)> {
             match due {
                 Some(d) if d.starts_with("TIME LIMIT") => (Timeout, "slurm_time_limit", false),
                 // Old slurmstepd: `DUE TO NODE <name> FAILURE` (the capture stops at the name).
-                Some(d) if d.starts_with("NODE") => {
-                    (NodeFailure, "slurm_node_failure", false)
-                }
+                Some(d) if d.starts_with("NODE") => (NodeFailure, "slurm_node_failure", false),
                 Some(d) if d.starts_with("PREEMPTION") => (Cancelled, "slurm_preempted", false),
                 Some(d) if d.starts_with("JOB REQUEUE") => (Cancelled, "slurm_requeued", false),
                 _ => (Cancelled, "slurm_cancelled", false),

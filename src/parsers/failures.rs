@@ -503,12 +503,9 @@ mod tests {
     /// ends at its exception line (here a real `torch.OutOfMemoryError`, line 190), not never.
     #[test]
     fn a_rank_prefixed_traceback_ends_at_its_exception_line() {
-        let p = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/device-h200-2026-12-02/campaign/jobs/",
-            "oom-mb64-ga1-dfpefalse-edf5305c/rank-0.log"
+        let text = super::super::testdata::fixture(
+            "device-h200-2026-12-02/campaign/jobs/oom-mb64-ga1-dfpefalse-edf5305c/rank-0.log",
         );
-        let text = std::fs::read_to_string(p).expect("fixture");
         let open_after = |n: usize| {
             let head: String = text.lines().take(n).map(|l| format!("{l}\n")).collect();
             let mut w = Warnings::new();

@@ -1931,12 +1931,13 @@ mod glue_regression {
 /// Test helpers: the device fixtures copied into `tests/fixtures/`.
 #[cfg(test)]
 pub(crate) mod testdata {
-    pub fn device(name: &str) -> String {
-        let p = format!(
-            "{}/tests/fixtures/device-h100-2026-11-24/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+    /// A file under `tests/fixtures/`.
+    pub fn fixture(path: &str) -> String {
+        let p = format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
         std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
+    }
+    pub fn device(name: &str) -> String {
+        fixture(&format!("device-h100-2026-11-24/{name}"))
     }
     /// The first line of a device fixture that contains `needle`.
     pub fn device_line(name: &str, needle: &str) -> String {

@@ -911,11 +911,7 @@ mod tests {
     /// full at the first all_reduce, tests/fixtures/device-h200-2026-12-04).
     #[test]
     fn a_timestamped_warn_line_is_read() {
-        let p = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/device-h200-2026-12-04/fill-nccl.log"
-        );
-        let text = std::fs::read_to_string(p).expect("fixture");
+        let text = super::super::testdata::fixture("device-h200-2026-12-04/fill-nccl.log");
         let (info, _) = parse_reader(text.as_bytes());
         assert_eq!(info.version.as_deref(), Some("2.28.9+cuda13.0"));
         assert_eq!(info.warn_count, 1);

@@ -4,13 +4,14 @@
 //!
 //! | class | kind | printed by |
 //! | --- | --- | --- |
-//! | `hardware` | `ecc`, `xid`, `gpu_lost`, `uncorrectable_memory` | CUDA (`cudaErrorECCUncorrectable`, `uncorrectable ECC error encountered`), the NVIDIA driver (`NVRM: Xid (PCI:...): 79, ...`, `GPU has fallen off the bus`), slurmstepd (`*** JOB N ON node UNCORRECTABLE MEMORY ERROR AT ... ***`) |
+//! | `hardware` | `ecc`, `xid`, `gpu_lost`, `uncorrectable_memory` | CUDA (`cudaErrorECCUncorrectable`, `uncorrectable ECC error encountered`), the NVIDIA driver (`NVRM: Xid (PCI:...): 79, ...`, `GPU has fallen off the bus`), NVML as nvidia-smi prints it (`... GPU is lost.  Reboot the system to recover this GPU`), slurmstepd (`*** JOB N ON node UNCORRECTABLE MEMORY ERROR AT ... ***`) |
 //! | `hardware` | `system_not_ready`, `nvlink` | a traceback ending in `CUDA error: system not yet initialized` (the fabric manager of an NVSwitch system is down) or `uncorrectable NVLink error detected ...` |
 //! | `oom` | `cuda_oom` | PyTorch: old `RuntimeError: CUDA out of memory. Tried to allocate ...`, `CUDA error: out of memory`, new `torch.OutOfMemoryError: CUDA out of memory. Tried to allocate ...`; CUDA's `'out of memory'` as NCCL (`Cuda failure [2] 'out of memory'`) and nccl-tests (`Test CUDA failure ... 'out of memory'`) print it; a traceback ending in `CUBLAS_STATUS_ALLOC_FAILED` |
 //! | `oom` | `oom_kill`, `memory_limit`, `srun_oom` | slurmstepd `Detected N oom-kill event(s) in ...`, `Exceeded job/step memory limit`, srun `HOST: task N: Out Of Memory` |
 //! | `node_failure` | `slurm_node_failure`, `srun_node_failure` | `*** ... CANCELLED AT ... DUE TO NODE FAILURE[, SEE SLURMCTLD LOG FOR DETAILS] ***` (old: `DUE TO NODE <name> FAILURE`), `srun: error: Node failure on HOST` |
 //! | `timeout` | `heartbeat_timeout` | PyTorch (2.2 on) `Heartbeat monitor timed out! Process will be terminated ...`: the watchdog itself hung |
 //! | `timeout` | `watchdog_timeout` | PyTorch `Watchdog caught collective operation timeout: WorkNCCL(...) ran for N milliseconds`, with `NCCL_BLOCKING_WAIT=1` `[Rank N] Caught collective operation timeout: ...` |
+//! | `timeout` | `nccl_tests_timeout` | nccl-tests run with `-T N`: `HOST: Test timeout (Ns) common.cu:LINE` |
 //! | `timeout` | `slurm_time_limit` | `*** JOB|STEP N ON node CANCELLED AT T DUE TO TIME LIMIT ***` |
 //! | `nccl` | `nccl_error`, `nccl_test_failure` | `NCCL error in: ...`, `ncclSystemError`/`ncclInternalError`/`ncclRemoteError`/…, nccl-tests `Test NCCL failure` |
 //! | `nccl` (weak) | `nccl_warn` | `... NCCL WARN ...` |
@@ -136,6 +137,7 @@ pub(crate) const TRIGGERS: &[&str] = &[
     // `gate`).
     "NVRM: Xid",
     "GPU has fallen off the bus",
+    GPU_IS_LOST,
     "*** JOB ",
     "*** STEP ",
     "CUDA out of memory",
@@ -149,6 +151,7 @@ pub(crate) const TRIGGERS: &[&str] = &[
     "srun: Job step aborted",
     super::nccl_debug::WATCHDOG,
     HEARTBEAT,
+    TEST_TIMEOUT,
     "Test NCCL failure",
     "Test CUDA failure",
     "NCCL error",
@@ -171,6 +174,14 @@ const OOM_QUOTED: &str = "'out of memory'";
 /// Heartbeat monitor timed out! Process will be terminated after dumping debug info.`, then
 /// `ProcessGroupNCCL's watchdog got stuck for N seconds ...` and the abort.
 const HEARTBEAT: &str = "Heartbeat monitor timed out";
+/// nccl-tests' `-T N` (`testStreamSynchronize` in `common.cu`): `HOST: Test timeout (Ns)
+/// common.cu:LINE`, after it aborted the communicators; a bare `HOST: Test failure common.cu:LINE`
+/// trace of each caller follows.
+pub(crate) const TEST_TIMEOUT: &str = "Test timeout (";
+/// NVML's `NVML_ERROR_GPU_IS_LOST` as `nvmlErrorString` words it, which nvidia-smi prints
+/// (`Unable to determine the device handle for GPU0000:3B:00.0: GPU is lost.  Reboot the
+/// system to recover this GPU`), as do pynvml's `NVMLError_GPUIsLost` and NCCL's NVML warnings.
+pub(crate) const GPU_IS_LOST: &str = "GPU is lost";
 
 /// The class of the exception a traceback ends with, where its message names a cause that
 /// outranks a plain Python error. PyTorch raises CUDA errors as `RuntimeError` (or, 2.8 on,
@@ -213,7 +224,7 @@ fn detect(t: &str) -> Option<(FailureClass, &'static str, bool)> {
     if t.contains("NVRM: Xid") {
         return Some((Hardware, "xid", false));
     }
-    if t.contains("GPU has fallen off the bus") {
+    if t.contains("GPU has fallen off the bus") || t.contains(GPU_IS_LOST) {
         return Some((Hardware, "gpu_lost", false));
     }
     // Slurm banners.
@@ -281,6 +292,13 @@ fn detect(t: &str) -> Option<(FailureClass, &'static str, bool)> {
     }
     if t.contains(HEARTBEAT) {
         return Some((Timeout, "heartbeat_timeout", false));
+    }
+    if let Some(i) = t.find(TEST_TIMEOUT)
+        && t[i + TEST_TIMEOUT.len()..]
+            .trim_start_matches(|c: char| c.is_ascii_digit())
+            .starts_with("s)")
+    {
+        return Some((Timeout, "nccl_tests_timeout", false));
     }
     // NCCL.
     if t.contains("Test NCCL failure") {
@@ -436,7 +454,10 @@ pub fn primary_failure(failures: &[Failure]) -> Option<PrimaryFailure> {
             let early = strong.iter().copied().find(|f| {
                 f.line < end_line
                     && (matches!(f.class, Nccl | PythonError)
-                        || matches!(f.kind, "watchdog_timeout" | "heartbeat_timeout"))
+                        || matches!(
+                            f.kind,
+                            "watchdog_timeout" | "heartbeat_timeout" | "nccl_tests_timeout"
+                        ))
             });
             early.or(slurm_end)
         })
@@ -497,6 +518,53 @@ mod tests {
             super::super::gate::bits(HEARTBEAT) & super::super::gate::FAIL,
             super::super::gate::FAIL
         );
+    }
+
+    /// nccl-tests' `-T` time-out and NVML's lost GPU (wordings from their printing code; no real
+    /// log of either here): the time-out ranks as the watchdog's does, before the abort's NCCL
+    /// warnings and srun's exit line; a lost GPU is hardware wherever it appears.
+    #[test]
+    fn nccl_tests_timeout_and_lost_gpu_from_their_literals() {
+        use FailureClass::*;
+        let timeout = format!("{TEST_TIMEOUT}5s)");
+        assert_eq!(
+            detect(&timeout),
+            Some((Timeout, "nccl_tests_timeout", false))
+        );
+        assert_eq!(detect(&format!("{TEST_TIMEOUT}of 30000ms exceeded")), None);
+        assert_eq!(detect(GPU_IS_LOST), Some((Hardware, "gpu_lost", false)));
+        // NCCL's own NVML warning names the lost GPU too: hardware, not a weak NCCL WARN.
+        assert_eq!(
+            detect(&format!("NCCL WARN {GPU_IS_LOST}")),
+            Some((Hardware, "gpu_lost", false))
+        );
+        // Through the whole parser, behind the host prefix nccl-tests prints (`%s: Test
+        // timeout (%ds) %s:%d`) and srun's `--label`: the gate's stems must lie past the
+        // prefixes it strips.
+        for text in [
+            format!("node1: {timeout} common.cu:425\n"),
+            format!("3: node1: {timeout} common.cu:425\n"),
+        ] {
+            let p = super::super::parse_str("t.log", &text);
+            let kinds: Vec<_> = p.failures.iter().map(|f| f.kind).collect();
+            assert_eq!(kinds, ["nccl_tests_timeout"], "{text:?}");
+        }
+        let at = |line, class, kind: &'static str, weak| Failure {
+            line,
+            class,
+            kind,
+            weak,
+            message: String::new(),
+            rank: None,
+            host: None,
+        };
+        let f = [
+            at(10, Timeout, "nccl_tests_timeout", false),
+            at(11, Nccl, "nccl_warn", true),
+            at(12, Unknown, "srun_exit", false),
+        ];
+        let p = primary_failure(&f).expect("a primary failure");
+        assert_eq!((p.class, p.evidence.line), (Timeout, 10));
     }
 
     /// PyTorch (2.3 on) writes a rank's traceback as `[rank0]: ` + each line: the traceback

@@ -15,7 +15,8 @@
 //! | `timeout` | `slurm_time_limit` | `*** JOB|STEP N ON node CANCELLED AT T DUE TO TIME LIMIT ***` |
 //! | `nccl` | `nccl_error`, `nccl_test_failure` | `NCCL error in: ...`, `ncclSystemError`/`ncclInternalError`/`ncclRemoteError`/…, nccl-tests `Test NCCL failure` |
 //! | `nccl` (weak) | `nccl_warn` | `... NCCL WARN ...` |
-//! | `python_error` | `traceback` | the last line (`Type: message`) of a Python traceback whose exception is not one of the above |
+//! | `python_error` | `traceback` | the last line (`Type: message`) of a Python traceback whose exception is not one of the above; each exception line of an exception group's traceback (`  + Exception Group Traceback ...`, lines behind `|`), the groups' own (`ExceptionGroup: ...`) weak |
+//! | `python_error` | `syntax_error` | `SyntaxError: `, `IndentationError: `, `TabError: ` at a line's start outside a traceback (a main script that does not compile) |
 //! | `cancelled` | `slurm_cancelled`, `slurm_preempted`, `slurm_requeued` | `*** ... CANCELLED AT T ***`, `... DUE TO PREEMPTION ***`, `... DUE TO JOB REQUEUE ***` |
 //! | `cancelled` (weak) | `srun_step_aborted` | `srun: Job step aborted: Waiting up to N seconds ...` |
 //! | `unknown` | `srun_exit`, `srun_signal`, `slurm_failed`, `cuda_test_failure` | `srun: error: HOST: task(s) N: Exited with exit code X` / `: Killed` …, `*** ... FAILED (non-zero exit code or other failure mode) ***`, nccl-tests `Test CUDA failure` |
@@ -324,7 +325,20 @@ fn detect(t: &str) -> Option<(FailureClass, &'static str, bool)> {
 struct Trace {
     start: u64,
     idle: u32,
+    /// An exception group's traceback (Python 3.11 on): every line of it is drawn behind
+    /// `|` and `+` (see [`Parser::feed_group`]).
+    group: bool,
 }
+
+/// How Python 3.11 on starts the traceback of an `ExceptionGroup` (`traceback.py`'s
+/// `TracebackException.format`): `  + Exception Group Traceback (most recent call last):`, then
+/// each line behind `  | `, each sub-exception's block behind a deeper `| ` after a `+-+---- N
+/// ----` rule.
+const GROUP_TRACEBACK: &str = "+ Exception Group Traceback (most recent call last)";
+
+/// The exceptions CPython reports without a traceback when the main script does not compile:
+/// `  File "train.py", line N`, the source line, a caret line, then `SyntaxError: ...`.
+const COMPILE_ERRORS: &[&str] = &["SyntaxError: ", "IndentationError: ", "TabError: "];
 
 /// Streaming failure detector.
 #[derive(Debug, Default)]
@@ -382,8 +396,15 @@ impl Parser {
         if let Some((class, kind, weak)) = detected {
             self.push(line, class, kind, weak, w);
         }
-        let starts = t.starts_with(TRACEBACK);
+        let group = detected.is_none() && t.starts_with(GROUP_TRACEBACK);
+        let starts = group || t.starts_with(TRACEBACK);
         if !starts && self.traces.is_empty() {
+            if detected.is_none()
+                && !line.text.starts_with([' ', '\t'])
+                && COMPILE_ERRORS.iter().any(|e| t.starts_with(e))
+            {
+                self.push(line, FailureClass::PythonError, "syntax_error", false, w);
+            }
             return;
         }
         let key = (line.rank, line.host.map(str::to_string));
@@ -394,6 +415,7 @@ impl Parser {
                     Trace {
                         start: line.no,
                         idle: 0,
+                        group,
                     },
                 );
             }
@@ -402,6 +424,14 @@ impl Parser {
         let Some(tr) = self.traces.get_mut(&key) else {
             return;
         };
+        if tr.group {
+            if self.feed_group(line, t, detected.is_some(), w) {
+                return;
+            }
+            // The group's drawing ended: this line is read as any other.
+            self.traces.remove(&key);
+            return;
+        }
         let indented = line.text.starts_with([' ', '\t']);
         if indented {
             tr.idle = 0;
@@ -421,6 +451,40 @@ impl Parser {
             self.traces.remove(&key);
             w.push(start, "Python traceback without a final exception line");
         }
+    }
+
+    /// A line of an open exception group's traceback; false when `t` is no longer drawn as
+    /// one. Each exception line (`| Type: message` with nothing indented after the bar) is a
+    /// detection, as a traceback's last line is; the groups' own lines (`ExceptionGroup: msg
+    /// (N sub-exceptions)`) are weak, the sub-exceptions under them being the causes.
+    fn feed_group(&mut self, line: &Line<'_>, t: &str, detected: bool, w: &mut Warnings) -> bool {
+        if t.starts_with('+') {
+            return true;
+        }
+        let Some(rest) = t.strip_prefix('|') else {
+            return false;
+        };
+        let content = rest.strip_prefix(' ').unwrap_or(rest);
+        if detected
+            || content.is_empty()
+            || content.starts_with([' ', '\t', '|', '+'])
+            || content.starts_with(TRACEBACK)
+        {
+            return true;
+        }
+        if EXCEPTION.is_match(content)
+            && (content.contains(':') || looks_like_exception_name(content))
+        {
+            let name = content.split(':').next().unwrap_or(content);
+            let weak = name.ends_with("ExceptionGroup");
+            let (class, kind) = exception_cause(content);
+            let l = Line {
+                text: content,
+                ..*line
+            };
+            self.push(&l, class, kind, weak, w);
+        }
+        true
     }
 
     pub fn finish(self, _w: &mut Warnings) -> Vec<Failure> {
@@ -565,6 +629,64 @@ mod tests {
         ];
         let p = primary_failure(&f).expect("a primary failure");
         assert_eq!((p.class, p.evidence.line), (Timeout, 10));
+    }
+
+    /// Real CPython 3.11 failures (`tests/local/python_failures.sh`): exception groups, drawn
+    /// behind `|` and `+`, yield each sub-exception (the groups' own lines weak, so the first
+    /// sub-exception is the evidence), also nested and behind PyTorch's `[rank0]:` prefix; a
+    /// main script that does not compile prints `SyntaxError` without a traceback; chained
+    /// exceptions yield both, the first (the cause) chosen.
+    #[test]
+    fn real_python_failure_shapes() {
+        let read = |name: &str| {
+            super::super::testdata::fixture(&format!("local-python-2026-12-04/{name}"))
+        };
+        let found = |text: &str| {
+            let p = super::super::parse_str("t.log", text);
+            let f: Vec<(u64, &'static str, bool, String)> = p
+                .failures
+                .iter()
+                .map(|f| (f.line, f.kind, f.weak, f.message.clone()))
+                .collect();
+            let primary = primary_failure(&p.failures).map(|p| p.evidence.message);
+            (f, primary)
+        };
+        let (f, primary) = found(&read("group.log"));
+        assert_eq!(f.len(), 3, "{f:?}");
+        assert!(f[0].2 && f[0].3.starts_with("ExceptionGroup: two ranks failed"));
+        assert_eq!(primary.as_deref(), Some("ValueError: rank 0 bad"));
+        let nested = read("group-nested.log");
+        let prefixed: String = nested.lines().map(|l| format!("[rank0]:{l}\n")).collect();
+        for text in [nested.as_str(), prefixed.as_str()] {
+            let (f, primary) = found(text);
+            let strong: Vec<&str> = f.iter().filter(|x| !x.2).map(|x| x.3.as_str()).collect();
+            assert_eq!(
+                strong,
+                [
+                    "ValueError: shard 0 has no samples",
+                    "ValueError: shard 1 has no samples"
+                ]
+            );
+            assert_eq!(f.iter().filter(|x| x.2).count(), 2, "{f:?}");
+            assert_eq!(primary.as_deref(), Some(strong[0]));
+        }
+        let (f, _) = found(&read("syntax.log"));
+        assert_eq!(f.len(), 1);
+        assert_eq!((f[0].0, f[0].1), (4, "syntax_error"));
+        let (f, primary) = found(&read("chained-from.log"));
+        assert_eq!(f.len(), 2);
+        assert_eq!(primary.as_deref(), Some("KeyError: 'weight'"));
+        for (name, evidence) in [
+            ("note.log", "ValueError: bad shape"),
+            ("sigint.log", "KeyboardInterrupt"),
+            (
+                "multiline.log",
+                "RuntimeError: Error(s) in loading state_dict for Net:",
+            ),
+        ] {
+            let (_, primary) = found(&read(name));
+            assert_eq!(primary.as_deref(), Some(evidence), "{name}");
+        }
     }
 
     /// PyTorch (2.3 on) writes a rank's traceback as `[rank0]: ` + each line: the traceback

@@ -743,10 +743,22 @@ fn may_glue(text: &str) -> bool {
     LITERALS.is_match(&text[from..])
 }
 
+/// Whether a [`GLUE`] match starts a glued line: not a `Traceback` of Python's exception
+/// groups, drawn as `+ Exception Group Traceback (most recent call last):` and, for a
+/// sub-exception, behind the group's bars (`    | Traceback ...`). (The regex crate has no
+/// look-behind.)
+fn glues(text: &str, m: &regex::Match<'_>) -> bool {
+    if !m.as_str().starts_with('T') {
+        return true;
+    }
+    let before = &text[..m.start()];
+    !(before.ends_with("Exception Group ") || before.ends_with("| "))
+}
+
 /// Whether [`split_glued`] would make of `text` anything but `text` itself: a [`GLUE`] match
 /// past its start, or an mpirun tag (the literals of [`may_glue`] only say that one may be).
 fn needs_split(text: &str) -> bool {
-    let mut found = GLUE.find_iter(text);
+    let mut found = GLUE.find_iter(text).filter(|m| glues(text, m));
     match found.next() {
         None => false,
         Some(m) if m.start() == 0 && !m.as_str().contains("]<std") => found.next().is_some(),
@@ -837,7 +849,7 @@ fn split_glued(text: &str, rank: Option<u32>, host: Option<&str>, out: &mut Vec<
     }
     for m in GLUE.find_iter(text) {
         // A glued line's own prefixes were stripped up to `last`, past matches inside them.
-        if m.start() < last {
+        if m.start() < last || !glues(text, &m) {
             continue;
         }
         cur.push_str(&text[last..m.start()]);

@@ -301,6 +301,52 @@ matrix = { nodes = [1] }
         state_of(v, "victim") == "CANCELLED" && state_of(v, "slow") == "TIMEOUT"
     });
     assert_eq!(state_of(&v, "slow"), "TIMEOUT");
+    // collect reads slurmstepd's own banners in the jobs' logs: the time limit is a `timeout`,
+    // the scancel a `cancelled`, each with the banner as its evidence (the job's, or its srun
+    // step's, whichever slurmstepd wrote first).
+    let runs = collect_runs(&c.dir);
+    let slow = run_row(&runs, "slow");
+    assert_eq!(slow["failure_class"], "timeout", "{slow:?}");
+    let e = &slow["failure_evidence"];
+    assert!(
+        (e.contains(&format!("*** JOB {slow_sid} ON "))
+            || e.contains(&format!("*** STEP {slow_sid}.")))
+            && e.contains("DUE TO TIME LIMIT ***"),
+        "{slow:?}"
+    );
+    let victim = run_row(&runs, "victim");
+    assert_eq!(victim["failure_class"], "cancelled", "{victim:?}");
+    assert!(
+        victim["failure_evidence"].contains(" CANCELLED AT "),
+        "{victim:?}"
+    );
+}
+
+/// `sweep collect` of a campaign into a temporary directory: its runs.csv rows.
+fn collect_runs(dir: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let out = tempfile::tempdir().unwrap();
+    let o = sweep(&[
+        "-q",
+        "collect",
+        dir.to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    csv_rows(&out.path().join("runs.csv"))
+}
+
+/// The runs.csv row of the one job whose name starts with `prefix`.
+fn run_row<'a>(
+    runs: &'a [std::collections::HashMap<String, String>],
+    prefix: &str,
+) -> &'a std::collections::HashMap<String, String> {
+    let rows: Vec<_> = runs
+        .iter()
+        .filter(|r| r["run"].starts_with(prefix))
+        .collect();
+    assert_eq!(rows.len(), 1, "{prefix}: {runs:?}");
+    rows[0]
 }
 
 #[test]
@@ -336,6 +382,15 @@ matrix = { nodes = [1], gpus_per_node = [1] }
         state_of(&v, "hog"),
         "FAILED",
         "srun was the script's last command, so the job fails"
+    );
+    // The cgroup's kill as slurmstepd reports it in the job's log (`Detected 1 oom-kill
+    // event(s) in StepId=N.0 ...`): `oom`.
+    let runs = collect_runs(&c.dir);
+    let hog = run_row(&runs, "hog");
+    assert_eq!(hog["failure_class"], "oom", "{hog:?}");
+    assert!(
+        hog["failure_evidence"].contains("oom-kill event"),
+        "{hog:?}"
     );
 }
 
@@ -375,6 +430,15 @@ matrix = { nodes = [2] }
         state_of(v, "wide") == "NODE_FAIL"
     });
     assert_eq!(state_of(&v, "wide"), "NODE_FAIL");
+    // slurmstepd's banner on the surviving node: `node_failure`.
+    let runs = collect_runs(&c.dir);
+    let wide = run_row(&runs, "wide");
+    assert_eq!(wide["failure_class"], "node_failure", "{wide:?}");
+    assert!(
+        wide["failure_evidence"].contains(&format!("*** JOB {sid} ON "))
+            && wide["failure_evidence"].contains("DUE TO NODE FAILURE"),
+        "{wide:?}"
+    );
     // ReturnToService=2 brings the node back by itself; make sure either way.
     run(
         "scontrol",

@@ -195,7 +195,7 @@ matrix = { nodes = [1] }
 [[stage]]
 name = "fails"
 template = "cpu-smoke.sbatch.j2"
-params = { command = "exit 1" }
+params = { command = "python3 -c 'raise ValueError(\"bad config\")'" }
 matrix = { nodes = [1] }
 
 [[stage]]
@@ -248,6 +248,23 @@ matrix = { nodes = [1] }
     let first_end = marker_time(&c.dir, "first", "finished", "end=");
     let second_start = marker_time(&c.dir, "second", "started", "start=");
     assert!(second_start >= first_end, "{second_start} < {first_end}");
+
+    // The failed job: Python's exception line is the cause, before srun's `task 0: Exited
+    // with exit code 1`; the jobs that completed have no failure.
+    let runs = collect_runs(&c.dir);
+    let fails = run_row(&runs, "fails");
+    assert_eq!(fails["failure_class"], "python_error", "{fails:?}");
+    assert!(
+        fails["failure_evidence"].ends_with(": ValueError: bad config"),
+        "{fails:?}"
+    );
+    for ok in ["first", "second"] {
+        let r = run_row(&runs, ok);
+        assert_eq!(
+            (r["status"].as_str(), r["failure_class"].as_str()),
+            ("COMPLETED", "")
+        );
+    }
 
     let o = sweep(&["cancel", c.dir.to_str().unwrap(), "--stage", "never"]);
     assert!(o.status.success());

@@ -412,6 +412,39 @@ matrix = { nodes = [1], gpus_per_node = [1] }
 }
 
 #[test]
+fn one_failing_rank_is_the_cause_not_the_step_kill() {
+    if !cluster() {
+        return;
+    }
+    let _g = lock();
+    // Rank 1 of 16 raises; srun --kill-on-bad-exit then kills the others and slurmstepd
+    // reports the step cancelled (`*** STEP N.2 ON gpu01 CANCELLED AT ... ***`, then `tasks
+    // 0,2-7: Exited with exit code 143`): the job's failure is rank 1's exception, not the kill.
+    let c = campaign(
+        "rankfail",
+        r#"
+[[stage]]
+name = "pair"
+template = "cpu-smoke.sbatch.j2"
+params = { command = "if [ \"$RANK\" = 1 ]; then sleep 1; python3 -c 'raise ValueError(\"rank 1 bad\")'; else sleep 60; fi" }
+matrix = { nodes = [2] }
+"#,
+    );
+    assert!(submit(&c.dir, &[]).status.success());
+    let v = wait_for(&c.dir, 60, "the pair to fail", |v| {
+        state_of(v, "pair") == "FAILED"
+    });
+    assert_eq!(state_of(&v, "pair"), "FAILED");
+    let runs = collect_runs(&c.dir);
+    let pair = run_row(&runs, "pair");
+    assert_eq!(pair["failure_class"], "python_error", "{pair:?}");
+    assert!(
+        pair["failure_evidence"].ends_with(": ValueError: rank 1 bad"),
+        "{pair:?}"
+    );
+}
+
+#[test]
 fn node_failure_is_node_fail() {
     if !cluster() {
         return;

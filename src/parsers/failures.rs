@@ -428,7 +428,7 @@ impl Parser {
             if self.feed_group(line, t, detected.is_some(), w) {
                 return;
             }
-            // The group's drawing ended: this line is read as any other.
+            // The group's drawing ended (this line's own detections were made above).
             self.traces.remove(&key);
             return;
         }

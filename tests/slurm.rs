@@ -252,12 +252,8 @@ matrix = { nodes = [1] }
     // The failed job: Python's exception line is the cause, before srun's `task 0: Exited
     // with exit code 1`; the jobs that completed have no failure.
     let runs = collect_runs(&c.dir);
-    let fails = run_row(&runs, "fails");
-    assert_eq!(fails["failure_class"], "python_error", "{fails:?}");
-    assert!(
-        fails["failure_evidence"].ends_with(": ValueError: bad config"),
-        "{fails:?}"
-    );
+    let e = failure_of(&runs, "fails", "python_error");
+    assert!(e.ends_with(": ValueError: bad config"), "{e}");
     for ok in ["first", "second"] {
         let r = run_row(&runs, ok);
         assert_eq!(
@@ -322,21 +318,15 @@ matrix = { nodes = [1] }
     // the scancel a `cancelled`, each with the banner as its evidence (the job's, or its srun
     // step's, whichever slurmstepd wrote first).
     let runs = collect_runs(&c.dir);
-    let slow = run_row(&runs, "slow");
-    assert_eq!(slow["failure_class"], "timeout", "{slow:?}");
-    let e = &slow["failure_evidence"];
+    let e = failure_of(&runs, "slow", "timeout");
     assert!(
         (e.contains(&format!("*** JOB {slow_sid} ON "))
             || e.contains(&format!("*** STEP {slow_sid}.")))
             && e.contains("DUE TO TIME LIMIT ***"),
-        "{slow:?}"
+        "{e}"
     );
-    let victim = run_row(&runs, "victim");
-    assert_eq!(victim["failure_class"], "cancelled", "{victim:?}");
-    assert!(
-        victim["failure_evidence"].contains(" CANCELLED AT "),
-        "{victim:?}"
-    );
+    let e = failure_of(&runs, "victim", "cancelled");
+    assert!(e.contains(" CANCELLED AT "), "{e}");
 }
 
 /// `sweep collect` of a campaign into a temporary directory: its runs.csv rows.
@@ -364,6 +354,18 @@ fn run_row<'a>(
         .collect();
     assert_eq!(rows.len(), 1, "{prefix}: {runs:?}");
     rows[0]
+}
+
+/// The `failure_evidence` of the job whose name starts with `prefix`, whose `failure_class`
+/// must be `class`.
+fn failure_of<'a>(
+    runs: &'a [std::collections::HashMap<String, String>],
+    prefix: &str,
+    class: &str,
+) -> &'a str {
+    let r = run_row(runs, prefix);
+    assert_eq!(r["failure_class"], class, "{r:?}");
+    &r["failure_evidence"]
 }
 
 #[test]
@@ -403,12 +405,8 @@ matrix = { nodes = [1], gpus_per_node = [1] }
     // The cgroup's kill as slurmstepd reports it in the job's log (`Detected 1 oom-kill
     // event(s) in StepId=N.0 ...`): `oom`.
     let runs = collect_runs(&c.dir);
-    let hog = run_row(&runs, "hog");
-    assert_eq!(hog["failure_class"], "oom", "{hog:?}");
-    assert!(
-        hog["failure_evidence"].contains("oom-kill event"),
-        "{hog:?}"
-    );
+    let e = failure_of(&runs, "hog", "oom");
+    assert!(e.contains("oom-kill event"), "{e}");
 }
 
 #[test]
@@ -436,12 +434,8 @@ matrix = { nodes = [2] }
     });
     assert_eq!(state_of(&v, "pair"), "FAILED");
     let runs = collect_runs(&c.dir);
-    let pair = run_row(&runs, "pair");
-    assert_eq!(pair["failure_class"], "python_error", "{pair:?}");
-    assert!(
-        pair["failure_evidence"].ends_with(": ValueError: rank 1 bad"),
-        "{pair:?}"
-    );
+    let e = failure_of(&runs, "pair", "python_error");
+    assert!(e.ends_with(": ValueError: rank 1 bad"), "{e}");
 }
 
 #[test]
@@ -482,12 +476,10 @@ matrix = { nodes = [2] }
     assert_eq!(state_of(&v, "wide"), "NODE_FAIL");
     // slurmstepd's banner on the surviving node: `node_failure`.
     let runs = collect_runs(&c.dir);
-    let wide = run_row(&runs, "wide");
-    assert_eq!(wide["failure_class"], "node_failure", "{wide:?}");
+    let e = failure_of(&runs, "wide", "node_failure");
     assert!(
-        wide["failure_evidence"].contains(&format!("*** JOB {sid} ON "))
-            && wide["failure_evidence"].contains("DUE TO NODE FAILURE"),
-        "{wide:?}"
+        e.contains(&format!("*** JOB {sid} ON ")) && e.contains("DUE TO NODE FAILURE"),
+        "{e}"
     );
     // ReturnToService=2 brings the node back by itself; make sure either way.
     run(

@@ -517,11 +517,10 @@ pub fn primary_failure(failures: &[Failure]) -> Option<PrimaryFailure> {
             let end_line = slurm_end.map_or(u64::MAX, |f| f.line);
             let early = strong.iter().copied().find(|f| {
                 f.line < end_line
+                    // Every time-out but Slurm's own (the watchdog's, the heartbeat
+                    // monitor's, nccl-tests'): a hang that the kill then ended.
                     && (matches!(f.class, Nccl | PythonError)
-                        || matches!(
-                            f.kind,
-                            "watchdog_timeout" | "heartbeat_timeout" | "nccl_tests_timeout"
-                        ))
+                        || (f.class == Timeout && f.kind != "slurm_time_limit"))
             });
             early.or(slurm_end)
         })

@@ -402,11 +402,15 @@ matrix = { nodes = [1], gpus_per_node = [1] }
         "FAILED",
         "srun was the script's last command, so the job fails"
     );
-    // The cgroup's kill as slurmstepd reports it in the job's log (`Detected 1 oom-kill
-    // event(s) in StepId=N.0 ...`): `oom`.
+    // The cgroup's kill as slurmstepd (`Detected 1 oom-kill event(s) in StepId=N.0 ...`) or
+    // srun (`srun: error: gpu01: task 0: Out Of Memory`) reports it in the job's log,
+    // whichever was written first: `oom`.
     let runs = collect_runs(&c.dir);
     let e = failure_of(&runs, "hog", "oom");
-    assert!(e.contains("oom-kill event"), "{e}");
+    assert!(
+        e.contains("oom-kill event") || e.contains(": task 0: Out Of Memory"),
+        "{e}"
+    );
 }
 
 #[test]

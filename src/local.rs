@@ -418,6 +418,12 @@ fn run_job(
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    // As Slurm does when a batch script ends: what it left running in its process group (a
+    // background task it never waited for) is killed, so nothing of a job outlives it here
+    // either. (The group outlives its leader only while members remain, so its id is not
+    // reused; with none left this is ESRCH.)
+    // SAFETY: signalling our own child's process group.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
     use std::os::unix::process::ExitStatusExt;
     let code = status
         .code()

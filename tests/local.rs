@@ -136,6 +136,53 @@ fn demo_runs_collects_and_binds_one_gpu_per_task() {
         n += 1;
     }
     assert_eq!(n, 1 + 2 + 4 + 2);
+    // The jobs' telemetry loops were stopped, nothing of them outlives the run.
+    assert_eq!(running_under(&runs), Vec::<String>::new());
+}
+
+/// Command lines of the processes that name `dir` in theirs.
+fn running_under(dir: &Path) -> Vec<String> {
+    let want = dir.to_str().unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(want))
+        .collect()
+}
+
+#[test]
+fn what_a_job_leaves_running_ends_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A payload that forks a process it never waits for: Slurm kills it when the batch
+    // script ends, and so must the local executor.
+    let marker = tmp.path().join("left-behind");
+    let dir = campaign(
+        tmp.path(),
+        "orphan",
+        None,
+        &format!(
+            r#"
+[[stage]]
+name = "fork"
+template = "cpu-smoke.sbatch.j2"
+params = {{ command = "bash -c 'exec -a {} sleep 300' &" }}
+matrix = {{ nodes = [1] }}
+"#,
+            marker.display()
+        ),
+    );
+    ok(sweep(&[
+        "-q",
+        "submit",
+        "--executor",
+        "local",
+        dir.to_str().unwrap(),
+    ]));
+    let st = json(sweep(&["--json", "status", dir.to_str().unwrap()]));
+    assert!(jobs(&st).iter().all(|(_, s)| s == "COMPLETED"), "{st:#}");
+    assert_eq!(running_under(&marker), Vec::<String>::new());
 }
 
 #[test]

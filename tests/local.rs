@@ -61,6 +61,11 @@ fn campaign(tmp: &Path, name: &str, profile: Option<&Path>, stages: &str) -> Pat
     dir
 }
 
+/// `sweep MODE submit --executor local DIR` (MODE: `-q` or `--json`).
+fn submit_local(mode: &str, dir: &Path) -> Output {
+    sweep(&[mode, "submit", "--executor", "local", dir.to_str().unwrap()])
+}
+
 fn jobs(status: &Value) -> Vec<(String, String)> {
     status["jobs"]
         .as_array()
@@ -173,13 +178,7 @@ matrix = {{ nodes = [1] }}
             marker.display()
         ),
     );
-    ok(sweep(&[
-        "-q",
-        "submit",
-        "--executor",
-        "local",
-        dir.to_str().unwrap(),
-    ]));
+    ok(submit_local("-q", &dir));
     let st = json(sweep(&["--json", "status", dir.to_str().unwrap()]));
     assert!(jobs(&st).iter().all(|(_, s)| s == "COMPLETED"), "{st:#}");
     assert_eq!(running_under(&marker), Vec::<String>::new());
@@ -213,13 +212,7 @@ fn cpu_binding_is_applied_for_real() {
         Some(&pf),
         "[[stage]]\nname = \"b\"\ntemplate = \"cpu-smoke.sbatch.j2\"\nmatrix = { nodes = [1] }\n",
     );
-    ok(sweep(&[
-        "-q",
-        "submit",
-        "--executor",
-        "local",
-        dir.to_str().unwrap(),
-    ]));
+    ok(submit_local("-q", &dir));
     let job = std::fs::read_dir(dir.join("jobs"))
         .unwrap()
         .flatten()
@@ -288,13 +281,7 @@ dependency = "afterany"
 matrix = { nodes = [1] }
 "#,
     );
-    let r = json(sweep(&[
-        "--json",
-        "submit",
-        "--executor",
-        "local",
-        dir.to_str().unwrap(),
-    ]));
+    let r = json(submit_local("--json", &dir));
     let ran: Vec<&str> = r["ran"]
         .as_array()
         .unwrap()
@@ -338,13 +325,7 @@ matrix = { nodes = [1] }
         "{out}"
     );
     // Nothing runs twice.
-    let again = json(sweep(&[
-        "--json",
-        "submit",
-        "--executor",
-        "local",
-        dir.to_str().unwrap(),
-    ]));
+    let again = json(submit_local("--json", &dir));
     assert!(again["ran"].as_array().unwrap().is_empty());
     assert_eq!(again["already"], 1);
 }
@@ -420,13 +401,7 @@ fn sigterm_to_sweep_reaches_the_job_and_a_killed_sweep_never_reruns_it() {
     }
     child.kill().unwrap();
     let _ = child.wait();
-    let r = json(sweep(&[
-        "--json",
-        "submit",
-        "--executor",
-        "local",
-        dir2.to_str().unwrap(),
-    ]));
+    let r = json(submit_local("--json", &dir2));
     assert!(
         r["ran"].as_array().unwrap().is_empty(),
         "a job still running is not started again: {r:#}"
@@ -438,13 +413,7 @@ fn sigterm_to_sweep_reaches_the_job_and_a_killed_sweep_never_reruns_it() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let r = json(sweep(&[
-        "--json",
-        "submit",
-        "--executor",
-        "local",
-        dir2.to_str().unwrap(),
-    ]));
+    let r = json(submit_local("--json", &dir2));
     assert!(r["ran"].as_array().unwrap().is_empty());
     let st = json(sweep(&["--json", "status", dir2.to_str().unwrap()]));
     assert_eq!(state_of(&st, "s-"), "COMPLETED", "{st:#}");

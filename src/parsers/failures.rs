@@ -5,6 +5,7 @@
 //! | class | kind | printed by |
 //! | --- | --- | --- |
 //! | `hardware` | `ecc`, `xid`, `gpu_lost`, `uncorrectable_memory` | CUDA (`cudaErrorECCUncorrectable`, `uncorrectable ECC error encountered`), the NVIDIA driver (`NVRM: Xid (PCI:...): 79, ...`, `GPU has fallen off the bus`), NVML as nvidia-smi prints it (`... GPU is lost.  Reboot the system to recover this GPU`), slurmstepd (`*** JOB N ON node UNCORRECTABLE MEMORY ERROR AT ... ***`) |
+//! | `hardware` (weak) | `xid_application` | Xids 13, 31, 43, 45, which NVIDIA's Xid catalog resolves by restarting the application: its own error (an illegal address) is the cause |
 //! | `hardware` | `system_not_ready`, `nvlink` | a traceback ending in `CUDA error: system not yet initialized` (the fabric manager of an NVSwitch system is down) or `uncorrectable NVLink error detected ...` |
 //! | `oom` | `cuda_oom` | PyTorch: old `RuntimeError: CUDA out of memory. Tried to allocate ...`, `CUDA error: out of memory`, new `torch.OutOfMemoryError: CUDA out of memory. Tried to allocate ...`; CUDA's `'out of memory'` as NCCL (`Cuda failure [2] 'out of memory'`) and nccl-tests (`Test CUDA failure ... 'out of memory'`) print it; a traceback ending in `CUBLAS_STATUS_ALLOC_FAILED` |
 //! | `oom` | `oom_kill`, `memory_limit`, `srun_oom` | slurmstepd `Detected N oom-kill event(s) in ...`, `Exceeded job/step memory limit`, srun `HOST: task N: Out Of Memory` |
@@ -13,13 +14,15 @@
 //! | `timeout` | `watchdog_timeout` | PyTorch `Watchdog caught collective operation timeout: WorkNCCL(...) ran for N milliseconds`, with `NCCL_BLOCKING_WAIT=1` `[Rank N] Caught collective operation timeout: ...` |
 //! | `timeout` | `nccl_tests_timeout` | nccl-tests run with `-T N`: `HOST: Test timeout (Ns) common.cu:LINE` |
 //! | `timeout` | `slurm_time_limit` | `*** JOB|STEP N ON node CANCELLED AT T DUE TO TIME LIMIT ***` |
-//! | `nccl` | `nccl_error`, `nccl_test_failure` | `NCCL error in: ...`, `ncclSystemError`/`ncclInternalError`/`ncclRemoteError`/…, nccl-tests `Test NCCL failure` |
+//! | `nccl` | `nccl_error`, `nccl_test_failure`, `cuda_test_failure`, `nccl_tests_wrong_results` | `NCCL error in: ...`, `ncclSystemError`/`ncclInternalError`/`ncclRemoteError`/…, nccl-tests `Test NCCL failure` (its first versions: `NCCL failure FILE.cu:N`), `Test CUDA failure`, `# Out of bounds values : N FAILED` |
 //! | `nccl` (weak) | `nccl_warn` | `... NCCL WARN ...` |
 //! | `python_error` | `traceback` | the last line (`Type: message`) of a Python traceback whose exception is not one of the above; each exception line of an exception group's traceback (`  + Exception Group Traceback ...`, lines behind `|`), the groups' own (`ExceptionGroup: ...`) weak |
+//! | `python_error` (weak) | `child_failed` | torchrun's `ChildFailedError` once a worker failed: the worker's failure is the cause |
 //! | `python_error` | `syntax_error` | `SyntaxError: `, `IndentationError: `, `TabError: ` at a line's start outside a traceback (a main script that does not compile) |
 //! | `cancelled` | `slurm_cancelled`, `slurm_preempted`, `slurm_requeued` | `*** ... CANCELLED AT T ***`, `... DUE TO PREEMPTION ***`, `... DUE TO JOB REQUEUE ***` |
 //! | `cancelled` (weak) | `srun_step_aborted` | `srun: Job step aborted: Waiting up to N seconds ...` |
-//! | `unknown` | `srun_exit`, `srun_signal`, `slurm_failed`, `cuda_test_failure` | `srun: error: HOST: task(s) N: Exited with exit code X` / `: Killed` …, `*** ... FAILED (non-zero exit code or other failure mode) ***`, nccl-tests `Test CUDA failure` |
+//! | `unknown` | `srun_exit`, `srun_signal`, `slurm_failed` | `srun: error: HOST: task(s) N: Exited with exit code X` / `: Killed` …, `*** ... FAILED (non-zero exit code or other failure mode) ***` |
+//! | `unknown` | `signal` | a crash: torchrun's `Signal 11 (SIGSEGV) received by PID P`, glog's and folly's `*** SIGSEGV ... received by PID`, CPython's `Fatal Python error: Segmentation fault` / `Aborted`, the shell's `... Segmentation fault ...`; weak for a signal another process sends (SIGTERM, SIGKILL, SIGINT, SIGHUP) |
 //!
 //! Slurm strings are those of `slurmstepd` (`*** %s ON %s CANCELLED AT %s DUE TO ... ***`, older
 //! `*** %s CANCELLED AT %s ... ***`), of the cgroup plugins (`Detected %d oom-kill event(s) in
@@ -153,8 +156,13 @@ pub(crate) const TRIGGERS: &[&str] = &[
     super::nccl_debug::WATCHDOG,
     HEARTBEAT,
     TEST_TIMEOUT,
-    "Test NCCL failure",
+    // nccl-tests' `Test NCCL failure` and NCCL 1's tests' `NCCL failure`.
+    "NCCL failure",
     "Test CUDA failure",
+    OOB_VALUES,
+    SIGNAL_RECEIVED,
+    SEGFAULT,
+    FATAL_PYTHON,
     "NCCL error",
     "NCCL Error",
     "NCCL communicator was aborted",
@@ -170,6 +178,30 @@ pub(crate) const TRIGGERS: &[&str] = &[
 ];
 static TRIGGER_SET: LazyLock<Regex> = LazyLock::new(|| super::literal_set(TRIGGERS));
 const OOM_QUOTED: &str = "'out of memory'";
+/// nccl-tests' result check (`# Out of bounds values : N OK|FAILED`): `FAILED` when elements
+/// of a result were wrong (the old builds' `error` column then holds the largest error).
+pub(crate) const OOB_VALUES: &str = "# Out of bounds values";
+/// A process killed by a signal, as PyTorch's elastic agent (torchrun) words it in its
+/// `ChildFailedError` summary (`traceback : Signal 11 (SIGSEGV) received by PID 6174`), and as
+/// the glog and folly crash handlers do (`*** SIGSEGV (@0x0) received by PID ...`, `*** Signal
+/// 11 (SIGSEGV) (0x0) received by PID ...`).
+pub(crate) const SIGNAL_RECEIVED: &str = "received by PID";
+/// The shell's report of a child killed by SIGSEGV (`Segmentation fault (core dumped)`).
+pub(crate) const SEGFAULT: &str = "Segmentation fault";
+/// CPython's fatal error handler, on a signal (`faulthandler`: `Fatal Python error:
+/// Segmentation fault`, `... Aborted`, `... Bus error`, `... Floating point exception`) or an
+/// interpreter abort.
+pub(crate) const FATAL_PYTHON: &str = "Fatal Python error";
+/// Signals another process sends to end one (the elastic agent's or Slurm's SIGTERM when a
+/// sibling failed, SIGKILL after a grace period, SIGINT, SIGHUP): a consequence, evidence only.
+const SENT_SIGNALS: &[&str] = &["SIGTERM", "SIGKILL", "SIGINT", "SIGHUP"];
+/// Xids that NVIDIA's Xid catalog resolves by restarting the application, whose usual cause
+/// is the application itself: 13 (graphics engine exception: an out-of-range access, an
+/// illegal instruction), 31 (GPU memory page fault: an illegal address), 43 (GPU stopped
+/// processing: the channel of a faulting or killed application reset), 45 (preemptive cleanup
+/// after such an error or a kill). The application's own error (`CUDA error: an illegal memory
+/// access was encountered`) is then the cause; these Xids are kept as evidence only.
+const APPLICATION_XIDS: &[u32] = &[13, 31, 43, 45];
 /// PyTorch's heartbeat monitor (`ProcessGroupNCCL.cpp`, 2.2 on), when the watchdog itself is
 /// stuck (a hung CUDA or NCCL call) and cannot report the collective that timed out: `[PG ...]
 /// Heartbeat monitor timed out! Process will be terminated after dumping debug info.`, then
@@ -203,6 +235,10 @@ fn exception_cause(t: &str) -> (FailureClass, &'static str) {
     (PythonError, "traceback")
 }
 
+/// What PyTorch's elastic agent raises when a worker failed
+/// (`torch.distributed.elastic.multiprocessing.errors.ChildFailedError`).
+const CHILD_FAILED: &str = "ChildFailedError";
+
 /// How a Python traceback starts (see [`Parser::feed`]).
 pub(crate) const TRACEBACK: &str = "Traceback (most recent call last)";
 
@@ -222,8 +258,11 @@ fn detect(t: &str) -> Option<(FailureClass, &'static str, bool)> {
         return Some((Hardware, "ecc", false));
     }
     // The driver prints every Xid as `NVRM: Xid (PCI:...): N, ...` (`nv_printf`).
-    if t.contains("NVRM: Xid") {
-        return Some((Hardware, "xid", false));
+    if let Some(i) = t.find("NVRM: Xid") {
+        return Some(match xid_number(&t[i..]) {
+            Some(n) if APPLICATION_XIDS.contains(&n) => (Hardware, "xid_application", true),
+            _ => (Hardware, "xid", false),
+        });
     }
     if t.contains("GPU has fallen off the bus") || t.contains(GPU_IS_LOST) {
         return Some((Hardware, "gpu_lost", false));
@@ -301,12 +340,19 @@ fn detect(t: &str) -> Option<(FailureClass, &'static str, bool)> {
     {
         return Some((Timeout, "nccl_tests_timeout", false));
     }
-    // NCCL.
-    if t.contains("Test NCCL failure") {
+    // NCCL. nccl-tests' checks of its NCCL and CUDA calls (`HOST: Test NCCL failure
+    // common.cu:N 'msg'`; the tests of NCCL 1 printed `NCCL failure FILE.cu:N 'msg'`): the
+    // collective test failed, whichever library reported it.
+    if t.contains("NCCL failure") && (t.contains("Test NCCL failure") || t.contains(".cu:")) {
         return Some((Nccl, "nccl_test_failure", false));
     }
     if t.contains("Test CUDA failure") {
-        return Some((Unknown, "cuda_test_failure", false));
+        return Some((Nccl, "cuda_test_failure", false));
+    }
+    if let Some(rest) = t.strip_prefix(OOB_VALUES)
+        && rest.trim_end().ends_with("FAILED")
+    {
+        return Some((Nccl, "nccl_tests_wrong_results", false));
     }
     if t.contains("NCCL error")
         || t.contains("NCCL Error")
@@ -318,7 +364,26 @@ fn detect(t: &str) -> Option<(FailureClass, &'static str, bool)> {
     if t.contains("NCCL WARN") {
         return Some((Nccl, "nccl_warn", true));
     }
+    // A process killed by a signal: the crash (SIGSEGV, SIGABRT, SIGBUS, ...) is a cause with
+    // no class of its own; a signal that another process sent is its consequence.
+    if t.contains(SIGNAL_RECEIVED) && t.contains("SIG") {
+        let sent = SENT_SIGNALS.iter().any(|s| t.contains(s));
+        return Some((Unknown, "signal", sent));
+    }
+    if t.contains(FATAL_PYTHON) || t.contains(SEGFAULT) {
+        return Some((Unknown, "signal", false));
+    }
     None
+}
+
+/// The number of an Xid line from `NVRM: Xid` on: `NVRM: Xid (PCI:0000:3b:00): 79, pid=...`
+/// (older drivers: `NVRM: Xid (0000:3b:00): 79, ...`).
+fn xid_number(t: &str) -> Option<u32> {
+    let after = &t[t.find("): ")? + 3..];
+    let digits = after
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(after.len());
+    after[..digits].parse().ok()
 }
 
 #[derive(Debug)]
@@ -441,7 +506,16 @@ impl Parser {
             self.traces.remove(&key);
             if detected.is_none() {
                 let (class, kind) = exception_cause(t);
-                self.push(line, class, kind, false, w);
+                // torchrun's own exception once a worker failed: the worker's failure (its
+                // traceback, its signal in the summary that follows) is the cause.
+                let weak = t.contains(CHILD_FAILED);
+                self.push(
+                    line,
+                    class,
+                    if weak { "child_failed" } else { kind },
+                    weak,
+                    w,
+                );
             }
             return;
         }
@@ -686,6 +760,114 @@ mod tests {
             let (_, primary) = found(&read(name));
             assert_eq!(primary.as_deref(), Some(evidence), "{name}");
         }
+    }
+
+    /// Real crashes of a Python process (`tests/local/crashes.sh`): CPython's fault handler
+    /// and the batch script's shell name the signal; no traceback follows. Each is `unknown`
+    /// (a crash has no class of its own) of kind `signal`, with that line as evidence.
+    #[test]
+    fn real_crashes_name_their_signal() {
+        for (name, line, evidence) in [
+            (
+                "faulthandler-segv.log",
+                2,
+                "Fatal Python error: Segmentation fault",
+            ),
+            ("faulthandler-abort.log", 2, "Fatal Python error: Aborted"),
+            (
+                "shell-segv.log",
+                2,
+                "job.sh: line 3: 17671 Segmentation fault      python3 -c 'import ctypes; \
+                 ctypes.string_at(0)'",
+            ),
+        ] {
+            let text = super::super::testdata::fixture(&format!("local-crash-2026-12-07/{name}"));
+            let p = super::super::parse_str(name, &text);
+            let primary = primary_failure(&p.failures).expect(name);
+            assert_eq!(primary.class, FailureClass::Unknown, "{name}");
+            assert_eq!(primary.evidence.kind, "signal", "{name}");
+            assert_eq!(
+                (primary.evidence.line, primary.evidence.message.as_str()),
+                (line, evidence),
+                "{name}"
+            );
+        }
+    }
+
+    /// torchrun's `ChildFailedError` summary, as PyTorch's elastic agent formats it
+    /// (`ProcessFailure`: `Signal N (NAME) received by PID P` for a worker a signal ended; no
+    /// real log of it here): the agent's own exception is evidence only, the worker's
+    /// crash the cause; a SIGTERM the agent sent the others is evidence only too.
+    #[test]
+    fn a_workers_signal_outranks_torchruns_child_failed_error() {
+        let text = "Traceback (most recent call last):
+  File \"/usr/bin/torchrun\", line 8, in <module>
+    sys.exit(main())
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
+============================================================
+train.py FAILED
+------------------------------------------------------------
+Failures:
+[1]:
+  rank      : 1 (local_rank: 1)
+  exitcode  : -15 (pid: 2001)
+  traceback : Signal 15 (SIGTERM) received by PID 2001
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  rank      : 0 (local_rank: 0)
+  exitcode  : -11 (pid: 2000)
+  traceback : Signal 11 (SIGSEGV) received by PID 2000
+============================================================
+";
+        let p = super::super::parse_str("t.log", text);
+        let kinds: Vec<(u64, &str, bool)> = p
+            .failures
+            .iter()
+            .map(|f| (f.line, f.kind, f.weak))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (4, "child_failed", true),
+                (12, "signal", true),
+                (18, "signal", false)
+            ]
+        );
+        let primary = primary_failure(&p.failures).expect("primary");
+        assert_eq!(
+            (primary.class, primary.evidence.line),
+            (FailureClass::Unknown, 18)
+        );
+    }
+
+    /// Xids by the driver's wording (`NVRM: Xid (PCI:...): N, ...`): those NVIDIA's catalog
+    /// resolves by restarting the application are evidence only, the rest hardware.
+    #[test]
+    fn application_xids_are_evidence_only() {
+        use FailureClass::*;
+        for (n, expect) in [
+            (31, (Hardware, "xid_application", true)),
+            (13, (Hardware, "xid_application", true)),
+            (43, (Hardware, "xid_application", true)),
+            (79, (Hardware, "xid", false)),
+            (48, (Hardware, "xid", false)),
+            (119, (Hardware, "xid", false)),
+        ] {
+            let line = format!("kernel: NVRM: Xid (PCI:0000:3b:00): {n}, pid=1234, name=python");
+            assert_eq!(detect(&line), Some(expect), "{line}");
+        }
+        assert_eq!(
+            detect("NVRM: Xid (0000:3b:00): 31, Ch 0000000a"),
+            Some((Hardware, "xid_application", true))
+        );
+        // The tests of NCCL 1 printed `NCCL failure FILE.cu:LINE 'msg'` (nccl-tests' first
+        // versions), later builds `HOST: Test NCCL failure ...`.
+        assert_eq!(
+            detect("NCCL failure all_reduce.cu:95 'unhandled cuda error'"),
+            Some((Nccl, "nccl_test_failure", false))
+        );
+        assert_eq!(detect("an NCCL failure was seen"), None);
     }
 
     /// PyTorch (2.3 on) writes a rank's traceback as `[rank0]: ` + each line: the traceback

@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 
 use aho_corasick::{AhoCorasick, MatchKind};
 
-use super::{failures, nccl_debug, payload};
+use super::{failures, nccl_debug, nccl_tests, payload};
 
 /// A literal that may start a second line glued to this one (see `may_glue`; the NCCL header
 /// literal is tested apart, since every NCCL line holds it once).
@@ -96,6 +96,8 @@ const FAIL_STEMS: &[&str] = &[
     "InProgress",
     "preflight FAIL node=",
     "Traceback",
+    // nccl-tests' result check; a stem of glue already, so no pattern more.
+    failures::OOB_VALUES,
 ];
 /// `nccl_debug::ERROR_LITERALS` and the watchdog.
 const NCCL_ERR_STEMS: &[&str] = &[
@@ -138,9 +140,18 @@ const MEGATRON_STEMS: &[&str] = &[
 ];
 const PAYLOAD_STEMS: &[&str] = &[payload::MARKER, payload::BIND_PREFIX];
 /// Failure literals of lines that never carry an NCCL header (nccl-tests' own time-out line,
-/// nvidia-smi's NVML error): on this side they cost the NCCL side's automaton, full at 32
-/// stems, nothing. (NCCL's own NVML warnings hold `L WARN`, a stem of that side.)
-const FAIL_OTHER_STEMS: &[&str] = &[failures::TEST_TIMEOUT, failures::GPU_IS_LOST];
+/// nvidia-smi's NVML error, a crash's signal as torchrun, a crash handler, the shell or
+/// CPython report it): on this side they cost the NCCL side's automaton, full at 32 stems,
+/// nothing. (NCCL's own NVML warnings hold `L WARN`, a stem of that side.)
+const FAIL_OTHER_STEMS: &[&str] = &[
+    failures::TEST_TIMEOUT,
+    failures::GPU_IS_LOST,
+    failures::SIGNAL_RECEIVED,
+    failures::SEGFAULT,
+    failures::FATAL_PYTHON,
+];
+/// nccl-tests' command lines (`nccl_tests::PERF`): never behind an NCCL header either.
+const NCCL_TESTS_OTHER_STEMS: &[&str] = &[nccl_tests::PERF];
 
 /// The parsers that a line with an NCCL header can be fed to (see `LogParser::feed_line`):
 /// the bits of the NCCL-side automaton.
@@ -274,6 +285,7 @@ static OTHER_GATE: LazyLock<Gate> = LazyLock::new(|| {
             (MEGATRON, MEGATRON_STEMS),
             (PAYLOAD, PAYLOAD_STEMS),
             (FAIL, FAIL_OTHER_STEMS),
+            (NCCL_TESTS, NCCL_TESTS_OTHER_STEMS),
         ],
         &[],
     )
@@ -398,6 +410,7 @@ mod tests {
                     "Test NCCL failure",
                     "Test CUDA failure",
                     "NCCL version",
+                    nccl_tests::PERF,
                 ],
             ),
             (DEEPSPEED, deepspeed::TRIGGERS),
@@ -471,16 +484,17 @@ mod tests {
         }
         // Every bit the NCCL side yields is within `NCCL_SIDE`, the other side's outside it
         // (`iteration` is a stem of both: of glue, and of Megatron), but the failure literals
-        // of lines without an NCCL header, which that side alone reads.
+        // and nccl-tests command lines of lines without an NCCL header, which that side alone
+        // reads.
         assert_eq!(
             NCCL_GATE.owners.iter().fold(0, |a, b| a | b) & !NCCL_SIDE,
             0
         );
         assert_eq!(
             OTHER_GATE.owners.iter().fold(0, |a, b| a | b) & NCCL_SIDE,
-            FAIL
+            FAIL | NCCL_TESTS
         );
-        for stem in FAIL_OTHER_STEMS {
+        for stem in FAIL_OTHER_STEMS.iter().chain(NCCL_TESTS_OTHER_STEMS) {
             assert_eq!(Scanner::new(stem.as_bytes()).count(), 0, "{stem:?}");
             assert_eq!(Scanner::other(stem.as_bytes(), 0).count(), 1, "{stem:?}");
         }

@@ -347,6 +347,13 @@ static TEST_FAILURE: LazyLock<Regex> = LazyLock::new(|| {
 static BINARY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?:^|[\s/])([A-Za-z0-9_]+_perf(?:_mpi)?)(?:\s|$)").expect("static regex")
 });
+/// A command line that runs a test binary with options (`mpirun ... ./build/all_reduce_perf -b 8
+/// ...`, `+ srun all_gather_perf -g 8`), as a batch script's `set -x` or `echo` prints it.
+static INVOCATION: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:^|[\s/])([A-Za-z0-9_]+_perf(?:_mpi)?)(?:\s+-|\s*$)").expect("static regex")
+});
+/// What an [`INVOCATION`] line holds (its literal for the line gate).
+pub(crate) const PERF: &str = "_perf";
 static NCCL_VERSION: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"NCCL version (\d+\.\d+\.\d+\S*)").expect("static regex"));
 
@@ -406,6 +413,25 @@ impl Parser {
                 }
                 self.cur.line = line.no;
                 self.cur.command = Some(cmd.trim().to_string());
+                self.cur.binary = Some(b.as_str().to_string());
+                self.cur.collective = Some(collective_of(b.as_str()));
+            }
+            return;
+        }
+        if t.contains(PERF)
+            && let Some(b) = INVOCATION.captures(t).and_then(|c| c.get(1))
+        {
+            // Builds that print no `# Collective test starting` line name their test nowhere
+            // else. Taken as a `Running:` line is (the test's own lines that follow do not
+            // start another run), but never over a name the run already has.
+            if self.cur.has_table() {
+                self.new_run(line.no);
+            }
+            if self.cur.binary.is_none() {
+                if !self.cur.started() {
+                    self.cur.line = line.no;
+                }
+                self.cur.command = Some(t.to_string());
                 self.cur.binary = Some(b.as_str().to_string());
                 self.cur.collective = Some(collective_of(b.as_str()));
             }

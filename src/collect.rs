@@ -19,7 +19,7 @@ use crate::parsers::{self, ParsedLog};
 
 /// Bump when parsing or what is kept per file changes: cached results of older versions are
 /// re-read.
-pub const PARSER_VERSION: u32 = 8;
+pub const PARSER_VERSION: u32 = 9;
 /// Per-file results, binary (postcard): a large tree's cache is tens of MB, which JSON takes
 /// several times longer to write and read.
 pub const CACHE_FILE: &str = ".collect-cache.bin";
@@ -29,7 +29,7 @@ const CACHE_MAGIC: &[u8] = b"sweep collect cache, postcard\n";
 /// The last report and what it was computed from (see `finish`).
 pub const FINGERPRINT_FILE: &str = ".collect-fingerprint.json";
 /// nccl.csv's header.
-const NCCL_COLUMNS: [&str; 17] = [
+const NCCL_COLUMNS: [&str; 18] = [
     "source",
     "line",
     "collective",
@@ -43,6 +43,7 @@ const NCCL_COLUMNS: [&str; 17] = [
     "algbw_gbps",
     "busbw_gbps",
     "wrong",
+    "max_error",
     "nranks",
     "nodes",
     "gpu_name",
@@ -97,10 +98,27 @@ pub struct NcclRowOut {
     pub algbw_gbps: f64,
     pub busbw_gbps: f64,
     pub wrong: CompactString,
+    /// Old nccl-tests builds: the `error` column (the largest error of the result).
+    #[serde(default)]
+    pub max_error: Option<f64>,
     pub nranks: Option<u64>,
     pub nodes: Option<u64>,
     pub gpu_name: CompactString,
     pub nccl_version: CompactString,
+}
+
+/// The lines a step row was read from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StepOrigin {
+    /// The payload's own per-step records.
+    Payload,
+    /// DeepSpeed's `wall_clock_breakdown` timer lines, one per optimizer step.
+    #[default]
+    DeepSpeed,
+    /// DeepSpeed's pipeline engine, one row per `steps: N ...` print.
+    Pipeline,
+    /// Megatron's iteration lines, one row per print.
+    Megatron,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -112,9 +130,13 @@ pub struct StepOut {
     #[serde(default)]
     pub excluded: bool,
     /// A row for the `span` steps up to `step` (DeepSpeed's pipeline engine prints once per
-    /// `steps_per_print` steps); `None` for one step.
+    /// `steps_per_print` steps, Megatron once per `log_interval` iterations); `None` for one
+    /// step.
     #[serde(default)]
     pub span: Option<u64>,
+    /// Which software's lines the row comes from.
+    #[serde(default)]
+    pub origin: StepOrigin,
     /// Named values of the step (`step_time_ms`, `fwd`, `bwd`, `samples_per_s`, ...); the
     /// names inline (tens of thousands of steps, each with several).
     pub values: Vec<(CompactString, f64)>,
@@ -226,8 +248,6 @@ pub struct FileResult {
     pub ds_allreduce_ms: f64,
     #[serde(default)]
     pub ds_compute_ms: f64,
-    pub megatron_samples_per_s: Option<f64>,
-    pub megatron_tflops: Option<f64>,
     pub warnings: Vec<String>,
 }
 
@@ -355,6 +375,7 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
                         CompactString::default()
                     }
                 }),
+                max_error: row.max_error,
                 nranks: run.nranks.map(|x| x as u64).or(log.nccl_debug.nranks),
                 nodes: run.nodes.map(|x| x as u64).or(log.nccl_debug.nnodes),
                 gpu_name: gpu_name.clone(),
@@ -403,6 +424,7 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
             warmup: Some(p.warmup),
             excluded: p.excluded,
             span: None,
+            origin: StepOrigin::Payload,
             values,
         });
     }
@@ -470,11 +492,13 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
                 warmup: None,
                 excluded: false,
                 span: None,
+                origin: StepOrigin::DeepSpeed,
                 values,
             });
         }
     }
-    for it in &log.megatron.iterations {
+    let iters = &log.megatron.iterations;
+    for (k, it) in iters.iter().enumerate() {
         let mut values: Vec<(CompactString, f64)> = Vec::new();
         if let Some(v) = it.elapsed_ms_per_iteration {
             values.push(("step_time_ms".into(), v));
@@ -493,7 +517,8 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
             step: it.iteration,
             warmup: None,
             excluded: false,
-            span: None,
+            span: Some(megatron_span(iters, k)),
+            origin: StepOrigin::Megatron,
             values,
         });
     }
@@ -522,20 +547,6 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
         .hf
         .train_summary()
         .and_then(|h| h.get("train_samples_per_second"));
-    let meg: Vec<f64> = log
-        .megatron
-        .iterations
-        .iter()
-        .filter_map(megatron_samples_per_s)
-        .collect();
-    r.megatron_samples_per_s = median(&meg);
-    let megt: Vec<f64> = log
-        .megatron
-        .iterations
-        .iter()
-        .filter_map(|i| i.tflops.or(i.tflops_per_gpu))
-        .collect();
-    r.megatron_tflops = median(&megt);
 
     let node = node_from_name(file_name);
     // Few GPUs, many samples: found by a linear search on the sample's own fields, the key
@@ -1075,6 +1086,64 @@ fn megatron_samples_per_s(it: &crate::parsers::megatron::Iteration) -> Option<f6
     })
 }
 
+/// The iterations Megatron's `k`th iteration line stands for: its figures (elapsed time per
+/// iteration, samples/s, TFLOP/s) are averages over the `log_interval` iterations since the
+/// print before. The first print covers as many as the distance to the second; a lone print,
+/// every iteration up to it (the process's first steps among them).
+fn megatron_span(iters: &[crate::parsers::megatron::Iteration], k: usize) -> u64 {
+    let gap = |a: usize, b: usize| {
+        iters[b]
+            .iteration
+            .checked_sub(iters[a].iteration)
+            .filter(|&d| d > 0)
+    };
+    // After a restart (the iteration number falls: a requeued job appending to its output)
+    // the print covers as many as the distance to the next.
+    let back = k.checked_sub(1).and_then(|j| gap(j, k));
+    let ahead = (k + 1 < iters.len()).then(|| gap(k, k + 1)).flatten();
+    back.or(ahead).unwrap_or(iters[k].iteration).max(1)
+}
+
+/// The warm-up steps of a run: the point's `warmup_steps`, else [`DEFAULT_WARMUP_STEPS`].
+fn warmup_steps(params: &IndexMap<String, Json>) -> usize {
+    params
+        .get("warmup_steps")
+        .and_then(|v| v.as_u64())
+        .map(|v| v as usize)
+        .unwrap_or(DEFAULT_WARMUP_STEPS)
+}
+
+/// Whether each of a file's step rows counts in the steady-state figures. Not a step the
+/// software excludes (the payload's profiled step), nor a warm-up step: those the log marks;
+/// else, for a row standing for several steps (`span`), one whose steps are all past the first
+/// `warmup` of their process (a row whose step is not past the row before starts a new
+/// process: a requeued job appending to its output); else the rows past the first `warmup`.
+pub fn steady_flags(steps: &[StepOut], warmup: usize) -> Vec<bool> {
+    let marked = steps.iter().any(|x| x.warmup.is_some());
+    let mut start: Option<u64> = None;
+    let mut prev: Option<u64> = None;
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, x)| {
+            if x.excluded {
+                false
+            } else if let Some(span) = x.span {
+                let first = x.step.saturating_sub(span.max(1) - 1);
+                if prev.is_none_or(|p| x.step <= p) {
+                    start = Some(first);
+                }
+                prev = Some(x.step);
+                first >= start.unwrap_or(first).saturating_add(warmup as u64)
+            } else if marked {
+                x.warmup == Some(false)
+            } else {
+                i >= warmup
+            }
+        })
+        .collect()
+}
+
 /// DeepSpeed's pipeline engine (`runtime/pipe/engine.py`, which Megatron-DeepSpeed uses with
 /// pipeline parallelism) prints its timers and a `steps: N loss: ... iter time (s): T
 /// samples/sec: S` line only every `steps_per_print` steps, and its timers are not reset in
@@ -1153,6 +1222,7 @@ fn pipeline_steps(log: &ParsedLog, steps: &mut Vec<StepOut>) -> bool {
             warmup: None,
             excluded: false,
             span: spp,
+            origin: StepOrigin::Pipeline,
             values,
         });
     }
@@ -1321,12 +1391,7 @@ fn aggregate(
     profile: Option<&crate::profile::Profile>,
     t: &mut Tables,
 ) {
-    let warmup = run
-        .params
-        .get("warmup_steps")
-        .and_then(|v| v.as_u64())
-        .map(|v| v as usize)
-        .unwrap_or(DEFAULT_WARMUP_STEPS);
+    let warmup = warmup_steps(&run.params);
     let seq = run.params.get("seq_len").and_then(|v| v.as_f64());
     let gpus = run.params.get("gpus").and_then(|v| v.as_f64());
     let global = run.params.get("global_batch").and_then(|v| v.as_f64());
@@ -1344,8 +1409,8 @@ fn aggregate(
     let mut prof_tflops = None;
     let mut prof_sps = None;
     let mut hf_sps = None;
-    let mut meg_sps = None;
-    let mut meg_tflops = None;
+    let mut meg_sps = Vec::new();
+    let mut meg_tflops = Vec::new();
     let mut ds_mem = None;
     let mut ds_gb = None;
     let mut util = (0.0, 0u64, None::<f64>, None::<f64>);
@@ -1358,35 +1423,27 @@ fn aggregate(
             busbw.push(r.busbw_gbps);
         }
         avg_busbw.extend(f.nccl_avg_busbw.iter().copied());
-        let steady: Vec<&StepOut> = {
-            let all: Vec<&StepOut> = f.steps.iter().collect();
-            let marked = all.iter().any(|x| x.warmup.is_some());
-            all.into_iter()
-                .enumerate()
-                .filter(|(i, x)| {
-                    if x.excluded {
-                        false
-                    } else if let Some(span) = x.span {
-                        // Steady when none of the steps it covers is a warm-up step.
-                        x.step >= (warmup as u64).saturating_add(span)
-                    } else if marked {
-                        x.warmup == Some(false)
-                    } else {
-                        *i >= warmup
-                    }
-                })
-                .map(|(_, x)| x)
-                .collect()
-        };
-        for st in &steady {
-            if let Some((_, v)) = st.values.iter().find(|(k, _)| k == "step_time_ms") {
-                step_times.push(*v);
+        let flags = steady_flags(&f.steps, warmup);
+        for st in f
+            .steps
+            .iter()
+            .zip(flags)
+            .filter(|(_, ok)| *ok)
+            .map(|(st, _)| st)
+        {
+            let value = |name: &str| st.values.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+            if let Some(v) = value("step_time_ms") {
+                step_times.push(v);
             }
-            // DeepSpeed's pipeline engine prints samples/s per `steps_per_print` steps.
-            if st.span.is_some()
-                && let Some((_, v)) = st.values.iter().find(|(k, _)| k == "samples_per_s")
-            {
-                pipe_sps.push(*v);
+            // DeepSpeed's pipeline engine prints samples/s per `steps_per_print` steps;
+            // Megatron, samples/s and TFLOP/s per `log_interval` iterations.
+            match st.origin {
+                StepOrigin::Pipeline => pipe_sps.extend(value("samples_per_s")),
+                StepOrigin::Megatron => {
+                    meg_sps.extend(value("samples_per_s"));
+                    meg_tflops.extend(value("tflops_per_gpu"));
+                }
+                _ => {}
             }
         }
         for g in &f.gpus {
@@ -1463,8 +1520,6 @@ fn aggregate(
         prof_tflops = prof_tflops.or(f.profiler_tflops_per_gpu);
         prof_sps = prof_sps.or(f.profiler_samples_per_s);
         hf_sps = hf_sps.or(f.hf_samples_per_s);
-        meg_sps = meg_sps.or(f.megatron_samples_per_s);
-        meg_tflops = meg_tflops.or(f.megatron_tflops);
         ds_mem = max_opt(ds_mem, f.ds_max_mem_gib);
         ds_gb = ds_gb.or(f.ds_global_batch);
     }
@@ -1487,7 +1542,7 @@ fn aggregate(
         })
         .or(prof_sps)
         .or(hf_sps)
-        .or(meg_sps);
+        .or(median(&meg_sps));
     let tokens = samples.zip(seq).map(|(s, q)| s * q);
     let model_tflops = match (tokens, gpus, model_flops_per_token(&run.params)) {
         (Some(tk), Some(g), Some(fpt)) if g > 0.0 => Some(fpt * tk / g / 1e12),
@@ -1495,7 +1550,7 @@ fn aggregate(
     };
     let tflops = pay("tflops_per_gpu")
         .or(model_tflops)
-        .or(meg_tflops)
+        .or(median(&meg_tflops))
         .or(prof_tflops);
     let mfu = tflops
         .zip(profile.map(|p| p.gpu.peak_bf16_tflops))
@@ -1654,7 +1709,8 @@ impl Tables {
             file_head.push(b',');
             push_csv_field(&mut file_head, &s.key);
             file_head.push(b',');
-            for st in &f.steps {
+            let steady = steady_flags(&f.steps, warmup_steps(&runs[i].params));
+            for (st, steady) in f.steps.iter().zip(steady) {
                 step_head.clear();
                 step_head.extend_from_slice(&file_head);
                 if let Some(r) = st.rank {
@@ -1663,10 +1719,11 @@ impl Tables {
                 step_head.push(b',');
                 step_head.extend_from_slice(itoa::Buffer::new().format(st.step).as_bytes());
                 step_head.push(b',');
-                step_head.extend_from_slice(match st.warmup {
-                    Some(true) => b"true,",
-                    Some(false) => b"false,",
-                    None => b",",
+                // The log's own mark, else whether the figures left the step out as warm-up.
+                step_head.extend_from_slice(if st.warmup.unwrap_or(!steady) {
+                    b"true,"
+                } else {
+                    b"false,"
                 });
                 for (k, v) in &st.values {
                     out.extend_from_slice(&step_head);
@@ -1727,6 +1784,15 @@ impl Tables {
                 text(&mut out, &num);
             }
             text(&mut out, &r.wrong);
+            if let Some(e) = r.max_error {
+                // As nccl-tests printed it (`1e+00`, `2e-07`): the figure is an order of
+                // magnitude, and the fixed four decimals of the other columns would round
+                // small errors to zero.
+                num.clear();
+                num.push_str(&format!("{e:e}"));
+                out.extend_from_slice(num.as_bytes());
+            }
+            out.push(b',');
             for v in [r.nranks, r.nodes] {
                 if let Some(v) = v {
                     out.extend_from_slice(int.format(v).as_bytes());
@@ -2058,14 +2124,15 @@ pub fn render_summary(r: &Report) -> String {
         "busbw peak GB/s",
     ]);
     for run in r.runs.iter().take(200) {
+        // One decimal on screen (the tables hold four).
         let f = |k: &str| {
-            fmt_opt(
-                run.figures
-                    .get(k)
-                    .copied()
-                    .flatten()
-                    .map(|x| (x * 10.0).round() / 10.0),
-            )
+            run.figures
+                .get(k)
+                .copied()
+                .flatten()
+                .filter(|x| x.is_finite())
+                .map(|x| format!("{x:.1}"))
+                .unwrap_or_default()
         };
         t.add_row(vec![
             run.run.clone(),
@@ -2099,6 +2166,59 @@ pub fn render_summary(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rows(origin: StepOrigin, steps: &[(u64, Option<u64>)]) -> Vec<StepOut> {
+        steps
+            .iter()
+            .map(|&(step, span)| StepOut {
+                step,
+                span,
+                origin,
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    /// A print that stands for several steps is steady only when none of them is among the
+    /// first `warmup` of its process, wherever the process started; one step a row, the rows
+    /// past the first `warmup`.
+    #[test]
+    fn steady_steps_by_what_each_row_covers() {
+        // Megatron, `log_interval` 10 from iteration 10: the first print holds the warm-up.
+        let spans = |its: &[u64]| {
+            let iters: Vec<crate::parsers::megatron::Iteration> = its
+                .iter()
+                .map(|&iteration| crate::parsers::megatron::Iteration {
+                    iteration,
+                    ..Default::default()
+                })
+                .collect();
+            (0..its.len())
+                .map(|k| (its[k], Some(megatron_span(&iters, k))))
+                .collect::<Vec<_>>()
+        };
+        let meg = rows(StepOrigin::Megatron, &spans(&[10, 20, 30]));
+        assert_eq!(steady_flags(&meg, 2), [false, true, true]);
+        assert_eq!(steady_flags(&meg, 0), [true, true, true]);
+        // Every iteration printed, resumed at 182: the first two prints are warm-up.
+        let meg = rows(StepOrigin::Megatron, &spans(&[182, 183, 184, 185]));
+        assert_eq!(steady_flags(&meg, 2), [false, false, true, true]);
+        // A lone print covers the process's first steps.
+        let meg = rows(StepOrigin::Megatron, &spans(&[50]));
+        assert_eq!(steady_flags(&meg, 2), [false]);
+        // A requeued job appending to its output: the iterations fall, a new warm-up.
+        let meg = rows(StepOrigin::Megatron, &spans(&[10, 20, 30, 21, 22, 23, 24]));
+        assert_eq!(
+            steady_flags(&meg, 2),
+            [false, true, true, false, false, true, true]
+        );
+        // The pipeline engine, `steps_per_print` 10.
+        let pipe = rows(StepOrigin::Pipeline, &[(10, Some(10)), (20, Some(10))]);
+        assert_eq!(steady_flags(&pipe, 2), [false, true]);
+        // DeepSpeed's timer lines, one step each.
+        let ds = rows(StepOrigin::DeepSpeed, &[(1, None), (2, None), (3, None)]);
+        assert_eq!(steady_flags(&ds, 2), [false, false, true]);
+    }
 
     /// Upstream Megatron-LM prints no samples/s: it is the global batch over the time per
     /// iteration; Megatron-DeepSpeed's own figure, where printed, is taken as is.

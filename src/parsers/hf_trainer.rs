@@ -56,9 +56,14 @@ impl HfTrainerInfo {
     pub fn of_kind(&self, kind: HfKind) -> impl Iterator<Item = &HfRecord> {
         self.records.iter().filter(move |r| r.kind == kind)
     }
-    /// The first training summary (each node prints one; see `records` for all).
+    /// The first training summary (each node prints one; see `records` for all): the dict
+    /// `train()` logs, else a `***** train metrics *****` block of `log_metrics` (scripts that
+    /// turn the Trainer's own logging off still print that block).
     pub fn train_summary(&self) -> Option<&HfRecord> {
-        self.of_kind(HfKind::Train).next()
+        self.of_kind(HfKind::Train).next().or_else(|| {
+            self.of_kind(HfKind::MetricsBlock)
+                .find(|r| r.get("train_samples_per_second").is_some())
+        })
     }
 }
 
@@ -247,6 +252,36 @@ mod tests {
         let (h, w) = parse_reader(device("ds-z2-torchrun.log").as_bytes());
         assert!(w.is_empty());
         assert!(h.records.is_empty());
+    }
+
+    /// A script that turns the Trainer's logging off still prints `log_metrics`'s block: its
+    /// `train_samples_per_second` is the training summary when no `train()` dict is printed.
+    #[test]
+    fn train_summary_falls_back_to_the_train_metrics_block() {
+        let rec = |kind, metrics: &[(&str, f64)]| HfRecord {
+            line: 1,
+            kind,
+            host: None,
+            rank: None,
+            metrics: metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        };
+        let eval_block = rec(HfKind::MetricsBlock, &[("eval_loss", 2.1)]);
+        let train_block = rec(HfKind::MetricsBlock, &[("train_samples_per_second", 187.9)]);
+        let mut info = HfTrainerInfo {
+            records: vec![eval_block, train_block],
+        };
+        assert_eq!(
+            info.train_summary()
+                .and_then(|r| r.get("train_samples_per_second")),
+            Some(187.9)
+        );
+        let dict = rec(HfKind::Train, &[("train_samples_per_second", 190.0)]);
+        info.records.push(dict);
+        assert_eq!(
+            info.train_summary()
+                .and_then(|r| r.get("train_samples_per_second")),
+            Some(190.0)
+        );
     }
 
     #[test]

@@ -180,6 +180,18 @@ fn main() {
             parsers::for_each_line(b, &mut w, |l, w| p.feed(l, w));
             let _ = p.finish(&mut w);
         }),
+        ("nvidia_smi --query-gpu CSV", |b| {
+            let _ = parsers::nvidia_smi::parse_csv_reader(b, &["index", "utilization.gpu [%]"]);
+        }),
+        ("nvidia_smi topo -m", |b| {
+            let _ = parsers::nvidia_smi::parse_topo_reader(b);
+        }),
+        ("telemetry (preflight, net, power, dcgm)", |b| {
+            let mut w = Warnings::new();
+            let mut p = parsers::telemetry::Parser::new();
+            parsers::for_each_line(b, &mut w, |l, w| p.feed(l, w));
+            let _ = p.finish(&mut w);
+        }),
     ];
     let mut rng = Rng(seed);
     let mut failed = false;

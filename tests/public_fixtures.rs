@@ -380,6 +380,18 @@ fn nccl_old_error_column(log: &ParsedLog) {
     assert!(bc.rows[0].redop.is_none() && bc.rows[0].root.is_some());
     let rd = &log.nccl_tests[3];
     assert!(rd.rows[0].redop.is_some() && rd.rows[0].root.is_some());
+    // all_gather's `# Out of bounds values : 4 FAILED`: wrong results are the run's failure
+    // (nccl-tests exits non-zero on them), the other tests' `: 0 OK` no failure.
+    let wrong: Vec<_> = log
+        .failures
+        .iter()
+        .filter(|f| f.kind == "nccl_tests_wrong_results")
+        .collect();
+    assert_eq!(wrong.len(), 1, "{:?}", log.failures);
+    assert_eq!(wrong[0].line, 52);
+    assert_eq!(wrong[0].message, "# Out of bounds values : 4 FAILED");
+    let p = log.primary_failure().expect("failure");
+    assert_eq!((p.class, p.evidence.line), (FailureClass::Nccl, 52));
 }
 
 // 2-nccl-debug/01: NCCL 2.7.8 bare version line, IB over Omni-Path hfi1, 16 nodes.
@@ -850,4 +862,63 @@ fn query_gpu_csv(log: &ParsedLog) {
     );
     assert_eq!(s[1].bus_id.as_deref(), Some("00000000:8B:00.0"));
     assert_eq!(s[0].util_gpu_pct, None);
+}
+
+/// The tables of the public nccl-tests logs, through the binary: old builds' `error` column is
+/// nccl.csv's `max_error`, a `Running:` line names the collective, and the failed result check
+/// is the run's failure in runs.csv.
+#[test]
+fn public_nccl_tests_tables() {
+    let dir = public_dir().join("1-nccl-tests");
+    if !dir.is_dir() {
+        let msg = format!("public fixtures not found at {}", dir.display());
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{msg} (required under CI=true)");
+        }
+        eprintln!(
+            "\n!!!!!!!! SKIPPED: {msg}; the public nccl-tests tables were not checked !!!!!!!!\n"
+        );
+        return;
+    }
+    let out = tempfile::tempdir().expect("tempdir");
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_sweep"))
+        .args(["-q", "collect", "--logs"])
+        .arg(&dir)
+        .arg("--out")
+        .arg(out.path())
+        .status()
+        .expect("sweep runs");
+    assert!(st.success());
+    let read = |name: &str| -> Vec<BTreeMap<String, String>> {
+        let mut r = csv::Reader::from_path(out.path().join(name)).expect(name);
+        r.deserialize().map(|x| x.expect("row")).collect()
+    };
+    let old = "08-dgx2-v100-g12-old-error-column-oob-failed.log";
+    let nccl = read("nccl.csv");
+    let rows: Vec<_> = nccl.iter().filter(|r| r["source"] == old).collect();
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|r| r["wrong"].is_empty()));
+    // `4294967280  89478485  float  53902  73.04  73.04  1e+00  35154 ...` (line 50).
+    let big: Vec<_> = rows.iter().filter(|r| r["line"] == "50").collect();
+    assert_eq!(big.len(), 2);
+    assert_eq!(big[0]["collective"], "all_gather");
+    assert_eq!(big[0]["max_error"].parse::<f64>().ok(), Some(1.0));
+    let ar: Vec<_> = rows
+        .iter()
+        .filter(|r| r["collective"] == "all_reduce")
+        .collect();
+    assert_eq!(ar[0]["max_error"].parse::<f64>().ok(), Some(2e-7));
+    // Tables with a `#wrong` column have no max_error.
+    assert!(
+        nccl.iter()
+            .filter(|r| r["source"] != old)
+            .all(|r| r["max_error"].is_empty())
+    );
+    let runs = read("runs.csv");
+    let run = runs.iter().find(|r| r["run"] == old).expect("run row");
+    assert_eq!(run["failure_class"], "nccl");
+    assert_eq!(
+        run["failure_evidence"],
+        format!("{old}:52: # Out of bounds values : 4 FAILED")
+    );
 }

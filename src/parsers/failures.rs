@@ -236,8 +236,11 @@ fn exception_cause(t: &str) -> (FailureClass, &'static str) {
 }
 
 /// What PyTorch's elastic agent raises when a worker failed
-/// (`torch.distributed.elastic.multiprocessing.errors.ChildFailedError`).
+/// (`torch.distributed.elastic.multiprocessing.errors.ChildFailedError`). Its message, the
+/// summary, lists the workers that failed later under `Failures:`, then the first one under
+/// [`ROOT_CAUSE`].
 const CHILD_FAILED: &str = "ChildFailedError";
+pub(crate) const ROOT_CAUSE: &str = "Root Cause (first observed failure)";
 
 /// How a Python traceback starts (see [`Parser::feed`]).
 pub(crate) const TRACEBACK: &str = "Traceback (most recent call last)";
@@ -412,6 +415,9 @@ pub struct Parser {
     /// Open tracebacks per (rank, host) stream.
     traces: BTreeMap<(Option<u32>, Option<String>), Trace>,
     capped: bool,
+    /// Inside torchrun's `ChildFailedError` summary, before its `Root Cause` entry: the
+    /// workers listed there under `Failures:` failed after the root cause.
+    other_failures: bool,
 }
 
 impl Parser {
@@ -457,9 +463,14 @@ impl Parser {
         if t.is_empty() {
             return;
         }
+        if t.starts_with(ROOT_CAUSE) {
+            self.other_failures = false;
+            return;
+        }
         let detected = detect(t);
         if let Some((class, kind, weak)) = detected {
-            self.push(line, class, kind, weak, w);
+            let later = self.other_failures && kind == "signal";
+            self.push(line, class, kind, weak || later, w);
         }
         let group = detected.is_none() && t.starts_with(GROUP_TRACEBACK);
         let starts = group || t.starts_with(TRACEBACK);
@@ -516,6 +527,7 @@ impl Parser {
                     weak,
                     w,
                 );
+                self.other_failures |= weak;
             }
             return;
         }
@@ -797,7 +809,8 @@ mod tests {
     /// torchrun's `ChildFailedError` summary, as PyTorch's elastic agent formats it
     /// (`ProcessFailure`: `Signal N (NAME) received by PID P` for a worker a signal ended; no
     /// real log of it here): the agent's own exception is evidence only, the worker's
-    /// crash the cause; a SIGTERM the agent sent the others is evidence only too.
+    /// crash the cause. A worker listed under `Failures:` failed after the root cause (here
+    /// of the same signal): evidence only, as a SIGTERM is wherever it appears.
     #[test]
     fn a_workers_signal_outranks_torchruns_child_failed_error() {
         let text = "Traceback (most recent call last):
@@ -810,8 +823,8 @@ train.py FAILED
 Failures:
 [1]:
   rank      : 1 (local_rank: 1)
-  exitcode  : -15 (pid: 2001)
-  traceback : Signal 15 (SIGTERM) received by PID 2001
+  exitcode  : -11 (pid: 2001)
+  traceback : Signal 11 (SIGSEGV) received by PID 2001
 ------------------------------------------------------------
 Root Cause (first observed failure):
 [0]:
@@ -868,6 +881,10 @@ Root Cause (first observed failure):
             Some((Nccl, "nccl_test_failure", false))
         );
         assert_eq!(detect("an NCCL failure was seen"), None);
+        assert_eq!(
+            detect("  traceback : Signal 15 (SIGTERM) received by PID 2001"),
+            Some((Unknown, "signal", true))
+        );
     }
 
     /// PyTorch (2.3 on) writes a rank's traceback as `[rank0]: ` + each line: the traceback

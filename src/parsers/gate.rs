@@ -400,7 +400,8 @@ mod tests {
     fn stems_cover_every_parser_literal() {
         let mut lists: Vec<(u16, &[&str])> = vec![
             (FAIL, failures::TRIGGERS),
-            (FAIL, &[failures::TRACEBACK]),
+            // torchrun's `Root Cause` line holds ` failure`.
+            (FAIL, &[failures::TRACEBACK, failures::ROOT_CAUSE]),
             (NCCL_ERR, nccl_debug::ERROR_LITERALS),
             (NCCL_ERR, &[nccl_debug::WATCHDOG]),
             (

@@ -1066,6 +1066,32 @@ fn repair_truncated_json(text: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    /// Command lines that run a test binary with options (as a batch script's `set -x` or
+    /// `echo` prints them; shell commands, not a test's output) name the run's collective,
+    /// through the whole one-pass parser (their literal is in the line gate's other
+    /// automaton); a mention of a binary that is no invocation does not.
+    #[test]
+    fn a_command_line_names_the_collective() {
+        for (line, collective) in [
+            (
+                "mpirun -np 16 -N 8 ./build/all_reduce_perf -b 8 -e 8G -f 2 -g 1",
+                Some("all_reduce"),
+            ),
+            (
+                "+ srun --mpi=pmix all_gather_perf -b 1M -e 1G",
+                Some("all_gather"),
+            ),
+            ("/opt/nccl-tests/build/alltoall_perf", Some("alltoall")),
+            ("node1: ./build/sendrecv_perf_mpi -g 1", Some("sendrecv")),
+            ("results of all_reduce_perf are in out.log", None),
+            ("writing all_reduce_perf.log", None),
+        ] {
+            let runs = super::super::parse_str("t.log", &format!("{line}\n")).nccl_tests;
+            let got = runs.first().and_then(|r| r.collective.as_deref());
+            assert_eq!(got, collective, "{line}");
+        }
+    }
+
     /// The byte test before the field split changes no answer of the split alone.
     #[test]
     fn rows_are_told_apart_as_the_field_split_tells_them() {

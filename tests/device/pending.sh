@@ -12,13 +12,14 @@ export PYTHONUNBUFFERED=1
 H=tests/device/pending
 tr() { local t=$1 n=$2; shift 2; timeout "$t" torchrun --standalone --nproc-per-node "$n" "$@"; }
 { date -u; nvidia-smi -L; python3 -c 'import torch; print("torch", torch.__version__, "nccl", torch.cuda.nccl.version())'; } > "$OUT/versions.txt" 2>&1
-for m in gil pin; do
-  TORCH_NCCL_HEARTBEAT_TIMEOUT_SEC=8 tr 75 1 $H/heartbeat.py $m 2>&1 | head -c 262144 > "$OUT/heartbeat-$m.log"
-  echo "heartbeat-$m rc=${PIPESTATUS[0]}" >> "$OUT/rc.txt"
-done
 NCCL_DEBUG=WARN tr 60 2 $H/dup_gpu.py > "$OUT/dup-gpu.log" 2>&1; echo "dup-gpu rc=$?" >> "$OUT/rc.txt"
 python3 -c 'import accelerate' 2>/dev/null || python3 -m pip install -q --no-index --no-deps --target /tmp/acc .whl/hf/*.whl
 PYTHONPATH=/tmp/acc timeout 300 python3 $H/hf_trainer.py > "$OUT/hf-trainer.log" 2>&1; echo "hf-trainer rc=$?" >> "$OUT/rc.txt"
 tr 60 2 $H/segv.py > "$OUT/segv.log" 2>&1; echo "segv rc=$?" >> "$OUT/rc.txt"
 timeout 60 python3 $H/store_timeout.py > "$OUT/store-timeout.log" 2>&1; echo "store-timeout rc=$?" >> "$OUT/rc.txt"
+# The longest and least sure case last: what ran before it comes back even if the call runs out.
+for m in gil pin; do
+  TORCH_NCCL_HEARTBEAT_TIMEOUT_SEC=8 tr 75 1 $H/heartbeat.py $m 2>&1 | head -c 262144 > "$OUT/heartbeat-$m.log"
+  echo "heartbeat-$m rc=${PIPESTATUS[0]}" >> "$OUT/rc.txt"
+done
 cat "$OUT/rc.txt"; for f in "$OUT"/*.log; do echo "== $f"; grep -v '^ *frame\|^#' "$f" | cut -c1-220 | head -25; done

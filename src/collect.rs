@@ -19,7 +19,7 @@ use crate::parsers::{self, ParsedLog};
 
 /// Bump when parsing or what is kept per file changes: cached results of older versions are
 /// re-read.
-pub const PARSER_VERSION: u32 = 9;
+pub const PARSER_VERSION: u32 = 10;
 /// Per-file results, binary (postcard): a large tree's cache is tens of MB, which JSON takes
 /// several times longer to write and read.
 pub const CACHE_FILE: &str = ".collect-cache.bin";
@@ -198,6 +198,79 @@ pub struct FailOut {
     pub weak: bool,
 }
 
+/// What NCCL's debug output says of a file or a run (`NCCL_DEBUG=INFO`/`WARN`): runs.csv's
+/// `nccl_*` columns.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NcclFacts {
+    /// Distinct versions (`2.28.9+cuda13.0`), else the nccl-tests banner's library.
+    pub versions: Vec<String>,
+    /// The largest communicator and node count of the init lines (else of nccl-tests' device
+    /// lines).
+    pub nranks: Option<u64>,
+    pub nodes: Option<u64>,
+    /// Network plugins in use (`IB`, `Socket`, `OFI`, ...), NICs (`mlx5_0:1/IB`), channel
+    /// transports (`P2P/CUMEM`, `NET/IB/GDRDMA`, `SHM`, ...), each distinct.
+    pub networks: Vec<String>,
+    pub nics: Vec<String>,
+    pub transports: Vec<String>,
+    /// NCCL's own debug lines (`NCCL INFO`, `NCCL WARN`): none, no counts.
+    pub debug_lines: u64,
+    /// `Init COMPLETE` lines, `NCCL WARN` lines.
+    pub init_complete: u64,
+    pub warns: u64,
+    /// NCCL error codes named (`ncclRemoteError`, ...), each distinct.
+    pub errors: Vec<String>,
+}
+
+impl NcclFacts {
+    /// Adds another file's facts: lists united, counts summed, the larger sizes.
+    fn add(&mut self, o: &NcclFacts) {
+        for (mine, theirs) in [
+            (&mut self.versions, &o.versions),
+            (&mut self.networks, &o.networks),
+            (&mut self.nics, &o.nics),
+            (&mut self.transports, &o.transports),
+            (&mut self.errors, &o.errors),
+        ] {
+            for x in theirs {
+                if !mine.contains(x) {
+                    mine.push(x.clone());
+                }
+            }
+        }
+        self.nranks = self.nranks.max(o.nranks);
+        self.nodes = self.nodes.max(o.nodes);
+        self.debug_lines += o.debug_lines;
+        self.init_complete += o.init_complete;
+        self.warns += o.warns;
+    }
+
+    /// The runs.csv columns and their values (lists joined by `;`; the counts empty when the
+    /// run printed no NCCL debug line).
+    fn columns(&self) -> [(&'static str, String); 9] {
+        let join = |v: &[String]| v.join(";");
+        let num = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_default();
+        let count = |n: u64| {
+            if self.debug_lines > 0 {
+                n.to_string()
+            } else {
+                String::new()
+            }
+        };
+        [
+            ("nccl_version", join(&self.versions)),
+            ("nccl_nranks", num(self.nranks)),
+            ("nccl_nodes", num(self.nodes)),
+            ("nccl_net", join(&self.networks)),
+            ("nccl_nics", join(&self.nics)),
+            ("nccl_transports", join(&self.transports)),
+            ("nccl_init_complete", count(self.init_complete)),
+            ("nccl_warns", count(self.warns)),
+            ("nccl_errors", join(&self.errors)),
+        ]
+    }
+}
+
 /// One `dcgmi dmon` row: GPU, power (W), GPU temperature, memory temperature (°C).
 pub type DcgmSample = (String, Option<f64>, Option<f64>, Option<f64>);
 
@@ -211,8 +284,9 @@ pub struct FileResult {
     pub lines: u64,
     pub nccl: Vec<NcclRowOut>,
     pub nccl_avg_busbw: Vec<f64>,
-    pub nccl_version: Option<String>,
-    pub networks: Vec<String>,
+    /// What the file's NCCL debug output (or an nccl-tests banner) says of NCCL.
+    #[serde(default)]
+    pub nccl_facts: NcclFacts,
     pub steps: Vec<StepOut>,
     pub gpus: Vec<GpuAgg>,
     pub failures: Vec<FailOut>,
@@ -330,12 +404,33 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
             (d.gpu.clone(), g("POWER"), g("TMPTR"), g("MMTMP"))
         })
         .collect();
-    r.nccl_version = log
-        .nccl_debug
-        .version
-        .clone()
-        .or_else(|| log.nccl_tests.iter().find_map(|t| t.nccl_version.clone()));
-    r.networks = log.nccl_debug.networks.clone();
+    let d = &log.nccl_debug;
+    let mut versions = d.versions.clone();
+    if versions.is_empty() {
+        versions.extend(log.nccl_tests.iter().find_map(|t| t.nccl_version.clone()));
+    }
+    r.nccl_facts = NcclFacts {
+        versions,
+        nranks: d.nranks.or(log
+            .nccl_tests
+            .iter()
+            .filter_map(|t| t.nranks)
+            .max()
+            .map(|n| n as u64)),
+        nodes: d.nnodes.or(log
+            .nccl_tests
+            .iter()
+            .filter_map(|t| t.nodes)
+            .max()
+            .map(|n| n as u64)),
+        networks: d.networks.clone(),
+        nics: d.nics.clone(),
+        transports: d.channel_transports.clone(),
+        debug_lines: d.info_lines + d.warn_count,
+        init_complete: d.init_complete,
+        warns: d.warn_count,
+        errors: d.error_codes.iter().map(|e| e.code.clone()).collect(),
+    };
     // Row fields are short texts: inline, not one allocation each.
     let text = |t: Option<&str>| t.map(CompactString::from).unwrap_or_default();
     let int = |x: Option<u64>| x.map(|x| CompactString::from(itoa::Buffer::new().format(x)));
@@ -670,6 +765,9 @@ pub struct Run {
     pub failure_class: String,
     pub failure_evidence: String,
     pub figures: IndexMap<String, Option<f64>>,
+    /// What the run's NCCL debug output says (runs.csv's `nccl_*` columns).
+    #[serde(default)]
+    pub nccl: NcclFacts,
     pub sources: Vec<String>,
 }
 
@@ -1392,6 +1490,7 @@ fn aggregate(
     t: &mut Tables,
 ) {
     let warmup = warmup_steps(&run.params);
+    run.nccl = NcclFacts::default();
     let seq = run.params.get("seq_len").and_then(|v| v.as_f64());
     let gpus = run.params.get("gpus").and_then(|v| v.as_f64());
     let global = run.params.get("global_batch").and_then(|v| v.as_f64());
@@ -1522,6 +1621,7 @@ fn aggregate(
         hf_sps = hf_sps.or(f.hf_samples_per_s);
         ds_mem = max_opt(ds_mem, f.ds_max_mem_gib);
         ds_gb = ds_gb.or(f.ds_global_batch);
+        run.nccl.add(&f.nccl_facts);
     }
     let step_mean = mean(&step_times);
     let step_p50 = median(&step_times);
@@ -1836,6 +1936,12 @@ impl Tables {
             "failure_evidence".into(),
         ]);
         header.extend(fcols.iter().cloned());
+        header.extend(
+            NcclFacts::default()
+                .columns()
+                .iter()
+                .map(|(k, _)| k.to_string()),
+        );
         w.write_record(&header)?;
         for r in runs {
             let mut row = vec![r.run.clone(), r.stage.clone()];
@@ -1855,6 +1961,7 @@ impl Tables {
             for k in &fcols {
                 row.push(fmt_opt(r.figures.get(k).copied().flatten()));
             }
+            row.extend(r.nccl.columns().into_iter().map(|(_, v)| v));
             w.write_record(&row)?;
         }
         put("runs.csv", w.into_inner()?)?;

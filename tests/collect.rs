@@ -308,6 +308,49 @@ fn collect_logs_reads_any_tree_of_logs() {
     assert!(num(ds, "step_time_ms_p50") > 0.0);
     let smi = runs.iter().find(|r| r["run"] == "nvsmi-train.csv").unwrap();
     assert!(num(smi, "gpu_util_max") <= 100.0 && num(smi, "gpu_util_max") > 0.0);
+    // What the NCCL_DEBUG=INFO log says of NCCL, as its own lines say it: `NCCL version
+    // 2.28.9+cuda13.0`, `NET/Socket : Using [0]eth0:192.0.2.2<0>`, `nRanks 1 nNodes 1`, one
+    // `Init COMPLETE`, no WARN. An nccl-tests log without debug lines: its banner's library.
+    let log = std::fs::read_to_string(dir.join("nccl-allgather-debug.log")).unwrap();
+    let debug = runs
+        .iter()
+        .find(|r| r["run"] == "nccl-allgather-debug.log")
+        .unwrap();
+    let facts: Vec<&str> = [
+        "nccl_version",
+        "nccl_nranks",
+        "nccl_nodes",
+        "nccl_net",
+        "nccl_nics",
+        "nccl_init_complete",
+        "nccl_warns",
+        "nccl_errors",
+    ]
+    .iter()
+    .map(|k| debug[*k].as_str())
+    .collect();
+    let complete = log.matches("Init COMPLETE").count().to_string();
+    assert_eq!(
+        facts,
+        [
+            "2.28.9+cuda13.0",
+            "1",
+            "1",
+            "Socket",
+            "eth0:192.0.2.2<0>",
+            complete.as_str(),
+            "0",
+            ""
+        ]
+    );
+    assert!(log.contains("NCCL version 2.28.9+cuda13.0"));
+    assert!(log.contains("NET/Socket : Using [0]eth0:192.0.2.2<0>"));
+    let tests = runs
+        .iter()
+        .find(|r| r["run"] == "nccl-collectives.log")
+        .unwrap();
+    assert_eq!(tests["nccl_version"], "2.28.9");
+    assert_eq!(tests["nccl_init_complete"], "", "no debug line, no count");
 }
 
 #[test]

@@ -444,6 +444,38 @@ matrix = { nodes = [2] }
 }
 
 #[test]
+fn a_crashed_rank_is_the_cause_not_the_step_kill() {
+    if !cluster() {
+        return;
+    }
+    let _g = lock();
+    // Rank 1 of 16 dies of SIGSEGV (a NULL dereference, no Python traceback); srun
+    // --kill-on-bad-exit kills the others (SIGTERM: exit code 143, evidence only) and
+    // slurmstepd reports the step cancelled: the crash is the job's failure, `unknown` (a
+    // crash has no class of its own) with the line that names the signal as evidence (the
+    // shell's `... Segmentation fault ...` or srun's `task 1: Segmentation fault`).
+    let c = campaign(
+        "rankcrash",
+        r#"
+[[stage]]
+name = "pair"
+template = "cpu-smoke.sbatch.j2"
+params = { command = "if [ \"$RANK\" = 1 ]; then sleep 1; python3 -c 'import ctypes; ctypes.string_at(0)'; else sleep 60; fi" }
+matrix = { nodes = [2] }
+"#,
+    );
+    assert!(submit(&c.dir, &[]).status.success());
+    let v = wait_for(&c.dir, 60, "the pair to fail", |v| {
+        state_of(v, "pair") == "FAILED"
+    });
+    assert_eq!(state_of(&v, "pair"), "FAILED");
+    let out = job_outputs(&c.dir);
+    let runs = collect_runs(&c.dir);
+    let e = failure_of(&runs, "pair", "unknown");
+    assert!(e.contains("Segmentation fault"), "{e}\n{out}");
+}
+
+#[test]
 fn node_failure_is_node_fail() {
     if !cluster() {
         return;

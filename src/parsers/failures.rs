@@ -47,9 +47,12 @@
 //!    line (they are the processes reacting to the kill). So a time-limit cancel that follows an
 //!    NCCL error or a Python exception is explained by that earlier error; one that follows
 //!    only a hang with a watchdog report is a `timeout` whose evidence is the watchdog line; one
-//!    with nothing before it is a plain `timeout`. The weak NCCL WARNs seen before are listed as
-//!    related evidence.
-//! 5. `unknown` — only non-zero exit codes.
+//!    with nothing before it is a plain `timeout`. A plain cancellation (`*** STEP N ON node
+//!    CANCELLED AT T ***`, no reason) that follows a task's crash or non-zero exit as srun
+//!    reports it is srun's kill of the step: that task is the cause (`unknown`). The weak NCCL
+//!    WARNs seen before are listed as related evidence.
+//! 5. `unknown` — only non-zero exit codes and crashes. A task another process ended (srun's
+//!    `Killed`, `Terminated`, exit codes 129, 130, 137, 143) is evidence only.
 //!
 //! No non-weak detection: no primary failure.
 
@@ -192,6 +195,8 @@ pub(crate) const SEGFAULT: &str = "Segmentation fault";
 /// Segmentation fault`, `... Aborted`, `... Bus error`, `... Floating point exception`) or an
 /// interpreter abort.
 pub(crate) const FATAL_PYTHON: &str = "Fatal Python error";
+/// `strsignal`'s names of [`SENT_SIGNALS`], as srun reports a task they ended.
+const SRUN_SENT_SIGNALS: &[&str] = &["Killed", "Terminated", "Interrupt", "Hangup"];
 /// Signals another process sends to end one (the elastic agent's or Slurm's SIGTERM when a
 /// sibling failed, SIGKILL after a grace period, SIGINT, SIGHUP): a consequence, evidence only.
 const SENT_SIGNALS: &[&str] = &["SIGTERM", "SIGKILL", "SIGINT", "SIGHUP"];
@@ -319,10 +324,17 @@ fn detect(t: &str) -> Option<(FailureClass, &'static str, bool)> {
             let what = c.get(3).map_or("", |m| m.as_str());
             return Some(if what.starts_with("Out Of Memory") {
                 (Oom, "srun_oom", false)
-            } else if what.starts_with("Exited with exit code") {
-                (Unknown, "srun_exit", false)
+            } else if let Some(code) = what.strip_prefix("Exited with exit code ") {
+                // 128 + the signal, as a shell reports a child a signal ended: SIGHUP,
+                // SIGINT, SIGKILL and SIGTERM come from another process.
+                let sent = matches!(code.trim(), "129" | "130" | "137" | "143");
+                (Unknown, "srun_exit", sent)
             } else {
-                (Unknown, "srun_signal", false)
+                // srun names the signal as `strsignal` does: a task that another process
+                // ended (`Killed`, `Terminated`, ...) is a consequence, one that crashed
+                // (`Segmentation fault`, `Bus error`, `Aborted`, ...) a cause.
+                let sent = SRUN_SENT_SIGNALS.iter().any(|s| what.starts_with(s));
+                (Unknown, "srun_signal", sent)
             });
         }
     }
@@ -601,12 +613,17 @@ pub fn primary_failure(failures: &[Failure]) -> Option<PrimaryFailure> {
                 )
             });
             let end_line = slurm_end.map_or(u64::MAX, |f| f.line);
+            // A step cancelled for no reason Slurm gives (`*** STEP N ON node CANCELLED AT
+            // T ***`) follows srun's own kill when a task crashed or exited non-zero: that
+            // task, reported before it, is the cause.
+            let plain_cancel = slurm_end.is_some_and(|f| f.kind == "slurm_cancelled");
             let early = strong.iter().copied().find(|f| {
                 f.line < end_line
                     // Every time-out but Slurm's own (the watchdog's, the heartbeat
                     // monitor's, nccl-tests'): a hang that the kill then ended.
                     && (matches!(f.class, Nccl | PythonError)
-                        || (f.class == Timeout && f.kind != "slurm_time_limit"))
+                        || (f.class == Timeout && f.kind != "slurm_time_limit")
+                        || (plain_cancel && f.class == Unknown))
             });
             early.or(slurm_end)
         })
@@ -885,6 +902,19 @@ Root Cause (first observed failure):
             detect("  traceback : Signal 15 (SIGTERM) received by PID 2001"),
             Some((Unknown, "signal", true))
         );
+        // srun's `_task_finish` names a task's signal by `strsignal`, or its exit code: sent
+        // signals (and 128 + one) are evidence only, a crash or another exit code a cause.
+        for (what, weak) in [
+            ("task 0: Killed", true),
+            ("tasks 2,4-5,7: Terminated", true),
+            ("tasks 0,2-15: Exited with exit code 143", true),
+            ("task 289: Bus error", false),
+            ("task 3: Segmentation fault (core dumped)", false),
+            ("task 1: Exited with exit code 1", false),
+        ] {
+            let line = format!("srun: error: gpu01: {what}");
+            assert_eq!(detect(&line).map(|d| d.2), Some(weak), "{line}");
+        }
     }
 
     /// PyTorch (2.3 on) writes a rank's traceback as `[rank0]: ` + each line: the traceback

@@ -391,6 +391,24 @@ fn detect(t: &str) -> Option<(FailureClass, &'static str, bool)> {
     None
 }
 
+/// PyTorch's C++ log prefix (c10's glog format: `[E ProcessGroupNCCL.cpp:458] `, 2.4 on
+/// `[E1218 20:27:21.426415540 ProcessGroupNCCL.cpp:629] `).
+static C10_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\[[EWIF](?:\d{4} \d\d:\d\d:\d\d\.\d+(?: \d+)?)? ?[\w./-]+\.(?:cpp|cc|h):\d+\]")
+        .expect("static regex")
+});
+
+/// A failure line's text as evidence: trimmed, and from PyTorch's C++ log prefix on where
+/// something was glued before it (a progress bar that tqdm drew without a newline: the C++
+/// logger writes straight to the stream after it).
+fn evidence_text(text: &str) -> &str {
+    let t = text.trim();
+    match C10_PREFIX.find(t) {
+        Some(m) if m.start() > 0 => &t[m.start()..],
+        _ => t,
+    }
+}
+
 /// The number of an Xid line from `NVRM: Xid` on: `NVRM: Xid (PCI:0000:3b:00): 79, pid=...`
 /// (older drivers: `NVRM: Xid (0000:3b:00): 79, ...`).
 fn xid_number(t: &str) -> Option<u32> {
@@ -454,7 +472,7 @@ impl Parser {
             line: line.no,
             class,
             kind,
-            message: line.text.trim().chars().take(500).collect(),
+            message: evidence_text(line.text).chars().take(500).collect(),
             rank: line.rank,
             host: line.host.map(str::to_string),
             weak,
@@ -869,6 +887,28 @@ Root Cause (first observed failure):
             (primary.class, primary.evidence.line),
             (FailureClass::Unknown, 18)
         );
+    }
+
+    /// What tqdm drew before PyTorch's C++ logger wrote to the same line is not evidence.
+    #[test]
+    fn evidence_starts_at_pytorchs_log_prefix() {
+        for (text, evidence) in [
+            (
+                "Epoch 0:   6%|▌ | 96/1500 [E ProcessGroupNCCL.cpp:458] [Rank 0] Watchdog caught",
+                "[E ProcessGroupNCCL.cpp:458] [Rank 0] Watchdog caught",
+            ),
+            (
+                "step 3 [E1218 20:27:21.426415540 ProcessGroupNCCL.cpp:629] [Rank 0] Watchdog",
+                "[E1218 20:27:21.426415540 ProcessGroupNCCL.cpp:629] [Rank 0] Watchdog",
+            ),
+            (
+                "[E ProcessGroupNCCL.cpp:458] [Rank 0] Watchdog caught",
+                "[E ProcessGroupNCCL.cpp:458] [Rank 0] Watchdog caught",
+            ),
+            ("RuntimeError: x [E] y", "RuntimeError: x [E] y"),
+        ] {
+            assert_eq!(evidence_text(text), evidence);
+        }
     }
 
     /// Xids by the driver's wording (`NVRM: Xid (PCI:...): N, ...`): those NVIDIA's catalog

@@ -409,20 +409,13 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
     if versions.is_empty() {
         versions.extend(log.nccl_tests.iter().find_map(|t| t.nccl_version.clone()));
     }
+    let largest = |of: fn(&parsers::nccl_tests::NcclRun) -> Option<usize>| {
+        log.nccl_tests.iter().filter_map(of).max().map(|n| n as u64)
+    };
     r.nccl_facts = NcclFacts {
         versions,
-        nranks: d.nranks.or(log
-            .nccl_tests
-            .iter()
-            .filter_map(|t| t.nranks)
-            .max()
-            .map(|n| n as u64)),
-        nodes: d.nnodes.or(log
-            .nccl_tests
-            .iter()
-            .filter_map(|t| t.nodes)
-            .max()
-            .map(|n| n as u64)),
+        nranks: d.nranks.or(largest(|t| t.nranks)),
+        nodes: d.nnodes.or(largest(|t| t.nodes)),
         networks: d.networks.clone(),
         nics: d.nics.clone(),
         transports: d.channel_transports.clone(),

@@ -414,33 +414,48 @@ matrix = { nodes = [1], gpus_per_node = [1] }
     );
 }
 
-#[test]
-fn one_failing_rank_is_the_cause_not_the_step_kill() {
-    if !cluster() {
-        return;
-    }
+/// A 16-rank job (2 nodes) whose rank 1 runs `failing` while the others sleep, submitted to
+/// the real cluster, waited for until it fails, collected: its runs.csv rows and its output.
+fn one_rank_fails(
+    name: &str,
+    failing: &str,
+) -> (Vec<std::collections::HashMap<String, String>>, String) {
     let _g = lock();
-    // Rank 1 of 16 raises; srun --kill-on-bad-exit then kills the others and slurmstepd
-    // reports the step cancelled (`*** STEP N.2 ON gpu01 CANCELLED AT ... ***`, then `tasks
-    // 0,2-7: Exited with exit code 143`): the job's failure is rank 1's exception, not the kill.
+    let command = format!("if [ \\\"$RANK\\\" = 1 ]; then sleep 1; {failing}; else sleep 60; fi");
     let c = campaign(
-        "rankfail",
-        r#"
+        name,
+        &format!(
+            r#"
 [[stage]]
 name = "pair"
 template = "cpu-smoke.sbatch.j2"
-params = { command = "if [ \"$RANK\" = 1 ]; then sleep 1; python3 -c 'raise ValueError(\"rank 1 bad\")'; else sleep 60; fi" }
-matrix = { nodes = [2] }
-"#,
+params = {{ command = "{command}" }}
+matrix = {{ nodes = [2] }}
+"#
+        ),
     );
     assert!(submit(&c.dir, &[]).status.success());
     let v = wait_for(&c.dir, 60, "the pair to fail", |v| {
         state_of(v, "pair") == "FAILED"
     });
     assert_eq!(state_of(&v, "pair"), "FAILED");
-    let runs = collect_runs(&c.dir);
+    (collect_runs(&c.dir), job_outputs(&c.dir))
+}
+
+#[test]
+fn one_failing_rank_is_the_cause_not_the_step_kill() {
+    if !cluster() {
+        return;
+    }
+    // Rank 1 of 16 raises; srun --kill-on-bad-exit then kills the others and slurmstepd
+    // reports the step cancelled (`*** STEP N.2 ON gpu01 CANCELLED AT ... ***`, then `tasks
+    // 0,2-7: Exited with exit code 143`): the job's failure is rank 1's exception, not the kill.
+    let (runs, out) = one_rank_fails(
+        "rankfail",
+        "python3 -c 'raise ValueError(\\\"rank 1 bad\\\")'",
+    );
     let e = failure_of(&runs, "pair", "python_error");
-    assert!(e.ends_with(": ValueError: rank 1 bad"), "{e}");
+    assert!(e.ends_with(": ValueError: rank 1 bad"), "{e}\n{out}");
 }
 
 #[test]
@@ -448,29 +463,15 @@ fn a_crashed_rank_is_the_cause_not_the_step_kill() {
     if !cluster() {
         return;
     }
-    let _g = lock();
     // Rank 1 of 16 dies of SIGSEGV (a NULL dereference, no Python traceback); srun
     // --kill-on-bad-exit kills the others (SIGTERM: exit code 143, evidence only) and
     // slurmstepd reports the step cancelled: the crash is the job's failure, `unknown` (a
     // crash has no class of its own) with the line that names the signal as evidence (the
     // shell's `... Segmentation fault ...` or srun's `task 1: Segmentation fault`).
-    let c = campaign(
+    let (runs, out) = one_rank_fails(
         "rankcrash",
-        r#"
-[[stage]]
-name = "pair"
-template = "cpu-smoke.sbatch.j2"
-params = { command = "if [ \"$RANK\" = 1 ]; then sleep 1; python3 -c 'import ctypes; ctypes.string_at(0)'; else sleep 60; fi" }
-matrix = { nodes = [2] }
-"#,
+        "python3 -c 'import ctypes; ctypes.string_at(0)'",
     );
-    assert!(submit(&c.dir, &[]).status.success());
-    let v = wait_for(&c.dir, 60, "the pair to fail", |v| {
-        state_of(v, "pair") == "FAILED"
-    });
-    assert_eq!(state_of(&v, "pair"), "FAILED");
-    let out = job_outputs(&c.dir);
-    let runs = collect_runs(&c.dir);
     let e = failure_of(&runs, "pair", "unknown");
     assert!(e.contains("Segmentation fault"), "{e}\n{out}");
 }

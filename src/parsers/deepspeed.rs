@@ -220,9 +220,46 @@ pub(crate) const TRIGGERS: &[&str] = &[
 static DS_TRIGGERS: LazyLock<Regex> = LazyLock::new(|| super::literal_set(TRIGGERS));
 static VERSION: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"DeepSpeed info: version=([^,\s]+)").expect("static regex"));
+/// What [`config_line`] reads, as a regex: the scanner's specification (its test holds the two
+/// to the same answers).
+#[cfg(test)]
 static CONFIG_LINE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\[config\.py:\d+:print\]\s+(\w+)\s+(?:\.+\s*)?(.*?)\s*$").expect("static regex")
 });
+
+/// The key and value of a line of DeepSpeed's config dump (`DeepSpeedConfig.print`: `[INFO]
+/// [config.py:N:print]   train_batch_size ............. 1024`). By hand: a config dump is
+/// hundreds of lines a log, some with long values, which the regex's backtracker read at tens
+/// of thousands of instructions each.
+fn config_line(t: &str) -> Option<(&str, &str)> {
+    const TAG: &str = "[config.py:";
+    for (at, _) in t.match_indices(TAG) {
+        let rest = &t[at + TAG.len()..];
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let Some(rest) = (digits > 0)
+            .then(|| rest[digits..].strip_prefix(":print]"))
+            .flatten()
+        else {
+            continue;
+        };
+        let after_ws = rest.trim_start();
+        if after_ws.len() == rest.len() {
+            continue;
+        }
+        let key_len = after_ws.len()
+            - after_ws
+                .trim_start_matches(|c: char| c.is_alphanumeric() || c == '_')
+                .len();
+        let (key, rest) = after_ws.split_at(key_len);
+        let value = rest.trim_start();
+        if key.is_empty() || value.len() == rest.len() {
+            continue;
+        }
+        let value = value.trim_start_matches('.').trim_start().trim_end();
+        return Some((key, value));
+    }
+    None
+}
 static TP_NEW: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"epoch=(\d+)/micro_step=(\d+)/global_step=(\d+),").expect("static regex")
 });
@@ -418,6 +455,27 @@ impl Parser {
         if !triggered && !t.starts_with("MA ") && !DS_TRIGGERS.is_match(t) {
             return;
         }
+        // The timer lines first: one per step (per micro-step too), the most of DeepSpeed's
+        // lines in a log; a line that only holds `time (ms)` goes on to the other branches.
+        if t.contains("time (ms)")
+            && let Some((rank, rest)) = timer_line(t)
+        {
+            let rank = rank.and_then(uint).map(|r| r as u32);
+            let timers = parse_timers(rest, line.no, w);
+            let tl = TimerLine {
+                line: line.no,
+                rank,
+                timers,
+            };
+            push_capped(
+                &mut self.info.timers,
+                tl,
+                "DeepSpeed timer lines",
+                line.no,
+                w,
+            );
+            return;
+        }
         if t.contains("Profile Summary at step")
             || (t.contains("Flops Profiler") && t.contains("---"))
         {
@@ -457,25 +515,6 @@ impl Parser {
         }
         if t.contains("SamplesPerSec=") {
             self.feed_throughput(line, t, w);
-            return;
-        }
-        if t.contains("time (ms)") {
-            if let Some((rank, rest)) = timer_line(t) {
-                let rank = rank.and_then(uint).map(|r| r as u32);
-                let timers = parse_timers(rest, line.no, w);
-                let tl = TimerLine {
-                    line: line.no,
-                    rank,
-                    timers,
-                };
-                push_capped(
-                    &mut self.info.timers,
-                    tl,
-                    "DeepSpeed timer lines",
-                    line.no,
-                    w,
-                );
-            }
             return;
         }
         if t.contains("skipped=") {
@@ -540,7 +579,7 @@ impl Parser {
     }
 
     fn feed_config(&mut self, line: &Line<'_>, t: &str) {
-        let Some(c) = CONFIG_LINE.captures(t) else {
+        let Some((key, val)) = config_line(t) else {
             return;
         };
         if !self.in_dump || self.info.configs.is_empty() {
@@ -553,8 +592,6 @@ impl Parser {
         let Some(cfg) = self.info.configs.last_mut() else {
             return;
         };
-        let key = c.get(1).map_or("", |m| m.as_str());
-        let val = c.get(2).map_or("", |m| m.as_str());
         match key {
             "train_batch_size" => cfg.train_batch_size = uint(val),
             "train_micro_batch_size_per_gpu" => cfg.train_micro_batch_size_per_gpu = uint(val),
@@ -907,6 +944,52 @@ mod tests {
                 )
             });
             assert_eq!(key_value(l), re, "{l:?}");
+        }
+    }
+
+    #[test]
+    fn config_lines_read_as_the_regex_reads_them() {
+        // The real config dumps of DeepSpeed 0.10.0's engine and pipeline engine.
+        let mut lines: Vec<String> = [
+            "device-h200-2026-12-04/ds0.10.0-engine.log",
+            "device-h200-2026-12-04/ds0.10.0-pipe.log",
+        ]
+        .iter()
+        .flat_map(|f| {
+            super::super::testdata::fixture(f)
+                .lines()
+                .filter(|l| l.contains(":print]"))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+        assert!(lines.len() > 50, "{}", lines.len());
+        lines.extend(
+            [
+                "[config.py:1:print] k v",
+                "[config.py:1:print]   k   ...   .5  ",
+                "[config.py:1:print]   k   .5",
+                "[config.py:1:print]   k ........ ",
+                "[config.py:1:print]   k",
+                "[config.py:1:print]k v",
+                "[config.py::print] k v",
+                "[config.py:x:print] k v [config.py:2:print] k2 v2",
+                "[config.py:12:print]\u{a0}k\u{e9}y\u{2003}...\u{2003}v\u{a0}",
+                "[config.py:12:print] -k v",
+                "[config.py:12:print] k_1 {'a': 1, 'b': [1, 2]}",
+                "[config.py:12:print]    ",
+                "",
+            ]
+            .map(str::to_string),
+        );
+        for l in &lines {
+            let re = CONFIG_LINE.captures(l).map(|c| {
+                (
+                    c.get(1).map_or("", |m| m.as_str()),
+                    c.get(2).map_or("", |m| m.as_str()),
+                )
+            });
+            assert_eq!(config_line(l), re, "{l:?}");
         }
     }
 

@@ -223,6 +223,10 @@ pub struct NcclFacts {
 }
 
 impl NcclFacts {
+    fn is_empty(&self) -> bool {
+        *self == NcclFacts::default()
+    }
+
     /// Adds another file's facts: lists united, counts summed, the larger sizes.
     fn add(&mut self, o: &NcclFacts) {
         for (mine, theirs) in [
@@ -758,8 +762,9 @@ pub struct Run {
     pub failure_class: String,
     pub failure_evidence: String,
     pub figures: IndexMap<String, Option<f64>>,
-    /// What the run's NCCL debug output says (runs.csv's `nccl_*` columns).
-    #[serde(default)]
+    /// What the run's NCCL debug output says (runs.csv's `nccl_*` columns); left out of the
+    /// JSON report where it says nothing (most runs of a large tree).
+    #[serde(default, skip_serializing_if = "NcclFacts::is_empty")]
     pub nccl: NcclFacts,
     pub sources: Vec<String>,
 }

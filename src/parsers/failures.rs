@@ -10,7 +10,8 @@
 //! | `oom` | `cuda_oom` | PyTorch: old `RuntimeError: CUDA out of memory. Tried to allocate ...`, `CUDA error: out of memory`, new `torch.OutOfMemoryError: CUDA out of memory. Tried to allocate ...`; CUDA's `'out of memory'` as NCCL (`Cuda failure [2] 'out of memory'`) and nccl-tests (`Test CUDA failure ... 'out of memory'`) print it; a traceback ending in `CUBLAS_STATUS_ALLOC_FAILED` |
 //! | `oom` | `oom_kill`, `memory_limit`, `srun_oom` | slurmstepd `Detected N oom-kill event(s) in ...`, `Exceeded job/step memory limit`, srun `HOST: task N: Out Of Memory` |
 //! | `node_failure` | `slurm_node_failure`, `srun_node_failure` | `*** ... CANCELLED AT ... DUE TO NODE FAILURE[, SEE SLURMCTLD LOG FOR DETAILS] ***` (old: `DUE TO NODE <name> FAILURE`), `srun: error: Node failure on HOST` |
-//! | `timeout` | `heartbeat_timeout` | PyTorch (2.2 on) `Heartbeat monitor timed out! Process will be terminated ...`: the watchdog itself hung |
+//! | `timeout` | `heartbeat_timeout` | PyTorch (2.2 on) `Heartbeat monitor timed out! Process will be terminated ...`, 2.11 `ProcessGroupNCCL's watchdog got stuck for N seconds ...`: the watchdog itself hung |
+//! | `timeout` | `rendezvous_timeout` | a traceback ending in `torch.distributed.DistStoreError: Timed out after N seconds waiting for clients. 1/2 clients joined.` or torchrun's `RendezvousTimeoutError` |
 //! | `timeout` | `watchdog_timeout` | PyTorch `Watchdog caught collective operation timeout: WorkNCCL(...) ran for N milliseconds`, with `NCCL_BLOCKING_WAIT=1` `[Rank N] Caught collective operation timeout: ...` |
 //! | `timeout` | `nccl_tests_timeout` | nccl-tests run with `-T N`: `HOST: Test timeout (Ns) common.cu:LINE` |
 //! | `timeout` | `slurm_time_limit` | `*** JOB|STEP N ON node CANCELLED AT T DUE TO TIME LIMIT ***` |
@@ -22,6 +23,7 @@
 //! | `cancelled` | `slurm_cancelled`, `slurm_preempted`, `slurm_requeued` | `*** ... CANCELLED AT T ***`, `... DUE TO PREEMPTION ***`, `... DUE TO JOB REQUEUE ***` |
 //! | `cancelled` (weak) | `srun_step_aborted` | `srun: Job step aborted: Waiting up to N seconds ...` |
 //! | `unknown` | `srun_exit`, `srun_signal`, `slurm_failed` | `srun: error: HOST: task(s) N: Exited with exit code X` / `: Killed` …, `*** ... FAILED (non-zero exit code or other failure mode) ***` |
+//! | `unknown` | `root_cause_crash` | the `Root Cause` entry of torchrun's summary, when a crash signal (SIGSEGV, SIGBUS, SIGILL, SIGFPE) ended it; its `rank` that of the entry |
 //! | `unknown` | `signal` | a crash: torchrun's `Signal 11 (SIGSEGV) received by PID P`, glog's and folly's `*** SIGSEGV ... received by PID`, CPython's `Fatal Python error: Segmentation fault` / `Aborted`, the shell's `... Segmentation fault ...`; weak for a signal another process sends (SIGTERM, SIGKILL, SIGINT, SIGHUP) |
 //!
 //! Slurm strings are those of `slurmstepd` (`*** %s ON %s CANCELLED AT %s DUE TO ... ***`, older
@@ -49,8 +51,10 @@
 //!    only a hang with a watchdog report is a `timeout` whose evidence is the watchdog line; one
 //!    with nothing before it is a plain `timeout`. A plain cancellation (`*** STEP N ON node
 //!    CANCELLED AT T ***`, no reason) that follows a task's crash or non-zero exit as srun
-//!    reports it is srun's kill of the step: that task is the cause (`unknown`). The weak NCCL
-//!    WARNs seen before are listed as related evidence.
+//!    reports it is srun's kill of the step: that task is the cause (`unknown`). Where
+//!    torchrun's root cause is a crash (`root_cause_crash`), the other ranks' detections are
+//!    its consequences and take no part (those of the crashed rank and of no known rank do),
+//!    the crash itself does. The weak NCCL WARNs seen before are listed as related evidence.
 //! 5. `unknown` — only non-zero exit codes and crashes. A task another process ended (srun's
 //!    `Killed`, `Terminated`, exit codes 129, 130, 137, 143) is evidence only.
 //!
@@ -158,6 +162,7 @@ pub(crate) const TRIGGERS: &[&str] = &[
     "srun: Job step aborted",
     super::nccl_debug::WATCHDOG,
     HEARTBEAT,
+    WATCHDOG_STUCK,
     TEST_TIMEOUT,
     // nccl-tests' `Test NCCL failure` and NCCL 1's tests' `NCCL failure`.
     "NCCL failure",
@@ -195,6 +200,9 @@ pub(crate) const SEGFAULT: &str = "Segmentation fault";
 /// Segmentation fault`, `... Aborted`, `... Bus error`, `... Floating point exception`) or an
 /// interpreter abort.
 pub(crate) const FATAL_PYTHON: &str = "Fatal Python error";
+/// Signals of a process's own crash (not SIGABRT: an abort is how a C++ exception, PyTorch's
+/// watchdog or NCCL end a process, after the error that caused it).
+const CRASH_SIGNALS: &[&str] = &["SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE"];
 /// `strsignal`'s names of [`SENT_SIGNALS`], as srun reports a task they ended.
 const SRUN_SENT_SIGNALS: &[&str] = &["Killed", "Terminated", "Interrupt", "Hangup"];
 /// Signals another process sends to end one (the elastic agent's or Slurm's SIGTERM when a
@@ -212,6 +220,11 @@ const APPLICATION_XIDS: &[u32] = &[13, 31, 43, 45];
 /// Heartbeat monitor timed out! Process will be terminated after dumping debug info.`, then
 /// `ProcessGroupNCCL's watchdog got stuck for N seconds ...` and the abort.
 const HEARTBEAT: &str = "Heartbeat monitor timed out";
+/// The heartbeat monitor's report in PyTorch 2.11 (real, `device-h100-2026-12-07`):
+/// `ProcessGroupNCCL's watchdog got stuck for 8 seconds without making progress in monitoring
+/// enqueued collectives`, then `[F...] ... Terminating the process after attempting to dump
+/// debug info, due to ProcessGroupNCCL watchdog hang.`
+pub(crate) const WATCHDOG_STUCK: &str = "watchdog got stuck for";
 /// nccl-tests' `-T N` (`testStreamSynchronize` in `common.cu`): `HOST: Test timeout (Ns)
 /// common.cu:LINE`, after it aborted the communicators; a bare `HOST: Test failure common.cu:LINE`
 /// trace of each caller follows.
@@ -237,6 +250,14 @@ fn exception_cause(t: &str) -> (FailureClass, &'static str) {
     if t.contains("uncorrectable NVLink error") {
         return (Hardware, "nvlink");
     }
+    // The rendezvous never completed: a node or process that did not come up, or could not
+    // reach the store (`torch.distributed.DistStoreError: Timed out after 11 seconds waiting
+    // for clients. 1/2 clients joined.`; torchrun's elastic `RendezvousTimeoutError`).
+    if (t.contains("DistStoreError") && t.contains("Timed out"))
+        || t.contains("RendezvousTimeoutError")
+    {
+        return (Timeout, "rendezvous_timeout");
+    }
     (PythonError, "traceback")
 }
 
@@ -246,6 +267,8 @@ fn exception_cause(t: &str) -> (FailureClass, &'static str) {
 /// [`ROOT_CAUSE`].
 const CHILD_FAILED: &str = "ChildFailedError";
 pub(crate) const ROOT_CAUSE: &str = "Root Cause (first observed failure)";
+/// What the summary's `rank      : 0 (local_rank: 0)` lines hold (their literal for the gate).
+pub(crate) const LOCAL_RANK: &str = "(local_rank: ";
 
 /// How a Python traceback starts (see [`Parser::feed`]).
 pub(crate) const TRACEBACK: &str = "Traceback (most recent call last)";
@@ -345,7 +368,7 @@ fn detect(t: &str) -> Option<(FailureClass, &'static str, bool)> {
     if t.contains(super::nccl_debug::WATCHDOG) {
         return Some((Timeout, "watchdog_timeout", false));
     }
-    if t.contains(HEARTBEAT) {
+    if t.contains(HEARTBEAT) || t.contains(WATCHDOG_STUCK) {
         return Some((Timeout, "heartbeat_timeout", false));
     }
     if let Some(i) = t.find(TEST_TIMEOUT)
@@ -448,6 +471,8 @@ pub struct Parser {
     /// Inside torchrun's `ChildFailedError` summary, before its `Root Cause` entry: the
     /// workers listed there under `Failures:` failed after the root cause.
     other_failures: bool,
+    /// Inside the `Root Cause` entry, until its signal: the rank it names, once read.
+    root_cause: Option<Option<u32>>,
 }
 
 impl Parser {
@@ -495,12 +520,33 @@ impl Parser {
         }
         if t.starts_with(ROOT_CAUSE) {
             self.other_failures = false;
+            self.root_cause = Some(None);
+            return;
+        }
+        if let Some(rank) = t.strip_prefix("rank").filter(|_| self.root_cause.is_some()) {
+            // `rank      : 0 (local_rank: 0)`: the global rank of the first failure.
+            if let Some(r) = rank.trim_start().strip_prefix(':') {
+                let r = r.trim_start();
+                let digits = r.len() - r.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+                self.root_cause = Some(r[..digits].parse().ok());
+            }
             return;
         }
         let detected = detect(t);
         if let Some((class, kind, weak)) = detected {
             let later = self.other_failures && kind == "signal";
-            self.push(line, class, kind, weak || later, w);
+            match self.root_cause.take().filter(|_| kind == "signal" && !weak) {
+                // The root cause a crash ended: its rank's own, ahead of the other ranks'
+                // errors (see `primary_failure`).
+                Some(rank) if CRASH_SIGNALS.iter().any(|s| t.contains(s)) => {
+                    let at = self.failures.len();
+                    self.push(line, class, "root_cause_crash", false, w);
+                    if let Some(f) = self.failures.get_mut(at) {
+                        f.rank = rank.or(f.rank);
+                    }
+                }
+                _ => self.push(line, class, kind, weak || later, w),
+            }
         }
         let group = detected.is_none() && t.starts_with(GROUP_TRACEBACK);
         let starts = group || t.starts_with(TRACEBACK);
@@ -635,13 +681,24 @@ pub fn primary_failure(failures: &[Failure]) -> Option<PrimaryFailure> {
             // T ***`) follows srun's own kill when a task crashed or exited non-zero: that
             // task, reported before it, is the cause.
             let plain_cancel = slurm_end.is_some_and(|f| f.kind == "slurm_cancelled");
+            // torchrun's root cause, a rank that crashed: the other ranks' errors (a peer
+            // that went away, a collective that failed) are its consequences, whenever they
+            // were printed; that rank's own earlier error, if any, its cause.
+            let crash = strong
+                .iter()
+                .copied()
+                .find(|f| f.kind == "root_cause_crash");
+            let same_rank =
+                |f: &Failure| crash.is_none_or(|c| f.rank.is_none() || f.rank == c.rank);
             let early = strong.iter().copied().find(|f| {
                 f.line < end_line
-                    // Every time-out but Slurm's own (the watchdog's, the heartbeat
-                    // monitor's, nccl-tests'): a hang that the kill then ended.
-                    && (matches!(f.class, Nccl | PythonError)
-                        || (f.class == Timeout && f.kind != "slurm_time_limit")
-                        || (plain_cancel && f.class == Unknown))
+                    && (Some(*f) == crash
+                        || same_rank(f)
+                            // Every time-out but Slurm's own (the watchdog's, the heartbeat
+                            // monitor's, nccl-tests'): a hang that the kill then ended.
+                            && (matches!(f.class, Nccl | PythonError)
+                                || (f.class == Timeout && f.kind != "slurm_time_limit")
+                                || (plain_cancel && f.class == Unknown)))
             });
             early.or(slurm_end)
         })
@@ -841,74 +898,68 @@ mod tests {
         }
     }
 
-    /// torchrun's `ChildFailedError` summary, as PyTorch's elastic agent formats it
-    /// (`ProcessFailure`: `Signal N (NAME) received by PID P` for a worker a signal ended; no
-    /// real log of it here): the agent's own exception is evidence only, the worker's
-    /// crash the cause. A worker listed under `Failures:` failed after the root cause (here
-    /// of the same signal): evidence only, as a SIGTERM is wherever it appears.
+    /// Real launch failures and hangs under torchrun (`tests/device/launch-failures.sh`, torch
+    /// 2.11 on an H100): each job's cause and its evidence line.
     #[test]
-    fn a_workers_signal_outranks_torchruns_child_failed_error() {
-        let text = "Traceback (most recent call last):
-  File \"/usr/bin/torchrun\", line 8, in <module>
-    sys.exit(main())
-torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
-============================================================
-train.py FAILED
-------------------------------------------------------------
-Failures:
-[1]:
-  rank      : 1 (local_rank: 1)
-  exitcode  : -11 (pid: 2001)
-  traceback : Signal 11 (SIGSEGV) received by PID 2001
-------------------------------------------------------------
-Root Cause (first observed failure):
-[0]:
-  rank      : 0 (local_rank: 0)
-  exitcode  : -11 (pid: 2000)
-  traceback : Signal 11 (SIGSEGV) received by PID 2000
-============================================================
-";
-        let p = super::super::parse_str("t.log", text);
-        let kinds: Vec<(u64, &str, bool)> = p
-            .failures
-            .iter()
-            .map(|f| (f.line, f.kind, f.weak))
-            .collect();
+    fn real_launch_failures_and_hangs() {
+        use FailureClass::*;
+        let read = |name: &str| {
+            let text = super::super::testdata::fixture(&format!("device-h100-2026-12-07/{name}"));
+            let p = super::super::parse_str(name, &text);
+            let primary = primary_failure(&p.failures).expect(name);
+            (p.failures, primary)
+        };
+        // Rank 0 crashed (SIGSEGV); rank 1's `Connection reset by peer`, printed first, is its
+        // consequence, as torchrun's `Root Cause` entry says.
+        let (f, p) = read("segv.log");
         assert_eq!(
-            kinds,
-            [
-                (4, "child_failed", true),
-                (12, "signal", true),
-                (18, "signal", false)
-            ]
+            (p.class, p.evidence.kind, p.evidence.line),
+            (Unknown, "root_cause_crash", 53)
         );
-        let primary = primary_failure(&p.failures).expect("primary");
+        assert_eq!(p.evidence.rank, Some(0));
+        assert!(
+            f.iter()
+                .any(|x| x.line == 14 && x.class == PythonError && x.rank == Some(1))
+        );
+        assert!(
+            f.iter()
+                .any(|x| x.line == 44 && x.kind == "signal" && x.weak)
+        );
+        // The watchdog's time-out, then PyTorch 2.11's heartbeat monitor (`watchdog got stuck`)
+        // and the abort (SIGABRT, a consequence): the time-out.
+        let (f, p) = read("heartbeat-gil.log");
         assert_eq!(
-            (primary.class, primary.evidence.line),
-            (FailureClass::Unknown, 18)
+            (p.class, p.evidence.kind, p.evidence.line),
+            (Timeout, "watchdog_timeout", 1)
         );
-    }
-
-    /// What tqdm drew before PyTorch's C++ logger wrote to the same line is not evidence.
-    #[test]
-    fn evidence_starts_at_pytorchs_log_prefix() {
-        for (text, evidence) in [
-            (
-                "Epoch 0:   6%|▌ | 96/1500 [E ProcessGroupNCCL.cpp:458] [Rank 0] Watchdog caught",
-                "[E ProcessGroupNCCL.cpp:458] [Rank 0] Watchdog caught",
-            ),
-            (
-                "step 3 [E1218 20:27:21.426415540 ProcessGroupNCCL.cpp:629] [Rank 0] Watchdog",
-                "[E1218 20:27:21.426415540 ProcessGroupNCCL.cpp:629] [Rank 0] Watchdog",
-            ),
-            (
-                "[E ProcessGroupNCCL.cpp:458] [Rank 0] Watchdog caught",
-                "[E ProcessGroupNCCL.cpp:458] [Rank 0] Watchdog caught",
-            ),
-            ("RuntimeError: x [E] y", "RuntimeError: x [E] y"),
-        ] {
-            assert_eq!(evidence_text(text), evidence);
-        }
+        assert!(
+            f.iter()
+                .any(|x| x.line == 3 && x.kind == "heartbeat_timeout")
+        );
+        let (_, p) = read("heartbeat-pin.log");
+        assert_eq!((p.class, p.evidence.line), (Timeout, 1));
+        // Two ranks on one GPU: NCCL's `Duplicate GPU detected` WARN (weak), then PyTorch's
+        // `DistBackendError` (`invalid usage`).
+        let (f, p) = read("dup-gpu.log");
+        assert_eq!((p.class, p.evidence.line), (Nccl, 19));
+        assert!(
+            p.evidence
+                .message
+                .starts_with("torch.distributed.DistBackendError: NCCL error")
+        );
+        assert!(
+            f.iter()
+                .any(|x| x.line == 7 && x.kind == "nccl_warn" && x.weak)
+        );
+        // A rendezvous that never completed is a time-out, not a plain Python error.
+        let (_, p) = read("store-timeout.log");
+        assert_eq!(
+            (p.class, p.evidence.kind, p.evidence.line),
+            (Timeout, "rendezvous_timeout", 19)
+        );
+        // The Trainer's run has no failure.
+        let text = super::super::testdata::fixture("device-h100-2026-12-07/hf-trainer.log");
+        assert!(super::super::parse_str("t", &text).failures.is_empty());
     }
 
     /// Xids by the driver's wording (`NVRM: Xid (PCI:...): N, ...`): those NVIDIA's catalog

@@ -149,6 +149,8 @@ const FAIL_OTHER_STEMS: &[&str] = &[
     failures::SIGNAL_RECEIVED,
     failures::SEGFAULT,
     failures::FATAL_PYTHON,
+    failures::LOCAL_RANK,
+    failures::WATCHDOG_STUCK,
 ];
 /// nccl-tests' command lines (`nccl_tests::PERF`): never behind an NCCL header either.
 const NCCL_TESTS_OTHER_STEMS: &[&str] = &[nccl_tests::PERF];

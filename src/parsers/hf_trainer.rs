@@ -254,6 +254,41 @@ mod tests {
         assert!(h.records.is_empty());
     }
 
+    /// A real Trainer run (transformers 5.17, `device-h100-2026-12-07/hf-trainer.log`): each
+    /// dict is drawn after tqdm's `\r` progress bars, its values quoted strings; every dict
+    /// and the `log_metrics` block are read, the training summary is the `train()` dict.
+    #[test]
+    fn real_trainer_run() {
+        let text = super::super::testdata::fixture("device-h100-2026-12-07/hf-trainer.log");
+        let p = super::super::parse_str("hf-trainer.log", &text);
+        let h = &p.hf;
+        let losses: Vec<f64> = h
+            .of_kind(HfKind::Log)
+            .filter_map(|r| r.get("loss"))
+            .collect();
+        assert_eq!(losses, [10.86, 10.86, 10.86, 10.85]);
+        let lr: Vec<f64> = h
+            .of_kind(HfKind::Log)
+            .filter_map(|r| r.get("learning_rate"))
+            .collect();
+        assert_eq!(lr, [3.875e-05, 2.625e-05, 1.375e-05, 1.25e-06]);
+        let eval: Vec<f64> = h
+            .of_kind(HfKind::Eval)
+            .filter_map(|r| r.get("eval_samples_per_second"))
+            .collect();
+        assert_eq!(eval, [139.5]);
+        assert_eq!(
+            h.train_summary()
+                .and_then(|r| r.get("train_samples_per_second")),
+            Some(118.2)
+        );
+        let block: Vec<&HfRecord> = h.of_kind(HfKind::MetricsBlock).collect();
+        assert_eq!(block.len(), 1);
+        assert_eq!(block[0].get("train_samples_per_second"), Some(118.213));
+        assert_eq!(block[0].get("train_runtime"), Some(2.70));
+        assert_eq!(block[0].get("train_loss"), Some(10.8552));
+    }
+
     /// A script that turns the Trainer's logging off still prints `log_metrics`'s block: its
     /// `train_samples_per_second` is the training summary when no `train()` dict is printed.
     #[test]

@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
-# NOT YET RUN: written 2026-12-04 when no device machine was lent (the torchrun SIGSEGV case added
-# 2026-12-07, when none could be started either); a later session runs it
-# and keeps what it gives (with a PROVENANCE.md) under tests/fixtures/.
-# Real hang and launch failures, and an HF Trainer run, on the borrowed one-GPU H200 (the
+# Run on 2026-12-07 on a borrowed one-GPU H100 (`device` tool; written 2026-12-04, when none was
+# lent): what it gave is tests/fixtures/device-h100-2026-12-07/ (PROVENANCE.md there).
+# Real hang and launch failures, and an HF Trainer run, on a borrowed one-GPU machine (the
 # `device` tool), from the repository root; each case's stdout and stderr go to one file in $OUT, as a batch script's
 # `--output` would hold them. Nothing but the image's torch and transformers is needed, and
-# accelerate for the Trainer: carry .whl/hf (`pip download --no-deps -d .whl/hf accelerate
+# accelerate for the Trainer (in the image; else carry .whl/hf: `pip download --no-deps -d .whl/hf accelerate
 # psutil --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64`).
 set -uo pipefail
 export PYTHONUNBUFFERED=1
-H=tests/device/pending
+H=tests/device/launch-failures
 tr() { local t=$1 n=$2; shift 2; timeout "$t" torchrun --standalone --nproc-per-node "$n" "$@"; }
 { date -u; nvidia-smi -L; python3 -c 'import torch; print("torch", torch.__version__, "nccl", torch.cuda.nccl.version())'; } > "$OUT/versions.txt" 2>&1
 NCCL_DEBUG=WARN tr 60 2 $H/dup_gpu.py > "$OUT/dup-gpu.log" 2>&1; echo "dup-gpu rc=$?" >> "$OUT/rc.txt"

@@ -1887,7 +1887,7 @@ impl Tables {
                 // magnitude, and the fixed four decimals of the other columns would round
                 // small errors to zero.
                 num.clear();
-                num.push_str(&format!("{e:e}"));
+                let _ = std::fmt::Write::write_fmt(&mut num, format_args!("{e:e}"));
                 out.extend_from_slice(num.as_bytes());
             }
             out.push(b',');

@@ -235,9 +235,9 @@ fn config_line(t: &str) -> Option<(&str, &str)> {
     const TAG: &str = "[config.py:";
     for (at, _) in t.match_indices(TAG) {
         let rest = &t[at + TAG.len()..];
-        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-        let Some(rest) = (digits > 0)
-            .then(|| rest[digits..].strip_prefix(":print]"))
+        let (digits, rest) = super::leading_digits(rest);
+        let Some(rest) = (!digits.is_empty())
+            .then(|| rest.strip_prefix(":print]"))
             .flatten()
         else {
             continue;

@@ -372,8 +372,8 @@ fn detect(t: &str) -> Option<(FailureClass, &'static str, bool)> {
         return Some((Timeout, "heartbeat_timeout", false));
     }
     if let Some(i) = t.find(TEST_TIMEOUT)
-        && t[i + TEST_TIMEOUT.len()..]
-            .trim_start_matches(|c: char| c.is_ascii_digit())
+        && super::leading_digits(&t[i + TEST_TIMEOUT.len()..])
+            .1
             .starts_with("s)")
     {
         return Some((Timeout, "nccl_tests_timeout", false));
@@ -435,11 +435,10 @@ fn evidence_text(text: &str) -> &str {
 /// The number of an Xid line from `NVRM: Xid` on: `NVRM: Xid (PCI:0000:3b:00): 79, pid=...`
 /// (older drivers: `NVRM: Xid (0000:3b:00): 79, ...`).
 fn xid_number(t: &str) -> Option<u32> {
-    let after = &t[t.find("): ")? + 3..];
-    let digits = after
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(after.len());
-    after[..digits].parse().ok()
+    super::leading_digits(&t[t.find("): ")? + 3..])
+        .0
+        .parse()
+        .ok()
 }
 
 #[derive(Debug)]
@@ -492,7 +491,7 @@ impl Parser {
         kind: &'static str,
         weak: bool,
         w: &mut Warnings,
-    ) {
+    ) -> Option<&mut Failure> {
         let f = Failure {
             line: line.no,
             class,
@@ -504,13 +503,16 @@ impl Parser {
         };
         if self.failures.len() < MAX_FAILURES {
             self.failures.push(f);
-        } else if !self.capped {
+            return self.failures.last_mut();
+        }
+        if !self.capped {
             self.capped = true;
             w.push(
                 line.no,
                 format!("more than {MAX_FAILURES} failure lines; the rest are not kept"),
             );
         }
+        None
     }
 
     pub fn feed(&mut self, line: &Line<'_>, w: &mut Warnings) {
@@ -526,9 +528,7 @@ impl Parser {
         if let Some(rank) = t.strip_prefix("rank").filter(|_| self.root_cause.is_some()) {
             // `rank      : 0 (local_rank: 0)`: the global rank of the first failure.
             if let Some(r) = rank.trim_start().strip_prefix(':') {
-                let r = r.trim_start();
-                let digits = r.len() - r.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-                self.root_cause = Some(r[..digits].parse().ok());
+                self.root_cause = Some(super::leading_digits(r.trim_start()).0.parse().ok());
             }
             return;
         }
@@ -539,13 +539,13 @@ impl Parser {
                 // The root cause a crash ended: its rank's own, ahead of the other ranks'
                 // errors (see `primary_failure`).
                 Some(rank) if CRASH_SIGNALS.iter().any(|s| t.contains(s)) => {
-                    let at = self.failures.len();
-                    self.push(line, class, "root_cause_crash", false, w);
-                    if let Some(f) = self.failures.get_mut(at) {
+                    if let Some(f) = self.push(line, class, "root_cause_crash", false, w) {
                         f.rank = rank.or(f.rank);
                     }
                 }
-                _ => self.push(line, class, kind, weak || later, w),
+                _ => {
+                    self.push(line, class, kind, weak || later, w);
+                }
             }
         }
         let group = detected.is_none() && t.starts_with(GROUP_TRACEBACK);

@@ -954,6 +954,11 @@ pub fn uint(s: &str) -> Option<u64> {
 }
 
 /// Parses a signed integer.
+/// `s` split after its leading ASCII digits: (`"123"`, `"s) common.cu"`) of `"123s) common.cu"`.
+pub(crate) fn leading_digits(s: &str) -> (&str, &str) {
+    s.split_at(s.len() - s.trim_start_matches(|c: char| c.is_ascii_digit()).len())
+}
+
 pub fn int(s: &str) -> Option<i64> {
     s.trim().parse().ok()
 }

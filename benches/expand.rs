@@ -48,7 +48,7 @@ fn bench(c: &mut Criterion) {
         Profile::parse(Path::new("fukushima-h200.toml"), PROFILE).expect("profile parses");
     let plan = expand(&sweep, &profile).expect("expands");
     assert_eq!(plan.points.len(), 10_000);
-    let templates = campaign::default_templates(&sweep, None);
+    let templates = campaign::default_templates(&sweep, None).expect("templates");
     let renderer = Renderer::new(&templates);
 
     let mut g = c.benchmark_group("expand-10k");

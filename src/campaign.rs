@@ -84,25 +84,132 @@ pub fn job_dir_rel(id: &str) -> String {
 }
 
 /// Ids of jobs the campaign state says were submitted (their files must not change under them).
-pub fn submitted_ids(dir: &Path) -> HashSet<String> {
-    let Ok(text) = std::fs::read_to_string(dir.join("state.json")) else {
-        return HashSet::new();
+/// A state that cannot be read is an error: taking it for "nothing submitted" would let a
+/// re-expand rewrite the scripts of running jobs.
+pub fn submitted_ids(dir: &Path) -> Result<HashSet<String>> {
+    let st = crate::state::State::load(dir)?;
+    Ok(st
+        .jobs
+        .into_iter()
+        .filter(|(_, s)| s.slurm_id.is_some() || s.pending_submit.is_some())
+        .map(|(k, _)| k)
+        .collect())
+}
+
+/// What `expand` may write into `out`: nothing but a new or empty directory, or this campaign's
+/// own directory, unless `force` (then the list says what it replaces). Checked before anything
+/// is written.
+pub fn check_out_dir(
+    sweep: &LoadedSweep,
+    plan: &Plan,
+    out: &Path,
+    force: bool,
+) -> Result<Vec<String>> {
+    let mut replaced = Vec::new();
+    match std::fs::symlink_metadata(out) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(replaced),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", out.display())),
+    }
+    if !out.is_dir() {
+        bail!("{} exists and is not a directory", out.display());
+    }
+    let empty = std::fs::read_dir(out)
+        .with_context(|| format!("reading {}", out.display()))?
+        .next()
+        .is_none();
+    if empty {
+        return Ok(replaced);
+    }
+    let ours: Vec<&str> = [
+        MANIFEST,
+        "jobs.csv",
+        "sweep.toml",
+        "profile.toml",
+        "payloads",
+        "jobs",
+    ]
+    .into_iter()
+    .filter(|n| out.join(n).exists())
+    .collect();
+    if !out.join(MANIFEST).exists() {
+        if !force {
+            bail!(
+                "{} is not empty and is not a sweep campaign (no {MANIFEST}): nothing was written. Choose another --out, or pass --force to write the campaign into it{}",
+                out.display(),
+                if ours.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (replacing its {})", ours.join(", "))
+                }
+            );
+        }
+        for n in ours {
+            replaced.push(format!("{} is replaced", out.join(n).display()));
+        }
+        return Ok(replaced);
+    }
+    let other = match Manifest::load(out) {
+        Ok(m) if m.campaign == sweep.spec.name => None,
+        Ok(m) => Some(format!("campaign `{}`", m.campaign)),
+        Err(e) => Some(format!(
+            "a campaign whose {MANIFEST} cannot be read ({e:#})"
+        )),
     };
-    let Ok(v) = serde_json::from_str::<Json>(&text) else {
-        return HashSet::new();
+    let submitted = submitted_ids(out)?;
+    let ids: HashSet<&str> = plan.points.iter().map(|p| p.id.as_str()).collect();
+    let mut dropped: Vec<&String> = submitted
+        .iter()
+        .filter(|id| !ids.contains(id.as_str()))
+        .collect();
+    dropped.sort();
+    let list = |v: &[&String]| {
+        let mut s = v
+            .iter()
+            .take(5)
+            .map(|x| x.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if v.len() > 5 {
+            s.push_str(", ...");
+        }
+        s
     };
-    v.get("jobs")
-        .and_then(|j| j.as_object())
-        .map(|jobs| {
-            jobs.iter()
-                .filter(|(_, s)| {
-                    s.get("slurm_id").is_some_and(|x| !x.is_null())
-                        || s.get("pending_submit").is_some_and(|x| !x.is_null())
-                })
-                .map(|(k, _)| k.clone())
-                .collect()
-        })
-        .unwrap_or_default()
+    if let Some(other) = &other {
+        if !force {
+            bail!(
+                "{} holds {other}, not `{}`{}: nothing was written. Expand into another directory, or pass --force to replace its campaign.json, sweep.toml and profile.toml",
+                out.display(),
+                sweep.spec.name,
+                if submitted.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} of its jobs were submitted)", submitted.len())
+                }
+            );
+        }
+        replaced.push(format!(
+            "{} holds {other}: its campaign.json, jobs.csv, sweep.toml and profile.toml are replaced by `{}`'s",
+            out.display(),
+            sweep.spec.name
+        ));
+    }
+    if !dropped.is_empty() {
+        if !force {
+            bail!(
+                "{} job(s) of {} were submitted and are no longer in the sweep file: {}. Their records would be dropped from the campaign; nothing was written. Expand into another directory, or pass --force",
+                dropped.len(),
+                out.display(),
+                list(&dropped)
+            );
+        }
+        replaced.push(format!(
+            "{} submitted job(s) are dropped from the campaign (their directories are left in place): {}",
+            dropped.len(),
+            list(&dropped)
+        ));
+    }
+    Ok(replaced)
 }
 
 /// The files of one job, rendered in memory.
@@ -268,7 +375,7 @@ pub fn write(
         .map(|p| render_job(sweep, profile, renderer, p))
         .collect::<Result<_>>()?;
 
-    let submitted = submitted_ids(out);
+    let submitted = submitted_ids(out)?;
     let mut blocked = Vec::new();
     for j in &rendered {
         if submitted.contains(&j.id) {
@@ -383,13 +490,31 @@ pub fn check_templates(
     Ok(())
 }
 
-pub fn default_templates(sweep: &LoadedSweep, cli: Option<PathBuf>) -> render::TemplateSource {
+/// The template directories in force: `--templates`, then the sweep file's `templates`. A
+/// directory that does not exist is an error, never a silent fall-back to the built-in set.
+pub fn default_templates(
+    sweep: &LoadedSweep,
+    cli: Option<PathBuf>,
+) -> Result<render::TemplateSource> {
     let mut dirs = Vec::new();
     if let Some(d) = cli {
+        if !d.is_dir() {
+            bail!("--templates {}: no such directory", d.display());
+        }
         dirs.push(d);
     }
     if let Some(d) = &sweep.spec.templates {
-        dirs.push(render::templates_dir_of(&sweep.path, d));
+        let dir = render::templates_dir_of(&sweep.path, d);
+        if !dir.is_dir() {
+            return Err(sweep
+                .source()
+                .error(
+                    &crate::path!["templates"],
+                    format!("templates directory {} does not exist", dir.display()),
+                )
+                .into());
+        }
+        dirs.push(dir);
     }
-    render::TemplateSource::new(dirs)
+    Ok(render::TemplateSource::new(dirs))
 }

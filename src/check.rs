@@ -202,10 +202,29 @@ fn gib(b: f64) -> String {
 pub fn check(sweep: &LoadedSweep, profile: &Profile, plan: &Plan) -> CheckReport {
     let mut findings = Vec::new();
     let mut points = Vec::new();
+    // 0 is how a profile says "not known" (an import of an unknown GPU): no figure is divided
+    // by it, and the check says what it could therefore not do.
+    for (key, v, what) in [
+        (
+            "gpu.peak_bf16_tflops",
+            profile.gpu.peak_bf16_tflops,
+            "implied MFU",
+        ),
+        ("gpu.hbm_gib", profile.gpu.hbm_gib, "memory estimates"),
+    ] {
+        if v <= 0.0 {
+            findings.push(Finding {
+                level: Level::Warning,
+                subject: format!("profile {}", profile.name),
+                message: format!("{key} is 0 (not known): no {what} without it"),
+            });
+        }
+    }
     for p in &plan.points {
         let mem = p
             .model
             .as_ref()
+            .filter(|_| profile.gpu.hbm_gib > 0.0)
             .and_then(|m| memory(m, p, profile.gpu.hbm_gib));
         if let (Some(b), Some(mb), Some(ga)) = (
             p.batch.global_batch,
@@ -336,6 +355,12 @@ fn check_target(
     let what = describe(t);
     match t.metric {
         TargetMetric::Throughput => {
+            if profile.gpu.peak_bf16_tflops <= 0.0 {
+                tc.verdict = format!(
+                    "{what}: the profile gives no GPU peak (gpu.peak_bf16_tflops = 0), so no MFU to check it against"
+                );
+                return tc;
+            }
             let Some(m) = t.model.as_deref().and_then(|m| sweep.model(m)) else {
                 tc.verdict = format!("{what}: names no model, so no FLOPs to check it against");
                 return tc;

@@ -147,6 +147,9 @@ pub struct CheckArgs {
     /// List every finding.
     #[arg(long)]
     pub all: bool,
+    /// Refuse a sweep that asks for more points than this (before building any).
+    #[arg(long, default_value_t = expand::DEFAULT_MAX_POINTS)]
+    pub max_points: u64,
 }
 
 #[derive(Args, Debug)]
@@ -252,6 +255,13 @@ pub struct ExpandArgs {
     /// Plan-check findings (see `sweep check`) at warning level or above stop the expand.
     #[arg(long)]
     pub strict: bool,
+    /// Refuse a sweep that asks for more points than this (before building any).
+    #[arg(long, default_value_t = expand::DEFAULT_MAX_POINTS)]
+    pub max_points: u64,
+    /// Write into an --out that is not this campaign's directory, or over a campaign whose
+    /// jobs have run: says what it replaces.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -335,9 +345,9 @@ pub fn load(
 
 fn expand_cmd(a: ExpandArgs, out: Output) -> Result<()> {
     let (sweep, profile, profile_text) = load(&a.sweep, a.profile.as_deref())?;
-    let templates = campaign::default_templates(&sweep, a.templates.clone());
+    let templates = campaign::default_templates(&sweep, a.templates.clone())?;
     campaign::check_templates(&sweep, &templates)?;
-    let plan = expand::expand(&sweep, &profile)?;
+    let plan = expand::expand_capped(&sweep, &profile, a.max_points)?;
     let renderer = Renderer::new(&templates);
     let summary = plan::summarize(&plan);
     let checked = crate::check::check(&sweep, &profile, &plan);
@@ -384,6 +394,12 @@ fn expand_cmd(a: ExpandArgs, out: Output) -> Result<()> {
     let dir = a
         .out
         .unwrap_or_else(|| PathBuf::from("runs").join(&sweep.spec.name));
+    let replaced = campaign::check_out_dir(&sweep, &plan, &dir, a.force)?;
+    if out != Output::Quiet {
+        for r in &replaced {
+            eprintln!("--force: {r}");
+        }
+    }
     let report = campaign::write(&sweep, &profile, &profile_text, &plan, &renderer, &dir)?;
     match out {
         Output::Json => println!(
@@ -425,7 +441,7 @@ fn expand_cmd(a: ExpandArgs, out: Output) -> Result<()> {
 fn templates_cmd(t: TemplatesCmd, out: Output) -> Result<()> {
     match t {
         TemplatesCmd::List { templates } => {
-            let src = TemplateSource::new(templates.into_iter().collect());
+            let src = TemplateSource::existing(templates.into_iter().collect())?;
             let list = src.list();
             match out {
                 Output::Json => {
@@ -444,7 +460,10 @@ fn templates_cmd(t: TemplatesCmd, out: Output) -> Result<()> {
             }
         }
         TemplatesCmd::Show { name, templates } => {
-            let src = TemplateSource::new(templates.into_iter().collect());
+            let src = TemplateSource::existing(templates.into_iter().collect())?;
+            if let Some(why) = render::template_name_error(&name) {
+                bail!("`{name}`: {why}");
+            }
             match src.lookup(&name) {
                 Some((text, _)) => print!("{text}"),
                 None => bail!("no template named `{name}` (see `sweep templates list`)"),
@@ -780,6 +799,8 @@ fn demo_cmd(a: DemoArgs, out: Output) -> Result<()> {
             profile: Some(profile_path),
             all: false,
             strict: false,
+            max_points: expand::DEFAULT_MAX_POINTS,
+            force: false,
         },
         Output::Quiet,
     );
@@ -831,7 +852,7 @@ fn demo_cmd(a: DemoArgs, out: Output) -> Result<()> {
 
 fn check_cmd(a: CheckArgs, out: Output) -> Result<()> {
     let (sweep, profile, _) = load(&a.sweep, a.profile.as_deref())?;
-    let plan = expand::expand(&sweep, &profile)?;
+    let plan = expand::expand_capped(&sweep, &profile, a.max_points)?;
     let r = crate::check::check(&sweep, &profile, &plan);
     match out {
         Output::Json => println!("{}", serde_json::to_string_pretty(&r)?),
@@ -949,7 +970,16 @@ fn profile_cmd(c: ProfileCmd, out: Output) -> Result<()> {
         nic_rate_gbps,
         lscpu: lscpu.as_deref().map(read).transpose()?,
     };
-    let text = crate::profile_import::import(&read(&topo)?, &opts)?;
+    if let Some(p) = &dest
+        && p.exists()
+    {
+        bail!(
+            "{} exists: sweep does not overwrite it; remove it or choose another --out",
+            p.display()
+        );
+    }
+    let text = crate::profile_import::import(&read(&topo)?, &opts)
+        .with_context(|| topo.display().to_string())?;
     // What is written must load as a profile.
     Profile::parse(dest.as_deref().unwrap_or(Path::new("imported.toml")), &text)?;
     match dest {

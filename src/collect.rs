@@ -819,7 +819,17 @@ fn is_log_candidate(name: &str) -> bool {
 /// Collects a campaign directory (one run per job).
 pub fn collect_campaign(dir: &Path, opts: &Options) -> Result<Report> {
     let m = Manifest::load(dir)?;
-    let state = crate::state::State::load(dir).unwrap_or_default();
+    // The logs are still worth reading when the state is not; but no job may then pass for
+    // `unsubmitted` without a word.
+    let (state, state_warning) = match crate::state::State::load(dir) {
+        Ok(s) => (s, None),
+        Err(e) => (
+            crate::state::State::default(),
+            Some(format!(
+                "{e:#}; job states below come from the job markers only (`unknown` where there is none)"
+            )),
+        ),
+    };
     let mut runs = Vec::new();
     let mut sources = Vec::new();
     for job in &m.jobs {
@@ -838,7 +848,13 @@ pub fn collect_campaign(dir: &Path, opts: &Options) -> Result<Report> {
             params.insert("__model".into(), m.clone());
         }
         let js = state.jobs.get(&job.id).cloned().unwrap_or_default();
-        let mut status = js.state.clone().unwrap_or_else(|| "unsubmitted".into());
+        let mut status = js.state.clone().unwrap_or_else(|| {
+            if state_warning.is_some() {
+                "unknown".into()
+            } else {
+                "unsubmitted".into()
+            }
+        });
         if let Some(sid) = &js.slurm_id
             && let Some(f) = crate::status::read_finished(&jd).filter(|f| &f.slurm_job_id == sid)
         {
@@ -894,7 +910,14 @@ pub fn collect_campaign(dir: &Path, opts: &Options) -> Result<Report> {
         patterns,
         render_json: opts.render_json,
     };
-    finish(runs, sources, &opts, profile.as_ref())
+    let mut report = finish(runs, sources, &opts, profile.as_ref())?;
+    if let Some(w) = state_warning {
+        report.warnings.insert(0, w);
+        if report.json.is_some() {
+            report.json = serde_json::to_vec_pretty(&report).ok();
+        }
+    }
+    Ok(report)
 }
 
 /// Collects an arbitrary directory tree of logs (one run per file).
@@ -1651,7 +1674,7 @@ fn aggregate(
         .or(median(&meg_tflops))
         .or(prof_tflops);
     let mfu = tflops
-        .zip(profile.map(|p| p.gpu.peak_bf16_tflops))
+        .zip(profile.map(|p| p.gpu.peak_bf16_tflops).filter(|&p| p > 0.0))
         .map(|(t, p)| 100.0 * t / p);
     let mut fig: IndexMap<String, Option<f64>> = IndexMap::new();
     fig.insert("samples_per_s".into(), samples);

@@ -126,7 +126,37 @@ pub fn json_eq(a: &Json, b: &Json) -> bool {
 pub fn expr_env() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // An expression is evaluated once per point: a small budget each, so one that loops away
+    // stops with an error instead of holding the login node.
+    env.set_fuel(Some(EXPR_FUEL));
     env
+}
+
+const EXPR_FUEL: u64 = 100_000;
+
+/// Points `expand` builds before it refuses, unless told otherwise (`--max-points`): a matrix
+/// that multiplies out to millions of jobs is a mistake, and building it would exhaust memory.
+pub const DEFAULT_MAX_POINTS: u64 = 100_000;
+
+/// The number of points each stage asks for (axes x repeats, before exclusions), counted from
+/// the sweep file alone; saturates rather than wraps.
+pub fn point_counts(sweep: &LoadedSweep) -> Vec<(String, u64)> {
+    sweep
+        .spec
+        .stages
+        .iter()
+        .map(|st| {
+            let len = |v: &toml::Value| v.as_array().map_or(1, |a| a.len() as u64);
+            let mut n = u64::from(st.repeats.max(1));
+            for v in st.matrix.values() {
+                n = n.saturating_mul(len(v));
+            }
+            for z in st.zip.values() {
+                n = n.saturating_mul(z.values().next().map_or(1, len));
+            }
+            (st.name.clone(), n)
+        })
+        .collect()
 }
 
 struct Axis {
@@ -149,7 +179,45 @@ struct StageCtx<'a> {
 }
 
 pub fn expand(sweep: &LoadedSweep, profile: &Profile) -> Result<Plan, InputError> {
+    expand_capped(sweep, profile, DEFAULT_MAX_POINTS)
+}
+
+/// `expand`, refusing at once (before any point is built) when the matrix asks for more than
+/// `max_points` points.
+pub fn expand_capped(
+    sweep: &LoadedSweep,
+    profile: &Profile,
+    max_points: u64,
+) -> Result<Plan, InputError> {
     let src = sweep.source();
+    let counts = point_counts(sweep);
+    let total = counts.iter().fold(0u64, |a, (_, n)| a.saturating_add(*n));
+    if total > max_points {
+        let si = counts
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, (_, n))| *n)
+            .map_or(0, |(i, _)| i);
+        let count = |n: u64| {
+            if n == u64::MAX {
+                format!("more than {}", u64::MAX)
+            } else {
+                n.to_string()
+            }
+        };
+        let per: Vec<String> = counts
+            .iter()
+            .map(|(name, n)| format!("{name}: {}", count(*n)))
+            .collect();
+        return Err(src.error(
+            &path!["stage", si, "name"],
+            format!(
+                "the sweep asks for {} points ({}), above the limit of {max_points}; nothing was built. Shrink the matrix, or raise the limit with --max-points",
+                count(total),
+                per.join(", ")
+            ),
+        ));
+    }
     let env = expr_env();
     let mut points = Vec::new();
     let mut excluded = Vec::new();
@@ -476,8 +544,13 @@ fn check_value(
     Ok(())
 }
 
+/// The sweep file's integers were range-checked where they were read: one that does not fit
+/// here is not taken at all rather than wrapped.
 fn get_u32(params: &IndexMap<String, Json>, k: &str) -> Option<u32> {
-    params.get(k).and_then(|v| v.as_u64()).map(|v| v as u32)
+    params
+        .get(k)
+        .and_then(|v| v.as_u64())
+        .and_then(|v| u32::try_from(v).ok())
 }
 
 /// Builds one point; `Ok(Err(reason))` means the point is excluded.
@@ -506,18 +579,28 @@ fn build_point(
     let gpn = get_u32(&params, "gpus_per_node").unwrap_or(profile.gpu.per_node);
     let tp = get_u32(&params, "tensor_parallel").unwrap_or(1);
     let pp = get_u32(&params, "pipeline_parallel").unwrap_or(1);
-    let gpus = nodes * gpn;
     let what = |msg: String| format!("stage `{}` point ({}): {msg}", stage.name, describe(axes));
-    if !gpus.is_multiple_of(tp * pp) {
+    let overflow = |msg: String| src.error(&path!["stage", si, "name"], what(msg));
+    let gpus = nodes.checked_mul(gpn).ok_or_else(|| {
+        overflow(format!(
+            "{nodes} nodes x {gpn} GPUs per node is out of range"
+        ))
+    })?;
+    let model_parallel = tp.checked_mul(pp).filter(|&m| m > 0).ok_or_else(|| {
+        overflow(format!(
+            "tensor_parallel {tp} x pipeline_parallel {pp} is out of range"
+        ))
+    })?;
+    if !gpus.is_multiple_of(model_parallel) {
         return Err(src.error(
             &path!["stage", si, "name"],
             what(format!(
                 "{gpus} GPUs are not divisible by tensor_parallel x pipeline_parallel = {}",
-                tp * pp
+                model_parallel
             )),
         ));
     }
-    let dp = gpus / (tp * pp);
+    let dp = gpus / model_parallel;
     let seq_len = get_u32(&params, "seq_len").or(model.as_ref().map(|m| m.seq_len));
     let micro = get_u32(&params, "micro_batch");
     let mut accum = get_u32(&params, "grad_accum");
@@ -525,7 +608,11 @@ fn build_point(
     match stage.scaling {
         Scaling::Strong => {
             let (g, m) = (global.unwrap_or(0), micro.unwrap_or(1) as u64);
-            let per_step = m * dp as u64;
+            let per_step = m.checked_mul(u64::from(dp)).ok_or_else(|| {
+                overflow(format!(
+                    "micro_batch {m} x {dp} data-parallel ranks is out of range"
+                ))
+            })?;
             if g % per_step != 0 || g < per_step {
                 let msg = format!(
                     "global_batch {g} is not a whole multiple of micro_batch {m} x {dp} data-parallel ranks (= {per_step})"
@@ -540,11 +627,24 @@ fn build_point(
                     Inexact::Exclude => Ok(Err(msg)),
                 };
             }
-            accum = Some((g / per_step) as u32);
+            accum = Some(u32::try_from(g / per_step).map_err(|_| {
+                overflow(format!(
+                    "global_batch {g} / (micro_batch {m} x {dp} ranks) = {} accumulation steps is out of range",
+                    g / per_step
+                ))
+            })?);
         }
         Scaling::Weak | Scaling::None => {
             if let (Some(m), Some(a)) = (micro, accum) {
-                let g = m as u64 * a as u64 * dp as u64;
+                let g = u64::from(m)
+                    .checked_mul(u64::from(a))
+                    .and_then(|x| x.checked_mul(u64::from(dp)))
+                    .filter(|&x| x <= i64::MAX as u64)
+                    .ok_or_else(|| {
+                        overflow(format!(
+                            "the global batch micro_batch {m} x grad_accum {a} x {dp} data-parallel ranks is out of range"
+                        ))
+                    })?;
                 if let Some(given) = global
                     && given != g
                 {
@@ -560,7 +660,15 @@ fn build_point(
         }
     }
     let tokens = match (global, seq_len) {
-        (Some(g), Some(s)) => Some(g * s as u64),
+        (Some(g), Some(s)) => Some(
+            g.checked_mul(u64::from(s))
+                .filter(|&x| x <= i64::MAX as u64)
+                .ok_or_else(|| {
+                    overflow(format!(
+                        "tokens per step, global_batch {g} x seq_len {s}, is out of range"
+                    ))
+                })?,
+        ),
         _ => None,
     };
     let batch = Batch {
@@ -614,6 +722,20 @@ fn build_point(
                     )
                 })?;
             let j = serde_json::to_value(&v).unwrap_or(Json::Null);
+            if let Some(m) = crate::spec::typed_param_error(k, &j) {
+                return Err(src.error(
+                    &path!["stage", si, "derive", k.as_str()],
+                    what(format!("derived value: {m}")),
+                ));
+            }
+            if let Json::String(text) = &j
+                && let Some(m) = crate::values::control_error(text)
+            {
+                return Err(src.error(
+                    &path!["stage", si, "derive", k.as_str()],
+                    what(format!("derived value: {m}")),
+                ));
+            }
             ctxv.insert(k.clone(), j.clone());
             params.insert(k.clone(), j);
         }
@@ -693,26 +815,47 @@ fn build_point(
 /// rounding seconds up as Slurm does.
 pub fn parse_time_limit(s: &str) -> Result<u64, String> {
     let bad = || format!("`{s}` is not a Slurm time limit (MM, HH:MM:SS or D-HH:MM:SS)");
-    let num = |x: &str| x.trim().parse::<u64>().map_err(|_| bad());
+    let too_long =
+        || format!("time limit `{s}` is longer than Slurm can hold ({MAX_TIME_LIMIT_MIN} minutes)");
+    // Digits only: sbatch reads the same text, so `+5` or ` 5` would mean something else there.
+    let num = |x: &str| {
+        if x.is_empty() || !x.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        x.parse::<u64>().map_err(|_| too_long())
+    };
     let (days, rest) = match s.split_once('-') {
         Some((d, r)) => (Some(num(d)?), r),
         None => (None, s),
     };
     let parts: Vec<&str> = rest.split(':').collect();
-    let secs = match (days, parts.as_slice()) {
-        (None, [m]) => num(m)? * 60,
-        (None, [m, sec]) => num(m)? * 60 + num(sec)?,
-        (None, [h, m, sec]) => num(h)? * 3600 + num(m)? * 60 + num(sec)?,
-        (Some(d), [h]) => d * 86400 + num(h)? * 3600,
-        (Some(d), [h, m]) => d * 86400 + num(h)? * 3600 + num(m)? * 60,
-        (Some(d), [h, m, sec]) => d * 86400 + num(h)? * 3600 + num(m)? * 60 + num(sec)?,
+    let terms: Vec<(u64, u64)> = match (days, parts.as_slice()) {
+        (None, [m]) => vec![(num(m)?, 60)],
+        (None, [m, sec]) => vec![(num(m)?, 60), (num(sec)?, 1)],
+        (None, [h, m, sec]) => vec![(num(h)?, 3600), (num(m)?, 60), (num(sec)?, 1)],
+        (Some(d), [h]) => vec![(d, 86400), (num(h)?, 3600)],
+        (Some(d), [h, m]) => vec![(d, 86400), (num(h)?, 3600), (num(m)?, 60)],
+        (Some(d), [h, m, sec]) => vec![(d, 86400), (num(h)?, 3600), (num(m)?, 60), (num(sec)?, 1)],
         _ => return Err(bad()),
     };
+    let secs = terms
+        .iter()
+        .try_fold(0u64, |acc, &(n, unit)| {
+            acc.checked_add(n.checked_mul(unit)?)
+        })
+        .ok_or_else(too_long)?;
     if secs == 0 {
         return Err(format!("time limit `{s}` is zero"));
     }
-    Ok(secs.div_ceil(60))
+    let min = secs.div_ceil(60);
+    if min > MAX_TIME_LIMIT_MIN {
+        return Err(too_long());
+    }
+    Ok(min)
 }
+
+/// Slurm keeps a time limit as 32-bit minutes, the largest value meaning "infinite".
+pub const MAX_TIME_LIMIT_MIN: u64 = u32::MAX as u64 - 1;
 
 /// FNV-1a: a hash whose value never changes between builds or platforms, so job ids are stable.
 pub fn fnv1a(bytes: &[u8]) -> u64 {

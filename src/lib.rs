@@ -26,3 +26,4 @@ pub mod spec;
 pub mod state;
 pub mod status;
 pub mod submit;
+pub mod values;

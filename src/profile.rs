@@ -152,7 +152,144 @@ impl Profile {
         Ok(p)
     }
 
+    /// Every string of a profile ends up in job scripts or sbatch lines: each is checked as what
+    /// it is (a name, a NIC, a hostlist), every figure as a positive number.
+    fn validate_values(&self, src: &Source) -> Result<(), InputError> {
+        use crate::values::*;
+        let err = |p: &[crate::diag::Seg], m: String| Err(src.error(p, m));
+        if let Some(m) = name_error(&self.name) {
+            return err(&path!["name"], format!("profile name: {m}"));
+        }
+        let texts = [
+            (path!["description"].to_vec(), Some(&self.description)),
+            (path!["gpu", "model"].to_vec(), Some(&self.gpu.model)),
+            (path!["cpu", "model"].to_vec(), Some(&self.cpu.model)),
+            (
+                path!["paths", "python"].to_vec(),
+                self.paths.python.as_ref(),
+            ),
+            (
+                path!["paths", "nccl_tests"].to_vec(),
+                self.paths.nccl_tests.as_ref(),
+            ),
+        ];
+        for (p, v) in texts {
+            if let Some(m) = v.and_then(|v| control_error(v)) {
+                return err(&p, m);
+            }
+        }
+        for (i, line) in self.paths.setup.iter().enumerate() {
+            if let Some(c) = control_char(line).filter(|&c| c != '\t') {
+                return err(
+                    &path!["paths", "setup", i],
+                    format!("a setup command is one line; it holds the control character {c:?}"),
+                );
+            }
+        }
+        let names = [
+            ("partition", &self.slurm.partition),
+            ("account", &self.slurm.account),
+            ("qos", &self.slurm.qos),
+        ];
+        for (k, v) in names {
+            if let Some(m) = v.as_deref().and_then(slurm_name_error) {
+                return err(&path!["slurm", k], m);
+            }
+        }
+        if let Some(m) = self.slurm.nodelist.as_deref().and_then(hostlist_error) {
+            return err(&path!["slurm", "nodelist"], m);
+        }
+        if let Some(m) = mpi_error(&self.slurm.mpi) {
+            return err(&path!["slurm", "mpi"], m);
+        }
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        // 0 says "not known" (what an import of an unknown GPU writes); below 0 is a mistake.
+        for (k, x) in [
+            ("peak_bf16_tflops", self.gpu.peak_bf16_tflops),
+            ("hbm_gib", self.gpu.hbm_gib),
+        ] {
+            if !(x.is_finite() && x >= 0.0) {
+                return err(
+                    &path!["gpu", k],
+                    format!("must be a positive number (0 if not known), not {x}"),
+                );
+            }
+        }
+        let figures = [
+            ("hbm_tb_s", self.gpu.hbm_tb_s),
+            ("nvlink_gb_s", self.gpu.nvlink_gb_s),
+        ];
+        for (k, v) in figures {
+            if let Some(x) = v
+                && !positive(x)
+            {
+                return err(
+                    &path!["gpu", k],
+                    format!(
+                        "must be a positive number, not {x} (utilisation and MFU are divided by it)"
+                    ),
+                );
+            }
+        }
+        let counts = [
+            ("sockets", self.cpu.sockets),
+            ("cores_per_socket", self.cpu.cores_per_socket),
+            ("threads_per_core", self.cpu.threads_per_core),
+            ("numa_nodes", self.cpu.numa_nodes),
+        ];
+        for (k, v) in counts {
+            if v == 0 {
+                return err(&path!["cpu", k], "must be at least 1".into());
+            }
+        }
+        for (i, n) in self.nics.iter().enumerate() {
+            if let Some(m) = nic_name_error(&n.name) {
+                return err(&path!["nic", i, "name"], m);
+            }
+            if let Some(m) = n.netdev.as_deref().and_then(nic_name_error) {
+                return err(&path!["nic", i, "netdev"], m);
+            }
+            if let Some(m) = n.kind.as_deref().and_then(control_error) {
+                return err(&path!["nic", i, "kind"], m);
+            }
+            if n.port == 0 {
+                return err(&path!["nic", i, "port"], "ports are numbered from 1".into());
+            }
+            if !positive(n.rate_gbps) {
+                return err(
+                    &path!["nic", i, "rate_gbps"],
+                    format!("must be a positive number of Gb/s, not {}", n.rate_gbps),
+                );
+            }
+            if n.numa >= self.cpu.numa_nodes {
+                return err(
+                    &path!["nic", i, "numa"],
+                    format!(
+                        "NUMA node {} does not exist (cpu.numa_nodes = {})",
+                        n.numa, self.cpu.numa_nodes
+                    ),
+                );
+            }
+            if self.nics[..i]
+                .iter()
+                .any(|o| o.name == n.name && o.port == n.port)
+            {
+                return err(
+                    &path!["nic", i, "name"],
+                    format!("NIC `{}` port {} is declared twice", n.name, n.port),
+                );
+            }
+        }
+        for (k, v) in &self.env {
+            if let Some(m) = control_error(v) {
+                return err(&path!["env", k.as_str()], m);
+            }
+        }
+        Ok(())
+    }
+
     fn validate(&self, src: &Source) -> Result<(), InputError> {
+        self.validate_values(src)?;
         if self.gpu.per_node == 0 {
             return Err(src.error(&path!["gpu", "per_node"], "must be at least 1"));
         }
@@ -169,7 +306,13 @@ impl Profile {
                 ),
             ));
         }
-        let total_cpus = self.cpu.sockets * self.cpu.cores_per_socket * self.cpu.threads_per_core;
+        let total_cpus = self
+            .cpu
+            .sockets
+            .checked_mul(self.cpu.cores_per_socket)
+            .and_then(|x| x.checked_mul(self.cpu.threads_per_core))
+            .ok_or_else(|| src.error(&path!["cpu"], "sockets x cores x threads is out of range"))?;
+        let mut owner: std::collections::HashMap<u32, usize> = Default::default();
         for (i, g) in self.gpu_map.iter().enumerate() {
             if g.gpu as usize != i {
                 return Err(src.error(
@@ -187,6 +330,19 @@ impl Profile {
                     &path!["gpu_map", i, "cpus"],
                     format!("CPU {bad} does not exist: the [cpu] section gives {total_cpus} logical CPUs"),
                 ));
+            }
+            // Each rank is pinned to cores of its own: two GPUs' ranks on one core would
+            // compete for it and skew every figure of both.
+            for &c in &cpus {
+                if let Some(&other) = owner.get(&c) {
+                    return Err(src.error(
+                        &path!["gpu_map", i, "cpus"],
+                        format!(
+                            "CPU {c} is also in GPU {other}'s list: the CPU lists of the GPUs must not overlap"
+                        ),
+                    ));
+                }
+                owner.insert(c, i);
             }
             if g.numa >= self.cpu.numa_nodes {
                 return Err(src.error(

@@ -83,6 +83,17 @@ pub fn import(topo_text: &str, opts: &ImportOptions) -> Result<String> {
     if t.gpus.is_empty() {
         bail!("the topology matrix lists no GPU");
     }
+    // NIC names go into the profile and from there into job scripts: a capture is input like
+    // any other, so a name outside the kernel's alphabet stops the import at its line.
+    for n in &t.nics {
+        if let Some(m) = crate::values::nic_name_error(&n.device) {
+            let line = topo_text
+                .lines()
+                .position(|l| l.contains(n.device.as_str()))
+                .map_or(String::new(), |i| format!("line {}: ", i + 1));
+            bail!("{line}NIC `{}` ({}): {m}", n.device, n.name);
+        }
+    }
     let model = opts.gpu_model.clone().unwrap_or_default();
     let known = known_gpu(&model);
     let peak = opts.peak_bf16_tflops.or(known.map(|k| k.0));

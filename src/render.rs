@@ -1,9 +1,13 @@
 //! Rendering: job scripts from minijinja templates (built-in defaults, overridable by a user
-//! directory), with strict undefined variables and a shell-quoting filter.
+//! directory), with strict undefined variables. Every `{{ value }}` is shell-quoted by default
+//! (auto-escape with a shell formatter): a template opts out explicitly with `|safe` or
+//! `{% autoescape false %}`, so forgetting a filter can never let a value run as a command.
 
 use std::path::{Path, PathBuf};
 
-use minijinja::{Environment, UndefinedBehavior, Value};
+use std::borrow::Cow;
+
+use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use serde_json::{Value as Json, json};
 
 use crate::expand::Point;
@@ -53,6 +57,12 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ),
 ];
 
+/// Instructions one render may execute: the built-in templates need well under a hundredth of
+/// it; a template that loops away (two nested `range(100000)`) stops with a clear error.
+pub const TEMPLATE_FUEL: u64 = 20_000_000;
+/// Largest script one render may produce, so that a runaway template cannot fill memory.
+pub const MAX_RENDERED_BYTES: usize = 64 << 20;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     #[error("template `{name}`: {message}")]
@@ -77,8 +87,17 @@ impl TemplateSource {
         TemplateSource { dirs }
     }
 
+    /// Like `new`, but a directory that does not exist is an error: a typo in `--templates`
+    /// must not quietly render with the built-in set instead of the site's.
+    pub fn existing(dirs: Vec<PathBuf>) -> anyhow::Result<Self> {
+        if let Some(d) = dirs.iter().find(|d| !d.is_dir()) {
+            anyhow::bail!("templates directory {}: no such directory", d.display());
+        }
+        Ok(TemplateSource { dirs })
+    }
+
     pub fn lookup(&self, name: &str) -> Option<(String, String)> {
-        if name.contains("..") {
+        if template_name_error(name).is_some() {
             return None;
         }
         for d in &self.dirs {
@@ -133,6 +152,9 @@ impl TemplateSource {
         {
             env.set_syntax(syntax);
         }
+        env.set_auto_escape_callback(|_| AutoEscape::Custom(Cow::Borrowed("shell")));
+        env.set_formatter(shell_formatter);
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.add_filter("sq", shell_quote_filter);
         env.add_filter("cpu_mask", cpu_mask_filter);
         let src = self.clone();
@@ -152,25 +174,122 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-fn shell_quote_filter(v: Value) -> Result<String, minijinja::Error> {
+/// Why `name` cannot name a template: templates are looked up by a relative name inside the
+/// template directories, never by a path that leaves them.
+pub fn template_name_error(name: &str) -> Option<&'static str> {
+    let p = Path::new(name);
+    if name.is_empty() {
+        Some("a template name cannot be empty")
+    } else if p.is_absolute() || name.starts_with('/') || name.starts_with('\\') {
+        Some("a template is named relative to the template directories, not by an absolute path")
+    } else if p
+        .components()
+        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        Some("a template name cannot contain `.` or `..` components")
+    } else if name.chars().any(|c| c.is_control()) {
+        Some("a template name cannot contain control characters")
+    } else {
+        None
+    }
+}
+
+/// A value's text for a script, refused when it holds a control character: a newline would end
+/// an `#SBATCH` line or a comment and start a command, whatever the quoting.
+fn script_text(v: &Value, what: &str) -> Result<String, minijinja::Error> {
     if v.is_undefined() {
         return Err(minijinja::Error::new(
             minijinja::ErrorKind::UndefinedError,
-            "undefined value passed to `sq`",
+            format!("undefined value passed to {what}"),
         ));
     }
-    let s = if let Some(s) = v.as_str() {
-        s.to_string()
-    } else {
-        v.to_string()
+    let s = match v.as_str() {
+        Some(s) => s.to_string(),
+        None => v.to_string(),
     };
-    if s.contains('\0') {
+    if let Some(c) = s.chars().find(|c| c.is_control()) {
         return Err(minijinja::Error::new(
             minijinja::ErrorKind::InvalidOperation,
-            "a NUL byte cannot be passed to a shell",
+            format!(
+                "value {:?} holds the control character {c:?}, which cannot be put into a job script safely",
+                truncate_for_message(&s)
+            ),
         ));
     }
-    Ok(shell_quote(&s))
+    Ok(s)
+}
+
+fn truncate_for_message(s: &str) -> String {
+    match s.char_indices().nth(60) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// Quotes explicitly; the result is marked safe so that auto-escaping does not quote it twice.
+fn shell_quote_filter(v: Value) -> Result<Value, minijinja::Error> {
+    let s = script_text(&v, "`sq`")?;
+    Ok(Value::from_safe_string(shell_quote(&s)))
+}
+
+/// Auto-escape for scripts: what a template prints is one shell word unless it was marked safe
+/// (`|safe`, `|sq`) or printed inside `{% autoescape false %}`.
+fn shell_formatter(
+    out: &mut minijinja::Output,
+    state: &mut minijinja::State,
+    value: &Value,
+) -> Result<(), minijinja::Error> {
+    let text = if value.is_safe() {
+        value.as_str().unwrap_or_default().to_string()
+    } else if matches!(state.auto_escape(), AutoEscape::None) {
+        script_text(value, "a template")?
+    } else {
+        shell_quote(&script_text(value, "a template")?)
+    };
+    // Output written by the formatter, counted per render: captured blocks (`{% set %}`) never
+    // reach the capped writer, so a runaway loop inside one is stopped here.
+    let written = state
+        .get_temp("sweep_formatted_bytes")
+        .and_then(|v| v.as_usize())
+        .unwrap_or(0)
+        .saturating_add(text.len());
+    if written > MAX_RENDERED_BYTES {
+        return Err(too_large());
+    }
+    state.set_temp("sweep_formatted_bytes", Value::from(written));
+    out.write_str(&text)
+        .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string()))
+}
+
+fn too_large() -> minijinja::Error {
+    minijinja::Error::new(
+        minijinja::ErrorKind::InvalidOperation,
+        format!(
+            "the rendered script would exceed {} MiB",
+            MAX_RENDERED_BYTES >> 20
+        ),
+    )
+}
+
+/// Collects a render, refusing to grow past `MAX_RENDERED_BYTES`.
+#[derive(Default)]
+struct CappedBuf {
+    bytes: Vec<u8>,
+    overflowed: bool,
+}
+
+impl std::io::Write for CappedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > MAX_RENDERED_BYTES {
+            self.overflowed = true;
+            return Err(std::io::Error::other("rendered script too large"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn cpu_mask_filter(v: String) -> Result<String, minijinja::Error> {
@@ -306,7 +425,17 @@ impl Renderer {
             },
             _ => located(&e, &ctx),
         })?;
-        tmpl.render(&ctx).map_err(|e| located(&e, &ctx))
+        let mut buf = CappedBuf::default();
+        let rendered = tmpl.render_captured_to(&ctx, &mut buf);
+        if buf.overflowed {
+            return Err(located(&too_large(), &ctx).named(template));
+        }
+        rendered.map_err(|e| located(&e, &ctx))?;
+        String::from_utf8(buf.bytes).map_err(|_| RenderError::Template {
+            template: template.to_string(),
+            line: 0,
+            message: "the rendered script is not UTF-8".into(),
+        })
     }
 }
 
@@ -324,7 +453,11 @@ fn located(e: &minijinja::Error, ctx: &Value) -> RenderError {
     let template = inner.name().unwrap_or("?").to_string();
     let line = inner.line().unwrap_or(0);
     let mut message = inner.kind().to_string();
-    if let Some(d) = inner.detail() {
+    if inner.kind() == minijinja::ErrorKind::OutOfFuel {
+        message = format!(
+            "the template ran past its limit of {TEMPLATE_FUEL} instructions (a loop that does not end, or one far too large for a job script)"
+        );
+    } else if let Some(d) = inner.detail() {
         message.push_str(": ");
         message.push_str(d);
     }
@@ -339,6 +472,24 @@ fn located(e: &minijinja::Error, ctx: &Value) -> RenderError {
         template,
         line,
         message,
+    }
+}
+
+impl RenderError {
+    /// Names the template when the error came from outside any (the output cap).
+    fn named(self, name: &str) -> RenderError {
+        match self {
+            RenderError::Template {
+                template,
+                line,
+                message,
+            } if template == "?" => RenderError::Template {
+                template: name.to_string(),
+                line,
+                message,
+            },
+            other => other,
+        }
     }
 }
 

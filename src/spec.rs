@@ -384,23 +384,147 @@ pub fn parse(path: &Path, text: String) -> Result<LoadedSweep, InputError> {
     Ok(loaded)
 }
 
-fn is_ident(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
-        && !s.starts_with('-')
+/// Parameters read by the built-in templates whose type is known: checked as that type, so a
+/// template never receives `"1; rm -rf ~"` where it expects a step count.
+pub const TYPED_PARAMS: &[(&str, ParamType)] = &[
+    ("steps", ParamType::PositiveInt),
+    ("warmup_steps", ParamType::NonNegativeInt),
+    ("gpu_sample_ms", ParamType::NonNegativeInt),
+    ("net_sample_s", ParamType::NonNegativeInt),
+    ("expect_gpus_per_node", ParamType::NonNegativeInt),
+    ("expect_nic_gbps", ParamType::PositiveNumber),
+    ("iters", ParamType::PositiveInt),
+    ("warmup_iters", ParamType::NonNegativeInt),
+    ("step_factor", ParamType::PositiveInt),
+    ("check", ParamType::NonNegativeInt),
+    ("pairs_all_max", ParamType::NonNegativeInt),
+    ("min_bytes", ParamType::ByteSize),
+    ("max_bytes", ParamType::ByteSize),
+    ("pin_nic", ParamType::Bool),
+    ("nccl_json", ParamType::Bool),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType {
+    PositiveInt,
+    NonNegativeInt,
+    PositiveNumber,
+    ByteSize,
+    Bool,
+}
+
+/// Checks a value of a typed parameter; JSON because derived values are checked too.
+pub fn typed_param_error(key: &str, v: &serde_json::Value) -> Option<String> {
+    let (_, ty) = TYPED_PARAMS.iter().find(|(k, _)| *k == key)?;
+    let int = v.as_i64().filter(|_| v.is_i64() || v.is_u64());
+    match ty {
+        ParamType::PositiveInt => match int {
+            Some(n) if (1..=u32::MAX as i64).contains(&n) => None,
+            _ => Some(format!(
+                "`{key}` must be a whole number from 1 to {}, not {v}",
+                u32::MAX
+            )),
+        },
+        ParamType::NonNegativeInt => match int {
+            Some(n) if (0..=u32::MAX as i64).contains(&n) => None,
+            _ => Some(format!(
+                "`{key}` must be a whole number from 0 to {}, not {v}",
+                u32::MAX
+            )),
+        },
+        ParamType::PositiveNumber => match v.as_f64() {
+            Some(x) if x.is_finite() && x > 0.0 => None,
+            _ => Some(format!("`{key}` must be a positive number, not {v}")),
+        },
+        ParamType::ByteSize => match (int, v.as_str()) {
+            (Some(n), _) if n >= 0 => None,
+            (_, Some(s)) => crate::values::byte_size_error(s).map(|m| format!("`{key}`: {m}")),
+            _ => Some(format!(
+                "`{key}` must be a byte size (`8`, `1M`, `16G`), not {v}"
+            )),
+        },
+        ParamType::Bool => (!v.is_boolean()).then(|| format!("`{key}` must be true or false")),
+    }
+}
+
+/// `signal_before_s` must leave the job some time: the stage's or the campaign's signal against
+/// the time limit in force for the stage, reported at the key the stage sets (else the campaign's).
+fn check_signal(src: &Source, i: usize, st: &StageSpec, s: &SweepFile) -> Result<(), InputError> {
+    let merged = st.slurm.over(&s.slurm);
+    let (Some(sig), Some(t)) = (merged.signal_before_s, merged.time.as_deref()) else {
+        return Ok(());
+    };
+    let Ok(min) = crate::expand::parse_time_limit(t) else {
+        return Ok(());
+    };
+    if u64::from(sig) < min.saturating_mul(60) {
+        return Ok(());
+    }
+    let at = if st.slurm.signal_before_s.is_some() {
+        path!["stage", i, "slurm", "signal_before_s"].to_vec()
+    } else if st.slurm.time.is_some() {
+        path!["stage", i, "slurm", "time"].to_vec()
+    } else {
+        path!["slurm", "signal_before_s"].to_vec()
+    };
+    Err(src.error(
+        &at,
+        format!(
+            "signal_before_s = {sig} is not shorter than the {min}-minute time limit of stage `{}`: the signal would come before the job could start",
+            st.name
+        ),
+    ))
+}
+
+/// The `[slurm]` strings go into `#SBATCH` lines: each is checked as what it is.
+fn check_slurm(src: &Source, base: &[crate::diag::Seg], s: &SlurmSpec) -> Result<(), InputError> {
+    let at = |k: &str| {
+        let mut p = base.to_vec();
+        p.push(k.into());
+        p
+    };
+    let names = [
+        ("partition", &s.partition),
+        ("account", &s.account),
+        ("qos", &s.qos),
+        ("reservation", &s.reservation),
+    ];
+    for (k, v) in names {
+        if let Some(v) = v
+            && let Some(m) = crate::values::slurm_name_error(v)
+        {
+            return Err(src.error(&at(k), m));
+        }
+    }
+    if let Some(c) = &s.constraint
+        && let Some(m) = crate::values::constraint_error(c)
+    {
+        return Err(src.error(&at("constraint"), m));
+    }
+    if let Some(m) = s.mem.as_deref().and_then(crate::values::mem_error) {
+        return Err(src.error(&at("mem"), m));
+    }
+    if let Some(t) = &s.time {
+        crate::expand::parse_time_limit(t).map_err(|m| src.error(&at("time"), m))?;
+    }
+    for (i, opt) in s.extra.iter().enumerate() {
+        if let Some(m) = crate::values::sbatch_option_error(opt) {
+            let mut p = at("extra");
+            p.push(i.into());
+            return Err(src.error(&p, m));
+        }
+    }
+    Ok(())
 }
 
 /// Structural checks that need no profile: names, matrices, zips, dependencies.
 fn validate(l: &LoadedSweep) -> Result<(), InputError> {
     let src = l.source();
     let s = &l.spec;
-    if !is_ident(&s.name) {
-        return Err(src.error(
-            &path!["name"],
-            "campaign name must be non-empty and use only letters, digits, '-', '_' and '.'",
-        ));
+    if let Some(m) = crate::values::name_error(&s.name) {
+        return Err(src.error(&path!["name"], format!("campaign name: {m}")));
     }
+    check_slurm(&src, &path!["slurm"], &s.slurm)?;
     if s.stages.is_empty() {
         return Err(src.error(&path!["name"], "the sweep file defines no [[stage]]"));
     }
@@ -415,12 +539,14 @@ fn validate(l: &LoadedSweep) -> Result<(), InputError> {
     check_env(&src, &path!["env"], &s.env)?;
     let mut seen = Vec::<&str>::new();
     for (i, st) in s.stages.iter().enumerate() {
-        if !is_ident(&st.name) {
-            return Err(src.error(
-                &path!["stage", i, "name"],
-                "stage name must use only letters, digits, '-', '_' and '.'",
-            ));
+        if let Some(m) = crate::values::name_error(&st.name) {
+            return Err(src.error(&path!["stage", i, "name"], format!("stage name: {m}")));
         }
+        if let Some(m) = crate::render::template_name_error(&st.template) {
+            return Err(src.error(&path!["stage", i, "template"], m));
+        }
+        check_slurm(&src, &path!["stage", i, "slurm"], &st.slurm)?;
+        check_signal(&src, i, st, s)?;
         if seen.contains(&st.name.as_str()) {
             return Err(src.error(
                 &path!["stage", i, "name"],
@@ -527,10 +653,10 @@ fn validate(l: &LoadedSweep) -> Result<(), InputError> {
         }
     }
     for (i, p) in s.collect.patterns.iter().enumerate() {
-        if !is_ident(&p.name) {
+        if let Some(m) = crate::values::name_error(&p.name) {
             return Err(src.error(
                 &path!["collect", "pattern", i, "name"],
-                "pattern name must use only letters, digits, '-', '_' and '.'",
+                format!("pattern name: {m}"),
             ));
         }
         if s.collect.patterns[..i].iter().any(|q| q.name == p.name) {
@@ -668,7 +794,16 @@ fn check_param(
         "pipeline_parallel",
     ];
     if int_keys.contains(&key) {
+        // Batch sizes and counts are u32 everywhere after this; global_batch is u64.
+        let max = if key == "global_batch" {
+            i64::MAX
+        } else {
+            u32::MAX as i64
+        };
         match v {
+            toml::Value::Integer(n) if *n > max => {
+                return Err(src.error(p, format!("`{key}` = {n} is out of range (at most {max})")));
+            }
             toml::Value::Integer(n) if *n >= 1 || (key == "zero_stage" && *n == 0) => {}
             toml::Value::Integer(_) => {
                 return Err(src.error(p, format!("`{key}` must be a positive integer")));
@@ -692,6 +827,9 @@ fn check_param(
     }
     if key == "model" && !matches!(v, toml::Value::String(_)) {
         return Err(src.error(p, "`model` must be a model name (string)"));
+    }
+    if let Some(m) = typed_param_error(key, &crate::expand::toml_to_json(v)) {
+        return Err(src.error(p, m));
     }
     Ok(())
 }

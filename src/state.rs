@@ -120,8 +120,9 @@ impl State {
 
     pub fn load(dir: &Path) -> Result<State> {
         let p = Self::path(dir);
-        match std::fs::read_to_string(&p) {
-            Ok(text) => serde_json::from_str(&text).with_context(|| {
+        // Bytes, not text: random bytes get the same "corrupt" hint as bad JSON.
+        match std::fs::read(&p) {
+            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
                 format!("{} is corrupt; it was written atomically, so this is not a crash of sweep: inspect it by hand", p.display())
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State { format: 1, jobs: BTreeMap::new() }),

@@ -149,7 +149,7 @@ fn every_rendered_script_passes_bash_n_and_carries_affinity_and_nccl_env() {
         if name.starts_with("preflight-") {
             // One task per node, no binding: it checks the binding the others will get.
             assert!(
-                text.contains("check affinity.gpu7 pass \"GPU 7: NUMA 1, CPUs 98-111\""),
+                text.contains("gpu=7; numa=1; cpus=98-111\n"),
                 "{}",
                 script.display()
             );
@@ -399,6 +399,8 @@ fn the_readme_sweep_file_example_is_valid() {
     let tmp = tempfile::tempdir().unwrap();
     let f = tmp.path().join("readme.toml");
     std::fs::write(&f, text).unwrap();
+    // The example names a templates directory; one that does not exist is an error.
+    std::fs::create_dir(tmp.path().join("my-templates")).unwrap();
     let o = cargo_bin_cmd!("sweep")
         .args(["--json", "expand", f.to_str().unwrap(), "--dry-run"])
         .output()

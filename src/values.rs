@@ -1,0 +1,206 @@
+//! The shapes of values that reach job scripts and sbatch: each check says what is wrong in
+//! words a user can act on. Values are checked as their type before rendering, so a number is a
+//! number and a name is a name by the time a template sees it (rendering quotes them as well).
+
+/// Longest campaign, stage or pattern name: job names, directories and Slurm's job-name field
+/// stay readable and well under every limit on the way.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// A campaign, stage or pattern name: letters, digits, `-`, `_`, `.`; not `.`/`..`, not hidden.
+pub fn name_error(s: &str) -> Option<String> {
+    if s.is_empty() {
+        return Some("a name cannot be empty".into());
+    }
+    if s.len() > MAX_NAME_LEN {
+        return Some(format!(
+            "a name is at most {MAX_NAME_LEN} characters (this one has {})",
+            s.chars().count()
+        ));
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Some(format!(
+            "{c:?} is not allowed: use only letters, digits, '-', '_' and '.'"
+        ));
+    }
+    if s.starts_with('.') || s.starts_with('-') {
+        return Some("a name cannot start with '.' or '-'".into());
+    }
+    None
+}
+
+/// The first control character of `s`, for messages.
+pub fn control_char(s: &str) -> Option<char> {
+    s.chars().find(|c| c.is_control())
+}
+
+pub fn control_error(s: &str) -> Option<String> {
+    control_char(s).map(|c| {
+        format!(
+            "the value holds the control character {c:?}; newlines and control characters cannot be passed safely to a job script"
+        )
+    })
+}
+
+/// A Slurm partition, account, QOS or reservation (partitions may be a comma-separated list).
+pub fn slurm_name_error(s: &str) -> Option<String> {
+    if let Some(e) = control_error(s) {
+        return Some(e);
+    }
+    if s.is_empty() {
+        return Some("cannot be empty (leave the key out instead)".into());
+    }
+    if s.len() > 256 {
+        return Some("longer than 256 characters".into());
+    }
+    s.chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ',')))
+        .map(|c| {
+            format!(
+                "{c:?} is not allowed in a Slurm name: use letters, digits, '-', '_', '.' and ','"
+            )
+        })
+}
+
+/// A `--constraint` expression: features joined by `&`, `|`, `,`, with `[]`, `()`, `*N`, `!`.
+pub fn constraint_error(s: &str) -> Option<String> {
+    if let Some(e) = control_error(s) {
+        return Some(e);
+    }
+    if s.is_empty() {
+        return Some("cannot be empty (leave the key out instead)".into());
+    }
+    s.chars()
+        .find(|c| {
+            !(c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    '-' | '_' | '.' | ',' | '&' | '|' | '[' | ']' | '(' | ')' | '*' | '!' | ':'
+                ))
+        })
+        .map(|c| {
+            format!(
+                "{c:?} is not allowed in a Slurm constraint (features with & | , [ ] ( ) * ! :)"
+            )
+        })
+}
+
+/// `--mem`: a whole number with an optional K/M/G/T suffix (`0` asks for all of a node's).
+pub fn mem_error(s: &str) -> Option<String> {
+    let digits = s.trim_end_matches(['K', 'M', 'G', 'T', 'k', 'm', 'g', 't']);
+    let ok = !digits.is_empty()
+        && s.len() - digits.len() <= 1
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && digits.parse::<u64>().is_ok();
+    (!ok).then(|| {
+        format!("`{s}` is not a memory size: a whole number with an optional K, M, G or T (`512G`, `0` for all)")
+    })
+}
+
+/// An extra `#SBATCH` option: one option, starting with `-`, on one line.
+pub fn sbatch_option_error(s: &str) -> Option<String> {
+    if let Some(e) = control_error(s) {
+        return Some(e);
+    }
+    if !s.starts_with('-') {
+        return Some(format!(
+            "`{s}` is not an sbatch option: each entry is one option such as `--mail-type=END`"
+        ));
+    }
+    None
+}
+
+/// A NIC (RDMA device or netdev) name, as the kernel names them: `mlx5_0`, `ens1f0np0`, `ib0.8001`.
+pub fn nic_name_error(s: &str) -> Option<String> {
+    if s.is_empty() {
+        return Some("a NIC name cannot be empty".into());
+    }
+    if s.len() > 64 {
+        return Some("a NIC name is at most 64 characters".into());
+    }
+    s.chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
+        .map(|c| {
+            format!(
+                "{c:?} is not allowed in a NIC name: use letters, digits, '-', '_', '.' and ':'"
+            )
+        })
+}
+
+/// A Slurm hostlist expression (`hgx-[0001-0008],login1`).
+pub fn hostlist_error(s: &str) -> Option<String> {
+    s.chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ',' | '[' | ']')))
+        .map(|c| format!("{c:?} is not allowed in a hostlist (`node-[01-08],login1`)"))
+}
+
+/// An MPI plugin name for `srun --mpi=` (`pmix`, `pmix_v4`, `pmi2`, `none`).
+pub fn mpi_error(s: &str) -> Option<String> {
+    let ok = !s.is_empty()
+        && s.len() <= 32
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
+    (!ok).then(|| format!("`{s}` is not an MPI plugin name (`pmix`, `pmix_v4`, `pmi2`, `none`)"))
+}
+
+/// A byte size as nccl-tests takes it (`-b`/`-e`): a number with an optional K/M/G suffix.
+pub fn byte_size_error(s: &str) -> Option<String> {
+    let digits = s.trim_end_matches(['K', 'M', 'G', 'T', 'k', 'm', 'g', 't', 'B', 'b']);
+    let ok = !digits.is_empty()
+        && s.len() - digits.len() <= 2
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && digits.parse::<u64>().is_ok();
+    (!ok).then(|| format!("`{s}` is not a byte size: a whole number with an optional K, M or G"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(name_error("h200-llama2").is_none());
+        assert!(name_error("v1.2").is_none());
+        for bad in [".", "..", ".hidden", "-x", "a/b", "a b", "", "a\nb"] {
+            assert!(name_error(bad).is_some(), "{bad:?}");
+        }
+        assert!(name_error(&"x".repeat(64)).is_none());
+        assert!(name_error(&"x".repeat(65)).is_some());
+    }
+
+    #[test]
+    fn slurm_values() {
+        assert!(slurm_name_error("gpu,debug").is_none());
+        assert!(slurm_name_error("gpu\ntouch /tmp/x").is_some());
+        assert!(slurm_name_error("gpu;id").is_some());
+        assert!(constraint_error("h200&[rack1|rack2]").is_none());
+        assert!(constraint_error("h200$(id)").is_some());
+        assert!(mem_error("512G").is_none());
+        assert!(mem_error("0").is_none());
+        for bad in ["", "G", "12GG", "-1", "1.5G", "99999999999999999999999"] {
+            assert!(mem_error(bad).is_some(), "{bad:?}");
+        }
+        assert!(sbatch_option_error("--mail-type=END").is_none());
+        assert!(sbatch_option_error("--mail-type=END\ntouch /tmp/x").is_some());
+        assert!(sbatch_option_error("touch").is_some());
+    }
+
+    #[test]
+    fn nic_and_hosts() {
+        for ok in ["mlx5_0", "ens1f0np0", "ib0.8001", "eth0:1"] {
+            assert!(nic_name_error(ok).is_none(), "{ok}");
+        }
+        for bad in ["mlx5_0;touch${IFS}/tmp/x", "a b", "", "x/y"] {
+            assert!(nic_name_error(bad).is_some(), "{bad:?}");
+        }
+        assert!(hostlist_error("hgx-[0001-0008],login1").is_none());
+        assert!(hostlist_error("hgx-$(id)").is_some());
+        assert!(mpi_error("pmix_v4").is_none());
+        assert!(mpi_error("pmix $(id)").is_some());
+        assert!(byte_size_error("8G").is_none());
+        assert!(byte_size_error("8").is_none());
+        assert!(byte_size_error("8G;id").is_some());
+    }
+}

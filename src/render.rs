@@ -171,7 +171,19 @@ pub fn shell_quote(s: &str) -> String {
     {
         return s.to_string();
     }
-    format!("'{}'", s.replace('\'', r"'\''"))
+    // A backslash is written outside the quotes (`'\\'`): the same word to a POSIX shell, and to
+    // sbatch, whose `#SBATCH` reader takes a backslash as an escape even inside quotes.
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\'' => out.push_str(r"'\''"),
+            '\\' => out.push_str(r"'\\'"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
 }
 
 /// Why `name` cannot name a template: templates are looked up by a relative name inside the
@@ -239,7 +251,12 @@ fn shell_formatter(
     state: &mut minijinja::State,
     value: &Value,
 ) -> Result<(), minijinja::Error> {
-    let text = if value.is_safe() {
+    // Booleans as the shell spells them (minijinja would print Python's `True`).
+    let text = if let Some(b) =
+        (value.kind() == minijinja::value::ValueKind::Bool).then(|| value.is_true())
+    {
+        b.to_string()
+    } else if value.is_safe() {
         value.as_str().unwrap_or_default().to_string()
     } else if matches!(state.auto_escape(), AutoEscape::None) {
         script_text(value, "a template")?
@@ -586,6 +603,17 @@ mod tests {
         assert_eq!(shell_quote("$(rm -rf /)"), "'$(rm -rf /)'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote(r"a\b"), r"'a'\\'b'");
+        assert_eq!(shell_quote(r"\'"), r"''\\''\'''");
+        // What bash makes of them: the value back, byte for byte.
+        for v in [r"a\b", r"\'", r#"x'$(id)"\"`;|&#*?~ \\"#, "\\"] {
+            let out = std::process::Command::new("bash")
+                .arg("-c")
+                .arg(format!("printf %s {}", shell_quote(v)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), v);
+        }
     }
 
     #[test]

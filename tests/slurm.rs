@@ -270,6 +270,73 @@ matrix = { nodes = [1] }
     });
 }
 
+/// The hostile value of `tests/hostile.rs`: every way a shell could be made to run `touch`.
+fn hostile(canary: &Path, tag: &str) -> String {
+    let c = canary.display();
+    format!(
+        "x'$(touch {c}/{tag}.1)\"$(touch {c}/{tag}.2)\"`touch {c}/{tag}.3`;touch {c}/{tag}.4|touch {c}/{tag}.5&touch {c}/{tag}.6 #*?~ $IFS touch${{IFS}}{c}/{tag}.7 \\' \\\""
+    )
+}
+
+#[test]
+fn hostile_values_in_the_sbatch_header_and_the_script_never_execute() {
+    if !cluster() {
+        return;
+    }
+    let _g = lock();
+    let canary = tempfile::tempdir().unwrap();
+    let h = |tag: &str| toml::Value::String(hostile(canary.path(), tag)).to_string();
+    let comment = hostile(canary.path(), "comment");
+    let c = campaign(
+        "hostile",
+        &format!(
+            r#"
+[env]
+SWEEP_HOSTILE = {}
+
+[[stage]]
+name = "h"
+template = "cpu-smoke.sbatch.j2"
+params = {{ command = "printenv SWEEP_HOSTILE SWEEP_POINT > \"$JOB_DIR/env.out\"", label = {}, SWEEP_POINT = {} }}
+matrix = {{ nodes = [1] }}
+[stage.slurm]
+extra = [{}]
+"#,
+            h("env"),
+            h("label"),
+            h("point"),
+            toml::Value::String(format!("--comment={comment}")),
+        ),
+    );
+    let o = submit(&c.dir, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = wait_for(&c.dir, 60, "the job to end", |v| {
+        state_of(v, "h-") == "COMPLETED" || state_of(v, "h-") == "FAILED"
+    });
+    assert_eq!(state_of(&v, "h-"), "COMPLETED", "{}", job_outputs(&c.dir));
+    // sbatch read the quoted `#SBATCH` option as one word: Slurm holds the comment verbatim.
+    let sid = job(&v, "h-")["slurm_id"].as_str().unwrap().to_string();
+    let show = run("scontrol", &["show", "job", &sid]);
+    assert!(show.contains(&format!("Comment={comment}")), "{show}");
+    let fired: Vec<_> = std::fs::read_dir(canary.path()).unwrap().collect();
+    assert!(fired.is_empty(), "values executed: {fired:?}");
+    let jd = std::fs::read_dir(c.dir.join("jobs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let env_out = std::fs::read_to_string(jd.join("env.out")).unwrap();
+    assert_eq!(
+        env_out,
+        format!(
+            "{}\n{}\n",
+            hostile(canary.path(), "env"),
+            hostile(canary.path(), "point")
+        )
+    );
+}
+
 #[test]
 fn cancel_a_running_job_and_time_limit_is_timeout() {
     if !cluster() {

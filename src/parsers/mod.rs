@@ -11,8 +11,11 @@
 //! and every list is capped ([`MAX_RECORDS`], [`MAX_WARNINGS`]) with a warning when the cap is hit.
 //!
 //! Each physical line is then *normalised* into one or more [`Line`]s ([`normalize_line`]):
-//! - ANSI escape sequences and control characters are removed; CR (`\r`, CRLF endings, progress
-//!   bars) ends a segment.
+//! - ANSI escape sequences are removed; CR (`\r`, CRLF endings, progress bars) ends a segment.
+//!   Any other control byte but tab (a NUL of a damaged file, a lone ESC) becomes a space, and
+//!   its segment is given to the failure detectors only, with a warning (the first such line of
+//!   a file, then a count): the byte took a character's place, so a number around it is not the
+//!   number printed.
 //! - Launcher prefixes are stripped, repeatedly, and remembered as `rank` / `host`:
 //!   mpirun `--tag-output` (`[1,0]<stdout>:`), torchrun `--tee` (`[default7]:`), PyTorch's
 //!   `[rank7]:`, `srun --label` (`7: `) and pdsh (`host-01: `, `10.1.2.3: `; a host must be
@@ -106,6 +109,56 @@ impl Warnings {
         (self.list, self.dropped)
     }
 }
+
+/// The lines that held a stray control byte (see [`Segment::control`]): the first is warned
+/// about with its line, the others only counted (a binary file has one on most lines), as the
+/// lines that are not UTF-8 are.
+#[derive(Debug, Default)]
+struct StrayControls {
+    first: u64,
+    last: u64,
+    lines: u64,
+}
+
+impl StrayControls {
+    /// Notes line `no`, whose first stray control byte is `byte`, at offset `at`; `what` says
+    /// what became of the line.
+    fn note(&mut self, no: u64, (byte, at): (u8, usize), what: &str, w: &mut Warnings) {
+        if self.lines > 0 && self.last == no {
+            return;
+        }
+        self.lines += 1;
+        self.last = no;
+        if self.lines == 1 {
+            self.first = no;
+            w.push(
+                no,
+                format!(
+                    "control byte 0x{byte:02x} at line {no}, column {}: {what}",
+                    at + 1
+                ),
+            );
+        }
+    }
+
+    fn finish(&self, what: &str, w: &mut Warnings) {
+        if self.lines > 1 {
+            w.push(
+                self.first,
+                format!(
+                    "{} more line(s) after line {} held control bytes: {what}",
+                    self.lines - 1,
+                    self.first
+                ),
+            );
+        }
+    }
+}
+
+/// What becomes of a line with a stray control byte in a full parse.
+const STRAY_FULL: &str = "not read for figures, only for failure signs";
+/// In a standalone parser's ([`for_each_line`]).
+const STRAY_STANDALONE: &str = "ignored";
 
 /// Pushes `item` unless `list` holds [`MAX_RECORDS`] already; warns once per `what`.
 pub(crate) fn push_capped<T>(
@@ -522,6 +575,11 @@ pub struct Segment {
     pub text: String,
     pub rank: Option<u32>,
     pub host: Option<String>,
+    /// The first stray control byte of the part of the line this segment was cut from (one
+    /// neither tab, nor `\r`, nor in an escape sequence; a space stands in its place in
+    /// `text`), and its byte offset in the physical line. Such a segment's figures are not to
+    /// be read: the byte took the place of a character that is lost.
+    pub control: Option<(u8, usize)>,
 }
 
 impl Segment {
@@ -535,54 +593,94 @@ impl Segment {
     }
 }
 
-/// Removes ANSI escape sequences and control characters (tab kept) and splits at `\r`.
-fn clean_pieces(text: &str) -> Vec<String> {
-    let needs = text.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f);
-    if !needs {
-        return vec![text.to_string()];
-    }
+/// A part of a physical line between `\r`s, cleaned (see [`clean_pieces`]).
+struct Piece {
+    text: String,
+    /// The first stray control byte (see [`Segment::control`]), and where it is in the line.
+    stray: Option<(u8, usize)>,
+}
+
+/// Removes ANSI escape sequences, splits at `\r`, and puts a space for every other control
+/// byte but tab. Removing such a byte would glue what is around it: `13\x007.4`, a digit of
+/// `1387.4` lost to a NUL, would read as `137.4`. The space keeps the bytes apart, and the
+/// piece is marked so that its figures are not read at all (a space may split a number as
+/// wrongly as the byte glued it).
+fn clean_pieces(text: &str) -> Vec<Piece> {
+    let b = text.as_bytes();
     let mut pieces = Vec::new();
-    let mut cur = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\r' => pieces.push(std::mem::take(&mut cur)),
-            '\u{1b}' => {
-                // CSI: ESC [ params final-byte; OSC: ESC ] ... BEL/ST; other: ESC + one char.
-                match chars.peek() {
-                    Some('[') => {
-                        chars.next();
-                        for d in chars.by_ref() {
-                            if ('@'..='~').contains(&d) {
-                                break;
-                            }
-                        }
-                    }
-                    Some(']') => {
-                        chars.next();
-                        while let Some(d) = chars.next() {
-                            if d == '\u{7}' {
-                                break;
-                            }
-                            if d == '\u{1b}' {
-                                chars.next();
-                                break;
-                            }
-                        }
-                    }
-                    Some(_) => {
-                        chars.next();
-                    }
-                    None => {}
-                }
-            }
-            '\t' => cur.push('\t'),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {}
-            c => cur.push(c),
+    let mut cur = Piece {
+        text: String::with_capacity(text.len()),
+        stray: None,
+    };
+    // Every byte this loop stops at is ASCII, and so is every escape sequence's last byte:
+    // `from` and `i` are always character boundaries.
+    let (mut from, mut i) = (0, 0);
+    while i < b.len() {
+        let c = b[i];
+        if !((c < 0x20 && c != b'\t') || c == 0x7f) {
+            i += 1;
+            continue;
         }
+        cur.text.push_str(&text[from..i]);
+        let escape = if c == 0x1b { escape_len(&b[i..]) } else { None };
+        if c == b'\r' {
+            let next = Piece {
+                text: String::new(),
+                stray: None,
+            };
+            pieces.push(std::mem::replace(&mut cur, next));
+            i += 1;
+        } else if let Some(n) = escape {
+            i += n;
+        } else {
+            cur.text.push(' ');
+            cur.stray.get_or_insert((c, i));
+            i += 1;
+        }
+        from = i;
     }
+    cur.text.push_str(&text[from..]);
     pieces.push(cur);
     pieces
+}
+
+/// The length of the escape sequence that starts `b` (at an ESC), or `None` where none does: a
+/// lone ESC, a sequence cut short or holding a byte it cannot, or one no program writes to a
+/// log. Such an ESC is a stray control byte like any other. Only the sequences in use are
+/// taken, so that one is never let to swallow text: an ESC that took a digit's place, with
+/// what follows it read as a sequence (`1\x1b87.4`: ESC 8 restores the cursor), would make
+/// another number of what is left.
+fn escape_len(b: &[u8]) -> Option<usize> {
+    let at = |i: usize| b.get(i).copied();
+    match at(1)? {
+        // CSI (colours, cursor moves, tqdm's `ESC [ A`): parameters, intermediates, a final.
+        b'[' => {
+            let mut i = 2;
+            while matches!(at(i), Some(0x30..=0x3f)) {
+                i += 1;
+            }
+            while matches!(at(i), Some(0x20..=0x2f)) {
+                i += 1;
+            }
+            matches!(at(i), Some(0x40..=0x7e)).then_some(i + 1)
+        }
+        // Control strings (OSC: titles, hyperlinks; DCS, SOS, PM, APC): up to BEL or ST.
+        b']' | b'P' | b'X' | b'^' | b'_' => {
+            let mut i = 2;
+            loop {
+                match at(i)? {
+                    0x07 => return Some(i + 1),
+                    0x1b => return (at(i + 1) == Some(b'\\')).then_some(i + 2),
+                    _ => i += 1,
+                }
+            }
+        }
+        // A character set chosen: `ESC ( B` is what `tput sgr0` writes before `ESC [ m`.
+        b'(' | b')' | b'*' | b'+' => at(2).is_some_and(|c| c.is_ascii_alphabetic()).then_some(3),
+        // Keypad modes, a reset, a string terminator left alone.
+        b'=' | b'>' | b'c' | b'\\' => Some(2),
+        _ => None,
+    }
 }
 
 fn parse_u32(s: &str) -> Option<u32> {
@@ -806,22 +904,34 @@ fn nccl_glue_possible(text: &str) -> bool {
         .is_some()
 }
 
-/// Normalises one physical line into segments (see the module documentation).
-pub fn normalize_line(text: &str, out: &mut Vec<Segment>) {
+/// Normalises one physical line into segments (see the module documentation). Returns the
+/// line's first stray control byte and its offset (see [`Segment::control`]): a line of
+/// nothing else has no segment to carry it.
+pub fn normalize_line(text: &str, out: &mut Vec<Segment>) -> Option<(u8, usize)> {
     out.clear();
     // The common line has no control character: no copy of it is needed to clean it.
     if !has_control(text) {
         let (rest, rank, host) = strip_prefixes(text);
-        split_glued(rest, rank, host, out);
-        return;
+        split_glued(rest, rank, host, None, out);
+        return None;
     }
+    let mut first = None;
     for piece in clean_pieces(text) {
-        let (rest, rank, host) = strip_prefixes(&piece);
-        split_glued(rest, rank, host, out);
+        first = first.or(piece.stray);
+        let (rest, rank, host) = strip_prefixes(&piece.text);
+        // Where in the piece the byte was is lost in the split: every segment of it is marked.
+        split_glued(rest, rank, host, piece.stray, out);
     }
+    first
 }
 
-fn split_glued(text: &str, rank: Option<u32>, host: Option<&str>, out: &mut Vec<Segment>) {
+fn split_glued(
+    text: &str,
+    rank: Option<u32>,
+    host: Option<&str>,
+    control: Option<(u8, usize)>,
+    out: &mut Vec<Segment>,
+) {
     let mut cur = String::with_capacity(text.len());
     let mut cur_rank = rank;
     let mut cur_host = host.map(str::to_string);
@@ -832,6 +942,7 @@ fn split_glued(text: &str, rank: Option<u32>, host: Option<&str>, out: &mut Vec<
                 text: std::mem::take(cur),
                 rank: r,
                 host: h.clone(),
+                control,
             });
         } else {
             cur.clear();
@@ -843,6 +954,7 @@ fn split_glued(text: &str, rank: Option<u32>, host: Option<&str>, out: &mut Vec<
                 text: text.to_string(),
                 rank,
                 host: cur_host,
+                control,
             });
         }
         return;
@@ -1039,6 +1151,7 @@ pub struct LogParser {
     segs: Vec<Segment>,
     lines: u64,
     lossy_lines: u64,
+    stray: StrayControls,
     /// Every parser fed every line, as before the gate, and no header reused (tests compare).
     ungated: bool,
     head: HeaderCache,
@@ -1381,6 +1494,7 @@ impl LogParser {
             segs: Vec::new(),
             lines: 0,
             lossy_lines: 0,
+            stray: StrayControls::default(),
             ungated: false,
             head: HeaderCache::default(),
         }
@@ -1613,14 +1727,24 @@ impl LogParser {
         );
     }
 
-    /// The careful path: control characters removed, glued lines split (see [`normalize_line`]).
+    /// The careful path: escape sequences removed, glued lines split, segments with a stray
+    /// control byte kept from the parsers that read figures (see [`normalize_line`]).
     fn feed_normalized(&mut self, no: u64, text: &str, terminated: bool) {
         let mut segs = std::mem::take(&mut self.segs);
-        normalize_line(text, &mut segs);
+        if let Some(c) = normalize_line(text, &mut segs) {
+            self.stray.note(no, c, STRAY_FULL, &mut self.warnings);
+        }
         if !terminated && !segs.is_empty() {
             self.warn_unterminated(no);
         }
         for seg in &segs {
+            if seg.control.is_some() {
+                // As a cut last line: what is left of a number may be read as another number,
+                // a failure's words are still what they were.
+                let bits = self.gate(&seg.text);
+                self.feed_line(&seg.as_line(no), false, bits, None, None);
+                continue;
+            }
             let info = if terminated {
                 nccl_debug::info_header(&seg.text)
             } else {
@@ -1749,6 +1873,7 @@ impl LogParser {
                 ),
             );
         }
+        self.stray.finish(STRAY_FULL, w);
         let nccl_tests = self.nccl_tests.finish(w);
         let nccl_debug = self.nccl_debug.finish(w);
         let deepspeed = self.deepspeed.finish(w);
@@ -1791,6 +1916,7 @@ pub fn for_each_line<R: BufRead>(
 ) {
     let mut src = LineSource::new(reader);
     let mut segs = Vec::new();
+    let mut stray = StrayControls::default();
     while let Some(raw) = src.next_line() {
         if !raw.terminated {
             w.push(
@@ -1799,7 +1925,9 @@ pub fn for_each_line<R: BufRead>(
             );
             continue;
         }
-        normalize_line(raw.text, &mut segs);
+        if let Some(c) = normalize_line(raw.text, &mut segs) {
+            stray.note(raw.no, c, STRAY_STANDALONE, w);
+        }
         if segs.is_empty() {
             f(
                 &Line {
@@ -1812,9 +1940,12 @@ pub fn for_each_line<R: BufRead>(
             );
         }
         for s in &segs {
-            f(&s.as_line(raw.no), w);
+            if s.control.is_none() {
+                f(&s.as_line(raw.no), w);
+            }
         }
     }
+    stray.finish(STRAY_STANDALONE, w);
     if let Some(e) = src.take_error() {
         w.push(0, format!("read error: {e}"));
     }
@@ -2065,6 +2196,265 @@ mod tests {
         let a = device_line("ds-z2-torchrun.log", "final loss");
         let s = segs(&format!("{a}\r{a}\r"));
         assert_eq!(s.len(), 2);
+    }
+
+    /// The row of the real log whose busbw issue 21 found read as 137.4 with a NUL in place
+    /// of its `8`.
+    const ROW_1387: &str =
+        "    67108864      16777216     float    none       0    48.37  1387.4  1387.4       0";
+
+    /// The real nccl-tests log, and a copy with `byte` in place of the `8` of [`ROW_1387`]'s
+    /// busbw, that row's line and the byte's offset in it.
+    fn log_with_byte_in_busbw(byte: u8) -> (String, Vec<u8>, u64, usize) {
+        let log = super::testdata::device("nccl-collectives.log");
+        let at = log.find(ROW_1387).expect("row");
+        let no = log[..at].matches('\n').count() as u64 + 1;
+        let col = ROW_1387.find("1387.4       0").expect("busbw") + 2;
+        let mut data = log.clone().into_bytes();
+        assert_eq!(data[at + col], b'8');
+        data[at + col] = byte;
+        (log, data, no, col)
+    }
+
+    fn rows(runs: &[nccl_tests::NcclRun]) -> Vec<nccl_tests::NcclRow> {
+        runs.iter().flat_map(|r| r.rows.iter().cloned()).collect()
+    }
+
+    fn control_warnings(w: &[Warning]) -> Vec<&Warning> {
+        w.iter()
+            .filter(|w| w.message.contains("control byte"))
+            .collect()
+    }
+
+    /// Issue 21: a control byte in place of a digit is a warning naming its line, and the row
+    /// it is in is not read; no figure is made of the bytes around it. ESC counts when it
+    /// starts no sequence in use (here `ESC 7`, which would save the cursor).
+    #[test]
+    fn a_control_byte_in_a_row_is_a_warning_not_a_changed_figure() {
+        for byte in [0x00, 0x01, 0x7f, 0x08, 0x0b, 0x0c, 0x1b, 0x1f] {
+            let (log, data, no, col) = log_with_byte_in_busbw(byte);
+            let whole = parse_str("x.log", &log);
+            let got = parse_reader("x.log", data.as_slice());
+            let all = rows(&whole.nccl_tests);
+            let others: Vec<_> = all.iter().filter(|r| r.line != no).cloned().collect();
+            assert!(all.iter().any(|r| r.line == no && r.busbw_gbps == 1387.4));
+            assert!(
+                rows(&got.nccl_tests).iter().all(|r| r.busbw_gbps != 137.4),
+                "{byte:#04x}"
+            );
+            assert_eq!(rows(&got.nccl_tests), others, "{byte:#04x}");
+            let w = control_warnings(&got.warnings);
+            assert_eq!(w.len(), 1, "{byte:#04x}: {:?}", got.warnings);
+            assert_eq!(w[0].line, no);
+            assert_eq!(
+                w[0].message,
+                format!(
+                    "control byte {byte:#04x} at line {no}, column {}: {STRAY_FULL}",
+                    col + 1
+                )
+            );
+            // Nothing else of the parse changes.
+            let rest: Vec<_> = got
+                .warnings
+                .iter()
+                .filter(|x| !x.message.contains("control byte"))
+                .collect();
+            assert_eq!(rest, whole.warnings.iter().collect::<Vec<_>>());
+            for (a, b) in got.nccl_tests.iter().zip(&whole.nccl_tests) {
+                assert_eq!(a.avg_busbw_gbps, b.avg_busbw_gbps);
+                assert_eq!(a.columns, b.columns);
+            }
+            // The standalone parser, through `for_each_line`, the same.
+            let (runs, warnings) = nccl_tests::parse_reader(data.as_slice());
+            assert_eq!(rows(&runs), others, "{byte:#04x}");
+            let w = control_warnings(&warnings);
+            assert_eq!(w.len(), 1, "{warnings:?}");
+            assert_eq!(w[0].line, no);
+            assert!(
+                w[0].message
+                    .starts_with(&format!("control byte {byte:#04x} at line {no}"))
+            );
+        }
+    }
+
+    /// A failure's line with a control byte in it is still found (its words are kept apart).
+    #[test]
+    fn a_line_with_a_control_byte_is_still_searched_for_failures() {
+        let clean = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.\n";
+        let want = parse_str("x.log", clean).failures;
+        assert_eq!(want.len(), 1);
+        let got = parse_str("x.log", &clean.replace("CUDA ", "CUDA\u{0}"));
+        assert_eq!(got.failures.len(), 1);
+        assert_eq!(got.failures[0].class, want[0].class);
+        assert_eq!(control_warnings(&got.warnings).len(), 1);
+    }
+
+    /// A binary file, or a damaged one, is not a warning per line: the first line, then a
+    /// count of the others.
+    #[test]
+    fn control_byte_warnings_are_bounded() {
+        let data = "ab\u{0}cd 12\u{0}34\n\u{7f}x 1\n".repeat(5000);
+        let log = parse_str("x.log", &data);
+        let w = control_warnings(&log.warnings);
+        assert_eq!(w.len(), 2, "{:?}", log.warnings);
+        assert_eq!((w[0].line, w[1].line), (1, 1));
+        assert!(
+            w[0].message
+                .starts_with("control byte 0x00 at line 1, column 3: ")
+        );
+        assert_eq!(
+            w[1].message,
+            format!("9999 more line(s) after line 1 held control bytes: {STRAY_FULL}")
+        );
+        let (_, warnings) = nccl_tests::parse_reader(data.as_bytes());
+        let w = control_warnings(&warnings);
+        assert_eq!(w.len(), 2);
+        assert!(w[1].message.starts_with("9999 more line(s) after line 1"));
+        // A line of nothing but such bytes (a zeroed block) has no figure, but is told of.
+        let log = parse_str("x.log", "a 1\n\u{0}\u{0}\u{0}\nb 2\n");
+        let w = control_warnings(&log.warnings);
+        assert_eq!(w.len(), 1);
+        assert_eq!(
+            w[0].message,
+            format!("control byte 0x00 at line 2, column 1: {STRAY_FULL}")
+        );
+        let (_, warnings) = nccl_tests::parse_reader("\u{0}\n".as_bytes());
+        assert_eq!(
+            warnings[0].message,
+            "control byte 0x00 at line 1, column 1: ignored"
+        );
+    }
+
+    /// What is legitimately removed still is, without a warning: colours around and inside a
+    /// row, `\r` progress bars before it, the `ESC ( B` of `tput sgr0`, an OSC hyperlink;
+    /// tqdm's bars of a real Trainer log and the underlined header of a real `nvidia-smi topo`.
+    #[test]
+    fn escape_sequences_and_progress_bars_are_removed_without_a_warning() {
+        let log = super::testdata::device("nccl-collectives.log");
+        let whole = parse_str("x.log", &log);
+        let (lead, rest) = ROW_1387.split_at(ROW_1387.find("1387.4").expect("algbw"));
+        for row in [
+            format!("\u{1b}[1;32m{ROW_1387}\u{1b}[0m"),
+            format!("{lead}\u{1b}[31m13\u{1b}[0m{}", &rest[2..]),
+            format!("\r 10%|#         | 1/10 [00:01<00:09]\u{1b}[A\r{ROW_1387}"),
+            format!("\u{1b}(B\u{1b}[m{ROW_1387}"),
+            format!("\u{1b}]8;;http://x/\u{1b}\\{ROW_1387}\u{1b}]8;;\u{7}"),
+            format!("{ROW_1387}\t"),
+        ] {
+            let got = parse_str("x.log", &log.replace(ROW_1387, &row));
+            assert_eq!(rows(&got.nccl_tests), rows(&whole.nccl_tests), "{row:?}");
+            assert_eq!(got.warnings, whole.warnings, "{row:?}");
+        }
+        for file in [
+            "device-h100-2026-12-07/hf-trainer.log",
+            "device-h100-2026-11-24/sysinfo.txt",
+        ] {
+            let text = super::testdata::fixture(file);
+            assert!(text.contains('\u{1b}'));
+            let got = parse_str("x.log", &text);
+            assert!(control_warnings(&got.warnings).is_empty(), "{file}");
+        }
+    }
+
+    #[test]
+    fn stray_control_bytes_become_spaces_and_mark_their_piece() {
+        let piece = |t: &str| {
+            clean_pieces(t)
+                .into_iter()
+                .map(|p| (p.text, p.stray))
+                .collect::<Vec<_>>()
+        };
+        let one = |t: &str, s: Option<(u8, usize)>| vec![(t.to_string(), s)];
+        assert_eq!(piece("13\u{0}7.4"), one("13 7.4", Some((0, 2))));
+        assert_eq!(piece("a\u{1}b\u{2}c"), one("a b c", Some((1, 1))));
+        assert_eq!(piece("13\u{1b}87.4"), one("13 87.4", Some((0x1b, 2))));
+        assert_eq!(piece("x\u{1b}"), one("x ", Some((0x1b, 1))));
+        assert_eq!(piece("x\u{1b}[12"), one("x [12", Some((0x1b, 1))));
+        assert_eq!(piece("x\u{1b}]title"), one("x ]title", Some((0x1b, 1))));
+        assert_eq!(piece("x\u{1b}(9"), one("x (9", Some((0x1b, 1))));
+        assert_eq!(
+            piece("\u{1b}[1;31m\u{e9}\u{1b}[0m\t1"),
+            one("\u{e9}\t1", None)
+        );
+        assert_eq!(piece("\u{1b}(B\u{1b}[m1\u{1b}=\u{1b}>"), one("1", None));
+        assert_eq!(
+            piece("a\u{0}\rb\rc\u{7f}"),
+            vec![
+                ("a ".to_string(), Some((0, 1))),
+                ("b".to_string(), None),
+                ("c ".to_string(), Some((0x7f, 6))),
+            ]
+        );
+        // Segments of a marked piece are marked, with the byte's offset in the line.
+        let s = segs("[1,0]<stdout>: 13\u{0}7.4\r[1,0]<stdout>: 1387.4");
+        assert_eq!(s.len(), 2);
+        assert_eq!(
+            (s[0].text.as_str(), s[0].control),
+            (" 13 7.4", Some((0, 17)))
+        );
+        assert_eq!((s[1].text.as_str(), s[1].control), (" 1387.4", None));
+    }
+
+    /// The fast path sends a line with NUL, `\x01`, DEL (or any control byte but tab) in it to
+    /// the careful one, wherever the byte falls in the 64-byte words of the block maps: with
+    /// AVX2 and with SSE2 (each tested alone), in the plain loop of a block's tail, and in the
+    /// line-by-line scan.
+    #[test]
+    fn control_bytes_in_plain_lines_reach_the_careful_path() {
+        let bytes = [0x00u8, 0x01, 0x7f, 0x08, 0x0b, 0x0c, 0x1b, 0x1f, b'\r'];
+        let row = ROW_1387.as_bytes();
+        for &byte in &bytes {
+            for k in 0..64 {
+                let mut c = row[..64].to_vec();
+                c[k] = byte;
+                let plain = BlockMaps::masks(&c);
+                assert_eq!(plain.2, 1 << k, "{byte:#04x} at {k}");
+                #[cfg(target_arch = "x86_64")]
+                {
+                    assert_eq!(BlockMaps::masks64_sse2(&c), plain);
+                    if is_x86_feature_detected!("avx2") {
+                        // SAFETY: AVX2 is there; `c` holds 64 bytes.
+                        assert_eq!(unsafe { BlockMaps::masks64_avx2(&c) }, plain);
+                    }
+                }
+            }
+        }
+        let real = super::testdata::device("nccl-collectives.log");
+        let lines: Vec<&str> = real.lines().take(40).collect();
+        for &byte in &bytes[..3] {
+            for at in 0..row.len() {
+                // Lines before it of every length up to a few words, so that the row starts
+                // anywhere in a word and its byte falls in whole words and in a block's tail.
+                let before = lines[..at % lines.len()].join("\n");
+                let mut bad = row.to_vec();
+                bad[at] = byte;
+                let mut data = format!("{before}\n").into_bytes();
+                let no = before.matches('\n').count() as u64 + 2;
+                data.extend_from_slice(&bad);
+                data.extend_from_slice(b"\n");
+                data.extend_from_slice(lines.join("\n").as_bytes());
+                data.extend_from_slice(b"\n");
+                let mut src = LineSource::new(data.as_slice());
+                let mut seen = false;
+                while let Some(c) = src.next_chunk() {
+                    match c {
+                        Chunk::Clean { text, .. } => {
+                            assert!(!text.as_bytes().contains(&byte), "{byte:#04x} at {at}")
+                        }
+                        Chunk::Line(raw) if raw.no == no => {
+                            assert!(raw.control, "{byte:#04x} at {at}");
+                            seen = true;
+                        }
+                        Chunk::Line(_) => {}
+                    }
+                }
+                assert!(seen, "{byte:#04x} at {at}");
+                let mut src = LineSource::new(data.as_slice());
+                let raw = std::iter::from_fn(|| src.next_line().map(|l| (l.no, l.control)))
+                    .find(|l| l.0 == no);
+                assert_eq!(raw, Some((no, true)));
+            }
+        }
     }
 
     #[test]

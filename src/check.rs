@@ -220,6 +220,15 @@ pub fn check(sweep: &LoadedSweep, profile: &Profile, plan: &Plan) -> CheckReport
             });
         }
     }
+    if let Some((gpu, cpu, other)) = profile.overlapping_cpus() {
+        findings.push(Finding {
+            level: Level::Warning,
+            subject: format!("profile {}", profile.name),
+            message: format!(
+                "gpu_map[{gpu}].cpus: CPU {cpu} is also in GPU {other}'s list: ranks of both GPUs would share that core"
+            ),
+        });
+    }
     for p in &plan.points {
         let mem = p
             .model

@@ -312,7 +312,6 @@ impl Profile {
             .checked_mul(self.cpu.cores_per_socket)
             .and_then(|x| x.checked_mul(self.cpu.threads_per_core))
             .ok_or_else(|| src.error(&path!["cpu"], "sockets x cores x threads is out of range"))?;
-        let mut owner: std::collections::HashMap<u32, usize> = Default::default();
         for (i, g) in self.gpu_map.iter().enumerate() {
             if g.gpu as usize != i {
                 return Err(src.error(
@@ -330,19 +329,6 @@ impl Profile {
                     &path!["gpu_map", i, "cpus"],
                     format!("CPU {bad} does not exist: the [cpu] section gives {total_cpus} logical CPUs"),
                 ));
-            }
-            // Each rank is pinned to cores of its own: two GPUs' ranks on one core would
-            // compete for it and skew every figure of both.
-            for &c in &cpus {
-                if let Some(&other) = owner.get(&c) {
-                    return Err(src.error(
-                        &path!["gpu_map", i, "cpus"],
-                        format!(
-                            "CPU {c} is also in GPU {other}'s list: the CPU lists of the GPUs must not overlap"
-                        ),
-                    ));
-                }
-                owner.insert(c, i);
             }
             if g.numa >= self.cpu.numa_nodes {
                 return Err(src.error(
@@ -371,6 +357,22 @@ impl Profile {
             }
         }
         Ok(())
+    }
+
+    /// The first CPU two GPUs' lists share, as (later GPU, CPU, earlier GPU): ranks pinned to one
+    /// core compete for it and skew the figures of both, but a site may mean it (a shared
+    /// housekeeping core, a test profile), so the plan check warns rather than refuses.
+    pub fn overlapping_cpus(&self) -> Option<(usize, u32, usize)> {
+        let mut owner: std::collections::HashMap<u32, usize> = Default::default();
+        for (i, g) in self.gpu_map.iter().enumerate() {
+            for c in parse_cpulist(&g.cpus).unwrap_or_default() {
+                if let Some(&other) = owner.get(&c) {
+                    return Some((i, c, other));
+                }
+                owner.insert(c, i);
+            }
+        }
+        None
     }
 
     /// Combined line rate of the node's NICs in Gb/s (the ceiling for inter-node traffic).

@@ -128,27 +128,25 @@ const HOSTILE: &[&str] = &[
     "é",
     "x",
     "1",
-    "SWEEPFUZZ",
+    "SWEEP^FUZZ",
     "\\'",
     "'\\",
 ];
 
 fn hostile_value(rng: &mut Rng) -> String {
-    let mut v = String::from("SWEEPFUZZ");
+    let mut v = String::from("SWEEP^FUZZ");
     for _ in 0..rng.below(12) {
-        v.insert_str(
-            rng.below(v.len() + 1).min(v.len()),
-            HOSTILE[rng.below(HOSTILE.len())],
-        );
-        // Only char boundaries are valid insertion points.
-        while !v.is_char_boundary(v.len()) {
-            v.pop();
+        let mut at = rng.below(v.len() + 1).min(v.len());
+        // Only char boundaries are insertion points (`é` is two bytes).
+        while !v.is_char_boundary(at) {
+            at -= 1;
         }
+        v.insert_str(at, HOSTILE[rng.below(HOSTILE.len())]);
     }
     v
 }
 
-/// Whether every `SWEEPFUZZ` of a rendered script stands inside single quotes (or in a comment),
+/// Whether every `SWEEP^FUZZ` (a sentinel that always needs quoting) of a rendered script stands inside single quotes (or in a comment),
 /// as bash would lex it: quotes, backslashes, `$(...)` and backticks nest; `#` starts a comment
 /// at the start of a word. Heredoc bodies are lexed as the scripts they become, except the
 /// Python ones. Returns the first offending line.
@@ -177,7 +175,7 @@ fn unquoted_sentinel(script: &str) -> Option<String> {
         let mut i = 0;
         while i < b.len() {
             let st = *stack.last().unwrap_or(&St::Normal);
-            if b[i..].starts_with(b"SWEEPFUZZ") && st != St::Single {
+            if b[i..].starts_with(b"SWEEP^FUZZ") && st != St::Single {
                 return Some(line.to_string());
             }
             let c = b[i];

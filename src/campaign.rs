@@ -66,6 +66,26 @@ impl Manifest {
                 m.format
             );
         }
+        // Later commands build paths from these (results/<campaign>, jobs/<id>): a manifest
+        // edited by hand must not lead them out of their directories.
+        if let Some(e) = crate::values::name_error(&m.campaign) {
+            bail!("{}: campaign name `{}`: {e}", p.display(), m.campaign);
+        }
+        for j in &m.jobs {
+            let id_ok = !j.id.is_empty()
+                && !j.id.starts_with('.')
+                && j.id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !id_ok || j.dir != job_dir_rel(&j.id) {
+                bail!(
+                    "{}: job `{}` with directory `{}`: a job is jobs/<id>, its id a name",
+                    p.display(),
+                    j.id,
+                    j.dir
+                );
+            }
+        }
         Ok(m)
     }
 }

@@ -1402,3 +1402,45 @@ fn a_control_byte_in_a_log_row_is_a_warning_never_a_changed_figure() {
         );
     }
 }
+
+#[test]
+fn a_hand_edited_manifest_cannot_lead_commands_out_of_their_directories() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, f) = write_expanded(tmp.path());
+    let camp = tmp.path().join("camp");
+    let o = sweep(&[
+        "expand",
+        f.to_str().unwrap(),
+        "--out",
+        camp.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let original = std::fs::read_to_string(camp.join("campaign.json")).unwrap();
+    let m: serde_json::Value = serde_json::from_str(&original).unwrap();
+    let mut bad_name = m.clone();
+    bad_name["campaign"] = "..".into();
+    let mut bad_dir = m.clone();
+    bad_dir["jobs"][0]["dir"] = "../../../etc".into();
+    for (bad, want) in [
+        (
+            bad_name,
+            "campaign name `..`: a name cannot start with '.' or '-'",
+        ),
+        (
+            bad_dir,
+            "with directory `../../../etc`: a job is jobs/<id>, its id a name",
+        ),
+    ] {
+        std::fs::write(
+            camp.join("campaign.json"),
+            serde_json::to_string(&bad).unwrap(),
+        )
+        .unwrap();
+        for cmd in ["collect", "status"] {
+            let o = sweep(&[cmd, camp.to_str().unwrap()]);
+            assert_eq!(o.status.code(), Some(1), "{cmd}");
+            assert!(stderr(&o).contains(want), "{cmd}: {}", stderr(&o));
+        }
+    }
+}

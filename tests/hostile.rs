@@ -423,19 +423,35 @@ fn plain_sweep() -> String {
 /// Runs `expand --out` on `text` and asserts the refusal: `file:line:` with the key and the
 /// message, exit 1, no directory written.
 fn refused(text: &str, at: &str, key: &str, message: &str, what: &str) {
+    refused_in(text, None, at, key, message, what)
+}
+
+/// `refused`, with a cluster profile of its own (`--profile`) when `profile` is given: the
+/// error must then point into the profile.
+fn refused_in(text: &str, profile: Option<&str>, at: &str, key: &str, message: &str, what: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let f = tmp.path().join("s.toml");
     std::fs::write(&f, text).unwrap();
+    let p = tmp.path().join("p.toml");
     let out = tmp.path().join("out");
-    let o = sweep(&[
+    let mut args = vec![
         "expand",
         f.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-    ]);
+    ];
+    if let Some(ptext) = profile {
+        std::fs::write(&p, ptext).unwrap();
+        args.extend(["--profile", p.to_str().unwrap()]);
+    }
+    let o = sweep(&args);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{what}: {err}");
-    let want = format!("{}:{}:", f.display(), line_of(text, at));
+    let (file, located) = match profile {
+        Some(ptext) => (&p, ptext),
+        None => (&f, text),
+    };
+    let want = format!("{}:{}:", file.display(), line_of(located, at));
     assert!(err.contains(&want), "{what}: wanted {want} in\n{err}");
     assert!(
         err.contains(&format!("key `{key}`")),
@@ -778,27 +794,7 @@ fn hostile_profiles_are_refused_at_file_line_and_key() {
     ];
     let sweep_text = plain_sweep();
     for (text, at, key, message) in &cases {
-        let tmp = tempfile::tempdir().unwrap();
-        let p = tmp.path().join("p.toml");
-        std::fs::write(&p, text).unwrap();
-        let f = tmp.path().join("s.toml");
-        std::fs::write(&f, &sweep_text).unwrap();
-        let out = tmp.path().join("out");
-        let o = sweep(&[
-            "expand",
-            f.to_str().unwrap(),
-            "--profile",
-            p.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        let err = stderr(&o);
-        assert_eq!(o.status.code(), Some(1), "{key}: {err}");
-        let want = format!("{}:{}:", p.display(), line_of(text, at));
-        assert!(err.contains(&want), "{key}: wanted {want} in\n{err}");
-        assert!(err.contains(&format!("key `{key}`")), "{key} in\n{err}");
-        assert!(err.contains(message), "{key}: wanted `{message}` in\n{err}");
-        assert!(!out.exists());
+        refused_in(&sweep_text, Some(text), at, key, message, key);
     }
     assert!(cases.len() >= 20);
 }

@@ -2081,7 +2081,7 @@ mod glue_regression {
 pub(crate) mod testdata {
     /// A file under `tests/fixtures/`.
     pub fn fixture(path: &str) -> String {
-        let p = format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
+        let p = format!("{}/../../tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
         std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
     }
     pub fn device(name: &str) -> String {
@@ -2571,7 +2571,7 @@ mod tests {
             seed ^= seed << 17;
             (seed % k.max(1) as u64) as usize
         };
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures");
         let mut n = 0;
         for e in walkdir::WalkDir::new(root).into_iter().flatten() {
             let name = e.file_name().to_string_lossy().to_string();

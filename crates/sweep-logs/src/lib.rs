@@ -35,7 +35,8 @@
 //!
 //! [`parse_file`] / [`parse_reader`] run every parser in **one pass** over the lines and return a
 //! [`ParsedLog`]. Files whose name ends in `.json` are read as an nccl-tests `-J` report or a
-//! DeepSpeed config. Each module also has its own `Parser` (fed [`Line`]s) for standalone use.
+//! DeepSpeed config. Each module also has its own `Parser` (fed [`Line`]s: a [`LineParser`]) for
+//! standalone use, run alone by [`parse_lines`].
 
 pub mod deepspeed;
 mod dispatch;
@@ -43,6 +44,7 @@ pub mod failures;
 mod gate;
 pub mod hf_trainer;
 mod line;
+mod line_parser;
 pub mod megatron;
 pub mod nccl_debug;
 pub mod nccl_tests;
@@ -67,6 +69,7 @@ pub use line::simd::BlockMaps;
 pub(crate) use line::simd::find_seps;
 pub use line::source::{Chunk, LineSource, MAX_LINE_BYTES, RawLine};
 pub(crate) use line::text::{same_bytes, trim};
+pub use line_parser::{LineParser, parse_lines};
 pub(crate) use num::leading_digits;
 pub use num::{int, num, uint};
 pub(crate) use warnings::push_capped;

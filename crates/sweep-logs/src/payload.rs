@@ -513,6 +513,8 @@ impl Parser {
     }
 }
 
+super::line_parser::line_parser!(Parser => PayloadInfo);
+
 #[cfg(test)]
 mod tests {
     use crate::parse_str;

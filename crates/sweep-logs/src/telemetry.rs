@@ -185,6 +185,8 @@ impl Parser {
     }
 }
 
+super::line_parser::line_parser!(Parser => TelemetryInfo);
+
 /// What one NIC (or RDMA port) did between the first and the last snapshot of a node.
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, Serialize)]
 pub struct NicDelta {

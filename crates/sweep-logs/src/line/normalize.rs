@@ -357,9 +357,9 @@ pub(crate) fn nccl_glue_possible(text: &str) -> bool {
         .is_some()
 }
 
-/// Normalises one physical line into segments (see the module documentation). Returns the
-/// line's first stray control byte and its offset (see [`Segment::control`]): a line of
-/// nothing else has no segment to carry it.
+/// Normalises one physical line into segments (see the [crate documentation](crate)).
+/// Returns the line's first stray control byte and its offset (see [`Segment::control`]): a
+/// line of nothing else has no segment to carry it.
 pub fn normalize_line(text: &str, out: &mut Vec<Segment>) -> Option<(u8, usize)> {
     out.clear();
     // The common line has no control character: no copy of it is needed to clean it.

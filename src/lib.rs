@@ -15,7 +15,7 @@ pub mod dsconfig;
 pub mod expand;
 pub mod local;
 pub mod model;
-pub mod parsers;
+pub use sweep_logs as parsers;
 pub mod plan;
 pub mod profile;
 pub mod profile_import;

@@ -513,9 +513,11 @@ impl Parser {
     }
 }
 
+super::line_parser::line_parser!(Parser => PayloadInfo);
+
 #[cfg(test)]
 mod tests {
-    use crate::parsers::parse_str;
+    use crate::parse_str;
 
     /// A record read as [`super::Record`] answers every accessor as `serde_json::Value` does,
     /// and fails (or not) with the same message.
@@ -580,7 +582,7 @@ mod tests {
 
     fn real_log(job: &str) -> String {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/device-h200-2026-12-02/campaign/jobs");
+            .join("../../tests/fixtures/device-h200-2026-12-02/campaign/jobs");
         let d = std::fs::read_dir(&dir)
             .unwrap()
             .flatten()

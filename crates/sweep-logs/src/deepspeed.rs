@@ -829,6 +829,8 @@ impl Parser {
     }
 }
 
+super::line_parser::line_parser!(Parser => DeepSpeedInfo);
+
 /// Parses `| name: value | name: value` into pairs; warns on unreadable values.
 pub fn parse_timers(s: &str, line: u64, w: &mut Warnings) -> Vec<(CompactString, f64)> {
     // Sized for a real line's handful of timers; a garbled line of a million `|` (empty
@@ -904,11 +906,7 @@ pub fn parse_config_json(text: &str) -> Result<DsConfig, serde_json::Error> {
 
 /// Parses DeepSpeed output from a reader (standalone use).
 pub fn parse_reader<R: std::io::BufRead>(reader: R) -> (DeepSpeedInfo, Vec<super::Warning>) {
-    let mut w = Warnings::new();
-    let mut p = Parser::new();
-    super::for_each_line(reader, &mut w, |l, w| p.feed(l, w));
-    let info = p.finish(&mut w);
-    (info, w.into_parts().0)
+    super::parse_lines(Parser::new(), reader)
 }
 
 #[cfg(test)]

@@ -628,6 +628,8 @@ impl Parser {
     }
 }
 
+super::line_parser::line_parser!(Parser => Vec<NcclRun>);
+
 /// Whether `t` starts with two unsigned integers (size, count), as a table row does; most
 /// lines that start with a digit (timestamps, CSV samples) are told apart before anything is
 /// collected. First by bytes: an ASCII byte other than whitespace right after the leading
@@ -821,11 +823,7 @@ fn parse_row(
 
 /// Parses nccl-tests text output from a reader (standalone use).
 pub fn parse_reader<R: std::io::BufRead>(reader: R) -> (Vec<NcclRun>, Vec<super::Warning>) {
-    let mut w = Warnings::new();
-    let mut p = Parser::new();
-    super::for_each_line(reader, &mut w, |l, w| p.feed(l, w));
-    let runs = p.finish(&mut w);
-    (runs, w.into_parts().0)
+    super::parse_lines(Parser::new(), reader)
 }
 
 /// Parses the `-J` JSON report (format of `src/util.cu`: `version`, `args`, `nccl_version`,

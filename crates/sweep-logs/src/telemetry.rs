@@ -185,6 +185,8 @@ impl Parser {
     }
 }
 
+super::line_parser::line_parser!(Parser => TelemetryInfo);
+
 /// What one NIC (or RDMA port) did between the first and the last snapshot of a node.
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, Serialize)]
 pub struct NicDelta {
@@ -332,11 +334,11 @@ pub fn nic_deltas(snaps: &[NetSnapshot]) -> Vec<NicDelta> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parsers::parse_str;
+    use crate::parse_str;
 
     fn fixture(name: &str) -> String {
         std::fs::read_to_string(format!(
-            "{}/tests/fixtures/local-slurm-2026-12-02/{name}",
+            "{}/../../tests/fixtures/local-slurm-2026-12-02/{name}",
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap()
@@ -451,13 +453,13 @@ mod tests {
 #[cfg(test)]
 mod gpu_tests {
     use super::*;
-    use crate::parsers::parse_str;
+    use crate::parse_str;
 
     #[test]
     fn real_preflight_record_of_a_gpu_node_passes() {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/device-h200-2026-12-02-b/preflight-vm.txt"
+            "/../../tests/fixtures/device-h200-2026-12-02-b/preflight-vm.txt"
         ))
         .unwrap();
         let p = parse_str("preflight-vm.txt", &text);
@@ -480,7 +482,7 @@ mod gpu_tests {
             "net",
             &std::fs::read_to_string(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/device-h200-2026-12-02-b/train-net-vm.txt"
+                "/../../tests/fixtures/device-h200-2026-12-02-b/train-net-vm.txt"
             ))
             .unwrap(),
         );

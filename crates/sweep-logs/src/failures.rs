@@ -654,6 +654,8 @@ impl Parser {
     }
 }
 
+super::line_parser::line_parser!(Parser => Vec<Failure>);
+
 fn looks_like_exception_name(t: &str) -> bool {
     ["Error", "Exception", "Interrupt", "Exit"]
         .iter()
@@ -719,11 +721,7 @@ pub fn primary_failure(failures: &[Failure]) -> Option<PrimaryFailure> {
 
 /// Detects failures in a reader (standalone use).
 pub fn parse_reader<R: std::io::BufRead>(reader: R) -> (Vec<Failure>, Vec<super::Warning>) {
-    let mut w = Warnings::new();
-    let mut p = Parser::new();
-    super::for_each_line(reader, &mut w, |l, w| p.feed(l, w));
-    let f = p.finish(&mut w);
-    (f, w.into_parts().0)
+    super::parse_lines(Parser::new(), reader)
 }
 
 #[cfg(test)]

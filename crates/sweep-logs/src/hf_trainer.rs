@@ -233,13 +233,11 @@ impl Parser {
     }
 }
 
+super::line_parser::line_parser!(Parser => HfTrainerInfo);
+
 /// Parses Trainer output from a reader (standalone use).
 pub fn parse_reader<R: std::io::BufRead>(reader: R) -> (HfTrainerInfo, Vec<super::Warning>) {
-    let mut w = Warnings::new();
-    let mut p = Parser::new();
-    super::for_each_line(reader, &mut w, |l, w| p.feed(l, w));
-    let info = p.finish(&mut w);
-    (info, w.into_parts().0)
+    super::parse_lines(Parser::new(), reader)
 }
 
 #[cfg(test)]

@@ -324,6 +324,8 @@ impl CsvParser {
     }
 }
 
+super::line_parser::line_parser!(CsvParser => Vec<GpuSample>);
+
 /// One GPU row of a `topo -m` matrix.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct TopoGpu {
@@ -629,25 +631,22 @@ impl TopoParser {
     }
 }
 
+super::line_parser::line_parser!(TopoParser => Vec<Topology>);
+
 /// Parses `--query-gpu` CSV samples from a reader with the given default columns.
 pub fn parse_csv_reader<R: std::io::BufRead>(
     reader: R,
     columns: &[&str],
 ) -> (Vec<GpuSample>, Vec<super::Warning>) {
-    let mut w = Warnings::new();
-    let mut p = CsvParser::new(columns.iter().map(|s| s.to_string()).collect());
-    super::for_each_line(reader, &mut w, |l, w| p.feed(l, w));
-    let s = p.finish(&mut w);
-    (s, w.into_parts().0)
+    super::parse_lines(
+        CsvParser::new(columns.iter().map(|s| s.to_string()).collect()),
+        reader,
+    )
 }
 
 /// Parses `topo -m` matrices from a reader.
 pub fn parse_topo_reader<R: std::io::BufRead>(reader: R) -> (Vec<Topology>, Vec<super::Warning>) {
-    let mut w = Warnings::new();
-    let mut p = TopoParser::new();
-    super::for_each_line(reader, &mut w, |l, w| p.feed(l, w));
-    let t = p.finish(&mut w);
-    (t, w.into_parts().0)
+    super::parse_lines(TopoParser::new(), reader)
 }
 
 #[cfg(test)]

@@ -820,13 +820,11 @@ impl Parser {
     }
 }
 
+super::line_parser::line_parser!(Parser => NcclDebugInfo);
+
 /// Parses NCCL debug output from a reader (standalone use).
 pub fn parse_reader<R: std::io::BufRead>(reader: R) -> (NcclDebugInfo, Vec<super::Warning>) {
-    let mut w = Warnings::new();
-    let mut p = Parser::new();
-    super::for_each_line(reader, &mut w, |l, w| p.feed(l, w));
-    let info = p.finish(&mut w);
-    (info, w.into_parts().0)
+    super::parse_lines(Parser::new(), reader)
 }
 
 #[cfg(test)]

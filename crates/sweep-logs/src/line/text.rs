@@ -1,0 +1,64 @@
+//! Small string helpers of the per-line path, written to stay inline and avoid a scan or a
+//! call where the common line needs none.
+
+/// `s.trim()`, without decoding characters where the ends are ASCII (most lines).
+#[inline]
+pub(crate) fn trim(s: &str) -> &str {
+    // Every whitespace character std knows is at most a space or not ASCII: ends that are
+    // neither need no scan (most fields and messages).
+    let b = s.as_bytes();
+    match (b.first(), b.last()) {
+        (Some(&f), Some(&l)) if f > b' ' && f < 0x80 && l > b' ' && l < 0x80 => s,
+        (None, _) => s,
+        _ => trim_ends(s),
+    }
+}
+
+/// [`trim`] where an end may be whitespace.
+fn trim_ends(s: &str) -> &str {
+    // The ASCII characters `char::is_whitespace` takes (`u8::is_ascii_whitespace` lacks \x0B).
+    let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
+    let b = s.as_bytes();
+    let start = b.iter().position(|c| !ws(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !ws(c)).map_or(start, |i| i + 1);
+    let t = &b[start..end];
+    if t.first().is_some_and(|&c| c >= 0x80) || t.last().is_some_and(|&c| c >= 0x80) {
+        // A character that is not ASCII at an end may be whitespace (U+00A0, U+3000...).
+        return s.trim();
+    }
+    &s[start..end]
+}
+
+/// `a == b` for the short strings of a line's header, inline: a call to `memcmp` per line
+/// costs more than the compare.
+#[inline]
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let n = a.len();
+    if n < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    // Fixed-size copies: each is one 8-byte load.
+    let word = |s: &[u8], i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[i..i + 8]);
+        u64::from_ne_bytes(w)
+    };
+    let mut i = 0;
+    while i + 8 <= n {
+        if word(a, i) != word(b, i) {
+            return false;
+        }
+        i += 8;
+    }
+    // The last 8 bytes, overlapping those compared.
+    word(a, n - 8) == word(b, n - 8)
+}
+
+/// `s.starts_with(head)`, inline (see [`same_bytes`]).
+#[inline]
+pub(crate) fn starts_with(s: &str, head: &str) -> bool {
+    s.len() >= head.len() && same_bytes(&s.as_bytes()[..head.len()], head.as_bytes())
+}

@@ -13,6 +13,7 @@ pub mod collect;
 pub mod diag;
 pub mod dsconfig;
 pub mod expand;
+pub mod job_state;
 pub mod local;
 pub mod model;
 pub mod parsers;

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::job_state::JobState;
+
 pub const STATE: &str = "state.json";
 pub const LOCK: &str = ".sweep.lock";
 
@@ -19,7 +21,7 @@ pub struct State {
     #[serde(default = "format")]
     pub format: u32,
     #[serde(default)]
-    pub jobs: BTreeMap<String, JobState>,
+    pub jobs: BTreeMap<String, JobRecord>,
 }
 
 fn format() -> u32 {
@@ -28,7 +30,7 @@ fn format() -> u32 {
 
 /// Everything known about one campaign job.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct JobState {
+pub struct JobRecord {
     /// The Slurm job id of the current attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slurm_id: Option<String>,
@@ -43,7 +45,7 @@ pub struct JobState {
     pub attempts: u32,
     /// Last known Slurm state (PENDING, RUNNING, COMPLETED, ... or sweep's `lost`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
+    pub state: Option<JobState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -75,12 +77,12 @@ pub struct PendingSubmit {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PastAttempt {
     pub slurm_id: String,
-    pub state: Option<String>,
+    pub state: Option<JobState>,
 }
 
-impl JobState {
+impl JobRecord {
     pub fn is_terminal(&self) -> bool {
-        self.state.as_deref().is_some_and(crate::slurm::is_terminal)
+        self.state.as_ref().is_some_and(JobState::is_terminal)
     }
 }
 
@@ -151,7 +153,7 @@ impl State {
         Ok(())
     }
 
-    pub fn job(&mut self, id: &str) -> &mut JobState {
+    pub fn job(&mut self, id: &str) -> &mut JobRecord {
         self.jobs.entry(id.to_string()).or_default()
     }
 }

@@ -10,6 +10,7 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 
 use crate::campaign::{Manifest, ManifestJob};
+use crate::job_state::JobState;
 use crate::slurm::{QueueJob, Slurm, SlurmError};
 use crate::state::{Lock, PendingSubmit, State, now_utc};
 
@@ -128,7 +129,7 @@ pub fn adopt_pending(
             js.slurm_id = Some(sid.clone());
             js.submit_time = (!submit.is_empty()).then_some(submit);
             js.attempts += 1;
-            js.state = Some("PENDING".into());
+            js.state = Some(JobState::Pending);
             adopted.push((id.clone(), sid));
         }
     }
@@ -321,7 +322,7 @@ fn submit_one(
                 js.pending_submit = None;
                 js.slurm_id = Some(id.clone());
                 js.attempts += 1;
-                js.state = Some("PENDING".into());
+                js.state = Some(JobState::Pending);
                 js.exit_code = None;
                 js.step_oom = None;
                 st.save(dir)?;

@@ -207,11 +207,7 @@ pub struct SubmitArgs {
     pub rerun: bool,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
-pub enum Executor {
-    Slurm,
-    Local,
-}
+pub use crate::executor::Executor;
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {

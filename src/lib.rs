@@ -12,6 +12,7 @@ pub mod cli;
 pub mod collect;
 pub mod diag;
 pub mod dsconfig;
+pub mod executor;
 pub mod expand;
 pub mod job_state;
 pub mod local;

@@ -25,10 +25,10 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::campaign::{Manifest, ManifestJob};
+use crate::executor::Executor;
 use crate::job_state::JobState;
 use crate::state::{Lock, State};
 
-pub const EXECUTOR: &str = "local";
 const BIN_DIR: &str = ".local-bin";
 
 #[derive(Debug, Default, Clone)]
@@ -161,8 +161,7 @@ pub fn run(dir: &Path, opts: &LocalOptions) -> Result<LocalReport> {
                 .unwrap_or_default()
         };
         if known.slurm_id.is_some() && !opts.rerun {
-            if known.executor.as_deref() == Some(EXECUTOR) && known.state == Some(JobState::Running)
-            {
+            if Executor::of(&known) == Executor::Local && known.state == Some(JobState::Running) {
                 // The sweep that ran it died; the script may have gone on and finished since.
                 let _lock = Lock::acquire(&dir)?;
                 let mut st = State::load(&dir)?;
@@ -316,7 +315,7 @@ fn run_job(
             });
         }
         js.slurm_id = Some(next.to_string());
-        js.executor = Some(EXECUTOR.into());
+        js.executor = Some(Executor::Local.name().into());
         js.submit_time = Some(crate::state::now_utc());
         js.attempts += 1;
         js.state = Some(JobState::Running);
@@ -359,7 +358,7 @@ fn run_job(
         .env("SLURM_CPUS_PER_TASK", cpt.to_string())
         .env("SLURM_GPUS_ON_NODE", gpn.to_string())
         .env("SLURM_RESTART_COUNT", "0")
-        .env("SWEEP_EXECUTOR", EXECUTOR);
+        .env("SWEEP_EXECUTOR", Executor::Local.name());
     if gpn > 0 && std::env::var_os("CUDA_VISIBLE_DEVICES").is_none() {
         let gpus: Vec<String> = (0..gpn).map(|g| g.to_string()).collect();
         c.env("SLURM_JOB_GPUS", gpus.join(","));

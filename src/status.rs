@@ -9,6 +9,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 use crate::campaign::{Manifest, ManifestJob};
+use crate::executor::Executor;
 use crate::job_state::JobState;
 use crate::slurm::{QueueJob, Slurm, SlurmError};
 use crate::state::{Lock, State};
@@ -130,10 +131,6 @@ pub fn state_from_marker(job_dir: &Path, f: &Finished) -> (JobState, bool) {
     (state, v.step_oom)
 }
 
-fn is_local(j: &crate::state::JobRecord) -> bool {
-    j.executor.as_deref() == Some(crate::local::EXECUTOR)
-}
-
 /// One poll. Takes the campaign lock only to write what it learned.
 pub fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
     crate::state::ensure_campaign(dir)?;
@@ -144,9 +141,9 @@ pub fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
     // Jobs the local executor ran are not Slurm's: a campaign of only those asks Slurm nothing.
     let any_slurm = {
         let st = State::load(dir)?;
-        st.jobs
-            .values()
-            .any(|j| (j.slurm_id.is_some() || j.pending_submit.is_some()) && !is_local(j))
+        st.jobs.values().any(|j| {
+            (j.slurm_id.is_some() || j.pending_submit.is_some()) && Executor::of(j).known_to_slurm()
+        })
     };
     let queue: Option<Vec<QueueJob>> = if !any_slurm {
         Some(Vec::new())
@@ -193,8 +190,10 @@ pub fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
             continue;
         };
         let job_dir = dir.join(&job.dir);
-        if is_local(&js) {
-            let mut s = base(last_known(&js), "local");
+        let executor = Executor::of(&js);
+        if !executor.known_to_slurm() {
+            // Only the executor that ran it knows it: its record, and its finished marker.
+            let mut s = base(last_known(&js), executor.name());
             if let Some(f) = read_finished(&job_dir).filter(|f| f.slurm_job_id == sid) {
                 s.exit_code = Some(f.exit_code.to_string());
                 if s.state == JobState::Running {

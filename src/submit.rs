@@ -10,6 +10,7 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 
 use crate::campaign::{Manifest, ManifestJob};
+use crate::executor::Executor;
 use crate::job_state::JobState;
 use crate::slurm::{QueueJob, Slurm, SlurmError};
 use crate::state::{Lock, PendingSubmit, State, now_utc};
@@ -406,10 +407,7 @@ pub fn cancel(
             continue;
         }
         match st.jobs.get(&j.id) {
-            // A local job belongs to the sweep process running it: Ctrl-C there stops it.
-            Some(s) if s.executor.as_deref() == Some(crate::local::EXECUTOR) => {
-                report.not_active.push(j.id.clone())
-            }
+            Some(s) if !Executor::of(s).known_to_slurm() => report.not_active.push(j.id.clone()),
             Some(s) if s.slurm_id.is_some() && !s.is_terminal() => {
                 let sid = s.slurm_id.clone().unwrap_or_default();
                 ids.push(sid.clone());

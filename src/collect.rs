@@ -855,9 +855,9 @@ pub fn collect_campaign(dir: &Path, opts: &Options) -> Result<Report> {
             JobState::Unsubmitted
         });
         if let Some(sid) = &js.slurm_id
-            && let Some(f) = crate::status::read_finished(&jd).filter(|f| &f.slurm_job_id == sid)
+            && let Some(f) = crate::markers::read_finished(&jd).filter(|f| &f.slurm_job_id == sid)
         {
-            status = crate::status::state_from_marker(&jd, &f).0;
+            status = crate::markers::state_from_marker(&jd, &f).0;
         }
         let idx = runs.len();
         let mut unavailable = Vec::new();

@@ -137,7 +137,7 @@ pub fn run(dir: &Path, opts: &LocalOptions) -> Result<LocalReport> {
     }
     let dir = std::fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
     let mut report = LocalReport::default();
-    let order = crate::submit::stage_order(&m);
+    let order = m.stage_order();
     let mut jobs: Vec<&ManifestJob> = m
         .jobs
         .iter()
@@ -167,9 +167,9 @@ pub fn run(dir: &Path, opts: &LocalOptions) -> Result<LocalReport> {
                 let mut st = State::load(&dir)?;
                 let sid = known.slurm_id.clone().unwrap_or_default();
                 let js = st.job(&job.id);
-                match crate::status::read_finished(&job_dir).filter(|f| f.slurm_job_id == sid) {
+                match crate::markers::read_finished(&job_dir).filter(|f| f.slurm_job_id == sid) {
                     Some(f) => {
-                        js.state = Some(crate::status::state_from_marker(&job_dir, &f).0);
+                        js.state = Some(crate::markers::state_from_marker(&job_dir, &f).0);
                         js.exit_code = Some(format!("{}:0", f.exit_code));
                     }
                     None if !script_alive(&job_dir) => {
@@ -428,8 +428,8 @@ fn run_job(
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
     let (mut state, oom) =
-        match crate::status::read_finished(job_dir).filter(|f| f.slurm_job_id == id) {
-            Some(f) => crate::status::state_from_marker(job_dir, &f),
+        match crate::markers::read_finished(job_dir).filter(|f| f.slurm_job_id == id) {
+            Some(f) => crate::markers::state_from_marker(job_dir, &f),
             None => (
                 if code == 0 {
                     JobState::Completed

@@ -11,9 +11,10 @@ use serde::Serialize;
 use crate::campaign::{Manifest, ManifestJob};
 use crate::executor::Executor;
 use crate::job_state::JobState;
+use crate::markers::{read_finished, state_from_marker};
+use crate::reconcile::{SETTLE_S, adopt_pending, same_dir};
 use crate::slurm::{QueueJob, Slurm, SlurmError};
 use crate::state::{Lock, State};
-use crate::submit::same_dir;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct JobStatus {
@@ -42,93 +43,6 @@ pub struct StatusReport {
     /// Slurm commands this poll ran.
     pub slurm_calls: usize,
     pub done: bool,
-}
-
-/// What a finished marker says: exit code and the signal that ended the script, if any.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Finished {
-    pub slurm_job_id: String,
-    pub exit_code: i32,
-    pub signal: String,
-}
-
-pub fn read_finished(job_dir: &Path) -> Option<Finished> {
-    let text = std::fs::read_to_string(job_dir.join("finished")).ok()?;
-    let get = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(k))
-            .map(|s| s.trim().to_string())
-    };
-    Some(Finished {
-        slurm_job_id: get("slurm_job_id=")?,
-        exit_code: get("exit_code=")?.parse().ok()?,
-        signal: get("signal=").unwrap_or_default(),
-    })
-}
-
-/// What the job's Slurm output says about how it ended: slurmstepd's and srun's own messages.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct LogVerdict {
-    pub time_limit: bool,
-    pub node_failure: bool,
-    pub preempted: bool,
-    pub batch_oom: bool,
-    pub step_oom: bool,
-}
-
-pub fn scan_slurm_output(job_dir: &Path, slurm_id: &str) -> LogVerdict {
-    use std::io::BufRead;
-    let mut v = LogVerdict::default();
-    let Ok(f) = std::fs::File::open(job_dir.join(format!("slurm-{slurm_id}.out"))) else {
-        return v;
-    };
-    for line in std::io::BufReader::new(f)
-        .split(b'\n')
-        .map_while(|l| l.ok())
-    {
-        let l = String::from_utf8_lossy(&line);
-        if l.contains("DUE TO TIME LIMIT") {
-            v.time_limit = true;
-        }
-        if l.contains("DUE TO NODE FAILURE") || l.contains("srun: error: Node failure on") {
-            v.node_failure = true;
-        }
-        if l.contains("DUE TO PREEMPTION") {
-            v.preempted = true;
-        }
-        if l.contains("oom-kill event") {
-            if l.contains(".batch") {
-                v.batch_oom = true;
-            } else {
-                v.step_oom = true;
-            }
-        }
-        if l.contains(": Out Of Memory") {
-            v.step_oom = true;
-        }
-    }
-    v
-}
-
-/// The job's end as its finished marker and its Slurm output tell it: (state, step OOM).
-pub fn state_from_marker(job_dir: &Path, f: &Finished) -> (JobState, bool) {
-    let v = scan_slurm_output(job_dir, &f.slurm_job_id);
-    let state = if v.batch_oom {
-        JobState::OutOfMemory
-    } else if v.node_failure {
-        JobState::NodeFail
-    } else if v.time_limit {
-        JobState::Timeout
-    } else if v.preempted {
-        JobState::Preempted
-    } else if !f.signal.is_empty() {
-        JobState::Cancelled
-    } else if f.exit_code == 0 {
-        JobState::Completed
-    } else {
-        JobState::Failed
-    };
-    (state, v.step_oom)
 }
 
 /// One poll. Takes the campaign lock only to write what it learned.
@@ -160,7 +74,7 @@ pub fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
     let _lock = Lock::acquire(dir)?;
     let mut st = State::load(dir)?;
     if let Some(q) = &queue {
-        crate::submit::adopt_pending(dir, &m, &mut st, q, crate::submit::SETTLE_S)?;
+        adopt_pending(dir, &m, &mut st, q, SETTLE_S)?;
     }
 
     let mut out: Vec<JobStatus> = Vec::with_capacity(m.jobs.len());
@@ -455,22 +369,5 @@ mod tests {
         // From the 4th idle poll on the gap is >= 32 s (>= 25.6 s with -20 % jitter).
         assert_eq!(schedule, vec![4, 8, 16, 32, 60, 60, 60]);
         assert_eq!(next_interval(d, true), Duration::from_secs(2));
-    }
-
-    #[test]
-    fn slurm_messages_decide_how_a_job_ended() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = Finished {
-            slurm_job_id: "7".into(),
-            exit_code: 143,
-            signal: "TERM".into(),
-        };
-        assert_eq!(state_from_marker(dir.path(), &f).0, "CANCELLED");
-        let ok = Finished {
-            slurm_job_id: "7".into(),
-            exit_code: 0,
-            signal: String::new(),
-        };
-        assert_eq!(state_from_marker(dir.path(), &ok).0, "COMPLETED");
     }
 }

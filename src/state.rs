@@ -224,4 +224,63 @@ mod tests {
         assert_eq!(State::load(d.path()).unwrap(), s);
         assert!(!d.path().join(".state.json.tmp").exists());
     }
+
+    #[test]
+    fn state_files_of_every_kind_of_state_are_written_back_byte_for_byte() {
+        // Slurm's words, sweep's own, an unnormalized word and one no Slurm of today prints.
+        let text = r#"{
+  "format": 1,
+  "jobs": {
+    "a": {
+      "slurm_id": "12",
+      "attempts": 2,
+      "state": "COMPLETED",
+      "exit_code": "0:0",
+      "history": [
+        {
+          "slurm_id": "11",
+          "state": "NODE_FAIL"
+        },
+        {
+          "slurm_id": "10",
+          "state": null
+        }
+      ]
+    },
+    "b": {
+      "slurm_id": "3",
+      "attempts": 1,
+      "state": "lost",
+      "reason": "left the queue",
+      "executor": "local"
+    },
+    "c": {
+      "slurm_id": "4",
+      "attempts": 1,
+      "state": "CANCELLED by 0"
+    },
+    "d": {
+      "slurm_id": "5",
+      "attempts": 1,
+      "state": "LAUNCH_FAILED"
+    },
+    "e": {
+      "attempts": 0,
+      "last_error": "sbatch: error: invalid partition"
+    }
+  }
+}
+"#;
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(State::path(d.path()), text).unwrap();
+        let s = State::load(d.path()).unwrap();
+        assert_eq!(s.jobs["a"].state, Some(JobState::Completed));
+        assert_eq!(s.jobs["b"].state, Some(JobState::Lost));
+        assert!(s.jobs["c"].is_terminal() && !s.jobs["d"].is_terminal());
+        s.save(d.path()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(State::path(d.path())).unwrap(),
+            text
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! The campaign directory `sweep expand` writes: one directory per job (script, point,
 //! DeepSpeed config), `jobs.csv`, the manifest later commands read, and provenance copies.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -87,6 +87,15 @@ impl Manifest {
             }
         }
         Ok(m)
+    }
+
+    /// Each stage's position in the sweep file: submit and the local executor go stage by stage.
+    pub fn stage_order(&self) -> HashMap<&str, usize> {
+        self.stages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), i))
+            .collect()
     }
 }
 

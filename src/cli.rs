@@ -207,11 +207,7 @@ pub struct SubmitArgs {
     pub rerun: bool,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
-pub enum Executor {
-    Slurm,
-    Local,
-}
+pub use crate::executor::Executor;
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
@@ -613,11 +609,7 @@ fn status_cmd(a: StatusArgs, out: Output) -> Result<()> {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(" ");
-        let ended = r
-            .jobs
-            .iter()
-            .filter(|j| crate::slurm::is_terminal(&j.state))
-            .count();
+        let ended = r.jobs.iter().filter(|j| j.state.is_terminal()).count();
         let changed = last.as_deref() != Some(summary.as_str());
         if let Some(b) = &bar {
             b.set_length(r.jobs.len() as u64);

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::campaign::Manifest;
+use crate::job_state::JobState;
 use crate::parsers::{self, ParsedLog};
 
 /// Bump when parsing or what is kept per file changes: cached results of older versions are
@@ -848,17 +849,15 @@ pub fn collect_campaign(dir: &Path, opts: &Options) -> Result<Report> {
             params.insert("__model".into(), m.clone());
         }
         let js = state.jobs.get(&job.id).cloned().unwrap_or_default();
-        let mut status = js.state.clone().unwrap_or_else(|| {
-            if state_warning.is_some() {
-                "unknown".into()
-            } else {
-                "unsubmitted".into()
-            }
+        let mut status = js.state.clone().unwrap_or(if state_warning.is_some() {
+            JobState::Unknown
+        } else {
+            JobState::Unsubmitted
         });
         if let Some(sid) = &js.slurm_id
-            && let Some(f) = crate::status::read_finished(&jd).filter(|f| &f.slurm_job_id == sid)
+            && let Some(f) = crate::markers::read_finished(&jd).filter(|f| &f.slurm_job_id == sid)
         {
-            status = crate::status::state_from_marker(&jd, &f).0;
+            status = crate::markers::state_from_marker(&jd, &f).0;
         }
         let idx = runs.len();
         let mut unavailable = Vec::new();
@@ -884,7 +883,7 @@ pub fn collect_campaign(dir: &Path, opts: &Options) -> Result<Report> {
             stage: job.stage.clone(),
             params,
             dir: jd,
-            status,
+            status: status.to_string(),
             unavailable,
             ..Default::default()
         });
@@ -1736,17 +1735,17 @@ fn aggregate(
     if let Some((key, p)) = primary {
         run.failure_class = p.class.clone();
         run.failure_evidence = format!("{key}:{}: {}", p.line, p.message);
-    } else if matches!(
-        run.status.as_str(),
-        "FAILED" | "lost" | "NODE_FAIL" | "BOOT_FAIL"
-    ) {
-        run.failure_class = "unknown".into();
-    } else if run.status == "TIMEOUT" {
-        run.failure_class = "timeout".into();
-    } else if run.status == "OUT_OF_MEMORY" {
-        run.failure_class = "oom".into();
-    } else if run.status == "CANCELLED" {
-        run.failure_class = "cancelled".into();
+    } else {
+        // runs.csv's status: a job state, or `-` for a file of `--logs` (no state, no class).
+        match JobState::from(run.status.as_str()) {
+            JobState::Failed | JobState::Lost | JobState::NodeFail | JobState::BootFail => {
+                run.failure_class = "unknown".into()
+            }
+            JobState::Timeout => run.failure_class = "timeout".into(),
+            JobState::OutOfMemory => run.failure_class = "oom".into(),
+            JobState::Cancelled => run.failure_class = "cancelled".into(),
+            _ => {}
+        }
     }
 }
 

@@ -25,9 +25,10 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::campaign::{Manifest, ManifestJob};
+use crate::executor::Executor;
+use crate::job_state::JobState;
 use crate::state::{Lock, State};
 
-pub const EXECUTOR: &str = "local";
 const BIN_DIR: &str = ".local-bin";
 
 #[derive(Debug, Default, Clone)]
@@ -41,7 +42,7 @@ pub struct LocalOptions {
 #[derive(Debug, Default, Serialize)]
 pub struct LocalReport {
     /// (job, local id, final state, exit code)
-    pub ran: Vec<(String, String, String, i32)>,
+    pub ran: Vec<(String, String, JobState, i32)>,
     pub already: usize,
     pub skipped: Vec<(String, String)>,
     pub commands: Vec<String>,
@@ -136,7 +137,7 @@ pub fn run(dir: &Path, opts: &LocalOptions) -> Result<LocalReport> {
     }
     let dir = std::fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
     let mut report = LocalReport::default();
-    let order = crate::submit::stage_order(&m);
+    let order = m.stage_order();
     let mut jobs: Vec<&ManifestJob> = m
         .jobs
         .iter()
@@ -160,21 +161,19 @@ pub fn run(dir: &Path, opts: &LocalOptions) -> Result<LocalReport> {
                 .unwrap_or_default()
         };
         if known.slurm_id.is_some() && !opts.rerun {
-            if known.executor.as_deref() == Some(EXECUTOR)
-                && known.state.as_deref() == Some("RUNNING")
-            {
+            if Executor::of(&known) == Executor::Local && known.state == Some(JobState::Running) {
                 // The sweep that ran it died; the script may have gone on and finished since.
                 let _lock = Lock::acquire(&dir)?;
                 let mut st = State::load(&dir)?;
                 let sid = known.slurm_id.clone().unwrap_or_default();
                 let js = st.job(&job.id);
-                match crate::status::read_finished(&job_dir).filter(|f| f.slurm_job_id == sid) {
+                match crate::markers::read_finished(&job_dir).filter(|f| f.slurm_job_id == sid) {
                     Some(f) => {
-                        js.state = Some(crate::status::state_from_marker(&job_dir, &f).0);
+                        js.state = Some(crate::markers::state_from_marker(&job_dir, &f).0);
                         js.exit_code = Some(format!("{}:0", f.exit_code));
                     }
                     None if !script_alive(&job_dir) => {
-                        js.state = Some("lost".into());
+                        js.state = Some(JobState::Lost);
                         js.reason = Some(
                             "sweep stopped while the job ran, and the job left no finished marker"
                                 .into(),
@@ -228,7 +227,7 @@ fn blocked_by_dependency(dir: &Path, m: &Manifest, job: &ManifestJob) -> Result<
         return Ok(None);
     }
     let st = State::load(dir)?;
-    let states: Vec<Option<String>> = m
+    let states: Vec<Option<JobState>> = m
         .jobs
         .iter()
         .filter(|j| stage.after.contains(&j.stage))
@@ -236,8 +235,8 @@ fn blocked_by_dependency(dir: &Path, m: &Manifest, job: &ManifestJob) -> Result<
         .collect();
     let kind = stage.dependency.as_str();
     let failed = states.iter().any(|s| {
-        s.as_deref()
-            .is_some_and(|x| crate::slurm::is_terminal(x) && x != "COMPLETED")
+        s.as_ref()
+            .is_some_and(|x| x.is_terminal() && *x != JobState::Completed)
     });
     if kind == "afterok" && failed {
         return Ok(Some(format!(
@@ -247,14 +246,14 @@ fn blocked_by_dependency(dir: &Path, m: &Manifest, job: &ManifestJob) -> Result<
     }
     let all_ended = states
         .iter()
-        .all(|s| s.as_deref().is_some_and(crate::slurm::is_terminal));
+        .all(|s| s.as_ref().is_some_and(JobState::is_terminal));
     if !all_ended {
         return Ok(Some(format!(
             "waits for stage(s) {} ({kind}), not all run",
             stage.after.join(", ")
         )));
     }
-    let ok = states.iter().all(|s| s.as_deref() == Some("COMPLETED"));
+    let ok = states.iter().all(|s| *s == Some(JobState::Completed));
     Ok(match kind {
         "afternotok" if ok => Some(format!(
             "{kind} on stage(s) {}: every job completed",
@@ -292,7 +291,7 @@ fn run_job(
     job_dir: &Path,
     bin: &Path,
     host: &str,
-) -> Result<(String, i32)> {
+) -> Result<(JobState, i32)> {
     let id = {
         let _lock = Lock::acquire(dir)?;
         let mut st = State::load(dir)?;
@@ -316,10 +315,10 @@ fn run_job(
             });
         }
         js.slurm_id = Some(next.to_string());
-        js.executor = Some(EXECUTOR.into());
+        js.executor = Some(Executor::Local.name().into());
         js.submit_time = Some(crate::state::now_utc());
         js.attempts += 1;
-        js.state = Some("RUNNING".into());
+        js.state = Some(JobState::Running);
         js.exit_code = None;
         js.reason = None;
         st.save(dir)?;
@@ -359,7 +358,7 @@ fn run_job(
         .env("SLURM_CPUS_PER_TASK", cpt.to_string())
         .env("SLURM_GPUS_ON_NODE", gpn.to_string())
         .env("SLURM_RESTART_COUNT", "0")
-        .env("SWEEP_EXECUTOR", EXECUTOR);
+        .env("SWEEP_EXECUTOR", Executor::Local.name());
     if gpn > 0 && std::env::var_os("CUDA_VISIBLE_DEVICES").is_none() {
         let gpus: Vec<String> = (0..gpn).map(|g| g.to_string()).collect();
         c.env("SLURM_JOB_GPUS", gpus.join(","));
@@ -429,19 +428,19 @@ fn run_job(
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
     let (mut state, oom) =
-        match crate::status::read_finished(job_dir).filter(|f| f.slurm_job_id == id) {
-            Some(f) => crate::status::state_from_marker(job_dir, &f),
+        match crate::markers::read_finished(job_dir).filter(|f| f.slurm_job_id == id) {
+            Some(f) => crate::markers::state_from_marker(job_dir, &f),
             None => (
                 if code == 0 {
-                    "COMPLETED".to_string()
+                    JobState::Completed
                 } else {
-                    "FAILED".to_string()
+                    JobState::Failed
                 },
                 false,
             ),
         };
     if timed_out {
-        state = "TIMEOUT".into();
+        state = JobState::Timeout;
     }
     let _lock = Lock::acquire(dir)?;
     let mut st = State::load(dir)?;

@@ -10,6 +10,7 @@ use plotters::prelude::*;
 
 use crate::analyze::{Analysis, Row, f, read_csv, s};
 use crate::check::{CheckReport, Level};
+use crate::job_state::JobState;
 
 /// A named line of a chart; `true`: drawn thin, without markers (an ideal line).
 type Series = (String, Vec<(f64, f64)>, bool);
@@ -224,13 +225,21 @@ fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
                 let _ = write!(out, "<td class=\"bad\">{}</td>", esc(flagged));
                 continue;
             }
+            const OK: &str = " class=\"ok\"";
+            const BAD: &str = " class=\"bad\"";
             let cls = match c.as_str() {
-                "pass" | "COMPLETED" => " class=\"ok\"",
-                "fail" | "error" | "FAILED" | "OUT_OF_MEMORY" | "TIMEOUT" | "lost" => {
-                    " class=\"bad\""
-                }
+                "pass" => OK,
+                "fail" | "error" => BAD,
                 "warning" | "not measured" => " class=\"warn\"",
-                _ => "",
+                // A job's status column.
+                word => match JobState::from(word) {
+                    JobState::Completed => OK,
+                    JobState::Failed
+                    | JobState::OutOfMemory
+                    | JobState::Timeout
+                    | JobState::Lost => BAD,
+                    _ => "",
+                },
             };
             let _ = write!(out, "<td{cls}>{}</td>", esc(c));
         }
@@ -278,7 +287,7 @@ pub fn write(inp: &ReportInputs<'_>, out: &Path) -> Result<(PathBuf, PathBuf)> {
     // Headlines.
     let done = runs
         .iter()
-        .filter(|r| s(r, "status") == "COMPLETED")
+        .filter(|r| matches!(JobState::from(s(r, "status")), JobState::Completed))
         .count();
     let failed: Vec<&Row> = runs
         .iter()

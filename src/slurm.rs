@@ -7,50 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-/// Every job state Slurm reports, with sweep's own `lost` for a job nobody can account for.
-pub const TERMINAL: &[&str] = &[
-    "COMPLETED",
-    "FAILED",
-    "CANCELLED",
-    "TIMEOUT",
-    "OUT_OF_MEMORY",
-    "NODE_FAIL",
-    "PREEMPTED",
-    "BOOT_FAIL",
-    "DEADLINE",
-    "REVOKED",
-    "SPECIAL_EXIT",
-    "lost",
-];
-
-/// States in which a job is still Slurm's business (it may run, or run again).
-pub const ACTIVE: &[&str] = &[
-    "PENDING",
-    "CONFIGURING",
-    "RUNNING",
-    "COMPLETING",
-    "SUSPENDED",
-    "REQUEUED",
-    "REQUEUE_HOLD",
-    "REQUEUE_FED",
-    "RESIZING",
-    "RESV_DEL_HOLD",
-    "SIGNALING",
-    "STAGE_OUT",
-    "STOPPED",
-];
-
-pub fn is_terminal(state: &str) -> bool {
-    TERMINAL.contains(&normalize_state(state))
-}
-
-/// sacct prints `CANCELLED by 0`; squeue prints `CANCELLED`.
-pub fn normalize_state(s: &str) -> &str {
-    s.split_whitespace()
-        .next()
-        .unwrap_or(s)
-        .trim_end_matches('+')
-}
+use crate::job_state::JobState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SlurmError {
@@ -100,7 +57,7 @@ impl Default for Slurm {
 pub struct QueueJob {
     pub id: String,
     pub name: String,
-    pub state: String,
+    pub state: JobState,
     pub reason: String,
     pub submit_time: String,
     /// The job's working directory: with the name, tells our job from a namesake elsewhere.
@@ -111,11 +68,11 @@ pub struct QueueJob {
 pub struct AcctJob {
     pub id: String,
     pub name: String,
-    pub state: String,
+    pub state: JobState,
     pub exit_code: String,
     pub submit_time: String,
     /// States of the job's steps (`batch`, `0`, ...), where an OOM in a step shows.
-    pub steps: Vec<(String, String, String)>,
+    pub steps: Vec<(String, JobState, String)>,
 }
 
 impl Slurm {
@@ -304,7 +261,7 @@ pub fn parse_squeue(out: &str, prefix: &str) -> Vec<QueueJob> {
             // The name is last, so a `|` inside a foreign job's name cannot shift our fields.
             let mut f = l.trim().splitn(6, '|');
             let id = f.next()?.trim().to_string();
-            let state = f.next()?.trim().to_string();
+            let state = JobState::from_slurm(f.next()?.trim());
             let reason = f.next()?.trim().to_string();
             let submit_time = f.next()?.trim().to_string();
             let work_dir = f.next()?.trim().to_string();
@@ -366,7 +323,9 @@ pub fn parse_squeue_json(out: &str, prefix: &str) -> Option<Vec<QueueJob>> {
         res.push(QueueJob {
             id,
             name: name.to_string(),
-            state: j.get("job_state").and_then(json_state).unwrap_or_default(),
+            state: JobState::from_slurm(
+                &j.get("job_state").and_then(json_state).unwrap_or_default(),
+            ),
             reason: j
                 .get("state_reason")
                 .and_then(|r| r.as_str())
@@ -396,7 +355,7 @@ pub fn parse_sacct(out: &str) -> Vec<AcctJob> {
                 if let Some(j) = jobs.iter_mut().rev().find(|j| j.id == job) {
                     j.steps.push((
                         step.to_string(),
-                        normalize_state(state).to_string(),
+                        JobState::from_slurm(state),
                         exit.to_string(),
                     ));
                 }
@@ -404,7 +363,7 @@ pub fn parse_sacct(out: &str) -> Vec<AcctJob> {
             None => jobs.push(AcctJob {
                 id: id.to_string(),
                 name: f[1].to_string(),
-                state: normalize_state(state).to_string(),
+                state: JobState::from_slurm(state),
                 exit_code: exit.to_string(),
                 submit_time: f.get(4).map(|s| s.to_string()).unwrap_or_default(),
                 steps: Vec::new(),
@@ -455,7 +414,10 @@ mod tests {
             v.iter().find(|j| j.name == "fx:held").unwrap().state,
             "PENDING"
         );
-        assert!(is_terminal("CANCELLED by 0") && !is_terminal("PENDING"));
+        assert!(
+            JobState::from_slurm("CANCELLED by 0").is_terminal()
+                && !JobState::from_slurm("PENDING").is_terminal()
+        );
     }
 
     #[test]

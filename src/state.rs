@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::job_state::JobState;
+
 pub const STATE: &str = "state.json";
 pub const LOCK: &str = ".sweep.lock";
 
@@ -19,7 +21,7 @@ pub struct State {
     #[serde(default = "format")]
     pub format: u32,
     #[serde(default)]
-    pub jobs: BTreeMap<String, JobState>,
+    pub jobs: BTreeMap<String, JobRecord>,
 }
 
 fn format() -> u32 {
@@ -28,7 +30,7 @@ fn format() -> u32 {
 
 /// Everything known about one campaign job.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct JobState {
+pub struct JobRecord {
     /// The Slurm job id of the current attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slurm_id: Option<String>,
@@ -43,7 +45,7 @@ pub struct JobState {
     pub attempts: u32,
     /// Last known Slurm state (PENDING, RUNNING, COMPLETED, ... or sweep's `lost`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
+    pub state: Option<JobState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -75,12 +77,12 @@ pub struct PendingSubmit {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PastAttempt {
     pub slurm_id: String,
-    pub state: Option<String>,
+    pub state: Option<JobState>,
 }
 
-impl JobState {
+impl JobRecord {
     pub fn is_terminal(&self) -> bool {
-        self.state.as_deref().is_some_and(crate::slurm::is_terminal)
+        self.state.as_ref().is_some_and(JobState::is_terminal)
     }
 }
 
@@ -151,7 +153,7 @@ impl State {
         Ok(())
     }
 
-    pub fn job(&mut self, id: &str) -> &mut JobState {
+    pub fn job(&mut self, id: &str) -> &mut JobRecord {
         self.jobs.entry(id.to_string()).or_default()
     }
 }
@@ -221,5 +223,64 @@ mod tests {
         s.save(d.path()).unwrap();
         assert_eq!(State::load(d.path()).unwrap(), s);
         assert!(!d.path().join(".state.json.tmp").exists());
+    }
+
+    #[test]
+    fn state_files_of_every_kind_of_state_are_written_back_byte_for_byte() {
+        // Slurm's words, sweep's own, an unnormalized word and one no Slurm of today prints.
+        let text = r#"{
+  "format": 1,
+  "jobs": {
+    "a": {
+      "slurm_id": "12",
+      "attempts": 2,
+      "state": "COMPLETED",
+      "exit_code": "0:0",
+      "history": [
+        {
+          "slurm_id": "11",
+          "state": "NODE_FAIL"
+        },
+        {
+          "slurm_id": "10",
+          "state": null
+        }
+      ]
+    },
+    "b": {
+      "slurm_id": "3",
+      "attempts": 1,
+      "state": "lost",
+      "reason": "left the queue",
+      "executor": "local"
+    },
+    "c": {
+      "slurm_id": "4",
+      "attempts": 1,
+      "state": "CANCELLED by 0"
+    },
+    "d": {
+      "slurm_id": "5",
+      "attempts": 1,
+      "state": "LAUNCH_FAILED"
+    },
+    "e": {
+      "attempts": 0,
+      "last_error": "sbatch: error: invalid partition"
+    }
+  }
+}
+"#;
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(State::path(d.path()), text).unwrap();
+        let s = State::load(d.path()).unwrap();
+        assert_eq!(s.jobs["a"].state, Some(JobState::Completed));
+        assert_eq!(s.jobs["b"].state, Some(JobState::Lost));
+        assert!(s.jobs["c"].is_terminal() && !s.jobs["d"].is_terminal());
+        s.save(d.path()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(State::path(d.path())).unwrap(),
+            text
+        );
     }
 }

@@ -9,9 +9,12 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 use crate::campaign::{Manifest, ManifestJob};
-use crate::slurm::{QueueJob, Slurm, SlurmError, is_terminal, normalize_state};
+use crate::executor::Executor;
+use crate::job_state::JobState;
+use crate::markers::{read_finished, state_from_marker};
+use crate::reconcile::{SETTLE_S, adopt_pending, same_dir};
+use crate::slurm::{QueueJob, Slurm, SlurmError};
 use crate::state::{Lock, State};
-use crate::submit::same_dir;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct JobStatus {
@@ -19,7 +22,7 @@ pub struct JobStatus {
     pub stage: String,
     pub slurm_id: Option<String>,
     /// A Slurm state, or `unsubmitted`, `rejected`, `lost`, `unknown`.
-    pub state: String,
+    pub state: JobState,
     pub exit_code: Option<String>,
     pub reason: Option<String>,
     /// An srun step ran out of memory (the job's own state may still be COMPLETED/FAILED).
@@ -32,7 +35,7 @@ pub struct JobStatus {
 pub struct StatusReport {
     pub campaign: String,
     pub jobs: Vec<JobStatus>,
-    pub counts: IndexMap<String, usize>,
+    pub counts: IndexMap<JobState, usize>,
     /// `ok`, `not needed`, or why accounting could not be asked.
     pub accounting: String,
     /// Problems talking to Slurm in this poll (the report is still as right as it can be).
@@ -40,118 +43,6 @@ pub struct StatusReport {
     /// Slurm commands this poll ran.
     pub slurm_calls: usize,
     pub done: bool,
-}
-
-/// What a finished marker says: exit code and the signal that ended the script, if any.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Finished {
-    pub slurm_job_id: String,
-    pub exit_code: i32,
-    pub signal: String,
-}
-
-pub fn read_finished(job_dir: &Path) -> Option<Finished> {
-    let text = std::fs::read_to_string(job_dir.join("finished")).ok()?;
-    let get = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(k))
-            .map(|s| s.trim().to_string())
-    };
-    Some(Finished {
-        slurm_job_id: get("slurm_job_id=")?,
-        exit_code: get("exit_code=")?.parse().ok()?,
-        signal: get("signal=").unwrap_or_default(),
-    })
-}
-
-/// What the job's Slurm output says about how it ended: slurmstepd's and srun's own messages.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct LogVerdict {
-    pub time_limit: bool,
-    pub node_failure: bool,
-    pub preempted: bool,
-    pub batch_oom: bool,
-    pub step_oom: bool,
-}
-
-pub fn scan_slurm_output(job_dir: &Path, slurm_id: &str) -> LogVerdict {
-    use std::io::BufRead;
-    let mut v = LogVerdict::default();
-    let Ok(f) = std::fs::File::open(job_dir.join(format!("slurm-{slurm_id}.out"))) else {
-        return v;
-    };
-    for line in std::io::BufReader::new(f)
-        .split(b'\n')
-        .map_while(|l| l.ok())
-    {
-        let l = String::from_utf8_lossy(&line);
-        if l.contains("DUE TO TIME LIMIT") {
-            v.time_limit = true;
-        }
-        if l.contains("DUE TO NODE FAILURE") || l.contains("srun: error: Node failure on") {
-            v.node_failure = true;
-        }
-        if l.contains("DUE TO PREEMPTION") {
-            v.preempted = true;
-        }
-        if l.contains("oom-kill event") {
-            if l.contains(".batch") {
-                v.batch_oom = true;
-            } else {
-                v.step_oom = true;
-            }
-        }
-        if l.contains(": Out Of Memory") {
-            v.step_oom = true;
-        }
-    }
-    v
-}
-
-/// The job's end as its finished marker and its Slurm output tell it: (state, step OOM).
-pub fn state_from_marker(job_dir: &Path, f: &Finished) -> (String, bool) {
-    let v = scan_slurm_output(job_dir, &f.slurm_job_id);
-    let state = if v.batch_oom {
-        "OUT_OF_MEMORY"
-    } else if v.node_failure {
-        "NODE_FAIL"
-    } else if v.time_limit {
-        "TIMEOUT"
-    } else if v.preempted {
-        "PREEMPTED"
-    } else if !f.signal.is_empty() {
-        "CANCELLED"
-    } else if f.exit_code == 0 {
-        "COMPLETED"
-    } else {
-        "FAILED"
-    };
-    (state.to_string(), v.step_oom)
-}
-
-const ORDER: &[&str] = &[
-    "unsubmitted",
-    "rejected",
-    "PENDING",
-    "CONFIGURING",
-    "RUNNING",
-    "COMPLETING",
-    "COMPLETED",
-    "FAILED",
-    "CANCELLED",
-    "TIMEOUT",
-    "OUT_OF_MEMORY",
-    "NODE_FAIL",
-    "PREEMPTED",
-    "REQUEUED",
-    "BOOT_FAIL",
-    "DEADLINE",
-    "lost",
-    "unknown",
-];
-
-fn is_local(j: &crate::state::JobState) -> bool {
-    j.executor.as_deref() == Some(crate::local::EXECUTOR)
 }
 
 /// One poll. Takes the campaign lock only to write what it learned.
@@ -164,9 +55,9 @@ pub fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
     // Jobs the local executor ran are not Slurm's: a campaign of only those asks Slurm nothing.
     let any_slurm = {
         let st = State::load(dir)?;
-        st.jobs
-            .values()
-            .any(|j| (j.slurm_id.is_some() || j.pending_submit.is_some()) && !is_local(j))
+        st.jobs.values().any(|j| {
+            (j.slurm_id.is_some() || j.pending_submit.is_some()) && Executor::of(j).known_to_slurm()
+        })
     };
     let queue: Option<Vec<QueueJob>> = if !any_slurm {
         Some(Vec::new())
@@ -183,18 +74,18 @@ pub fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
     let _lock = Lock::acquire(dir)?;
     let mut st = State::load(dir)?;
     if let Some(q) = &queue {
-        crate::submit::adopt_pending(dir, &m, &mut st, q, crate::submit::SETTLE_S)?;
+        adopt_pending(dir, &m, &mut st, q, SETTLE_S)?;
     }
 
     let mut out: Vec<JobStatus> = Vec::with_capacity(m.jobs.len());
     let mut need_acct: Vec<usize> = Vec::new();
     for job in &m.jobs {
         let js = st.jobs.get(&job.id).cloned().unwrap_or_default();
-        let base = |state: &str, source: &str| JobStatus {
+        let base = |state: JobState, source: &str| JobStatus {
             id: job.id.clone(),
             stage: job.stage.clone(),
             slurm_id: js.slurm_id.clone(),
-            state: state.to_string(),
+            state,
             exit_code: js.exit_code.clone(),
             reason: js.reason.clone(),
             step_oom: js.step_oom.unwrap_or(false),
@@ -202,22 +93,24 @@ pub fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
         };
         let Some(sid) = js.slurm_id.clone() else {
             out.push(match (&js.last_error, &js.pending_submit) {
-                (_, Some(_)) => base("unknown", "state"),
+                (_, Some(_)) => base(JobState::Unknown, "state"),
                 (Some(e), None) => {
-                    let mut s = base("rejected", "state");
+                    let mut s = base(JobState::Rejected, "state");
                     s.reason = Some(e.clone());
                     s
                 }
-                (None, None) => base("unsubmitted", "state"),
+                (None, None) => base(JobState::Unsubmitted, "state"),
             });
             continue;
         };
         let job_dir = dir.join(&job.dir);
-        if is_local(&js) {
-            let mut s = base(js.state.as_deref().unwrap_or("unknown"), "local");
+        let executor = Executor::of(&js);
+        if !executor.known_to_slurm() {
+            // Only the executor that ran it knows it: its record, and its finished marker.
+            let mut s = base(last_known(&js), executor.name());
             if let Some(f) = read_finished(&job_dir).filter(|f| f.slurm_job_id == sid) {
                 s.exit_code = Some(f.exit_code.to_string());
-                if s.state == "RUNNING" {
+                if s.state == JobState::Running {
                     s.state = state_from_marker(&job_dir, &f).0;
                 }
             }
@@ -228,10 +121,10 @@ pub fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
             .as_ref()
             .and_then(|q| find_in_queue(q, &sid, job, &job_dir));
         let marker = read_finished(&job_dir).filter(|f| f.slurm_job_id == sid);
-        let mut s = base(js.state.as_deref().unwrap_or("unknown"), "state");
+        let mut s = base(last_known(&js), "state");
         match (in_queue, &marker) {
             (Some(q), _) => {
-                s.state = normalize_state(&q.state).to_string();
+                s.state = q.state.clone();
                 s.reason = (!q.reason.is_empty() && q.reason != "None").then(|| q.reason.clone());
                 s.source = "squeue".into();
                 if let Some(f) = &marker {
@@ -252,9 +145,9 @@ pub fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
                 if queue.is_none() {
                     // Slurm did not answer: keep the last known state rather than guess.
                     if !js.is_terminal() {
-                        s.state = "unknown".into();
+                        s.state = JobState::Unknown;
                     }
-                } else if js.is_terminal() && js.state.as_deref() != Some("lost") {
+                } else if js.is_terminal() && js.state != Some(JobState::Lost) {
                     // Known from an earlier poll's accounting: no need to ask again.
                 } else {
                     need_acct.push(out.len());
@@ -285,12 +178,13 @@ pub fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
                         Some(r) => {
                             out[i].state = r.state.clone();
                             out[i].exit_code = Some(r.exit_code.clone());
-                            out[i].step_oom = r.steps.iter().any(|(_, s, _)| s == "OUT_OF_MEMORY");
+                            out[i].step_oom =
+                                r.steps.iter().any(|(_, s, _)| *s == JobState::OutOfMemory);
                             out[i].source = "sacct".into();
                             out[i].reason = None;
                         }
                         None => {
-                            out[i].state = "lost".into();
+                            out[i].state = JobState::Lost;
                             out[i].reason = Some(
                                 "left the queue with no finished marker and no accounting record"
                                     .into(),
@@ -303,7 +197,7 @@ pub fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
             Err(e) => {
                 accounting = format!("unavailable: {e}");
                 for &i in &need_acct {
-                    out[i].state = "lost".into();
+                    out[i].state = JobState::Lost;
                     out[i].reason = Some(format!(
                         "left the queue with no finished marker; accounting unavailable ({e})"
                     ));
@@ -347,21 +241,21 @@ pub fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
         st.save(dir)?;
     }
 
-    let mut counts: IndexMap<String, usize> = IndexMap::new();
-    for k in ORDER {
+    let mut counts: IndexMap<JobState, usize> = IndexMap::new();
+    for k in JobState::DISPLAY_ORDER {
         let n = out.iter().filter(|s| s.state == *k).count();
         if n > 0 {
-            counts.insert(k.to_string(), n);
+            counts.insert(k.clone(), n);
         }
     }
     for s in &out {
-        if !ORDER.contains(&s.state.as_str()) {
+        if !JobState::DISPLAY_ORDER.contains(&s.state) {
             *counts.entry(s.state.clone()).or_default() += 1;
         }
     }
-    let done = out
-        .iter()
-        .all(|s| is_terminal(&s.state) || s.state == "unsubmitted" || s.state == "rejected");
+    let done = out.iter().all(|s| {
+        s.state.is_terminal() || matches!(s.state, JobState::Unsubmitted | JobState::Rejected)
+    });
     Ok(StatusReport {
         campaign: m.campaign,
         jobs: out,
@@ -371,6 +265,11 @@ pub fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
         slurm_calls: calls,
         done,
     })
+}
+
+/// The state state.json last recorded, `unknown` where it has none.
+fn last_known(js: &crate::state::JobRecord) -> JobState {
+    js.state.clone().unwrap_or(JobState::Unknown)
 }
 
 fn find_in_queue<'q>(
@@ -415,7 +314,7 @@ pub fn render(r: &StatusReport, all: bool) -> String {
     t.load_preset(UTF8_FULL_CONDENSED);
     t.set_header(["state", "jobs"]);
     for (k, v) in &r.counts {
-        t.add_row(vec![k.clone(), v.to_string()]);
+        t.add_row(vec![k.to_string(), v.to_string()]);
     }
     s.push_str(&format!(
         "campaign {}: {} jobs\n{t}\n",
@@ -438,7 +337,7 @@ pub fn render(r: &StatusReport, all: bool) -> String {
                 j.id.clone(),
                 j.stage.clone(),
                 j.slurm_id.clone().unwrap_or_else(|| "-".into()),
-                j.state.clone(),
+                j.state.to_string(),
                 j.exit_code.clone().unwrap_or_else(|| "-".into()),
                 note,
             ]);
@@ -470,22 +369,5 @@ mod tests {
         // From the 4th idle poll on the gap is >= 32 s (>= 25.6 s with -20 % jitter).
         assert_eq!(schedule, vec![4, 8, 16, 32, 60, 60, 60]);
         assert_eq!(next_interval(d, true), Duration::from_secs(2));
-    }
-
-    #[test]
-    fn slurm_messages_decide_how_a_job_ended() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = Finished {
-            slurm_job_id: "7".into(),
-            exit_code: 143,
-            signal: "TERM".into(),
-        };
-        assert_eq!(state_from_marker(dir.path(), &f).0, "CANCELLED");
-        let ok = Finished {
-            slurm_job_id: "7".into(),
-            exit_code: 0,
-            signal: String::new(),
-        };
-        assert_eq!(state_from_marker(dir.path(), &ok).0, "COMPLETED");
     }
 }

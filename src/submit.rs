@@ -2,7 +2,7 @@
 //! `--dependency`, a write-ahead record before every sbatch and reconciliation by job name after
 //! any crash or ambiguous failure, so no job is ever submitted twice and no Slurm id is lost.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -10,7 +10,9 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 
 use crate::campaign::{Manifest, ManifestJob};
-use crate::slurm::{QueueJob, Slurm, SlurmError};
+use crate::executor::Executor;
+use crate::job_state::JobState;
+use crate::slurm::{Slurm, SlurmError};
 use crate::state::{Lock, PendingSubmit, State, now_utc};
 
 #[derive(Debug, Default, Clone)]
@@ -35,130 +37,6 @@ pub struct SubmitReport {
     pub commands: Vec<String>,
 }
 
-/// Adopts Slurm ids of jobs whose sbatch ran but whose id never reached the state file (a crash
-/// or a timed-out sbatch), looking them up by job name in squeue, then in the job's markers.
-/// A pending record that Slurm does not know is cleared: that sbatch never created a job.
-pub fn reconcile(
-    dir: &Path,
-    m: &Manifest,
-    st: &mut State,
-    slurm: &Slurm,
-) -> Result<Vec<(String, String)>> {
-    let Some(youngest) = st
-        .jobs
-        .values()
-        .filter_map(|j| j.pending_submit.as_ref().map(|p| p.at))
-        .max()
-    else {
-        return Ok(Vec::new());
-    };
-    // An sbatch that was in flight when its sweep died lands within moments (it dies with
-    // sweep, but its request may already be on the wire): give it time before looking.
-    let age = crate::state::now_unix().saturating_sub(youngest);
-    if age < SETTLE_S {
-        std::thread::sleep(Duration::from_secs(SETTLE_S - age));
-    }
-    let queue = slurm.squeue(&format!("{}:", m.campaign))?;
-    adopt_pending(dir, m, st, &queue, 0)
-}
-
-/// Seconds a write-ahead record must age before "not in the queue" means "never submitted".
-pub const SETTLE_S: u64 = 2;
-
-/// The part of [`reconcile`] that works on a queue listing already fetched (status reuses its
-/// one squeue call).
-pub fn adopt_pending(
-    dir: &Path,
-    m: &Manifest,
-    st: &mut State,
-    queue: &[QueueJob],
-    min_age: u64,
-) -> Result<Vec<(String, String)>> {
-    let now = crate::state::now_unix();
-    let pending: Vec<String> = st
-        .jobs
-        .iter()
-        .filter(|(_, j)| {
-            j.pending_submit
-                .as_ref()
-                .is_some_and(|p| now.saturating_sub(p.at) >= min_age)
-        })
-        .map(|(k, _)| k.clone())
-        .collect();
-    if pending.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut adopted = Vec::new();
-    for id in pending {
-        let Some(job) = m.jobs.iter().find(|j| j.id == id) else {
-            continue;
-        };
-        let mut known: Vec<String> = st.jobs[&id]
-            .history
-            .iter()
-            .map(|h| h.slurm_id.clone())
-            .collect();
-        known.extend(st.jobs[&id].slurm_id.clone());
-        let job_dir = dir.join(&job.dir);
-        // The newest queue entry with our name and our job directory that is not an earlier
-        // attempt (the same campaign expanded twice elsewhere has the same names).
-        let found = queue
-            .iter()
-            .filter(|q| {
-                q.name == job.slurm_name
-                    && !known.contains(&q.id)
-                    && same_dir(&q.work_dir, &job_dir)
-            })
-            .max_by_key(|q| q.id.parse::<u64>().unwrap_or(0))
-            .map(|q| (q.id.clone(), q.submit_time.clone()))
-            .or_else(|| {
-                marker_id(&job_dir)
-                    .filter(|i| !known.contains(i))
-                    .map(|i| (i, String::new()))
-            });
-        let js = st.job(&id);
-        js.pending_submit = None;
-        if let Some((sid, submit)) = found {
-            if let Some(old) = js.slurm_id.take() {
-                js.history.push(crate::state::PastAttempt {
-                    slurm_id: old,
-                    state: js.state.clone(),
-                });
-            }
-            js.slurm_id = Some(sid.clone());
-            js.submit_time = (!submit.is_empty()).then_some(submit);
-            js.attempts += 1;
-            js.state = Some("PENDING".into());
-            adopted.push((id.clone(), sid));
-        }
-    }
-    st.save(dir)?;
-    Ok(adopted)
-}
-
-pub fn same_dir(reported: &str, ours: &Path) -> bool {
-    let a = std::fs::canonicalize(reported).unwrap_or_else(|_| reported.into());
-    let b = std::fs::canonicalize(ours).unwrap_or_else(|_| ours.to_path_buf());
-    a == b
-}
-
-/// The Slurm id a job's `started` marker records, if the job got that far.
-fn marker_id(job_dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(job_dir.join("started")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("slurm_job_id="))
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-}
-
-pub fn stage_order(m: &Manifest) -> HashMap<&str, usize> {
-    m.stages
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name.as_str(), i))
-        .collect()
-}
-
 pub fn submit(dir: &Path, opts: &SubmitOptions, slurm: &Slurm) -> Result<SubmitReport> {
     crate::state::ensure_campaign(dir)?;
     let m = Manifest::load(dir)?;
@@ -179,9 +57,9 @@ pub fn submit(dir: &Path, opts: &SubmitOptions, slurm: &Slurm) -> Result<SubmitR
     let mut st = State::load(dir)?;
     let mut report = SubmitReport::default();
     if !opts.dry_run {
-        report.reconciled = reconcile(dir, &m, &mut st, slurm)?;
+        report.reconciled = crate::reconcile::reconcile(dir, &m, &mut st, slurm)?;
     }
-    let order = stage_order(&m);
+    let order = m.stage_order();
     let mut jobs: Vec<&ManifestJob> = m
         .jobs
         .iter()
@@ -321,7 +199,7 @@ fn submit_one(
                 js.pending_submit = None;
                 js.slurm_id = Some(id.clone());
                 js.attempts += 1;
-                js.state = Some("PENDING".into());
+                js.state = Some(JobState::Pending);
                 js.exit_code = None;
                 js.step_oom = None;
                 st.save(dir)?;
@@ -329,7 +207,7 @@ fn submit_one(
             }
             Err(e @ SlurmError::Transient { .. }) => {
                 // The job may exist although sbatch failed: look for it by name before retrying.
-                match reconcile(dir, m, st, slurm) {
+                match crate::reconcile::reconcile(dir, m, st, slurm) {
                     Ok(adopted) => {
                         if let Some((_, id)) = adopted.into_iter().find(|(j, _)| j == &job.id) {
                             return Ok(Ok(id));
@@ -390,7 +268,7 @@ pub fn cancel(
     let m = Manifest::load(dir)?;
     let _lock = Lock::acquire(dir)?;
     let mut st = State::load(dir)?;
-    reconcile(dir, &m, &mut st, slurm)?;
+    crate::reconcile::reconcile(dir, &m, &mut st, slurm)?;
     for id in only {
         if !m.jobs.iter().any(|j| &j.id == id) {
             bail!("no job `{id}` in campaign `{}`", m.campaign);
@@ -405,10 +283,7 @@ pub fn cancel(
             continue;
         }
         match st.jobs.get(&j.id) {
-            // A local job belongs to the sweep process running it: Ctrl-C there stops it.
-            Some(s) if s.executor.as_deref() == Some(crate::local::EXECUTOR) => {
-                report.not_active.push(j.id.clone())
-            }
+            Some(s) if !Executor::of(s).known_to_slurm() => report.not_active.push(j.id.clone()),
             Some(s) if s.slurm_id.is_some() && !s.is_terminal() => {
                 let sid = s.slurm_id.clone().unwrap_or_default();
                 ids.push(sid.clone());

@@ -4,6 +4,8 @@
 //! The real-Slurm tests are `slurm::*` (`cargo test --test integration slurm::`, as
 //! `tests/run-all.sh` runs them against a cluster without accounting).
 
+mod util;
+
 mod check;
 mod collect;
 mod errors;

@@ -8,14 +8,11 @@ use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::cargo_bin_cmd;
 use serde_json::Value;
 
-static SERIAL: Mutex<()> = Mutex::new(());
+use crate::util::{bin, csv_rows, hostile, root, sweep};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+static SERIAL: Mutex<()> = Mutex::new(());
 
 /// The cluster is up (SLURM_CONF set), else skip loudly or, in CI, fail.
 fn cluster() -> bool {
@@ -78,10 +75,6 @@ fn campaign(name: &str, stages: &str) -> Camp {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     Camp { _tmp: tmp, dir }
-}
-
-fn sweep(args: &[&str]) -> Output {
-    cargo_bin_cmd!("sweep").args(args).output().unwrap()
 }
 
 fn submit(dir: &Path, extra: &[&str]) -> Output {
@@ -268,14 +261,6 @@ matrix = { nodes = [1] }
     wait_for(&c.dir, 30, "never to be cancelled", |v| {
         state_of(v, "never") == "CANCELLED"
     });
-}
-
-/// The hostile value of `tests/hostile.rs`: every way a shell could be made to run `touch`.
-fn hostile(canary: &Path, tag: &str) -> String {
-    let c = canary.display();
-    format!(
-        "x'$(touch {c}/{tag}.1)\"$(touch {c}/{tag}.2)\"`touch {c}/{tag}.3`;touch {c}/{tag}.4|touch {c}/{tag}.5&touch {c}/{tag}.6 #*?~ $IFS touch${{IFS}}{c}/{tag}.7 \\' \\\""
-    )
 }
 
 #[test]
@@ -725,13 +710,13 @@ fn kill_dash_nine_during_submit_never_duplicates_or_loses_a_job() {
         "kill9",
         "[[stage]]\nname = \"k\"\ntemplate = \"cpu-smoke.sbatch.j2\"\nrepeats = 120\nmatrix = { nodes = [1] }\n",
     );
-    let bin = assert_cmd::cargo::cargo_bin!("sweep");
+    let exe = bin();
     // Deterministic crashes right after the write-ahead record and right after sbatch.
     for hook in [
         "SWEEP_TEST_CRASH_AFTER_WAL",
         "SWEEP_TEST_CRASH_AFTER_SBATCH",
     ] {
-        let st = Command::new(bin)
+        let st = Command::new(&exe)
             .args(["-q", "submit", c.dir.to_str().unwrap(), "--hold"])
             .env(hook, "1")
             .status()
@@ -741,7 +726,7 @@ fn kill_dash_nine_during_submit_never_duplicates_or_loses_a_job() {
     let mut seed: u64 = 0x5eed;
     let mut kills = 0;
     for _ in 0..25 {
-        let mut child = Command::new(bin)
+        let mut child = Command::new(&exe)
             .args(["-q", "submit", c.dir.to_str().unwrap(), "--hold"])
             .spawn()
             .unwrap();
@@ -837,8 +822,7 @@ fn controller_down_is_reported_and_submit_retries_until_it_answers() {
     assert_eq!(state_of(&v, "b"), "unsubmitted");
 
     // A submit while the controller is down retries; bring the controller back meanwhile.
-    let bin = assert_cmd::cargo::cargo_bin!("sweep");
-    let child = Command::new(bin)
+    let child = Command::new(bin())
         .args(["--json", "submit", c.dir.to_str().unwrap(), "--stage", "b"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -922,11 +906,6 @@ fn two_gpu_profile(dir: &Path) -> PathBuf {
     let p = dir.join("two-gpu.toml");
     std::fs::write(&p, text).unwrap();
     p
-}
-
-fn csv_rows(p: &Path) -> Vec<std::collections::HashMap<String, String>> {
-    let mut r = csv::Reader::from_path(p).unwrap();
-    r.deserialize().map(|x| x.unwrap()).collect()
 }
 
 #[test]

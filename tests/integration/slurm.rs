@@ -1,7 +1,7 @@
 //! Integration tests against the real local Slurm cluster (`slurm/local-cluster.sh up`, which
 //! `tests/run-all.sh` runs). They need `SLURM_CONF`; without it they fail under `CI=true` and are
-//! skipped loudly elsewhere. They share one cluster (and one test marks a node down), so they run
-//! one at a time.
+//! skipped loudly elsewhere (`require_slurm!()`, the first line of each). They share one cluster
+//! (and one test marks a node down), so they run one at a time.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -10,25 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{bin, csv_rows, hostile, root, sweep};
+use crate::util::{bin, csv_rows, hostile, require_slurm, root, sweep};
 
 static SERIAL: Mutex<()> = Mutex::new(());
-
-/// The cluster is up (SLURM_CONF set), else skip loudly or, in CI, fail.
-fn cluster() -> bool {
-    if std::env::var_os("SLURM_CONF").is_some() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "SLURM_CONF is not set: the real-Slurm tests need the local cluster (tests/run-all.sh brings it up)"
-        );
-    }
-    eprintln!(
-        "\n*** SKIPPING real-Slurm test: SLURM_CONF not set (run `bash tests/run-all.sh`) ***\n"
-    );
-    false
-}
 
 fn slurm_dir() -> PathBuf {
     PathBuf::from(std::env::var("SWEEP_SLURM_DIR").unwrap_or_else(|_| "/tmp/sweep-slurm".into()))
@@ -165,9 +149,7 @@ fn marker_time(dir: &Path, job_prefix: &str, file: &str, key: &str) -> String {
 
 #[test]
 fn dependencies_exit_codes_and_idempotent_submit() {
-    if !cluster() {
-        return;
-    }
+    require_slurm!();
     let _g = lock();
     let c = campaign(
         "deps",
@@ -265,9 +247,7 @@ matrix = { nodes = [1] }
 
 #[test]
 fn hostile_values_in_the_sbatch_header_and_the_script_never_execute() {
-    if !cluster() {
-        return;
-    }
+    require_slurm!();
     let _g = lock();
     let canary = tempfile::tempdir().unwrap();
     let h = |tag: &str| toml::Value::String(hostile(canary.path(), tag)).to_string();
@@ -324,9 +304,7 @@ extra = [{}]
 
 #[test]
 fn cancel_a_running_job_and_time_limit_is_timeout() {
-    if !cluster() {
-        return;
-    }
+    require_slurm!();
     let _g = lock();
     let c = campaign(
         "cancel",
@@ -423,9 +401,7 @@ fn failure_of<'a>(
 
 #[test]
 fn oom_in_a_step_is_reported_on_the_step() {
-    if !cluster() {
-        return;
-    }
+    require_slurm!();
     if !cgroup_mode() {
         eprintln!(
             "*** SKIPPING OOM test: the local cluster runs without cgroup memory limits here ***"
@@ -496,9 +472,7 @@ matrix = {{ nodes = [2] }}
 
 #[test]
 fn one_failing_rank_is_the_cause_not_the_step_kill() {
-    if !cluster() {
-        return;
-    }
+    require_slurm!();
     // Rank 1 of 16 raises; srun --kill-on-bad-exit then kills the others and slurmstepd
     // reports the step cancelled (`*** STEP N.2 ON gpu01 CANCELLED AT ... ***`, then `tasks
     // 0,2-7: Exited with exit code 143`): the job's failure is rank 1's exception, not the kill.
@@ -512,9 +486,7 @@ fn one_failing_rank_is_the_cause_not_the_step_kill() {
 
 #[test]
 fn a_crashed_rank_is_the_cause_not_the_step_kill() {
-    if !cluster() {
-        return;
-    }
+    require_slurm!();
     // Rank 1 of 16 dies of SIGSEGV (a NULL dereference, no Python traceback); srun
     // --kill-on-bad-exit kills the others (SIGTERM: exit code 143, evidence only) and
     // slurmstepd reports the step cancelled: the crash is the job's failure, `unknown` (a
@@ -530,9 +502,7 @@ fn a_crashed_rank_is_the_cause_not_the_step_kill() {
 
 #[test]
 fn node_failure_is_node_fail() {
-    if !cluster() {
-        return;
-    }
+    require_slurm!();
     let _g = lock();
     let c = campaign(
         "nodefail",
@@ -582,9 +552,7 @@ matrix = { nodes = [2] }
 
 #[test]
 fn rejected_sbatch_keeps_the_rest_and_reports_slurms_message() {
-    if !cluster() {
-        return;
-    }
+    require_slurm!();
     let _g = lock();
     let c = campaign(
         "reject",
@@ -616,9 +584,7 @@ matrix = { nodes = [1] }
 
 #[test]
 fn a_job_slurm_never_heard_of_is_lost_never_success() {
-    if !cluster() {
-        return;
-    }
+    require_slurm!();
     let _g = lock();
     let c = campaign(
         "lost",
@@ -651,9 +617,7 @@ fn sdiag_user_count() -> u64 {
 
 #[test]
 fn status_of_500_jobs_is_one_call_per_poll() {
-    if !cluster() {
-        return;
-    }
+    require_slurm!();
     let _g = lock();
     let c = campaign(
         "big",
@@ -702,9 +666,7 @@ fn status_of_500_jobs_is_one_call_per_poll() {
 /// SIGKILL the submitter at many points of a 120-job submit; then count duplicates and lost ids.
 #[test]
 fn kill_dash_nine_during_submit_never_duplicates_or_loses_a_job() {
-    if !cluster() {
-        return;
-    }
+    require_slurm!();
     let _g = lock();
     let c = campaign(
         "kill9",
@@ -796,9 +758,7 @@ fn daemon(action: &str, name: &str) {
 
 #[test]
 fn controller_down_is_reported_and_submit_retries_until_it_answers() {
-    if !cluster() {
-        return;
-    }
+    require_slurm!();
     let _g = lock();
     let c = campaign(
         "ctld",
@@ -842,9 +802,7 @@ fn controller_down_is_reported_and_submit_retries_until_it_answers() {
 
 #[test]
 fn status_keeps_working_with_slurmdbd_down() {
-    if !cluster() {
-        return;
-    }
+    require_slurm!();
     if !accounting() {
         eprintln!("*** SKIPPING slurmdbd test: the cluster runs without accounting ***");
         return;
@@ -910,9 +868,7 @@ fn two_gpu_profile(dir: &Path) -> PathBuf {
 
 #[test]
 fn preflight_on_every_node_stops_the_campaign_and_telemetry_is_captured() {
-    if !cluster() {
-        return;
-    }
+    require_slurm!();
     let _g = lock();
     let tmp = tempfile::tempdir().unwrap();
     let prof = two_gpu_profile(tmp.path());

@@ -57,3 +57,32 @@ pub fn hostile(canary: &Path, tag: &str) -> String {
         "x'$(touch {c}/{tag}.1)\"$(touch {c}/{tag}.2)\"`touch {c}/{tag}.3`;touch {c}/{tag}.4|touch {c}/{tag}.5&touch {c}/{tag}.6 #*?~ $IFS touch${{IFS}}{c}/{tag}.7 \\' \\\""
     )
 }
+
+/// Whether the real-Slurm tests (`slurm.rs`) can run: the local cluster is up, `SLURM_CONF` set
+/// (`tests/run-all.sh` brings it up). Without it they fail under `CI=true`, where a skip would
+/// pass unseen, and are skipped loudly elsewhere.
+pub fn slurm_cluster() -> bool {
+    if std::env::var_os("SLURM_CONF").is_some() {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!(
+            "SLURM_CONF is not set: the real-Slurm tests need the local cluster (tests/run-all.sh brings it up)"
+        );
+    }
+    eprintln!(
+        "\n*** SKIPPING real-Slurm test: SLURM_CONF not set (run `bash tests/run-all.sh`) ***\n"
+    );
+    false
+}
+
+/// The gate of every real-Slurm test, its first line: the test ends here unless
+/// `slurm_cluster()` says the cluster is up.
+macro_rules! require_slurm {
+    () => {
+        if !$crate::util::slurm_cluster() {
+            return;
+        }
+    };
+}
+pub(crate) use require_slurm;

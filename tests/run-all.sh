@@ -47,5 +47,6 @@ cluster down
 cluster up --no-accounting
 # shellcheck disable=SC1090
 source "$(cluster env)"
-cargo test --test slurm 2>&1
+# The real-Slurm tests only: the `slurm` module of the integration binary.
+cargo test --test integration slurm:: 2>&1
 cluster down

@@ -5,9 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::util::{bin, root};
 
 fn chromium() -> Option<PathBuf> {
     ["chromium", "chromium-browser", "google-chrome"]
@@ -47,7 +45,7 @@ fn report_is_self_contained_and_renders_in_chromium() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("res");
     let campaign = root().join("tests/fixtures/device-h200-2026-12-02/campaign");
-    let o = Command::new(assert_cmd::cargo::cargo_bin!("sweep"))
+    let o = Command::new(bin())
         .args([
             "report",
             campaign.to_str().unwrap(),

@@ -5,23 +5,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::util::{csv_rows, root, sweep};
 
 fn fixture() -> PathBuf {
     root().join("tests/fixtures/device-h200-2026-12-02/campaign")
-}
-
-fn sweep(args: &[&str]) -> std::process::Output {
-    Command::new(assert_cmd::cargo::cargo_bin!("sweep"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 /// A copy of the fixture campaign, so that the test can touch files.
@@ -38,19 +28,6 @@ fn copy_campaign(to: &Path) -> PathBuf {
         }
     }
     dst
-}
-
-fn csv_rows(p: &Path) -> Vec<HashMap<String, String>> {
-    let mut r = csv::Reader::from_path(p).unwrap();
-    let h = r.headers().unwrap().clone();
-    r.records()
-        .map(|rec| {
-            h.iter()
-                .zip(rec.unwrap().iter())
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
 }
 
 fn job_dir(prefix: &str) -> PathBuf {

@@ -6,27 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use assert_cmd::cargo::cargo_bin_cmd;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn sweep(args: &[&str]) -> Output {
-    cargo_bin_cmd!("sweep").args(args).output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
-
-/// The 1-based line of the first line of `text` containing `needle`.
-fn line_of(text: &str, needle: &str) -> usize {
-    text.lines()
-        .position(|l| l.contains(needle))
-        .unwrap_or_else(|| panic!("`{needle}` not in\n{text}"))
-        + 1
-}
+use crate::util::{hostile, line_of, root, stderr, sweep};
 
 /// A valid sweep on the local profile; `{D}` (defaults), `{S}` (top-level [slurm]), `{T}` (stage
 /// keys) and `{M}` (stage matrix) are where each case breaks it.
@@ -1126,16 +1106,6 @@ fn expand_never_writes_over_what_it_does_not_own() {
         !runs.is_empty() && runs.iter().all(|r| r["status"] == "unknown"),
         "{v}"
     );
-}
-
-/// A value built to run `touch CANARY/TAG.N` in every way a shell could be made to: quotes
-/// closed early, command substitution, backticks, `;`, `|`, `&`, `${IFS}` word splitting, globs.
-/// No control character: those are refused before rendering (see the cases above).
-fn hostile(canary: &Path, tag: &str) -> String {
-    let c = canary.display();
-    format!(
-        "x'$(touch {c}/{tag}.1)\"$(touch {c}/{tag}.2)\"`touch {c}/{tag}.3`;touch {c}/{tag}.4|touch {c}/{tag}.5&touch {c}/{tag}.6 #*?~ $IFS touch${{IFS}}{c}/{tag}.7 \\' \\\""
-    )
 }
 
 /// A TOML basic string of `s`.

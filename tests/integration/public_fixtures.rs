@@ -7,15 +7,17 @@
 //! elsewhere the test is skipped with a loud message.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use sweep::parsers::failures::FailureClass;
 use sweep::parsers::hf_trainer::HfKind;
 use sweep::parsers::nccl_tests::{NcclRun, Placement};
 use sweep::parsers::{ParsedLog, parse_file};
 
+use crate::util::{bin, root};
+
 fn public_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/public")
+    root().join("../shared/fixtures/public")
 }
 
 type Check = fn(&ParsedLog);
@@ -881,7 +883,7 @@ fn public_nccl_tests_tables() {
         return;
     }
     let out = tempfile::tempdir().expect("tempdir");
-    let st = std::process::Command::new(env!("CARGO_BIN_EXE_sweep"))
+    let st = std::process::Command::new(bin())
         .args(["-q", "collect", "--logs"])
         .arg(&dir)
         .arg("--out")

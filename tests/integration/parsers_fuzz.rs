@@ -11,6 +11,8 @@ use sweep::parsers::{
     nvidia_smi,
 };
 
+use crate::util::root;
+
 struct Rng(u64);
 
 impl Rng {
@@ -44,11 +46,10 @@ const FIXTURES: &[&str] = &[
 ];
 
 fn fixture(name: &str) -> Vec<u8> {
-    let p = format!(
-        "{}/tests/fixtures/device-h100-2026-11-24/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
+    let p = root()
+        .join("tests/fixtures/device-h100-2026-11-24")
+        .join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 /// Runs every parser on `data`, each standalone and all together.

@@ -6,9 +6,7 @@ use std::process::Command;
 use assert_cmd::cargo::cargo_bin_cmd;
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::util::root;
 
 fn seed() -> PathBuf {
     root().join("sweeps/h200-llama2.toml")

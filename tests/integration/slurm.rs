@@ -1,37 +1,18 @@
 //! Integration tests against the real local Slurm cluster (`slurm/local-cluster.sh up`, which
 //! `tests/run-all.sh` runs). They need `SLURM_CONF`; without it they fail under `CI=true` and are
-//! skipped loudly elsewhere. They share one cluster (and one test marks a node down), so they run
-//! one at a time.
+//! skipped loudly elsewhere (`require_slurm!()`, the first line of each). They share one cluster
+//! (and one test marks a node down), so they run one at a time.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::cargo_bin_cmd;
 use serde_json::Value;
 
+use crate::util::{bin, csv_rows, hostile, require_slurm, root, sweep};
+
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The cluster is up (SLURM_CONF set), else skip loudly or, in CI, fail.
-fn cluster() -> bool {
-    if std::env::var_os("SLURM_CONF").is_some() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "SLURM_CONF is not set: the real-Slurm tests need the local cluster (tests/run-all.sh brings it up)"
-        );
-    }
-    eprintln!(
-        "\n*** SKIPPING real-Slurm test: SLURM_CONF not set (run `bash tests/run-all.sh`) ***\n"
-    );
-    false
-}
 
 fn slurm_dir() -> PathBuf {
     PathBuf::from(std::env::var("SWEEP_SLURM_DIR").unwrap_or_else(|_| "/tmp/sweep-slurm".into()))
@@ -78,10 +59,6 @@ fn campaign(name: &str, stages: &str) -> Camp {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     Camp { _tmp: tmp, dir }
-}
-
-fn sweep(args: &[&str]) -> Output {
-    cargo_bin_cmd!("sweep").args(args).output().unwrap()
 }
 
 fn submit(dir: &Path, extra: &[&str]) -> Output {
@@ -172,9 +149,7 @@ fn marker_time(dir: &Path, job_prefix: &str, file: &str, key: &str) -> String {
 
 #[test]
 fn dependencies_exit_codes_and_idempotent_submit() {
-    if !cluster() {
-        return;
-    }
+    require_slurm!();
     let _g = lock();
     let c = campaign(
         "deps",
@@ -270,19 +245,9 @@ matrix = { nodes = [1] }
     });
 }
 
-/// The hostile value of `tests/hostile.rs`: every way a shell could be made to run `touch`.
-fn hostile(canary: &Path, tag: &str) -> String {
-    let c = canary.display();
-    format!(
-        "x'$(touch {c}/{tag}.1)\"$(touch {c}/{tag}.2)\"`touch {c}/{tag}.3`;touch {c}/{tag}.4|touch {c}/{tag}.5&touch {c}/{tag}.6 #*?~ $IFS touch${{IFS}}{c}/{tag}.7 \\' \\\""
-    )
-}
-
 #[test]
 fn hostile_values_in_the_sbatch_header_and_the_script_never_execute() {
-    if !cluster() {
-        return;
-    }
+    require_slurm!();
     let _g = lock();
     let canary = tempfile::tempdir().unwrap();
     let h = |tag: &str| toml::Value::String(hostile(canary.path(), tag)).to_string();
@@ -339,9 +304,7 @@ extra = [{}]
 
 #[test]
 fn cancel_a_running_job_and_time_limit_is_timeout() {
-    if !cluster() {
-        return;
-    }
+    require_slurm!();
     let _g = lock();
     let c = campaign(
         "cancel",
@@ -438,9 +401,7 @@ fn failure_of<'a>(
 
 #[test]
 fn oom_in_a_step_is_reported_on_the_step() {
-    if !cluster() {
-        return;
-    }
+    require_slurm!();
     if !cgroup_mode() {
         eprintln!(
             "*** SKIPPING OOM test: the local cluster runs without cgroup memory limits here ***"
@@ -511,9 +472,7 @@ matrix = {{ nodes = [2] }}
 
 #[test]
 fn one_failing_rank_is_the_cause_not_the_step_kill() {
-    if !cluster() {
-        return;
-    }
+    require_slurm!();
     // Rank 1 of 16 raises; srun --kill-on-bad-exit then kills the others and slurmstepd
     // reports the step cancelled (`*** STEP N.2 ON gpu01 CANCELLED AT ... ***`, then `tasks
     // 0,2-7: Exited with exit code 143`): the job's failure is rank 1's exception, not the kill.
@@ -527,9 +486,7 @@ fn one_failing_rank_is_the_cause_not_the_step_kill() {
 
 #[test]
 fn a_crashed_rank_is_the_cause_not_the_step_kill() {
-    if !cluster() {
-        return;
-    }
+    require_slurm!();
     // Rank 1 of 16 dies of SIGSEGV (a NULL dereference, no Python traceback); srun
     // --kill-on-bad-exit kills the others (SIGTERM: exit code 143, evidence only) and
     // slurmstepd reports the step cancelled: the crash is the job's failure, `unknown` (a
@@ -545,9 +502,7 @@ fn a_crashed_rank_is_the_cause_not_the_step_kill() {
 
 #[test]
 fn node_failure_is_node_fail() {
-    if !cluster() {
-        return;
-    }
+    require_slurm!();
     let _g = lock();
     let c = campaign(
         "nodefail",
@@ -597,9 +552,7 @@ matrix = { nodes = [2] }
 
 #[test]
 fn rejected_sbatch_keeps_the_rest_and_reports_slurms_message() {
-    if !cluster() {
-        return;
-    }
+    require_slurm!();
     let _g = lock();
     let c = campaign(
         "reject",
@@ -631,9 +584,7 @@ matrix = { nodes = [1] }
 
 #[test]
 fn a_job_slurm_never_heard_of_is_lost_never_success() {
-    if !cluster() {
-        return;
-    }
+    require_slurm!();
     let _g = lock();
     let c = campaign(
         "lost",
@@ -666,9 +617,7 @@ fn sdiag_user_count() -> u64 {
 
 #[test]
 fn status_of_500_jobs_is_one_call_per_poll() {
-    if !cluster() {
-        return;
-    }
+    require_slurm!();
     let _g = lock();
     let c = campaign(
         "big",
@@ -717,21 +666,19 @@ fn status_of_500_jobs_is_one_call_per_poll() {
 /// SIGKILL the submitter at many points of a 120-job submit; then count duplicates and lost ids.
 #[test]
 fn kill_dash_nine_during_submit_never_duplicates_or_loses_a_job() {
-    if !cluster() {
-        return;
-    }
+    require_slurm!();
     let _g = lock();
     let c = campaign(
         "kill9",
         "[[stage]]\nname = \"k\"\ntemplate = \"cpu-smoke.sbatch.j2\"\nrepeats = 120\nmatrix = { nodes = [1] }\n",
     );
-    let bin = assert_cmd::cargo::cargo_bin!("sweep");
+    let exe = bin();
     // Deterministic crashes right after the write-ahead record and right after sbatch.
     for hook in [
         "SWEEP_TEST_CRASH_AFTER_WAL",
         "SWEEP_TEST_CRASH_AFTER_SBATCH",
     ] {
-        let st = Command::new(bin)
+        let st = Command::new(&exe)
             .args(["-q", "submit", c.dir.to_str().unwrap(), "--hold"])
             .env(hook, "1")
             .status()
@@ -741,7 +688,7 @@ fn kill_dash_nine_during_submit_never_duplicates_or_loses_a_job() {
     let mut seed: u64 = 0x5eed;
     let mut kills = 0;
     for _ in 0..25 {
-        let mut child = Command::new(bin)
+        let mut child = Command::new(&exe)
             .args(["-q", "submit", c.dir.to_str().unwrap(), "--hold"])
             .spawn()
             .unwrap();
@@ -811,9 +758,7 @@ fn daemon(action: &str, name: &str) {
 
 #[test]
 fn controller_down_is_reported_and_submit_retries_until_it_answers() {
-    if !cluster() {
-        return;
-    }
+    require_slurm!();
     let _g = lock();
     let c = campaign(
         "ctld",
@@ -837,8 +782,7 @@ fn controller_down_is_reported_and_submit_retries_until_it_answers() {
     assert_eq!(state_of(&v, "b"), "unsubmitted");
 
     // A submit while the controller is down retries; bring the controller back meanwhile.
-    let bin = assert_cmd::cargo::cargo_bin!("sweep");
-    let child = Command::new(bin)
+    let child = Command::new(bin())
         .args(["--json", "submit", c.dir.to_str().unwrap(), "--stage", "b"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -858,9 +802,7 @@ fn controller_down_is_reported_and_submit_retries_until_it_answers() {
 
 #[test]
 fn status_keeps_working_with_slurmdbd_down() {
-    if !cluster() {
-        return;
-    }
+    require_slurm!();
     if !accounting() {
         eprintln!("*** SKIPPING slurmdbd test: the cluster runs without accounting ***");
         return;
@@ -924,16 +866,9 @@ fn two_gpu_profile(dir: &Path) -> PathBuf {
     p
 }
 
-fn csv_rows(p: &Path) -> Vec<std::collections::HashMap<String, String>> {
-    let mut r = csv::Reader::from_path(p).unwrap();
-    r.deserialize().map(|x| x.unwrap()).collect()
-}
-
 #[test]
 fn preflight_on_every_node_stops_the_campaign_and_telemetry_is_captured() {
-    if !cluster() {
-        return;
-    }
+    require_slurm!();
     let _g = lock();
     let tmp = tempfile::tempdir().unwrap();
     let prof = two_gpu_profile(tmp.path());

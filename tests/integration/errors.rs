@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::cargo::cargo_bin_cmd;
 
+use crate::util::{line_of, root, stderr};
+
 fn profile() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("slurm/clusters/fukushima-h200.toml")
+    root().join("slurm/clusters/fukushima-h200.toml")
 }
 
 /// A valid two-stage sweep; each test breaks one thing in it.
@@ -63,17 +65,10 @@ fn expand(text: &str) -> (Run, PathBuf, tempfile::TempDir) {
         .unwrap();
     let run = Run {
         code: o.status.code().unwrap_or(-1),
-        stderr: String::from_utf8_lossy(&o.stderr).to_string(),
+        stderr: stderr(&o),
         wrote: out.exists(),
     };
     (run, file, tmp)
-}
-
-fn line_of(text: &str, needle: &str) -> usize {
-    text.lines()
-        .position(|l| l.contains(needle))
-        .map(|i| i + 1)
-        .unwrap_or_else(|| panic!("{needle} not in text"))
 }
 
 /// Asserts `file:line:` and the key appear in the message and nothing was written.

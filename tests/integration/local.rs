@@ -8,17 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn bin() -> PathBuf {
-    assert_cmd::cargo::cargo_bin!("sweep").to_path_buf()
-}
-
-fn sweep(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).output().unwrap()
-}
+use crate::util::{bin, root, sweep};
 
 fn ok(o: Output) -> Output {
     assert!(

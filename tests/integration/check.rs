@@ -1,29 +1,22 @@
 //! `sweep check`: the seed plan's impossible numbers are caught before submission, and the
 //! memory estimate agrees with what a real run allocated (tests/fixtures/device-h200-2026-12-02).
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::util::{bin, root, stderr};
 
 fn check(sweep: &str, extra: &[&str]) -> (i32, Value, String) {
     let mut args = vec!["--json", "check", sweep];
     args.extend_from_slice(extra);
-    let o = Command::new(assert_cmd::cargo::cargo_bin!("sweep"))
+    let o = Command::new(bin())
         .args(&args)
         .current_dir(root())
         .output()
         .unwrap();
     let v = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
-    (
-        o.status.code().unwrap_or(-1),
-        v,
-        String::from_utf8_lossy(&o.stderr).to_string(),
-    )
+    (o.status.code().unwrap_or(-1), v, stderr(&o))
 }
 
 fn target<'a>(v: &'a Value, metric: &str, model: Option<&str>, nodes: Option<u64>) -> &'a Value {
@@ -158,7 +151,7 @@ fn the_memory_estimate_agrees_with_a_real_h200_run() {
 fn expand_warns_and_strict_stops_it() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("c");
-    let o = Command::new(assert_cmd::cargo::cargo_bin!("sweep"))
+    let o = Command::new(bin())
         .args([
             "expand",
             "sweeps/h200-llama2.toml",
@@ -175,7 +168,7 @@ fn expand_warns_and_strict_stops_it() {
         "{err}"
     );
     let out2 = tmp.path().join("d");
-    let o = Command::new(assert_cmd::cargo::cargo_bin!("sweep"))
+    let o = Command::new(bin())
         .args([
             "expand",
             "sweeps/h200-llama2.toml",

@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::cargo::cargo_bin_cmd;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::util::root;
 
 /// (name in the golden file, `collect` arguments before `--out`).
 fn sources() -> Vec<(String, Vec<PathBuf>, bool)> {

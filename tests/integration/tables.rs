@@ -1,4 +1,5 @@
-//! The tables `collect` writes, byte for byte, for every fixture log tree and campaign: the proof
+//! The tables `collect` writes, byte for byte, for every fixture log tree and campaign, and
+//! what `report` makes of a campaign (the analysis tables, report.html, summary.md): the proof
 //! that a restructure changed no output. `tests/golden/tables.txt` holds each table's size and
 //! FNV-1a hash; a change that means to alter tables regenerates it with `SWEEP_BLESS=1` (and says
 //! why in its commit), and a failure writes the new tables under `target/tables-new/` to diff.
@@ -12,8 +13,16 @@ use assert_cmd::cargo::cargo_bin_cmd;
 
 use crate::util::root;
 
-/// (name in the golden file, `collect` arguments before `--out`).
-fn sources() -> Vec<(String, Vec<PathBuf>, bool)> {
+/// How a source is read: `collect --logs`, `collect` of a campaign, or `report` of a campaign.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Logs,
+    Campaign,
+    Report,
+}
+
+/// (name in the golden file, the tree or campaign, how it is read).
+fn sources() -> Vec<(String, Vec<PathBuf>, Mode)> {
     let mut v = Vec::new();
     let fixtures = root().join("tests/fixtures");
     let mut trees: Vec<PathBuf> = std::fs::read_dir(&fixtures)
@@ -24,13 +33,14 @@ fn sources() -> Vec<(String, Vec<PathBuf>, bool)> {
     trees.sort();
     for t in trees {
         let name = t.file_name().unwrap().to_string_lossy().to_string();
-        v.push((format!("logs:{name}"), vec![t.clone()], false));
+        v.push((format!("logs:{name}"), vec![t.clone()], Mode::Logs));
         // A campaign directory among the fixtures is collected as a campaign too.
         for e in walkdir::WalkDir::new(&t).into_iter().flatten() {
             if e.file_name() == "campaign.json" {
                 let dir = e.path().parent().unwrap().to_path_buf();
                 let rel = dir.strip_prefix(&fixtures).unwrap().display().to_string();
-                v.push((format!("campaign:{rel}"), vec![dir], true));
+                v.push((format!("campaign:{rel}"), vec![dir.clone()], Mode::Campaign));
+                v.push((format!("report:{rel}"), vec![dir], Mode::Report));
             }
         }
     }
@@ -38,7 +48,7 @@ fn sources() -> Vec<(String, Vec<PathBuf>, bool)> {
     for name in ["device-h100-2026-11-24", "public"] {
         let p = shared.join(name);
         if p.is_dir() {
-            v.push((format!("shared:{name}"), vec![p], false));
+            v.push((format!("shared:{name}"), vec![p], Mode::Logs));
         } else {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -62,13 +72,18 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// Every table of one collect: file name -> bytes (the cache and fingerprint, which hold paths
 /// and times, are not output).
-fn collect(args: &[PathBuf], campaign: bool, out: &Path) -> BTreeMap<String, Vec<u8>> {
+fn collect(args: &[PathBuf], mode: Mode, out: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut cmd = cargo_bin_cmd!("sweep");
-    cmd.arg("-q").arg("collect");
-    if !campaign {
-        cmd.arg("--logs");
+    cmd.arg("-q");
+    match mode {
+        Mode::Logs => cmd.args(["collect", "--logs"]),
+        Mode::Campaign => cmd.arg("collect"),
+        Mode::Report => cmd.arg("report"),
+    };
+    cmd.args(args).arg("--out").arg(out);
+    if mode != Mode::Report {
+        cmd.arg("--force");
     }
-    cmd.args(args).arg("--out").arg(out).arg("--force");
     let o = cmd.output().unwrap();
     assert!(
         o.status.success(),
@@ -93,9 +108,9 @@ fn collect_writes_the_same_tables_for_every_fixture() {
     let tmp = tempfile::tempdir().unwrap();
     let mut lines = Vec::new();
     let mut new_tables = Vec::new();
-    for (i, (name, args, campaign)) in sources().into_iter().enumerate() {
+    for (i, (name, args, mode)) in sources().into_iter().enumerate() {
         let out = tmp.path().join(i.to_string());
-        for (table, bytes) in collect(&args, campaign, &out) {
+        for (table, bytes) in collect(&args, mode, &out) {
             lines.push(format!(
                 "{name} {table} {} {:016x}",
                 bytes.len(),

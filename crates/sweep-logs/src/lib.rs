@@ -42,6 +42,7 @@ pub mod deepspeed;
 mod dispatch;
 pub mod failures;
 mod gate;
+mod gate_bits;
 pub mod hf_trainer;
 mod line;
 mod line_parser;

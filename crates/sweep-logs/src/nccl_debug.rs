@@ -28,7 +28,8 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde::Serialize;
 
-use super::{Line, Warnings, gate, push_capped, uint};
+use super::gate_bits::{INFO_INIT, INFO_NRANKS, INFO_VERSION, INFO_VIA};
+use super::{Line, Warnings, push_capped, uint};
 
 /// Most distinct strings kept in the small sets (NICs, hosts, transports).
 const MAX_DISTINCT: usize = 4096;
@@ -131,10 +132,10 @@ pub(crate) const WATCHDOG: &str = "aught collective operation timeout";
 /// tested against this list.
 #[cfg(test)]
 pub(crate) const INFO_LITERALS: &[(u16, &[&str])] = &[
-    (gate::INFO_VIA, &[" via "]),
-    (gate::INFO_VERSION, &["NCCL version"]),
-    (gate::INFO_INIT, &["Init COMPLETE"]),
-    (gate::INFO_NRANKS, &["nranks", "nRanks"]),
+    (INFO_VIA, &[" via "]),
+    (INFO_VERSION, &["NCCL version"]),
+    (INFO_INIT, &["Init COMPLETE"]),
+    (INFO_NRANKS, &["nranks", "nRanks"]),
 ];
 
 /// The header NCCL's logger (`debug.cc`) puts before every message:
@@ -708,14 +709,13 @@ impl Parser {
     fn info_message(&mut self, msg: &str, bits: u16) {
         // Most of a large log: a channel line without a transport, read for nothing. Tested
         // before the call of the function that reads the others (its entry alone costs more).
-        if bits & gate::INFO_VIA == 0 && msg.starts_with("Channel") {
+        if bits & INFO_VIA == 0 && msg.starts_with("Channel") {
             return;
         }
         self.info_message_rest(msg, bits);
     }
 
     fn info_message_rest(&mut self, msg: &str, bits: u16) {
-        use gate::{INFO_INIT, INFO_NRANKS, INFO_VERSION, INFO_VIA};
         let via = bits & INFO_VIA != 0 && VIA_WORD.find(msg.as_bytes()).is_some();
         if via || msg.starts_with("Channel") {
             if let Some(v) = via.then(|| via_transport(msg)).flatten() {

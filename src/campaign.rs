@@ -14,7 +14,7 @@ use crate::render::{Renderer, slurm_job_name};
 use crate::spec::{Dependency, LoadedSweep};
 use crate::{dsconfig, render};
 
-pub const MANIFEST: &str = "campaign.json";
+pub use crate::layout::MANIFEST;
 pub const FORMAT: u32 = 1;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

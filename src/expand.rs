@@ -13,6 +13,7 @@ use crate::model::ModelShape;
 use crate::path;
 use crate::profile::Profile;
 use crate::spec::{Dependency, Inexact, LoadedSweep, Scaling, SlurmSpec, StageSpec};
+pub use crate::values::{MAX_TIME_LIMIT_MIN, parse_time_limit, toml_to_json};
 
 /// Batch algebra of one point. `dp` = gpus / (tensor_parallel x pipeline_parallel).
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -92,24 +93,6 @@ pub fn json_short(v: &Json) -> String {
     match v {
         Json::String(s) => s.clone(),
         other => other.to_string(),
-    }
-}
-
-pub fn toml_to_json(v: &toml::Value) -> Json {
-    match v {
-        toml::Value::String(s) => Json::String(s.clone()),
-        toml::Value::Integer(i) => Json::from(*i),
-        toml::Value::Float(f) => serde_json::Number::from_f64(*f)
-            .map(Json::Number)
-            .unwrap_or(Json::Null),
-        toml::Value::Boolean(b) => Json::Bool(*b),
-        toml::Value::Datetime(d) => Json::String(d.to_string()),
-        toml::Value::Array(a) => Json::Array(a.iter().map(toml_to_json).collect()),
-        toml::Value::Table(t) => Json::Object(
-            t.iter()
-                .map(|(k, v)| (k.clone(), toml_to_json(v)))
-                .collect(),
-        ),
     }
 }
 
@@ -810,52 +793,6 @@ fn build_point(
         time_limit_min,
     }))
 }
-
-/// Parses an sbatch time limit (`M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`) into minutes,
-/// rounding seconds up as Slurm does.
-pub fn parse_time_limit(s: &str) -> Result<u64, String> {
-    let bad = || format!("`{s}` is not a Slurm time limit (MM, HH:MM:SS or D-HH:MM:SS)");
-    let too_long =
-        || format!("time limit `{s}` is longer than Slurm can hold ({MAX_TIME_LIMIT_MIN} minutes)");
-    // Digits only: sbatch reads the same text, so `+5` or ` 5` would mean something else there.
-    let num = |x: &str| {
-        if x.is_empty() || !x.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        x.parse::<u64>().map_err(|_| too_long())
-    };
-    let (days, rest) = match s.split_once('-') {
-        Some((d, r)) => (Some(num(d)?), r),
-        None => (None, s),
-    };
-    let parts: Vec<&str> = rest.split(':').collect();
-    let terms: Vec<(u64, u64)> = match (days, parts.as_slice()) {
-        (None, [m]) => vec![(num(m)?, 60)],
-        (None, [m, sec]) => vec![(num(m)?, 60), (num(sec)?, 1)],
-        (None, [h, m, sec]) => vec![(num(h)?, 3600), (num(m)?, 60), (num(sec)?, 1)],
-        (Some(d), [h]) => vec![(d, 86400), (num(h)?, 3600)],
-        (Some(d), [h, m]) => vec![(d, 86400), (num(h)?, 3600), (num(m)?, 60)],
-        (Some(d), [h, m, sec]) => vec![(d, 86400), (num(h)?, 3600), (num(m)?, 60), (num(sec)?, 1)],
-        _ => return Err(bad()),
-    };
-    let secs = terms
-        .iter()
-        .try_fold(0u64, |acc, &(n, unit)| {
-            acc.checked_add(n.checked_mul(unit)?)
-        })
-        .ok_or_else(too_long)?;
-    if secs == 0 {
-        return Err(format!("time limit `{s}` is zero"));
-    }
-    let min = secs.div_ceil(60);
-    if min > MAX_TIME_LIMIT_MIN {
-        return Err(too_long());
-    }
-    Ok(min)
-}
-
-/// Slurm keeps a time limit as 32-bit minutes, the largest value meaning "infinite".
-pub const MAX_TIME_LIMIT_MIN: u64 = u32::MAX as u64 - 1;
 
 /// FNV-1a: a hash whose value never changes between builds or platforms, so job ids are stable.
 pub fn fnv1a(bytes: &[u8]) -> u64 {

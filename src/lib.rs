@@ -15,6 +15,7 @@ pub mod dsconfig;
 pub mod executor;
 pub mod expand;
 pub mod job_state;
+pub mod layout;
 pub mod local;
 pub mod markers;
 pub mod model;

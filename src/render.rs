@@ -12,6 +12,7 @@ use serde_json::{Value as Json, json};
 
 use crate::expand::Point;
 use crate::profile::{Profile, cpu_mask_hex, format_cpulist};
+pub use crate::values::template_name_error;
 
 /// Templates compiled into the binary: what `sweep` uses when no user directory overrides them.
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -184,26 +185,6 @@ pub fn shell_quote(s: &str) -> String {
     }
     out.push('\'');
     out
-}
-
-/// Why `name` cannot name a template: templates are looked up by a relative name inside the
-/// template directories, never by a path that leaves them.
-pub fn template_name_error(name: &str) -> Option<&'static str> {
-    let p = Path::new(name);
-    if name.is_empty() {
-        Some("a template name cannot be empty")
-    } else if p.is_absolute() || name.starts_with('/') || name.starts_with('\\') {
-        Some("a template is named relative to the template directories, not by an absolute path")
-    } else if p
-        .components()
-        .any(|c| !matches!(c, std::path::Component::Normal(_)))
-    {
-        Some("a template name cannot contain `.` or `..` components")
-    } else if name.chars().any(|c| c.is_control()) {
-        Some("a template name cannot contain control characters")
-    } else {
-        None
-    }
 }
 
 /// A value's text for a script, refused when it holds a control character: a newline would end

@@ -454,7 +454,7 @@ fn check_signal(src: &Source, i: usize, st: &StageSpec, s: &SweepFile) -> Result
     let (Some(sig), Some(t)) = (merged.signal_before_s, merged.time.as_deref()) else {
         return Ok(());
     };
-    let Ok(min) = crate::expand::parse_time_limit(t) else {
+    let Ok(min) = crate::values::parse_time_limit(t) else {
         return Ok(());
     };
     if u64::from(sig) < min.saturating_mul(60) {
@@ -505,7 +505,7 @@ fn check_slurm(src: &Source, base: &[crate::diag::Seg], s: &SlurmSpec) -> Result
         return Err(src.error(&at("mem"), m));
     }
     if let Some(t) = &s.time {
-        crate::expand::parse_time_limit(t).map_err(|m| src.error(&at("time"), m))?;
+        crate::values::parse_time_limit(t).map_err(|m| src.error(&at("time"), m))?;
     }
     for (i, opt) in s.extra.iter().enumerate() {
         if let Some(m) = crate::values::sbatch_option_error(opt) {
@@ -542,7 +542,7 @@ fn validate(l: &LoadedSweep) -> Result<(), InputError> {
         if let Some(m) = crate::values::name_error(&st.name) {
             return Err(src.error(&path!["stage", i, "name"], format!("stage name: {m}")));
         }
-        if let Some(m) = crate::render::template_name_error(&st.template) {
+        if let Some(m) = crate::values::template_name_error(&st.template) {
             return Err(src.error(&path!["stage", i, "template"], m));
         }
         check_slurm(&src, &path!["stage", i, "slurm"], &st.slurm)?;
@@ -828,7 +828,7 @@ fn check_param(
     if key == "model" && !matches!(v, toml::Value::String(_)) {
         return Err(src.error(p, "`model` must be a model name (string)"));
     }
-    if let Some(m) = typed_param_error(key, &crate::expand::toml_to_json(v)) {
+    if let Some(m) = typed_param_error(key, &crate::values::toml_to_json(v)) {
         return Err(src.error(p, m));
     }
     Ok(())

@@ -13,8 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::job_state::JobState;
 
-pub const STATE: &str = "state.json";
-pub const LOCK: &str = ".sweep.lock";
+pub use crate::layout::{LOCK, STATE};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct State {
@@ -194,11 +193,11 @@ pub fn utc_from_unix(secs: u64) -> String {
 
 /// Refuses to run against a directory that is not a campaign.
 pub fn ensure_campaign(dir: &Path) -> Result<()> {
-    if !dir.join(crate::campaign::MANIFEST).exists() {
+    if !dir.join(crate::layout::MANIFEST).exists() {
         bail!(
             "{} is not a campaign directory (no {}; run `sweep expand` first)",
             dir.display(),
-            crate::campaign::MANIFEST
+            crate::layout::MANIFEST
         );
     }
     Ok(())

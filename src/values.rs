@@ -2,6 +2,10 @@
 //! words a user can act on. Values are checked as their type before rendering, so a number is a
 //! number and a name is a name by the time a template sees it (rendering quotes them as well).
 
+use std::path::Path;
+
+use serde_json::Value as Json;
+
 /// Longest campaign, stage or pattern name: job names, directories and Slurm's job-name field
 /// stay readable and well under every limit on the way.
 pub const MAX_NAME_LEN: usize = 64;
@@ -153,6 +157,90 @@ pub fn byte_size_error(s: &str) -> Option<String> {
         && digits.bytes().all(|b| b.is_ascii_digit())
         && digits.parse::<u64>().is_ok();
     (!ok).then(|| format!("`{s}` is not a byte size: a whole number with an optional K, M or G"))
+}
+
+pub fn toml_to_json(v: &toml::Value) -> Json {
+    match v {
+        toml::Value::String(s) => Json::String(s.clone()),
+        toml::Value::Integer(i) => Json::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Json::Number)
+            .unwrap_or(Json::Null),
+        toml::Value::Boolean(b) => Json::Bool(*b),
+        toml::Value::Datetime(d) => Json::String(d.to_string()),
+        toml::Value::Array(a) => Json::Array(a.iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => Json::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// Parses an sbatch time limit (`M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`) into minutes,
+/// rounding seconds up as Slurm does.
+pub fn parse_time_limit(s: &str) -> Result<u64, String> {
+    let bad = || format!("`{s}` is not a Slurm time limit (MM, HH:MM:SS or D-HH:MM:SS)");
+    let too_long =
+        || format!("time limit `{s}` is longer than Slurm can hold ({MAX_TIME_LIMIT_MIN} minutes)");
+    // Digits only: sbatch reads the same text, so `+5` or ` 5` would mean something else there.
+    let num = |x: &str| {
+        if x.is_empty() || !x.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        x.parse::<u64>().map_err(|_| too_long())
+    };
+    let (days, rest) = match s.split_once('-') {
+        Some((d, r)) => (Some(num(d)?), r),
+        None => (None, s),
+    };
+    let parts: Vec<&str> = rest.split(':').collect();
+    let terms: Vec<(u64, u64)> = match (days, parts.as_slice()) {
+        (None, [m]) => vec![(num(m)?, 60)],
+        (None, [m, sec]) => vec![(num(m)?, 60), (num(sec)?, 1)],
+        (None, [h, m, sec]) => vec![(num(h)?, 3600), (num(m)?, 60), (num(sec)?, 1)],
+        (Some(d), [h]) => vec![(d, 86400), (num(h)?, 3600)],
+        (Some(d), [h, m]) => vec![(d, 86400), (num(h)?, 3600), (num(m)?, 60)],
+        (Some(d), [h, m, sec]) => vec![(d, 86400), (num(h)?, 3600), (num(m)?, 60), (num(sec)?, 1)],
+        _ => return Err(bad()),
+    };
+    let secs = terms
+        .iter()
+        .try_fold(0u64, |acc, &(n, unit)| {
+            acc.checked_add(n.checked_mul(unit)?)
+        })
+        .ok_or_else(too_long)?;
+    if secs == 0 {
+        return Err(format!("time limit `{s}` is zero"));
+    }
+    let min = secs.div_ceil(60);
+    if min > MAX_TIME_LIMIT_MIN {
+        return Err(too_long());
+    }
+    Ok(min)
+}
+
+/// Slurm keeps a time limit as 32-bit minutes, the largest value meaning "infinite".
+pub const MAX_TIME_LIMIT_MIN: u64 = u32::MAX as u64 - 1;
+
+/// Why `name` cannot name a template: templates are looked up by a relative name inside the
+/// template directories, never by a path that leaves them.
+pub fn template_name_error(name: &str) -> Option<&'static str> {
+    let p = Path::new(name);
+    if name.is_empty() {
+        Some("a template name cannot be empty")
+    } else if p.is_absolute() || name.starts_with('/') || name.starts_with('\\') {
+        Some("a template is named relative to the template directories, not by an absolute path")
+    } else if p
+        .components()
+        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        Some("a template name cannot contain `.` or `..` components")
+    } else if name.chars().any(|c| c.is_control()) {
+        Some("a template name cannot contain control characters")
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -97,9 +97,33 @@ fn collect(args: &[PathBuf], mode: Mode, out: &Path) -> BTreeMap<String, Vec<u8>
         if name.starts_with('.') || !e.path().is_file() {
             continue;
         }
-        tables.insert(name, std::fs::read(e.path()).unwrap());
+        tables.insert(name, without_checkout(std::fs::read(e.path()).unwrap()));
     }
     tables
+}
+
+/// The output with this checkout's path replaced by `<checkout>`: report.html names the
+/// campaign's directory, which differs from clone to clone (CI clones into a folder of its own).
+fn without_checkout(bytes: Vec<u8>) -> Vec<u8> {
+    let root = root();
+    let canonical = std::fs::canonicalize(&root).unwrap_or_else(|_| root.clone());
+    let mut bytes = bytes;
+    for needle in [root, canonical] {
+        let needle = needle.display().to_string().into_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if !needle.is_empty() && bytes[i..].starts_with(&needle) {
+                out.extend_from_slice(b"<checkout>");
+                i += needle.len();
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        bytes = out;
+    }
+    bytes
 }
 
 #[test]

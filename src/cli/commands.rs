@@ -18,7 +18,8 @@ pub const SAMPLE_SWEEP: &str = include_str!("../../sweeps/h200-llama2.toml");
 pub const SAMPLE_PROFILE: &str = include_str!("../../slurm/clusters/fukushima-h200.toml");
 
 pub fn run(cli: Cli) -> Result<()> {
-    let out = cli.output.mode();
+    let out = super::output::choose(cli.output);
+    let out = out.as_ref();
     match cli.cmd {
         Cmd::Expand(a) => expand_cmd(a, out),
         Cmd::Templates(t) => templates_cmd(t, out),
@@ -71,7 +72,7 @@ pub fn load(
     Ok((sweep, profile, text))
 }
 
-fn expand_cmd(a: ExpandArgs, out: Output) -> Result<()> {
+fn expand_cmd(a: ExpandArgs, out: &dyn Output) -> Result<()> {
     let (sweep, profile, profile_text) = load(&a.sweep, a.profile.as_deref())?;
     let templates = campaign::default_templates(&sweep, a.templates.clone())?;
     campaign::check_templates(&sweep, &templates)?;
@@ -84,19 +85,8 @@ fn expand_cmd(a: ExpandArgs, out: Output) -> Result<()> {
         .iter()
         .filter(|f| f.level != crate::check::Level::Info)
         .collect();
-    if out != Output::Quiet && !serious.is_empty() {
-        for f in serious.iter().take(10) {
-            eprintln!("{}: {}: {}", f.level.as_str(), f.subject, f.message);
-        }
-        if serious.len() > 10 {
-            eprintln!("... {} more plan-check findings", serious.len() - 10);
-        }
-        eprintln!(
-            "plan check: {} error(s), {} warning(s); `sweep check {}` explains them",
-            checked.count(crate::check::Level::Error),
-            checked.count(crate::check::Level::Warning),
-            a.sweep.display()
-        );
+    if !serious.is_empty() {
+        out.plan_findings(&serious, &checked, &a.sweep);
     }
     if a.strict && !serious.is_empty() {
         bail!(
@@ -109,83 +99,22 @@ fn expand_cmd(a: ExpandArgs, out: Output) -> Result<()> {
         for p in &plan.points {
             campaign::render_job(&sweep, &profile, &renderer, p)?;
         }
-        match out {
-            Output::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
-            Output::Human => print!(
-                "{}",
-                plan::render(&summary, if a.all { usize::MAX } else { 200 })
-            ),
-            Output::Quiet => {}
-        }
-        return Ok(());
+        return out.expand_planned(&summary, a.all);
     }
     let dir = a
         .out
         .unwrap_or_else(|| PathBuf::from("runs").join(&sweep.spec.name));
     let replaced = campaign::check_out_dir(&sweep, &plan, &dir, a.force)?;
-    if out != Output::Quiet {
-        for r in &replaced {
-            eprintln!("--force: {r}");
-        }
-    }
+    out.force_replaced(&replaced);
     let report = campaign::write(&sweep, &profile, &profile_text, &plan, &renderer, &dir)?;
-    match out {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"plan": summary, "written": report, "dir": dir})
-            )?
-        ),
-        Output::Human => {
-            print!(
-                "{}",
-                plan::render(&summary, if a.all { usize::MAX } else { 200 })
-            );
-            println!(
-                "{}: {} job(s) created, {} updated, {} unchanged",
-                dir.display(),
-                report.created,
-                report.updated,
-                report.unchanged
-            );
-            if !report.stale.is_empty() {
-                println!(
-                    "note: {} job director{} no longer produced by the sweep file (left in place): {}",
-                    report.stale.len(),
-                    if report.stale.len() == 1 {
-                        "y is"
-                    } else {
-                        "ies are"
-                    },
-                    report.stale.join(", ")
-                );
-            }
-        }
-        Output::Quiet => {}
-    }
-    Ok(())
+    out.expand_written(&summary, &report, &dir, a.all)
 }
 
-fn templates_cmd(t: TemplatesCmd, out: Output) -> Result<()> {
+fn templates_cmd(t: TemplatesCmd, out: &dyn Output) -> Result<()> {
     match t {
         TemplatesCmd::List { templates } => {
             let src = TemplateSource::existing(templates.into_iter().collect())?;
-            let list = src.list();
-            match out {
-                Output::Json => {
-                    let v: Vec<_> = list
-                        .iter()
-                        .map(|(n, f)| serde_json::json!({"name": n, "source": f}))
-                        .collect();
-                    println!("{}", serde_json::to_string_pretty(&v)?);
-                }
-                Output::Human => {
-                    for (n, f) in list {
-                        println!("{n:<32} {f}");
-                    }
-                }
-                Output::Quiet => {}
-            }
+            out.templates_listed(&src.list())?;
         }
         TemplatesCmd::Show { name, templates } => {
             let src = TemplateSource::existing(templates.into_iter().collect())?;
@@ -193,7 +122,7 @@ fn templates_cmd(t: TemplatesCmd, out: Output) -> Result<()> {
                 bail!("`{name}`: {why}");
             }
             match src.lookup(&name) {
-                Some((text, _)) => print!("{text}"),
+                Some((text, _)) => out.template_source(&text),
                 None => bail!("no template named `{name}` (see `sweep templates list`)"),
             }
         }
@@ -240,25 +169,16 @@ fn templates_cmd(t: TemplatesCmd, out: Output) -> Result<()> {
                 anyhow::anyhow!("{}: rendered script fails `bash -n`:\n{e}", file.display())
             })?;
             if print {
-                print!("{script}");
-            } else if out == Output::Human {
-                println!(
-                    "{}: renders for job `{}` and passes bash -n",
-                    file.display(),
-                    point.id
-                );
-            } else if out == Output::Json {
-                println!(
-                    "{}",
-                    serde_json::json!({"template": file, "job": point.id, "ok": true})
-                );
+                out.template_source(&script);
+            } else {
+                out.template_checked(&file, &point.id)?;
             }
         }
     }
     Ok(())
 }
 
-fn submit_cmd(a: SubmitArgs, out: Output) -> Result<()> {
+fn submit_cmd(a: SubmitArgs, out: &dyn Output) -> Result<()> {
     if a.executor == Executor::Local {
         return local_cmd(a, out);
     }
@@ -270,36 +190,7 @@ fn submit_cmd(a: SubmitArgs, out: Output) -> Result<()> {
         retries: a.retries,
     };
     let r = crate::submit::submit(&a.campaign, &opts, &crate::slurm::Slurm::default())?;
-    match out {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&r)?),
-        Output::Human => {
-            for c in &r.commands {
-                println!("{c}");
-            }
-            for (j, id) in &r.reconciled {
-                println!("reconciled {j} -> Slurm job {id} (submitted before a crash)");
-            }
-            for (j, id) in &r.submitted {
-                println!("submitted {j} -> {id}");
-            }
-            for (j, why) in &r.rejected {
-                println!("REJECTED {j}: {why}");
-            }
-            for (j, why) in &r.skipped {
-                println!("skipped {j}: {why}");
-            }
-            if !a.dry_run {
-                println!(
-                    "{} submitted, {} already submitted, {} rejected, {} skipped",
-                    r.submitted.len(),
-                    r.already,
-                    r.rejected.len(),
-                    r.skipped.len()
-                );
-            }
-        }
-        Output::Quiet => {}
-    }
+    out.submitted(&r, a.dry_run)?;
     if !r.rejected.is_empty() {
         bail!(
             "{} job(s) rejected by Slurm (left unsubmitted; the rest of the state is intact)",
@@ -309,19 +200,13 @@ fn submit_cmd(a: SubmitArgs, out: Output) -> Result<()> {
     Ok(())
 }
 
-fn status_cmd(a: StatusArgs, out: Output) -> Result<()> {
+fn status_cmd(a: StatusArgs, out: &dyn Output) -> Result<()> {
     let slurm = crate::slurm::Slurm::default();
     if !a.watch {
         let r = crate::status::poll(&a.campaign, &slurm)?;
-        match out {
-            Output::Json => println!("{}", serde_json::to_string_pretty(&r)?),
-            Output::Human => print!("{}", crate::status::render(&r, a.all)),
-            Output::Quiet => {}
-        }
-        return Ok(());
+        return out.status(&r, a.all);
     }
-    use std::io::IsTerminal;
-    let tty = std::io::stderr().is_terminal() && out == Output::Human;
+    let tty = out.progress();
     let mut interval = std::time::Duration::from_secs(2);
     let mut last: Option<String> = None;
     let bar = tty.then(|| {
@@ -348,11 +233,7 @@ fn status_cmd(a: StatusArgs, out: Output) -> Result<()> {
             b.set_position(ended as u64);
             b.set_message(summary.clone());
         } else if changed {
-            match out {
-                Output::Json => println!("{}", serde_json::to_string(&r)?),
-                Output::Human => println!("{summary}"),
-                Output::Quiet => {}
-            }
+            out.status_changed(&r, &summary)?;
         }
         for e in &r.errors {
             eprintln!("warning: {e}");
@@ -361,9 +242,7 @@ fn status_cmd(a: StatusArgs, out: Output) -> Result<()> {
             if let Some(b) = &bar {
                 b.finish_and_clear();
             }
-            if out == Output::Human {
-                print!("{}", crate::status::render(&r, a.all));
-            }
+            out.status_ended(&r, a.all);
             return Ok(());
         }
         // Back off while nothing changes (at most two polls a minute when idle).
@@ -373,37 +252,22 @@ fn status_cmd(a: StatusArgs, out: Output) -> Result<()> {
     }
 }
 
-fn cancel_cmd(a: CancelArgs, out: Output) -> Result<()> {
+fn cancel_cmd(a: CancelArgs, out: &dyn Output) -> Result<()> {
     let r = crate::submit::cancel(
         &a.campaign,
         &a.stages,
         &a.jobs,
         &crate::slurm::Slurm::default(),
     )?;
-    match out {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&r)?),
-        Output::Human => {
-            for (j, id) in &r.cancelled {
-                println!("cancelled {j} ({id})");
-            }
-            println!(
-                "{} cancelled, {} not active",
-                r.cancelled.len(),
-                r.not_active.len()
-            );
-        }
-        Output::Quiet => {}
-    }
-    Ok(())
+    out.cancelled(&r)
 }
 
-fn collect_cmd(a: CollectArgs, out: Output) -> Result<()> {
+fn collect_cmd(a: CollectArgs, out: &dyn Output) -> Result<()> {
     let patterns = match &a.patterns {
         Some(p) => spec::load(p)?.spec.collect.patterns,
         None => Vec::new(),
     };
-    use std::io::IsTerminal;
-    let progress = out == Output::Human && std::io::stderr().is_terminal();
+    let progress = out.progress();
     let r = match (&a.campaign, &a.logs) {
         (Some(dir), _) => {
             let m = crate::campaign::Manifest::load(dir)?;
@@ -418,7 +282,7 @@ fn collect_cmd(a: CollectArgs, out: Output) -> Result<()> {
                     force: a.force,
                     progress,
                     patterns: patterns.clone(),
-                    render_json: out == Output::Json,
+                    render_json: out.json(),
                 },
             )?
         }
@@ -441,72 +305,34 @@ fn collect_cmd(a: CollectArgs, out: Output) -> Result<()> {
                     force: a.force,
                     progress,
                     patterns: patterns.clone(),
-                    render_json: out == Output::Json,
+                    render_json: out.json(),
                 },
             )?
         }
         (None, None) => bail!("give a campaign directory or --logs DIR"),
     };
-    match out {
-        Output::Json => {
-            // Megabytes for a large tree: the bytes made beside the tables (`Report::json`),
-            // else streamed to stdout, not built as one string first.
-            use std::io::Write;
-            let mut w = std::io::BufWriter::new(std::io::stdout().lock());
-            match &r.json {
-                Some(bytes) => w.write_all(bytes)?,
-                None => serde_json::to_writer_pretty(&mut w, &r)?,
-            }
-            writeln!(w)?;
-            w.flush()?;
-        }
-        Output::Human => print!("{}", crate::collect::render_summary(&r)),
-        Output::Quiet => {}
-    }
+    out.collected(&r)?;
     // The report of a large tree is many small allocations: the process ends without
     // waiting for them to be freed.
     std::thread::spawn(move || drop(r));
     Ok(())
 }
 
-fn local_cmd(a: SubmitArgs, out: Output) -> Result<()> {
+fn local_cmd(a: SubmitArgs, out: &dyn Output) -> Result<()> {
     let opts = crate::local::LocalOptions {
         stages: a.stages,
         dry_run: a.dry_run,
         rerun: a.rerun,
     };
     let r = crate::local::run(&a.campaign, &opts)?;
-    match out {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&r)?),
-        Output::Human => {
-            for c in &r.commands {
-                println!("{c}");
-            }
-            for (j, id, state, code) in &r.ran {
-                println!("ran {j} (local job {id}): {state}, exit code {code}");
-            }
-            for (j, why) in &r.skipped {
-                println!("skipped {j}: {why}");
-            }
-            if !a.dry_run {
-                println!(
-                    "{} ran, {} already ran, {} skipped",
-                    r.ran.len(),
-                    r.already,
-                    r.skipped.len()
-                );
-            }
-        }
-        Output::Quiet => {}
-    }
-    Ok(())
+    out.ran_locally(&r, a.dry_run)
 }
 
 /// The embedded default: sweep's own demo campaign and the local profile, compiled in.
 const DEMO_SWEEP: &str = include_str!("../../sweeps/demo.toml");
 const DEMO_PROFILE: &str = include_str!("../../slurm/clusters/local.toml");
 
-fn demo_cmd(a: DemoArgs, out: Output) -> Result<()> {
+fn demo_cmd(a: DemoArgs, out: &dyn Output) -> Result<()> {
     let dir = a.out.unwrap_or_else(|| PathBuf::from("runs/demo"));
     let results = a.results.unwrap_or_else(|| PathBuf::from("results/demo"));
     let input = std::env::temp_dir().join(format!("sweep-demo-{}", std::process::id()));
@@ -526,23 +352,18 @@ fn demo_cmd(a: DemoArgs, out: Output) -> Result<()> {
             max_points: expand::DEFAULT_MAX_POINTS,
             force: false,
         },
-        Output::Quiet,
+        &super::output::Quiet,
     );
     let _ = std::fs::remove_dir_all(&input);
     expanded?;
-    if out == Output::Human {
-        println!(
-            "expanded the demo campaign into {}; running it here (local executor)",
-            dir.display()
-        );
-    }
+    out.demo_expanded(&dir);
     let opts = crate::local::LocalOptions {
         stages: Vec::new(),
         dry_run: false,
         rerun: true,
     };
     let r = crate::local::run(&dir, &opts)?;
-    let progress = out == Output::Human && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let progress = out.progress();
     let c = crate::collect::collect_campaign(
         &dir,
         &crate::collect::Options {
@@ -553,39 +374,14 @@ fn demo_cmd(a: DemoArgs, out: Output) -> Result<()> {
             render_json: false,
         },
     )?;
-    match out {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"campaign": dir, "local": r, "collect": c})
-            )?
-        ),
-        Output::Human => {
-            for (j, id, state, code) in &r.ran {
-                println!("ran {j} (local job {id}): {state}, exit code {code}");
-            }
-            for (j, why) in &r.skipped {
-                println!("skipped {j}: {why}");
-            }
-            print!("{}", crate::collect::render_summary(&c));
-        }
-        Output::Quiet => {}
-    }
-    Ok(())
+    out.demo_done(&dir, &r, &c)
 }
 
-fn check_cmd(a: CheckArgs, out: Output) -> Result<()> {
+fn check_cmd(a: CheckArgs, out: &dyn Output) -> Result<()> {
     let (sweep, profile, _) = load(&a.sweep, a.profile.as_deref())?;
     let plan = expand::expand_capped(&sweep, &profile, a.max_points)?;
     let r = crate::check::check(&sweep, &profile, &plan);
-    match out {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&r)?),
-        Output::Human => print!(
-            "{}",
-            crate::check::render(&r, if a.all { usize::MAX } else { 40 })
-        ),
-        Output::Quiet => {}
-    }
+    out.checked(&r, a.all)?;
     let errors = r.count(crate::check::Level::Error);
     let warnings = r.count(crate::check::Level::Warning);
     if errors > 0 || (a.strict && warnings > 0) {
@@ -613,23 +409,12 @@ pub fn collect_and_analyze(
     Ok((dest, a))
 }
 
-fn analyze_cmd(a: AnalyzeArgs, out: Output) -> Result<()> {
+fn analyze_cmd(a: AnalyzeArgs, out: &dyn Output) -> Result<()> {
     let (dest, an) = collect_and_analyze(&a.campaign, a.out)?;
-    match out {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&an)?),
-        Output::Human => {
-            print!("{}", crate::analyze::render(&an));
-            println!(
-                "tables in {}: scaling.csv, nccl_summary.csv, links.csv, targets.csv, repeats.csv, jobs.csv",
-                dest.display()
-            );
-        }
-        Output::Quiet => {}
-    }
-    Ok(())
+    out.analyzed(&an, &dest)
 }
 
-fn report_cmd(a: AnalyzeArgs, out: Output) -> Result<()> {
+fn report_cmd(a: AnalyzeArgs, out: &dyn Output) -> Result<()> {
     let m = crate::campaign::Manifest::load(&a.campaign)?;
     let (dest, an) = collect_and_analyze(&a.campaign, a.out)?;
     // The plan check of the campaign as expanded (its own copies of the sweep file and profile).
@@ -651,18 +436,10 @@ fn report_cmd(a: AnalyzeArgs, out: Output) -> Result<()> {
         check: check.as_ref(),
     };
     let (html, md) = crate::report::write(&inputs, &dest)?;
-    match out {
-        Output::Json => println!(
-            "{}",
-            serde_json::json!({"report": html, "summary": md, "tables": dest})
-        ),
-        Output::Human => println!("{}\n{}", html.display(), md.display()),
-        Output::Quiet => {}
-    }
-    Ok(())
+    out.reported(&html, &md, &dest)
 }
 
-fn profile_cmd(c: ProfileCmd, out: Output) -> Result<()> {
+fn profile_cmd(c: ProfileCmd, out: &dyn Output) -> Result<()> {
     let ProfileCmd::Import {
         topo,
         lscpu,
@@ -709,11 +486,9 @@ fn profile_cmd(c: ProfileCmd, out: Output) -> Result<()> {
     match dest {
         Some(p) => {
             std::fs::write(&p, &text).with_context(|| format!("writing {}", p.display()))?;
-            if out == Output::Human {
-                println!("wrote {}", p.display());
-            }
+            out.profile_written(&p);
         }
-        None => print!("{text}"),
+        None => out.profile_text(&text),
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ use crate::campaign::WriteReport;
 use crate::check::{CheckReport, Finding, Level};
 use crate::collect;
 use crate::local::LocalReport;
+use crate::pipeline::{ImportedProfile, Reporter};
 use crate::plan::{self, PlanSummary};
 use crate::status::StatusReport;
 use crate::submit::{CancelReport, SubmitReport};
@@ -32,10 +33,11 @@ pub fn choose(args: OutputArgs) -> Box<dyn Output> {
     }
 }
 
-/// What each command shows, one method per result. The defaults are `--quiet`'s: nothing on
-/// stdout, except where a command's output is its whole purpose (a template's source, a
-/// profile written to stdout), which every mode prints.
-pub trait Output {
+/// What each command shows, one method per result, and what its pipeline says on the way
+/// ([`Reporter`]). The defaults are `--quiet`'s: nothing on stdout, except where a command's
+/// output is its whole purpose (a template's source, a profile written to stdout), which every
+/// mode prints.
+pub trait Output: Reporter {
     /// Whether a long step may draw a progress bar (a person is watching stderr).
     fn progress(&self) -> bool {
         false
@@ -44,10 +46,6 @@ pub trait Output {
     fn json(&self) -> bool {
         false
     }
-    /// The plan check's warnings and errors, on stderr before anything is written.
-    fn plan_findings(&self, _serious: &[&Finding], _checked: &CheckReport, _sweep: &Path) {}
-    /// What `expand --force` is about to replace, on stderr.
-    fn force_replaced(&self, _replaced: &[String]) {}
     fn expand_planned(&self, _summary: &PlanSummary, _all: bool) -> Result<()> {
         Ok(())
     }
@@ -69,10 +67,11 @@ pub trait Output {
     fn template_checked(&self, _file: &Path, _job: &str) -> Result<()> {
         Ok(())
     }
-    fn profile_text(&self, text: &str) {
-        print!("{text}");
+    fn profile_imported(&self, p: &ImportedProfile) {
+        if p.written.is_none() {
+            print!("{}", p.text);
+        }
     }
-    fn profile_written(&self, _path: &Path) {}
     fn submitted(&self, _r: &SubmitReport, _dry_run: bool) -> Result<()> {
         Ok(())
     }
@@ -94,8 +93,6 @@ pub trait Output {
     fn collected(&self, _r: &collect::Report) -> Result<()> {
         Ok(())
     }
-    /// `demo`, between its expand and its run (which takes a while).
-    fn demo_expanded(&self, _dir: &Path) {}
     fn demo_done(&self, _dir: &Path, _local: &LocalReport, _c: &collect::Report) -> Result<()> {
         Ok(())
     }
@@ -118,6 +115,7 @@ pub struct Json;
 pub struct Quiet;
 
 impl Output for Quiet {}
+impl Reporter for Quiet {}
 
 fn rows(all: bool, default: usize) -> usize {
     if all { usize::MAX } else { default }
@@ -159,15 +157,24 @@ fn print_ran(r: &LocalReport) {
     }
 }
 
-impl Output for Human {
-    fn progress(&self) -> bool {
-        std::io::stderr().is_terminal()
-    }
+impl Reporter for Human {
     fn plan_findings(&self, serious: &[&Finding], checked: &CheckReport, sweep: &Path) {
         eprint_plan_findings(serious, checked, sweep);
     }
     fn force_replaced(&self, replaced: &[String]) {
         eprint_replaced(replaced);
+    }
+    fn demo_expanded(&self, dir: &Path) {
+        println!(
+            "expanded the demo campaign into {}; running it here (local executor)",
+            dir.display()
+        );
+    }
+}
+
+impl Output for Human {
+    fn progress(&self) -> bool {
+        std::io::stderr().is_terminal()
     }
     fn expand_planned(&self, summary: &PlanSummary, all: bool) -> Result<()> {
         print!("{}", plan::render(summary, rows(all, PLAN_ROWS)));
@@ -215,8 +222,11 @@ impl Output for Human {
         );
         Ok(())
     }
-    fn profile_written(&self, path: &Path) {
-        println!("wrote {}", path.display());
+    fn profile_imported(&self, p: &ImportedProfile) {
+        match &p.written {
+            Some(path) => println!("wrote {}", path.display()),
+            None => print!("{}", p.text),
+        }
     }
     fn submitted(&self, r: &SubmitReport, dry_run: bool) -> Result<()> {
         for c in &r.commands {
@@ -286,12 +296,6 @@ impl Output for Human {
         print!("{}", collect::render_summary(r));
         Ok(())
     }
-    fn demo_expanded(&self, dir: &Path) {
-        println!(
-            "expanded the demo campaign into {}; running it here (local executor)",
-            dir.display()
-        );
-    }
     fn demo_done(&self, _dir: &Path, local: &LocalReport, c: &collect::Report) -> Result<()> {
         print_ran(local);
         print!("{}", collect::render_summary(c));
@@ -315,15 +319,18 @@ impl Output for Human {
     }
 }
 
-impl Output for Json {
-    fn json(&self) -> bool {
-        true
-    }
+impl Reporter for Json {
     fn plan_findings(&self, serious: &[&Finding], checked: &CheckReport, sweep: &Path) {
         eprint_plan_findings(serious, checked, sweep);
     }
     fn force_replaced(&self, replaced: &[String]) {
         eprint_replaced(replaced);
+    }
+}
+
+impl Output for Json {
+    fn json(&self) -> bool {
+        true
     }
     fn expand_planned(&self, summary: &PlanSummary, _all: bool) -> Result<()> {
         pretty(summary)

@@ -9,16 +9,20 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::campaign::{self, WriteReport};
+use crate::campaign::{self, Manifest, WriteReport};
 use crate::check::{CheckReport, Finding, Level};
 use crate::collect;
+use crate::executor::Executor;
 use crate::expand;
 use crate::local::{self, LocalReport};
 use crate::plan::{self, PlanSummary};
 use crate::profile::Profile;
 use crate::profile_import::{self, ImportOptions};
 use crate::render::{self, Renderer, TemplateSource};
+use crate::slurm::Slurm;
 use crate::spec::{self, LoadedSweep};
+use crate::status::StatusReport;
+use crate::submit::{self, CancelReport, SubmitReport};
 
 /// Built-in sample campaign, used by `templates check` when no sweep file is given.
 pub const SAMPLE_SWEEP: &str = include_str!("../sweeps/h200-llama2.toml");
@@ -290,6 +294,143 @@ pub fn profile_import(p: ProfileImport) -> Result<ImportedProfile> {
         text,
         written: p.dest,
     })
+}
+
+pub struct SubmitRequest {
+    pub executor: Executor,
+    pub slurm: submit::SubmitOptions,
+    /// Local executor: run again jobs that already ran.
+    pub rerun: bool,
+}
+
+pub enum SubmitOutcome {
+    Slurm(SubmitReport),
+    Local(LocalReport),
+}
+
+impl SubmitOutcome {
+    /// The exit status: a job Slurm rejected fails the submit (after the rest was submitted).
+    pub fn verdict(&self) -> Result<()> {
+        if let SubmitOutcome::Slurm(r) = self
+            && !r.rejected.is_empty()
+        {
+            bail!(
+                "{} job(s) rejected by Slurm (left unsubmitted; the rest of the state is intact)",
+                r.rejected.len()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Submits the campaign's unsubmitted jobs with sbatch, or runs them here (local executor).
+pub fn submit(campaign: &Path, r: SubmitRequest) -> Result<SubmitOutcome> {
+    if r.executor == Executor::Local {
+        let opts = local::LocalOptions {
+            stages: r.slurm.stages,
+            dry_run: r.slurm.dry_run,
+            rerun: r.rerun,
+        };
+        return Ok(SubmitOutcome::Local(local::run(campaign, &opts)?));
+    }
+    Ok(SubmitOutcome::Slurm(submit::submit(
+        campaign,
+        &r.slurm,
+        &Slurm::default(),
+    )?))
+}
+
+/// One look at the campaign's jobs (one squeue call).
+pub fn status(campaign: &Path) -> Result<StatusReport> {
+    crate::status::poll(campaign, &Slurm::default())
+}
+
+/// Polls until every job has ended, backing off while nothing changes; `on_poll` sees each
+/// poll with its counts (`RUNNING=2 PENDING=1`) and whether they changed since the last.
+pub fn watch_status(
+    campaign: &Path,
+    on_poll: &mut dyn FnMut(&StatusReport, &str, bool) -> Result<()>,
+) -> Result<StatusReport> {
+    let slurm = Slurm::default();
+    let mut interval = std::time::Duration::from_secs(2);
+    let mut last: Option<String> = None;
+    loop {
+        let r = crate::status::poll(campaign, &slurm)?;
+        let counts: String = r
+            .counts
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let changed = last.as_deref() != Some(counts.as_str());
+        on_poll(&r, &counts, changed)?;
+        if r.done {
+            return Ok(r);
+        }
+        // Back off while nothing changes (at most two polls a minute when idle).
+        interval = crate::status::next_interval(interval, changed);
+        last = Some(counts);
+        std::thread::sleep(submit::jitter(interval));
+    }
+}
+
+/// Cancels a campaign's active jobs: all, a stage's, or the named ones.
+pub fn cancel(campaign: &Path, stages: &[String], jobs: &[String]) -> Result<CancelReport> {
+    submit::cancel(campaign, stages, jobs, &Slurm::default())
+}
+
+pub struct CollectRequest {
+    /// A campaign directory, or else `logs`: any tree of logs, each file a source.
+    pub campaign: Option<PathBuf>,
+    pub logs: Option<PathBuf>,
+    /// Default: results/<campaign name>, or results/<dir name> for `logs`.
+    pub out: Option<PathBuf>,
+    pub force: bool,
+    /// A sweep file whose `[[collect.pattern]]`s to use too.
+    pub patterns: Option<PathBuf>,
+    pub progress: bool,
+    /// Render the report as JSON beside the tables.
+    pub render_json: bool,
+}
+
+/// Parses a campaign's logs (or any directory of logs) into tables and a summary.
+pub fn collect(r: &CollectRequest) -> Result<collect::Report> {
+    let patterns = match &r.patterns {
+        Some(p) => spec::load(p)?.spec.collect.patterns,
+        None => Vec::new(),
+    };
+    let options = |out: PathBuf| collect::Options {
+        out,
+        force: r.force,
+        progress: r.progress,
+        patterns: patterns.clone(),
+        render_json: r.render_json,
+    };
+    match (&r.campaign, &r.logs) {
+        (Some(dir), _) => {
+            let m = Manifest::load(dir)?;
+            let dest = r
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("results").join(&m.campaign));
+            collect::collect_campaign(dir, &options(dest))
+        }
+        (None, Some(logs)) => {
+            if !logs.is_dir() {
+                bail!("{}: not a directory", logs.display());
+            }
+            let name = std::fs::canonicalize(logs)
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
+                .unwrap_or_else(|| "logs".into());
+            let dest = r
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("results").join(name));
+            collect::collect_logs(logs, &options(dest))
+        }
+        (None, None) => bail!("give a campaign directory or --logs DIR"),
+    }
 }
 
 pub struct DemoOutcome {

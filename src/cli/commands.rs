@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 
 use super::args::*;
-use super::output::{self, Output};
+use super::output::{self, Output, StatusWatch};
 use crate::pipeline::{self, ExpandOutcome};
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -16,10 +16,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Expand(a) => expand(a, out),
         Cmd::Templates(t) => templates(t, out),
         Cmd::Profile(p) => profile(p, out),
-        Cmd::Submit(a) => submit_cmd(a, out),
-        Cmd::Status(a) => status_cmd(a, out),
-        Cmd::Cancel(a) => cancel_cmd(a, out),
-        Cmd::Collect(a) => collect_cmd(a, out),
+        Cmd::Submit(a) => submit(a, out),
+        Cmd::Status(a) => status(a, out),
+        Cmd::Cancel(a) => cancel(a, out),
+        Cmd::Collect(a) => collect(a, out),
         Cmd::Demo(a) => demo(a, out),
         Cmd::Check(a) => check(a, out),
         Cmd::Analyze(a) => analyze_cmd(a, out),
@@ -81,154 +81,54 @@ fn templates(t: TemplatesCmd, out: &dyn Output) -> Result<()> {
     }
 }
 
-fn submit_cmd(a: SubmitArgs, out: &dyn Output) -> Result<()> {
-    if a.executor == Executor::Local {
-        return local_cmd(a, out);
-    }
-    let opts = crate::submit::SubmitOptions {
-        stages: a.stages,
-        max_in_flight: a.max_in_flight,
-        dry_run: a.dry_run,
-        hold: a.hold,
-        retries: a.retries,
+fn submit(a: SubmitArgs, out: &dyn Output) -> Result<()> {
+    let request = pipeline::SubmitRequest {
+        executor: a.executor,
+        slurm: crate::submit::SubmitOptions {
+            stages: a.stages,
+            max_in_flight: a.max_in_flight,
+            dry_run: a.dry_run,
+            hold: a.hold,
+            retries: a.retries,
+        },
+        rerun: a.rerun,
     };
-    let r = crate::submit::submit(&a.campaign, &opts, &crate::slurm::Slurm::default())?;
-    out.submitted(&r, a.dry_run)?;
-    if !r.rejected.is_empty() {
-        bail!(
-            "{} job(s) rejected by Slurm (left unsubmitted; the rest of the state is intact)",
-            r.rejected.len()
-        );
+    let outcome = pipeline::submit(&a.campaign, request)?;
+    out.submitted(&outcome, a.dry_run)?;
+    outcome.verdict()
+}
+
+fn status(a: StatusArgs, out: &dyn Output) -> Result<()> {
+    if !a.watch {
+        return out.status(&pipeline::status(&a.campaign)?, a.all);
     }
+    let watch = StatusWatch::new(out);
+    let r = pipeline::watch_status(&a.campaign, &mut |r, counts, changed| {
+        watch.polled(r, counts, changed)
+    })?;
+    watch.ended(&r, a.all);
     Ok(())
 }
 
-fn status_cmd(a: StatusArgs, out: &dyn Output) -> Result<()> {
-    let slurm = crate::slurm::Slurm::default();
-    if !a.watch {
-        let r = crate::status::poll(&a.campaign, &slurm)?;
-        return out.status(&r, a.all);
-    }
-    let tty = out.progress();
-    let mut interval = std::time::Duration::from_secs(2);
-    let mut last: Option<String> = None;
-    let bar = tty.then(|| {
-        let b = indicatif::ProgressBar::new(0);
-        if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} ended  {msg}")
-        {
-            b.set_style(style);
-        }
-        b
-    });
-    loop {
-        let r = crate::status::poll(&a.campaign, &slurm)?;
-        let summary: String = r
-            .counts
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let ended = r.jobs.iter().filter(|j| j.state.is_terminal()).count();
-        let changed = last.as_deref() != Some(summary.as_str());
-        if let Some(b) = &bar {
-            b.set_length(r.jobs.len() as u64);
-            b.set_position(ended as u64);
-            b.set_message(summary.clone());
-        } else if changed {
-            out.status_changed(&r, &summary)?;
-        }
-        for e in &r.errors {
-            eprintln!("warning: {e}");
-        }
-        if r.done {
-            if let Some(b) = &bar {
-                b.finish_and_clear();
-            }
-            out.status_ended(&r, a.all);
-            return Ok(());
-        }
-        // Back off while nothing changes (at most two polls a minute when idle).
-        interval = crate::status::next_interval(interval, changed);
-        last = Some(summary);
-        std::thread::sleep(crate::submit::jitter(interval));
-    }
+fn cancel(a: CancelArgs, out: &dyn Output) -> Result<()> {
+    out.cancelled(&pipeline::cancel(&a.campaign, &a.stages, &a.jobs)?)
 }
 
-fn cancel_cmd(a: CancelArgs, out: &dyn Output) -> Result<()> {
-    let r = crate::submit::cancel(
-        &a.campaign,
-        &a.stages,
-        &a.jobs,
-        &crate::slurm::Slurm::default(),
-    )?;
-    out.cancelled(&r)
-}
-
-fn collect_cmd(a: CollectArgs, out: &dyn Output) -> Result<()> {
-    let patterns = match &a.patterns {
-        Some(p) => crate::spec::load(p)?.spec.collect.patterns,
-        None => Vec::new(),
-    };
-    let progress = out.progress();
-    let r = match (&a.campaign, &a.logs) {
-        (Some(dir), _) => {
-            let m = crate::campaign::Manifest::load(dir)?;
-            let dest = a
-                .out
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("results").join(&m.campaign));
-            crate::collect::collect_campaign(
-                dir,
-                &crate::collect::Options {
-                    out: dest,
-                    force: a.force,
-                    progress,
-                    patterns: patterns.clone(),
-                    render_json: out.json(),
-                },
-            )?
-        }
-        (None, Some(logs)) => {
-            if !logs.is_dir() {
-                bail!("{}: not a directory", logs.display());
-            }
-            let name = std::fs::canonicalize(logs)
-                .ok()
-                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
-                .unwrap_or_else(|| "logs".into());
-            let dest = a
-                .out
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("results").join(name));
-            crate::collect::collect_logs(
-                logs,
-                &crate::collect::Options {
-                    out: dest,
-                    force: a.force,
-                    progress,
-                    patterns: patterns.clone(),
-                    render_json: out.json(),
-                },
-            )?
-        }
-        (None, None) => bail!("give a campaign directory or --logs DIR"),
-    };
+fn collect(a: CollectArgs, out: &dyn Output) -> Result<()> {
+    let r = pipeline::collect(&pipeline::CollectRequest {
+        campaign: a.campaign,
+        logs: a.logs,
+        out: a.out,
+        force: a.force,
+        patterns: a.patterns,
+        progress: out.progress(),
+        render_json: out.json(),
+    })?;
     out.collected(&r)?;
     // The report of a large tree is many small allocations: the process ends without
     // waiting for them to be freed.
     std::thread::spawn(move || drop(r));
     Ok(())
-}
-
-fn local_cmd(a: SubmitArgs, out: &dyn Output) -> Result<()> {
-    let opts = crate::local::LocalOptions {
-        stages: a.stages,
-        dry_run: a.dry_run,
-        rerun: a.rerun,
-    };
-    let r = crate::local::run(&a.campaign, &opts)?;
-    out.ran_locally(&r, a.dry_run)
 }
 
 fn demo(a: DemoArgs, out: &dyn Output) -> Result<()> {

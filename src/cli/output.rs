@@ -12,7 +12,7 @@ use crate::campaign::WriteReport;
 use crate::check::{CheckReport, Finding, Level};
 use crate::collect;
 use crate::local::LocalReport;
-use crate::pipeline::{ImportedProfile, Reporter};
+use crate::pipeline::{ImportedProfile, Reporter, SubmitOutcome};
 use crate::plan::{self, PlanSummary};
 use crate::status::StatusReport;
 use crate::submit::{CancelReport, SubmitReport};
@@ -72,10 +72,7 @@ pub trait Output: Reporter {
             print!("{}", p.text);
         }
     }
-    fn submitted(&self, _r: &SubmitReport, _dry_run: bool) -> Result<()> {
-        Ok(())
-    }
-    fn ran_locally(&self, _r: &LocalReport, _dry_run: bool) -> Result<()> {
+    fn submitted(&self, _r: &SubmitOutcome, _dry_run: bool) -> Result<()> {
         Ok(())
     }
     fn status(&self, _r: &StatusReport, _all: bool) -> Result<()> {
@@ -228,45 +225,10 @@ impl Output for Human {
             None => print!("{}", p.text),
         }
     }
-    fn submitted(&self, r: &SubmitReport, dry_run: bool) -> Result<()> {
-        for c in &r.commands {
-            println!("{c}");
-        }
-        for (j, id) in &r.reconciled {
-            println!("reconciled {j} -> Slurm job {id} (submitted before a crash)");
-        }
-        for (j, id) in &r.submitted {
-            println!("submitted {j} -> {id}");
-        }
-        for (j, why) in &r.rejected {
-            println!("REJECTED {j}: {why}");
-        }
-        for (j, why) in &r.skipped {
-            println!("skipped {j}: {why}");
-        }
-        if !dry_run {
-            println!(
-                "{} submitted, {} already submitted, {} rejected, {} skipped",
-                r.submitted.len(),
-                r.already,
-                r.rejected.len(),
-                r.skipped.len()
-            );
-        }
-        Ok(())
-    }
-    fn ran_locally(&self, r: &LocalReport, dry_run: bool) -> Result<()> {
-        for c in &r.commands {
-            println!("{c}");
-        }
-        print_ran(r);
-        if !dry_run {
-            println!(
-                "{} ran, {} already ran, {} skipped",
-                r.ran.len(),
-                r.already,
-                r.skipped.len()
-            );
+    fn submitted(&self, r: &SubmitOutcome, dry_run: bool) -> Result<()> {
+        match r {
+            SubmitOutcome::Slurm(r) => print_submitted(r, dry_run),
+            SubmitOutcome::Local(r) => print_ran_locally(r, dry_run),
         }
         Ok(())
     }
@@ -319,6 +281,48 @@ impl Output for Human {
     }
 }
 
+fn print_submitted(r: &SubmitReport, dry_run: bool) {
+    for c in &r.commands {
+        println!("{c}");
+    }
+    for (j, id) in &r.reconciled {
+        println!("reconciled {j} -> Slurm job {id} (submitted before a crash)");
+    }
+    for (j, id) in &r.submitted {
+        println!("submitted {j} -> {id}");
+    }
+    for (j, why) in &r.rejected {
+        println!("REJECTED {j}: {why}");
+    }
+    for (j, why) in &r.skipped {
+        println!("skipped {j}: {why}");
+    }
+    if !dry_run {
+        println!(
+            "{} submitted, {} already submitted, {} rejected, {} skipped",
+            r.submitted.len(),
+            r.already,
+            r.rejected.len(),
+            r.skipped.len()
+        );
+    }
+}
+
+fn print_ran_locally(r: &LocalReport, dry_run: bool) {
+    for c in &r.commands {
+        println!("{c}");
+    }
+    print_ran(r);
+    if !dry_run {
+        println!(
+            "{} ran, {} already ran, {} skipped",
+            r.ran.len(),
+            r.already,
+            r.skipped.len()
+        );
+    }
+}
+
 impl Reporter for Json {
     fn plan_findings(&self, serious: &[&Finding], checked: &CheckReport, sweep: &Path) {
         eprint_plan_findings(serious, checked, sweep);
@@ -358,11 +362,11 @@ impl Output for Json {
         );
         Ok(())
     }
-    fn submitted(&self, r: &SubmitReport, _dry_run: bool) -> Result<()> {
-        pretty(r)
-    }
-    fn ran_locally(&self, r: &LocalReport, _dry_run: bool) -> Result<()> {
-        pretty(r)
+    fn submitted(&self, r: &SubmitOutcome, _dry_run: bool) -> Result<()> {
+        match r {
+            SubmitOutcome::Slurm(r) => pretty(r),
+            SubmitOutcome::Local(r) => pretty(r),
+        }
     }
     fn status(&self, r: &StatusReport, _all: bool) -> Result<()> {
         pretty(r)
@@ -402,5 +406,49 @@ impl Output for Json {
             serde_json::json!({"report": html, "summary": md, "tables": tables})
         );
         Ok(())
+    }
+}
+
+/// `status --watch`: a progress bar while a person watches stderr, else a line (or a JSON
+/// document) each time the counts change; the pollers' warnings go to stderr in every mode.
+pub struct StatusWatch<'a> {
+    out: &'a dyn Output,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl<'a> StatusWatch<'a> {
+    pub fn new(out: &'a dyn Output) -> Self {
+        let bar = out.progress().then(|| {
+            let b = indicatif::ProgressBar::new(0);
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} ended  {msg}")
+            {
+                b.set_style(style);
+            }
+            b
+        });
+        StatusWatch { out, bar }
+    }
+
+    pub fn polled(&self, r: &StatusReport, counts: &str, changed: bool) -> Result<()> {
+        if let Some(b) = &self.bar {
+            let ended = r.jobs.iter().filter(|j| j.state.is_terminal()).count();
+            b.set_length(r.jobs.len() as u64);
+            b.set_position(ended as u64);
+            b.set_message(counts.to_string());
+        } else if changed {
+            self.out.status_changed(r, counts)?;
+        }
+        for e in &r.errors {
+            eprintln!("warning: {e}");
+        }
+        Ok(())
+    }
+
+    pub fn ended(self, r: &StatusReport, all: bool) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+        self.out.status_ended(r, all);
     }
 }

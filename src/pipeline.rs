@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use crate::analyze::Analysis;
 use crate::campaign::{self, Manifest, WriteReport};
 use crate::check::{CheckReport, Finding, Level};
 use crate::collect;
@@ -489,5 +490,57 @@ pub fn demo(
         dir,
         local,
         collect,
+    })
+}
+
+/// Collects a campaign (incrementally) into `out` and analyses it; returns where the tables are.
+pub fn collect_and_analyze(dir: &Path, out_dir: Option<PathBuf>) -> Result<(PathBuf, Analysis)> {
+    let m = Manifest::load(dir)?;
+    let dest = out_dir.unwrap_or_else(|| PathBuf::from("results").join(&m.campaign));
+    collect::collect_campaign(
+        dir,
+        &collect::Options {
+            out: dest.clone(),
+            ..Default::default()
+        },
+    )?;
+    let a = crate::analyze::analyze(dir, &dest)?;
+    crate::analyze::write_tables(&a, &dest)?;
+    Ok((dest, a))
+}
+
+pub struct ReportOutcome {
+    pub html: PathBuf,
+    pub summary: PathBuf,
+    pub tables: PathBuf,
+}
+
+/// Collects and analyses a campaign, then writes report.html and summary.md beside its tables.
+pub fn report(campaign: &Path, out: Option<PathBuf>) -> Result<ReportOutcome> {
+    let m = Manifest::load(campaign)?;
+    let (dest, an) = collect_and_analyze(campaign, out)?;
+    // The plan check of the campaign as expanded (its own copies of the sweep file and profile).
+    let check = load(
+        &campaign.join("sweep.toml"),
+        Some(&campaign.join("profile.toml")),
+    )
+    .ok()
+    .and_then(|(sw, prof, _)| {
+        expand::expand(&sw, &prof)
+            .ok()
+            .map(|plan| crate::check::check(&sw, &prof, &plan))
+    });
+    let inputs = crate::report::ReportInputs {
+        campaign_dir: campaign,
+        results: &dest,
+        campaign: &m.campaign,
+        analysis: &an,
+        check: check.as_ref(),
+    };
+    let (html, summary) = crate::report::write(&inputs, &dest)?;
+    Ok(ReportOutcome {
+        html,
+        summary,
+        tables: dest,
     })
 }

@@ -1,11 +1,12 @@
 //! One function per subcommand: resolve its flags, call one pipeline of the library, show the
 //! result through the [`Output`] chosen from the global flags.
 
-use std::path::{Path, PathBuf};
-
 use anyhow::{Result, bail};
 
-use super::args::*;
+use super::args::{
+    AnalyzeArgs, CancelArgs, CheckArgs, Cli, Cmd, CollectArgs, DemoArgs, ExpandArgs, ProfileCmd,
+    StatusArgs, SubmitArgs, TemplatesCmd,
+};
 use super::output::{self, Output, StatusWatch};
 use crate::pipeline::{self, ExpandOutcome};
 
@@ -22,22 +23,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Collect(a) => collect(a, out),
         Cmd::Demo(a) => demo(a, out),
         Cmd::Check(a) => check(a, out),
-        Cmd::Analyze(a) => analyze_cmd(a, out),
-        Cmd::Report(a) => report_cmd(a, out),
-        Cmd::LocalExec { args } => {
-            let code = match args.split_first() {
-                Some((cmd, rest)) if cmd == "srun" => crate::local::srun(rest),
-                Some((cmd, rest)) if cmd == "scontrol" => crate::local::scontrol(rest),
-                _ => bail!("local-exec: srun or scontrol"),
-            };
-            match code {
-                Ok(c) => std::process::exit(c),
-                Err(e) => {
-                    eprintln!("{e:#}");
-                    std::process::exit(1)
-                }
-            }
-        }
+        Cmd::Analyze(a) => analyze(a, out),
+        Cmd::Report(a) => report(a, out),
+        Cmd::LocalExec { args } => local_exec(&args),
     }
 }
 
@@ -79,6 +67,39 @@ fn templates(t: TemplatesCmd, out: &dyn Output) -> Result<()> {
             }
         }
     }
+}
+
+fn profile(c: ProfileCmd, out: &dyn Output) -> Result<()> {
+    let ProfileCmd::Import {
+        topo,
+        lscpu,
+        name,
+        nodes,
+        partition,
+        gpu_model,
+        peak_bf16_tflops,
+        hbm_gib,
+        nic_rate_gbps,
+        out: dest,
+    } = c;
+    let options = crate::profile_import::ImportOptions {
+        name,
+        nodes,
+        partition,
+        gpu_model,
+        peak_bf16_tflops,
+        hbm_gib,
+        nic_rate_gbps,
+        lscpu: None,
+    };
+    let imported = pipeline::profile_import(pipeline::ProfileImport {
+        topo,
+        lscpu,
+        dest,
+        options,
+    })?;
+    out.profile_imported(&imported);
+    Ok(())
 }
 
 fn submit(a: SubmitArgs, out: &dyn Output) -> Result<()> {
@@ -142,84 +163,29 @@ fn check(a: CheckArgs, out: &dyn Output) -> Result<()> {
     c.verdict()
 }
 
-/// Collects a campaign (incrementally) into `out` and analyses it.
-pub fn collect_and_analyze(
-    dir: &Path,
-    out_dir: Option<PathBuf>,
-) -> Result<(PathBuf, crate::analyze::Analysis)> {
-    let m = crate::campaign::Manifest::load(dir)?;
-    let dest = out_dir.unwrap_or_else(|| PathBuf::from("results").join(&m.campaign));
-    crate::collect::collect_campaign(
-        dir,
-        &crate::collect::Options {
-            out: dest.clone(),
-            ..Default::default()
-        },
-    )?;
-    let a = crate::analyze::analyze(dir, &dest)?;
-    crate::analyze::write_tables(&a, &dest)?;
-    Ok((dest, a))
+fn analyze(a: AnalyzeArgs, out: &dyn Output) -> Result<()> {
+    let (tables, analysis) = pipeline::collect_and_analyze(&a.campaign, a.out)?;
+    out.analyzed(&analysis, &tables)
 }
 
-fn analyze_cmd(a: AnalyzeArgs, out: &dyn Output) -> Result<()> {
-    let (dest, an) = collect_and_analyze(&a.campaign, a.out)?;
-    out.analyzed(&an, &dest)
+fn report(a: AnalyzeArgs, out: &dyn Output) -> Result<()> {
+    let r = pipeline::report(&a.campaign, a.out)?;
+    out.reported(&r.html, &r.summary, &r.tables)
 }
 
-fn report_cmd(a: AnalyzeArgs, out: &dyn Output) -> Result<()> {
-    let m = crate::campaign::Manifest::load(&a.campaign)?;
-    let (dest, an) = collect_and_analyze(&a.campaign, a.out)?;
-    // The plan check of the campaign as expanded (its own copies of the sweep file and profile).
-    let check = pipeline::load(
-        &a.campaign.join("sweep.toml"),
-        Some(&a.campaign.join("profile.toml")),
-    )
-    .ok()
-    .and_then(|(sw, prof, _)| {
-        crate::expand::expand(&sw, &prof)
-            .ok()
-            .map(|plan| crate::check::check(&sw, &prof, &plan))
-    });
-    let inputs = crate::report::ReportInputs {
-        campaign_dir: &a.campaign,
-        results: &dest,
-        campaign: &m.campaign,
-        analysis: &an,
-        check: check.as_ref(),
+/// The local executor's stand-ins for `srun` and `scontrol`, run inside its jobs: they end
+/// the process with the exit status of what they ran.
+fn local_exec(args: &[String]) -> Result<()> {
+    let code = match args.split_first() {
+        Some((cmd, rest)) if cmd == "srun" => crate::local::srun(rest),
+        Some((cmd, rest)) if cmd == "scontrol" => crate::local::scontrol(rest),
+        _ => bail!("local-exec: srun or scontrol"),
     };
-    let (html, md) = crate::report::write(&inputs, &dest)?;
-    out.reported(&html, &md, &dest)
-}
-
-fn profile(c: ProfileCmd, out: &dyn Output) -> Result<()> {
-    let ProfileCmd::Import {
-        topo,
-        lscpu,
-        name,
-        nodes,
-        partition,
-        gpu_model,
-        peak_bf16_tflops,
-        hbm_gib,
-        nic_rate_gbps,
-        out: dest,
-    } = c;
-    let options = crate::profile_import::ImportOptions {
-        name,
-        nodes,
-        partition,
-        gpu_model,
-        peak_bf16_tflops,
-        hbm_gib,
-        nic_rate_gbps,
-        lscpu: None,
-    };
-    let imported = pipeline::profile_import(pipeline::ProfileImport {
-        topo,
-        lscpu,
-        dest,
-        options,
-    })?;
-    out.profile_imported(&imported);
-    Ok(())
+    match code {
+        Ok(c) => std::process::exit(c),
+        Err(e) => {
+            eprintln!("{e:#}");
+            std::process::exit(1)
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! Command-line interface: clap parsing and dispatch to the library, nothing else.
+//! Command-line interface: clap parsing ([`args`]), one thin function per subcommand that calls
+//! one [`crate::pipeline`] function, and the output ([`output`]) they all print through.
 
 pub mod args;
 mod commands;

@@ -3,7 +3,8 @@
 //! The data's path, one module per stage: a sweep file ([`spec`]) and a cluster profile
 //! ([`profile`]) are expanded into points ([`expand`]), rendered into job scripts ([`render`],
 //! [`dsconfig`]) and written as a campaign directory ([`campaign`]) whose plan ([`plan`]) is
-//! shown before anything runs. [`cli`] is the thin command-line layer over all of it.
+//! shown before anything runs. [`pipeline`] runs each command's steps in order, and [`cli`] is the
+//! thin command-line layer over it.
 
 pub mod analyze;
 pub mod campaign;
@@ -20,6 +21,7 @@ pub mod local;
 pub mod markers;
 pub mod model;
 pub use sweep_logs as parsers;
+pub mod pipeline;
 pub mod plan;
 pub mod profile;
 pub mod profile_import;

@@ -1,0 +1,257 @@
+//! The command line as clap sees it: flags and arguments, nothing resolved yet.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::expand;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sweep",
+    version,
+    about = "Benchmark campaigns on Slurm GPU clusters"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+pub struct OutputArgs {
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true, conflicts_with = "quiet")]
+    pub json: bool,
+    /// Print only errors.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Expand a sweep file into one directory per job (or print the plan with --dry-run).
+    Expand(ExpandArgs),
+    /// Inspect and check job templates.
+    #[command(subcommand)]
+    Templates(TemplatesCmd),
+    /// Cluster profiles: import one from a node's `nvidia-smi topo -m` (and `lscpu`).
+    #[command(subcommand)]
+    Profile(ProfileCmd),
+    /// Submit every job of a campaign not yet submitted (sbatch), with stage dependencies.
+    Submit(SubmitArgs),
+    /// Show the campaign's jobs by state (one squeue call per poll).
+    Status(StatusArgs),
+    /// Cancel a campaign's jobs (all, a stage's, or the named ones).
+    Cancel(CancelArgs),
+    /// Parse a campaign's logs (or any directory of logs) into CSV tables and a summary.
+    Collect(CollectArgs),
+    /// Expand the built-in demo campaign, run it here with the local executor, collect it.
+    Demo(DemoArgs),
+    /// Analyse a campaign (collecting it first): scaling efficiency, bus bandwidth against line
+    /// rates, per-job figures, targets met or missed.
+    Analyze(AnalyzeArgs),
+    /// Write report.html (self-contained, inline SVG charts) and summary.md for a campaign.
+    Report(AnalyzeArgs),
+    /// Check a sweep file before submitting: batch algebra, memory per GPU, targets (implied
+    /// MFU, line-rate ceilings). Exits 1 on an error-level finding.
+    Check(CheckArgs),
+    /// The local executor's stand-ins for `srun` and `scontrol` (on PATH inside its jobs).
+    #[command(hide = true, name = "local-exec", disable_help_flag = true)]
+    LocalExec {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProfileCmd {
+    /// Write a profile from `nvidia-smi topo -m` output: GPU -> NUMA -> CPUs -> nearest NIC.
+    Import {
+        /// A file holding `nvidia-smi topo -m` output (`-` for standard input).
+        topo: PathBuf,
+        /// A file holding `lscpu` output (sockets, cores, threads).
+        #[arg(long)]
+        lscpu: Option<PathBuf>,
+        #[arg(long, default_value = "imported")]
+        name: String,
+        /// Nodes of the cluster.
+        #[arg(long, default_value_t = 1)]
+        nodes: u32,
+        #[arg(long)]
+        partition: Option<String>,
+        /// GPU model (`NVIDIA H200`): its peak and HBM are filled in when known.
+        #[arg(long)]
+        gpu_model: Option<String>,
+        #[arg(long)]
+        peak_bf16_tflops: Option<f64>,
+        #[arg(long)]
+        hbm_gib: Option<f64>,
+        /// Line rate of each NIC.
+        #[arg(long, default_value_t = 400.0)]
+        nic_rate_gbps: f64,
+        /// Where to write the profile (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct AnalyzeArgs {
+    pub campaign: PathBuf,
+    /// Where `collect` writes its tables and the analysis goes (default: results/<campaign>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The sweep file (TOML).
+    pub sweep: PathBuf,
+    /// Cluster profile file, instead of the one the sweep file names.
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
+    /// Warnings count as errors too.
+    #[arg(long)]
+    pub strict: bool,
+    /// List every finding.
+    #[arg(long)]
+    pub all: bool,
+    /// Refuse a sweep that asks for more points than this (before building any).
+    #[arg(long, default_value_t = expand::DEFAULT_MAX_POINTS)]
+    pub max_points: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Campaign directory (default: runs/demo).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where the tables go (default: results/demo).
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct CollectArgs {
+    /// Campaign directory (from `sweep expand`).
+    #[arg(required_unless_present = "logs", conflicts_with = "logs")]
+    pub campaign: Option<PathBuf>,
+    /// Any directory tree of logs instead of a campaign: each file is a source.
+    #[arg(long)]
+    pub logs: Option<PathBuf>,
+    /// Where the tables go (default: results/<campaign name>, or results/<dir name> for --logs).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Re-read every file, ignoring the cache.
+    #[arg(long)]
+    pub force: bool,
+    /// A sweep file whose `[[collect.pattern]]`s to use too (with --logs: the only ones).
+    #[arg(long)]
+    pub patterns: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    pub campaign: PathBuf,
+    /// Only these stages (repeatable).
+    #[arg(long = "stage")]
+    pub stages: Vec<String>,
+    /// Keep at most N of the campaign's jobs pending or running; submit the rest later.
+    #[arg(long)]
+    pub max_in_flight: Option<usize>,
+    /// Print the exact sbatch command lines and submit nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Submit held (`sbatch --hold`); release with `scontrol release`.
+    #[arg(long)]
+    pub hold: bool,
+    /// Retries of a transient sbatch failure (controller not answering).
+    #[arg(long, default_value_t = 5)]
+    pub retries: u32,
+    /// `slurm` (sbatch) or `local`: run single-node jobs here, one after another, without Slurm.
+    #[arg(long, value_enum, default_value_t = Executor::Slurm)]
+    pub executor: Executor,
+    /// Local executor: run again jobs that already ran.
+    #[arg(long)]
+    pub rerun: bool,
+}
+
+pub use crate::executor::Executor;
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    pub campaign: PathBuf,
+    /// Poll until every job has ended, backing off while nothing changes.
+    #[arg(long)]
+    pub watch: bool,
+    /// List every job even for large campaigns.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CancelArgs {
+    pub campaign: PathBuf,
+    #[arg(long = "stage")]
+    pub stages: Vec<String>,
+    /// Job ids (sweep's) to cancel; default: all active jobs of the selection.
+    pub jobs: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExpandArgs {
+    /// The sweep file (TOML).
+    pub sweep: PathBuf,
+    /// Campaign directory to write (default: runs/<campaign name>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print the plan and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Directory of templates overriding the built-in ones (a file with the same name wins).
+    #[arg(long)]
+    pub templates: Option<PathBuf>,
+    /// Cluster profile file, instead of the one the sweep file names.
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
+    /// Print every job's row even for large campaigns.
+    #[arg(long)]
+    pub all: bool,
+    /// Plan-check findings (see `sweep check`) at warning level or above stop the expand.
+    #[arg(long)]
+    pub strict: bool,
+    /// Refuse a sweep that asks for more points than this (before building any).
+    #[arg(long, default_value_t = expand::DEFAULT_MAX_POINTS)]
+    pub max_points: u64,
+    /// Write into an --out that is not this campaign's directory, or over a campaign whose
+    /// jobs have run: says what it replaces.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TemplatesCmd {
+    /// List the templates visible (user directories first, then built-in).
+    List {
+        #[arg(long)]
+        templates: Option<PathBuf>,
+    },
+    /// Print a template's source.
+    Show {
+        name: String,
+        #[arg(long)]
+        templates: Option<PathBuf>,
+    },
+    /// Render a template file with a sample point and run `bash -n` on the result.
+    Check {
+        file: PathBuf,
+        /// Take the sample point from this sweep file (default: the built-in seed campaign).
+        #[arg(long)]
+        sweep: Option<PathBuf>,
+        /// Print the rendered script.
+        #[arg(long)]
+        print: bool,
+    },
+}

@@ -1,0 +1,546 @@
+//! What each command does, step by step, as library functions returning typed results: the
+//! command line only resolves its flags, calls one of these and prints what comes back.
+//!
+//! A step that speaks before the pipeline ends (the plan check's findings before `expand`
+//! writes, what `--force` replaces, `demo` between its stages) speaks through a [`Reporter`],
+//! so that its lines come in the same order as the work, also when a later step fails.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::analyze::Analysis;
+use crate::campaign::{self, Manifest, WriteReport};
+use crate::check::{CheckReport, Finding, Level};
+use crate::collect;
+use crate::executor::Executor;
+use crate::expand;
+use crate::local::{self, LocalReport};
+use crate::plan::{self, PlanSummary};
+use crate::profile::Profile;
+use crate::profile_import::{self, ImportOptions};
+use crate::render::{self, Renderer, TemplateSource};
+use crate::slurm::Slurm;
+use crate::spec::{self, LoadedSweep};
+use crate::status::StatusReport;
+use crate::submit::{self, CancelReport, SubmitReport};
+
+/// Built-in sample campaign, used by `templates check` when no sweep file is given.
+pub const SAMPLE_SWEEP: &str = include_str!("../sweeps/h200-llama2.toml");
+pub const SAMPLE_PROFILE: &str = include_str!("../slurm/clusters/fukushima-h200.toml");
+/// The embedded default: sweep's own demo campaign and the local profile, compiled in.
+const DEMO_SWEEP: &str = include_str!("../sweeps/demo.toml");
+const DEMO_PROFILE: &str = include_str!("../slurm/clusters/local.toml");
+
+/// What a pipeline says while it runs. Every default says nothing.
+pub trait Reporter {
+    /// The plan check's warnings and errors (`serious`), before anything is written.
+    fn plan_findings(&self, _serious: &[&Finding], _checked: &CheckReport, _sweep: &Path) {}
+    /// What `--force` is about to replace.
+    fn force_replaced(&self, _replaced: &[String]) {}
+    /// `demo` has expanded its campaign and starts running it (which takes a while).
+    fn demo_expanded(&self, _dir: &Path) {}
+}
+
+/// A reporter that says nothing: a pipeline run inside another.
+pub struct Silent;
+
+impl Reporter for Silent {}
+
+/// Loads a sweep file and its profile; errors point at the user's files.
+pub fn load(
+    sweep_path: &Path,
+    profile_override: Option<&Path>,
+) -> Result<(LoadedSweep, Profile, String)> {
+    let sweep = spec::load(sweep_path)?;
+    let ppath = match profile_override {
+        Some(p) => p.to_path_buf(),
+        None => Profile::find(&sweep.spec.cluster, sweep_path),
+    };
+    if !ppath.exists() {
+        let src = sweep.source();
+        return Err(src
+            .error(
+                &crate::path!["cluster"],
+                format!("cluster profile not found: {}", ppath.display()),
+            )
+            .into());
+    }
+    let (profile, text) = Profile::load(&ppath)?;
+    Ok((sweep, profile, text))
+}
+
+#[derive(Debug, Clone)]
+pub struct ExpandOptions {
+    pub sweep: PathBuf,
+    /// Default: runs/<campaign name>.
+    pub out: Option<PathBuf>,
+    pub dry_run: bool,
+    pub templates: Option<PathBuf>,
+    pub profile: Option<PathBuf>,
+    pub strict: bool,
+    pub max_points: u64,
+    pub force: bool,
+}
+
+pub enum ExpandOutcome {
+    /// `--dry-run`: every job rendered in memory, nothing written.
+    Planned(PlanSummary),
+    Written {
+        plan: PlanSummary,
+        written: WriteReport,
+        dir: PathBuf,
+    },
+}
+
+/// Load, template check, expand (capped), plan check, render, out-dir check, write.
+pub fn expand(o: &ExpandOptions, reporter: &dyn Reporter) -> Result<ExpandOutcome> {
+    let (sweep, profile, profile_text) = load(&o.sweep, o.profile.as_deref())?;
+    let templates = campaign::default_templates(&sweep, o.templates.clone())?;
+    campaign::check_templates(&sweep, &templates)?;
+    let plan = expand::expand_capped(&sweep, &profile, o.max_points)?;
+    let renderer = Renderer::new(&templates);
+    let summary = plan::summarize(&plan);
+    let checked = crate::check::check(&sweep, &profile, &plan);
+    let serious: Vec<&Finding> = checked
+        .findings
+        .iter()
+        .filter(|f| f.level != Level::Info)
+        .collect();
+    if !serious.is_empty() {
+        reporter.plan_findings(&serious, &checked, &o.sweep);
+    }
+    if o.strict && !serious.is_empty() {
+        bail!(
+            "--strict: {} plan-check finding(s); nothing written",
+            serious.len()
+        );
+    }
+    if o.dry_run {
+        // Render anyway (in memory) so template errors surface before anything is written.
+        for p in &plan.points {
+            campaign::render_job(&sweep, &profile, &renderer, p)?;
+        }
+        return Ok(ExpandOutcome::Planned(summary));
+    }
+    let dir = o
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&sweep.spec.name));
+    let replaced = campaign::check_out_dir(&sweep, &plan, &dir, o.force)?;
+    reporter.force_replaced(&replaced);
+    let written = campaign::write(&sweep, &profile, &profile_text, &plan, &renderer, &dir)?;
+    Ok(ExpandOutcome::Written {
+        plan: summary,
+        written,
+        dir,
+    })
+}
+
+pub struct CheckOutcome {
+    pub report: CheckReport,
+    /// Warnings count as errors too.
+    pub strict: bool,
+}
+
+impl CheckOutcome {
+    /// The exit status: an error-level finding (or, strict, a warning) fails the check.
+    pub fn verdict(&self) -> Result<()> {
+        let errors = self.report.count(Level::Error);
+        let warnings = self.report.count(Level::Warning);
+        if errors > 0 || (self.strict && warnings > 0) {
+            bail!("plan check failed: {errors} error(s), {warnings} warning(s)");
+        }
+        Ok(())
+    }
+}
+
+pub fn check(
+    sweep: &Path,
+    profile: Option<&Path>,
+    max_points: u64,
+    strict: bool,
+) -> Result<CheckOutcome> {
+    let (sweep, profile, _) = load(sweep, profile)?;
+    let plan = expand::expand_capped(&sweep, &profile, max_points)?;
+    Ok(CheckOutcome {
+        report: crate::check::check(&sweep, &profile, &plan),
+        strict,
+    })
+}
+
+/// The templates visible from `dir` (user directories first, then built-in): (name, source).
+pub fn templates_list(dir: Option<PathBuf>) -> Result<Vec<(String, String)>> {
+    Ok(TemplateSource::existing(dir.into_iter().collect())?.list())
+}
+
+/// A template's source text.
+pub fn template_source(name: &str, dir: Option<PathBuf>) -> Result<String> {
+    let src = TemplateSource::existing(dir.into_iter().collect())?;
+    if let Some(why) = render::template_name_error(name) {
+        bail!("`{name}`: {why}");
+    }
+    match src.lookup(name) {
+        Some((text, _)) => Ok(text),
+        None => bail!("no template named `{name}` (see `sweep templates list`)"),
+    }
+}
+
+pub struct TemplateCheck {
+    /// The sample job it was rendered for.
+    pub job: String,
+    pub script: String,
+}
+
+/// Renders a template file with a sample point and runs `bash -n` on the result.
+pub fn template_check(file: &Path, sweep: Option<&Path>) -> Result<TemplateCheck> {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .context("template path has no file name")?;
+    if !file.is_file() {
+        bail!("{}: no such template file", file.display());
+    }
+    let (sweep, profile) = match sweep {
+        Some(s) => {
+            let (sw, p, _) = load(s, None)?;
+            (sw, p)
+        }
+        None => (
+            spec::parse(
+                Path::new("<built-in h200-llama2.toml>"),
+                SAMPLE_SWEEP.to_string(),
+            )?,
+            Profile::parse(Path::new("<built-in fukushima-h200.toml>"), SAMPLE_PROFILE)?,
+        ),
+    };
+    let plan = expand::expand(&sweep, &profile)?;
+    // Prefer a point of a stage that uses this template; else the first training point.
+    let point = plan
+        .points
+        .iter()
+        .find(|p| p.template == name)
+        .or_else(|| plan.points.iter().find(|p| p.batch.micro_batch.is_some()))
+        .or(plan.points.first())
+        .context("the sample campaign has no points")?;
+    let mut point = point.clone();
+    point.template = name;
+    let dir = file
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let renderer = Renderer::new(&TemplateSource::new(vec![dir]));
+    let files = campaign::render_job(&sweep, &profile, &renderer, &point)?;
+    let script = String::from_utf8_lossy(&files.files[0].1).to_string();
+    render::check_with_bash(&script).map_err(|e| {
+        anyhow::anyhow!("{}: rendered script fails `bash -n`:\n{e}", file.display())
+    })?;
+    Ok(TemplateCheck {
+        job: point.id,
+        script,
+    })
+}
+
+pub struct ProfileImport {
+    /// `nvidia-smi topo -m` output (`-` for standard input).
+    pub topo: PathBuf,
+    /// `lscpu` output.
+    pub lscpu: Option<PathBuf>,
+    /// Where to write the profile (default: nowhere, the text is returned).
+    pub dest: Option<PathBuf>,
+    /// Its `lscpu` is read from the file above.
+    pub options: ImportOptions,
+}
+
+pub struct ImportedProfile {
+    pub text: String,
+    /// Where it was written, if anywhere.
+    pub written: Option<PathBuf>,
+}
+
+/// Writes a profile from a node's topology, refusing to overwrite a file.
+pub fn profile_import(p: ProfileImport) -> Result<ImportedProfile> {
+    let read = |p: &Path| -> Result<String> {
+        if p == Path::new("-") {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+            Ok(s)
+        } else {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+        }
+    };
+    let opts = ImportOptions {
+        lscpu: p.lscpu.as_deref().map(read).transpose()?,
+        ..p.options
+    };
+    if let Some(d) = &p.dest
+        && d.exists()
+    {
+        bail!(
+            "{} exists: sweep does not overwrite it; remove it or choose another --out",
+            d.display()
+        );
+    }
+    let text = profile_import::import(&read(&p.topo)?, &opts)
+        .with_context(|| p.topo.display().to_string())?;
+    // What is written must load as a profile.
+    Profile::parse(
+        p.dest.as_deref().unwrap_or(Path::new("imported.toml")),
+        &text,
+    )?;
+    if let Some(d) = &p.dest {
+        std::fs::write(d, &text).with_context(|| format!("writing {}", d.display()))?;
+    }
+    Ok(ImportedProfile {
+        text,
+        written: p.dest,
+    })
+}
+
+pub struct SubmitRequest {
+    pub executor: Executor,
+    pub slurm: submit::SubmitOptions,
+    /// Local executor: run again jobs that already ran.
+    pub rerun: bool,
+}
+
+pub enum SubmitOutcome {
+    Slurm(SubmitReport),
+    Local(LocalReport),
+}
+
+impl SubmitOutcome {
+    /// The exit status: a job Slurm rejected fails the submit (after the rest was submitted).
+    pub fn verdict(&self) -> Result<()> {
+        if let SubmitOutcome::Slurm(r) = self
+            && !r.rejected.is_empty()
+        {
+            bail!(
+                "{} job(s) rejected by Slurm (left unsubmitted; the rest of the state is intact)",
+                r.rejected.len()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Submits the campaign's unsubmitted jobs with sbatch, or runs them here (local executor).
+pub fn submit(campaign: &Path, r: SubmitRequest) -> Result<SubmitOutcome> {
+    if r.executor == Executor::Local {
+        let opts = local::LocalOptions {
+            stages: r.slurm.stages,
+            dry_run: r.slurm.dry_run,
+            rerun: r.rerun,
+        };
+        return Ok(SubmitOutcome::Local(local::run(campaign, &opts)?));
+    }
+    Ok(SubmitOutcome::Slurm(submit::submit(
+        campaign,
+        &r.slurm,
+        &Slurm::default(),
+    )?))
+}
+
+/// One look at the campaign's jobs (one squeue call).
+pub fn status(campaign: &Path) -> Result<StatusReport> {
+    crate::status::poll(campaign, &Slurm::default())
+}
+
+/// Polls until every job has ended, backing off while nothing changes; `on_poll` sees each
+/// poll with its counts (`RUNNING=2 PENDING=1`) and whether they changed since the last.
+pub fn watch_status(
+    campaign: &Path,
+    on_poll: &mut dyn FnMut(&StatusReport, &str, bool) -> Result<()>,
+) -> Result<StatusReport> {
+    let slurm = Slurm::default();
+    let mut interval = std::time::Duration::from_secs(2);
+    let mut last: Option<String> = None;
+    loop {
+        let r = crate::status::poll(campaign, &slurm)?;
+        let counts: String = r
+            .counts
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let changed = last.as_deref() != Some(counts.as_str());
+        on_poll(&r, &counts, changed)?;
+        if r.done {
+            return Ok(r);
+        }
+        // Back off while nothing changes (at most two polls a minute when idle).
+        interval = crate::status::next_interval(interval, changed);
+        last = Some(counts);
+        std::thread::sleep(submit::jitter(interval));
+    }
+}
+
+/// Cancels a campaign's active jobs: all, a stage's, or the named ones.
+pub fn cancel(campaign: &Path, stages: &[String], jobs: &[String]) -> Result<CancelReport> {
+    submit::cancel(campaign, stages, jobs, &Slurm::default())
+}
+
+pub struct CollectRequest {
+    /// A campaign directory, or else `logs`: any tree of logs, each file a source.
+    pub campaign: Option<PathBuf>,
+    pub logs: Option<PathBuf>,
+    /// Default: results/<campaign name>, or results/<dir name> for `logs`.
+    pub out: Option<PathBuf>,
+    pub force: bool,
+    /// A sweep file whose `[[collect.pattern]]`s to use too.
+    pub patterns: Option<PathBuf>,
+    pub progress: bool,
+    /// Render the report as JSON beside the tables.
+    pub render_json: bool,
+}
+
+/// Parses a campaign's logs (or any directory of logs) into tables and a summary.
+pub fn collect(r: &CollectRequest) -> Result<collect::Report> {
+    let patterns = match &r.patterns {
+        Some(p) => spec::load(p)?.spec.collect.patterns,
+        None => Vec::new(),
+    };
+    let options = |out: PathBuf| collect::Options {
+        out,
+        force: r.force,
+        progress: r.progress,
+        patterns: patterns.clone(),
+        render_json: r.render_json,
+    };
+    match (&r.campaign, &r.logs) {
+        (Some(dir), _) => {
+            let m = Manifest::load(dir)?;
+            let dest = r
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("results").join(&m.campaign));
+            collect::collect_campaign(dir, &options(dest))
+        }
+        (None, Some(logs)) => {
+            if !logs.is_dir() {
+                bail!("{}: not a directory", logs.display());
+            }
+            let name = std::fs::canonicalize(logs)
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
+                .unwrap_or_else(|| "logs".into());
+            let dest = r
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("results").join(name));
+            collect::collect_logs(logs, &options(dest))
+        }
+        (None, None) => bail!("give a campaign directory or --logs DIR"),
+    }
+}
+
+pub struct DemoOutcome {
+    pub dir: PathBuf,
+    pub local: LocalReport,
+    pub collect: collect::Report,
+}
+
+/// Expands the built-in demo campaign into `out`, runs it with the local executor, collects it.
+pub fn demo(
+    out: Option<PathBuf>,
+    results: Option<PathBuf>,
+    progress: bool,
+    reporter: &dyn Reporter,
+) -> Result<DemoOutcome> {
+    let dir = out.unwrap_or_else(|| PathBuf::from("runs/demo"));
+    let results = results.unwrap_or_else(|| PathBuf::from("results/demo"));
+    let input = std::env::temp_dir().join(format!("sweep-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&input)?;
+    let (sweep_path, profile_path) = (input.join("demo.toml"), input.join("local.toml"));
+    std::fs::write(&sweep_path, DEMO_SWEEP)?;
+    std::fs::write(&profile_path, DEMO_PROFILE)?;
+    let expanded = expand(
+        &ExpandOptions {
+            sweep: sweep_path,
+            out: Some(dir.clone()),
+            dry_run: false,
+            templates: None,
+            profile: Some(profile_path),
+            strict: false,
+            max_points: expand::DEFAULT_MAX_POINTS,
+            force: false,
+        },
+        &Silent,
+    );
+    let _ = std::fs::remove_dir_all(&input);
+    expanded?;
+    reporter.demo_expanded(&dir);
+    let opts = local::LocalOptions {
+        stages: Vec::new(),
+        dry_run: false,
+        rerun: true,
+    };
+    let local = local::run(&dir, &opts)?;
+    let collect = collect::collect_campaign(
+        &dir,
+        &collect::Options {
+            out: results,
+            force: false,
+            progress,
+            patterns: Vec::new(),
+            render_json: false,
+        },
+    )?;
+    Ok(DemoOutcome {
+        dir,
+        local,
+        collect,
+    })
+}
+
+/// Collects a campaign (incrementally) into `out` and analyses it; returns where the tables are.
+pub fn collect_and_analyze(dir: &Path, out_dir: Option<PathBuf>) -> Result<(PathBuf, Analysis)> {
+    let m = Manifest::load(dir)?;
+    let dest = out_dir.unwrap_or_else(|| PathBuf::from("results").join(&m.campaign));
+    collect::collect_campaign(
+        dir,
+        &collect::Options {
+            out: dest.clone(),
+            ..Default::default()
+        },
+    )?;
+    let a = crate::analyze::analyze(dir, &dest)?;
+    crate::analyze::write_tables(&a, &dest)?;
+    Ok((dest, a))
+}
+
+pub struct ReportOutcome {
+    pub html: PathBuf,
+    pub summary: PathBuf,
+    pub tables: PathBuf,
+}
+
+/// Collects and analyses a campaign, then writes report.html and summary.md beside its tables.
+pub fn report(campaign: &Path, out: Option<PathBuf>) -> Result<ReportOutcome> {
+    let m = Manifest::load(campaign)?;
+    let (dest, an) = collect_and_analyze(campaign, out)?;
+    // The plan check of the campaign as expanded (its own copies of the sweep file and profile).
+    let check = load(
+        &campaign.join("sweep.toml"),
+        Some(&campaign.join("profile.toml")),
+    )
+    .ok()
+    .and_then(|(sw, prof, _)| {
+        expand::expand(&sw, &prof)
+            .ok()
+            .map(|plan| crate::check::check(&sw, &prof, &plan))
+    });
+    let inputs = crate::report::ReportInputs {
+        campaign_dir: campaign,
+        results: &dest,
+        campaign: &m.campaign,
+        analysis: &an,
+        check: check.as_ref(),
+    };
+    let (html, summary) = crate::report::write(&inputs, &dest)?;
+    Ok(ReportOutcome {
+        html,
+        summary,
+        tables: dest,
+    })
+}

@@ -17,6 +17,7 @@ use serde_json::Value as Json;
 use crate::campaign::Manifest;
 use crate::job_state::JobState;
 use crate::parsers::{self, ParsedLog};
+use crate::rows::{fmt_into, fmt_opt, push_csv_field};
 
 /// Bump when parsing or what is kept per file changes: cached results of older versions are
 /// re-read.
@@ -1412,96 +1413,6 @@ struct Tables {
     power: Vec<(String, String, String, Vec<Option<f64>>)>,
 }
 
-fn fmt_opt(v: Option<f64>) -> String {
-    let mut s = String::new();
-    fmt_into(&mut s, v);
-    s
-}
-
-/// `field` as the csv crate writes a field of a record of several (its default
-/// `QuoteStyle::Necessary`): quoted, with quotes doubled, when it holds a comma, a quote or a
-/// line break (the tests hold the two to the same bytes).
-fn push_csv_field(out: &mut Vec<u8>, field: &str) {
-    let b = field.as_bytes();
-    if !b.iter().any(|c| matches!(c, b',' | b'"' | b'\n' | b'\r')) {
-        out.extend_from_slice(b);
-        return;
-    }
-    out.push(b'"');
-    for &c in b {
-        if c == b'"' {
-            out.push(b'"');
-        }
-        out.push(c);
-    }
-    out.push(b'"');
-}
-
-/// [`fmt_opt`] appended to `buf` (no allocation per value).
-fn fmt_into(buf: &mut String, v: Option<f64>) {
-    use std::fmt::Write as _;
-    if let Some(x) = v {
-        // Writing to a String cannot fail.
-        let _ = if x.fract() == 0.0 && x.abs() < 1e15 {
-            if x == 0.0 && x.is_sign_negative() {
-                buf.push_str("-0");
-            } else {
-                buf.push_str(itoa::Buffer::new().format(x as i64));
-            }
-            Ok(())
-        } else if !fixed4(buf, x) {
-            write!(buf, "{x:.4}")
-        } else {
-            Ok(())
-        };
-    }
-}
-
-/// `{x:.4}` for |x| < 1e15, in integer arithmetic: x is m·2^e exactly, so x·10^4 rounded
-/// half to even (as `std` rounds the exact value) is an integer division and a comparison;
-/// `std`'s general exact formatter costs several times more per value. False (nothing
-/// written) for other values.
-fn fixed4(buf: &mut String, x: f64) -> bool {
-    if !x.is_finite() || x.abs() >= 1e15 {
-        return false;
-    }
-    let bits = x.to_bits();
-    let exp = ((bits >> 52) & 0x7ff) as i32;
-    let frac = bits & ((1u64 << 52) - 1);
-    let (m, e) = if exp == 0 {
-        (frac, -1074)
-    } else {
-        (frac | (1u64 << 52), exp - 1075)
-    };
-    let m4 = u128::from(m) * 10_000;
-    let q = if e >= 0 {
-        m4 << e
-    } else if -e >= 127 {
-        // m·10^4 < 2^67: below half a unit of 10^-4.
-        0
-    } else {
-        let sh = -e as u32;
-        let q = m4 >> sh;
-        let r = m4 & ((1u128 << sh) - 1);
-        let half = 1u128 << (sh - 1);
-        if r > half || (r == half && q & 1 == 1) {
-            q + 1
-        } else {
-            q
-        }
-    };
-    if x.is_sign_negative() {
-        buf.push('-');
-    }
-    buf.push_str(itoa::Buffer::new().format(q / 10_000));
-    let f = (q % 10_000) as u16;
-    buf.push('.');
-    for d in [f / 1000, f / 100 % 10, f / 10 % 10, f % 10] {
-        buf.push(char::from(b'0' + d as u8));
-    }
-    true
-}
-
 /// Figures of one run from all its files: the payload's own metrics first, then DeepSpeed's.
 fn aggregate(
     run: &mut Run,
@@ -2293,6 +2204,7 @@ pub fn render_summary(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rows::fixed4;
 
     fn rows(origin: StepOrigin, steps: &[(u64, Option<u64>)]) -> Vec<StepOut> {
         steps

@@ -1039,4 +1039,99 @@ mod tests {
             .into_bytes()
         );
     }
+
+    /// Fields encoded by hand are the bytes the csv crate writes for them in a record.
+    #[test]
+    fn csv_fields_are_encoded_as_the_csv_crate_encodes_them() {
+        for f in [
+            "",
+            "plain",
+            "with space",
+            " lead",
+            "trail ",
+            "a,b",
+            "say \"hi\"",
+            "\"",
+            "line\nbreak",
+            "cr\rhere",
+            "#hash",
+            "tab\there",
+            "semi;colon",
+            "caf\u{e9} \u{2192}",
+            "'quote'",
+            "\\back",
+        ] {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            w.write_record([f, "x"]).unwrap();
+            let want = w.into_inner().unwrap();
+            let mut got = Vec::new();
+            push_csv_field(&mut got, f);
+            got.extend_from_slice(b",x\n");
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
+                "{f:?}"
+            );
+        }
+    }
+
+    /// The integer formatter writes what `{:.4}` writes, ties and tiny values included.
+    #[test]
+    fn fixed4_is_std_fixed_precision() {
+        let mut values = vec![
+            0.0,
+            -0.0,
+            0.25,
+            0.125,
+            0.00005,
+            0.00015,
+            0.00025,
+            1.00005,
+            2.5,
+            -2.5,
+            0.5,
+            1.5,
+            1e-300,
+            -1e-300,
+            5e-324,
+            123456789.12345,
+            999999999999999.9,
+            -0.00004,
+            0.33333,
+            1e14 + 0.5,
+            77.58,
+            700.0,
+            1.0 / 3.0,
+        ];
+        let mut seed = 9u64;
+        for _ in 0..200_000 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let r = seed >> 11;
+            values.push(match seed % 4 {
+                // Any double of a sensible magnitude.
+                0 => {
+                    f64::from_bits(r % (0x4330_0000_0000_0000))
+                        * if seed & 16 == 0 { 1.0 } else { -1.0 }
+                }
+                // Near a tie of the fourth decimal.
+                1 => (r % 100_000_000) as f64 / 10_000.0 + 0.00005,
+                // Exact binary fractions (ties when the fifth decimal is a 5).
+                2 => (r % 1_000_000) as f64 / 1024.0,
+                _ => (r % 1_000_000_000) as f64 / 1000.0,
+            });
+        }
+        for x in values {
+            let mut ours = String::new();
+            if fixed4(&mut ours, x) {
+                assert_eq!(ours, format!("{x:.4}"), "{x:e}");
+            } else {
+                assert!(x.abs() >= 1e15 || !x.is_finite(), "{x:e}");
+            }
+        }
+        let mut s = String::new();
+        fmt_into(&mut s, Some(-0.0));
+        assert_eq!(s, format!("{:.0}", -0.0f64));
+    }
 }

@@ -8,9 +8,39 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use plotters::prelude::*;
 
-use crate::analyze::{Analysis, Row, f, read_csv, s};
+use crate::analyze::Analysis;
 use crate::check::{CheckReport, Level};
 use crate::job_state::JobState;
+
+/// A row of a CSV table, by column (until report reads the typed rows).
+type Row = std::collections::BTreeMap<String, String>;
+
+fn read_csv(p: &Path) -> Result<Vec<Row>> {
+    use anyhow::Context as _;
+    let mut r = csv::Reader::from_path(p).with_context(|| format!("reading {}", p.display()))?;
+    let h = r.headers()?.clone();
+    let mut out = Vec::new();
+    for rec in r.records() {
+        let rec = rec?;
+        out.push(
+            h.iter()
+                .zip(rec.iter())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+    }
+    Ok(out)
+}
+
+fn f(r: &Row, k: &str) -> Option<f64> {
+    r.get(k)
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|x| x.is_finite())
+}
+
+fn s<'a>(r: &'a Row, k: &str) -> &'a str {
+    r.get(k).map(String::as_str).unwrap_or("")
+}
 
 /// A named line of a chart; `true`: drawn thin, without markers (an ideal line).
 type Series = (String, Vec<(f64, f64)>, bool);

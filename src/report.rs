@@ -8,39 +8,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use plotters::prelude::*;
 
-use crate::analyze::Analysis;
+use crate::analyze::{Analysis, nranks_text};
 use crate::check::{CheckReport, Level};
 use crate::job_state::JobState;
-
-/// A row of a CSV table, by column (until report reads the typed rows).
-type Row = std::collections::BTreeMap<String, String>;
-
-fn read_csv(p: &Path) -> Result<Vec<Row>> {
-    use anyhow::Context as _;
-    let mut r = csv::Reader::from_path(p).with_context(|| format!("reading {}", p.display()))?;
-    let h = r.headers()?.clone();
-    let mut out = Vec::new();
-    for rec in r.records() {
-        let rec = rec?;
-        out.push(
-            h.iter()
-                .zip(rec.iter())
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
-    }
-    Ok(out)
-}
-
-fn f(r: &Row, k: &str) -> Option<f64> {
-    r.get(k)
-        .and_then(|v| v.parse::<f64>().ok())
-        .filter(|x| x.is_finite())
-}
-
-fn s<'a>(r: &'a Row, k: &str) -> &'a str {
-    r.get(k).map(String::as_str).unwrap_or("")
-}
+use crate::rows::{
+    FailureRow, NcclRow, NetRow, PowerRow, PreflightRow, RunRow, StepRow, read as read_rows,
+};
 
 /// A named line of a chart; `true`: drawn thin, without markers (an ideal line).
 type Series = (String, Vec<(f64, f64)>, bool);
@@ -300,10 +273,11 @@ pub struct ReportInputs<'a> {
 /// Writes `report.html` and `summary.md` into `out`; returns their paths.
 pub fn write(inp: &ReportInputs<'_>, out: &Path) -> Result<(PathBuf, PathBuf)> {
     std::fs::create_dir_all(out)?;
-    let runs = read_csv(&inp.results.join("runs.csv"))?;
-    let nccl = read_csv(&inp.results.join("nccl.csv")).unwrap_or_default();
-    let steps = read_csv(&inp.results.join("steps.csv")).unwrap_or_default();
-    let failures = read_csv(&inp.results.join("failures.csv")).unwrap_or_default();
+    let runs = RunRow::read_all(&inp.results.join("runs.csv"))?;
+    let nccl: Vec<NcclRow> = read_rows(&inp.results.join("nccl.csv")).unwrap_or_default();
+    let steps: Vec<StepRow> = read_rows(&inp.results.join("steps.csv")).unwrap_or_default();
+    let failures: Vec<FailureRow> =
+        read_rows(&inp.results.join("failures.csv")).unwrap_or_default();
     let a = inp.analysis;
     let mut h = String::new();
     let _ = write!(
@@ -317,15 +291,15 @@ pub fn write(inp: &ReportInputs<'_>, out: &Path) -> Result<(PathBuf, PathBuf)> {
     // Headlines.
     let done = runs
         .iter()
-        .filter(|r| matches!(JobState::from(s(r, "status")), JobState::Completed))
+        .filter(|r| matches!(JobState::from(r.status.as_str()), JobState::Completed))
         .count();
-    let failed: Vec<&Row> = runs
+    let failed: Vec<&RunRow> = runs
         .iter()
-        .filter(|r| !s(r, "failure_class").is_empty())
+        .filter(|r| !r.failure_class.is_empty())
         .collect();
     let best = runs
         .iter()
-        .filter_map(|r| Some((f(r, "samples_per_s")?, r)))
+        .filter_map(|r| Some((r.figures.samples_per_s?, r)))
         .max_by(|x, y| x.0.total_cmp(&y.0));
     h.push_str("<h2>Summary</h2><ul>");
     let _ = write!(
@@ -336,7 +310,7 @@ pub fn write(inp: &ReportInputs<'_>, out: &Path) -> Result<(PathBuf, PathBuf)> {
     );
     let classes: std::collections::BTreeMap<&str, usize> =
         failed.iter().fold(Default::default(), |mut m, r| {
-            *m.entry(s(r, "failure_class")).or_default() += 1;
+            *m.entry(r.failure_class.as_str()).or_default() += 1;
             m
         });
     // "2 oom, 1 timeout": the failures by class, for the HTML and the summary.
@@ -351,10 +325,10 @@ pub fn write(inp: &ReportInputs<'_>, out: &Path) -> Result<(PathBuf, PathBuf)> {
             h,
             "<li>Best throughput: {} samples/s ({} tokens/s, {} TFLOP/s per GPU, MFU {} %) in <code>{}</code></li>",
             n(Some(v)),
-            n(f(r, "tokens_per_s")),
-            n(f(r, "tflops_per_gpu")),
-            n(f(r, "mfu_pct")),
-            esc(s(r, "run"))
+            n(r.figures.tokens_per_s),
+            n(r.figures.tflops_per_gpu),
+            n(r.figures.mfu_pct),
+            esc(&r.run)
         );
     }
     let met = a.targets.iter().filter(|t| t.verdict == "pass").count();
@@ -470,23 +444,23 @@ pub fn write(inp: &ReportInputs<'_>, out: &Path) -> Result<(PathBuf, PathBuf)> {
     // Collective bandwidth.
     h.push_str("<h2>Collective bandwidth</h2>");
     let mut bw: std::collections::BTreeMap<String, Vec<(f64, f64)>> = Default::default();
-    let busbw_all_zero = nccl
-        .iter()
-        .all(|r| f(r, "busbw_gbps").unwrap_or(0.0) == 0.0);
-    let metric = if busbw_all_zero {
-        "algbw_gbps"
-    } else {
-        "busbw_gbps"
+    let busbw_all_zero = nccl.iter().all(|r| r.busbw_gbps.unwrap_or(0.0) == 0.0);
+    let metric = |r: &NcclRow| {
+        if busbw_all_zero {
+            r.algbw_gbps
+        } else {
+            r.busbw_gbps
+        }
     };
-    for r in nccl.iter().filter(|r| s(r, "placement") != "in_place") {
+    for r in nccl.iter().filter(|r| r.placement != "in_place") {
         let key = format!(
             "{} {} ({} ranks)",
-            s(r, "collective"),
-            short(s(r, "source").split('/').nth(1).unwrap_or("")),
-            s(r, "nranks")
+            r.collective,
+            short(r.source.split('/').nth(1).unwrap_or("")),
+            nranks_text(r)
         );
-        if let (Some(x), Some(y)) = (f(r, "size_bytes"), f(r, metric)) {
-            bw.entry(key).or_default().push((x, y));
+        if let Some(y) = metric(r) {
+            bw.entry(key).or_default().push((r.size_bytes as f64, y));
         }
     }
     let series: Vec<Series> = bw.into_iter().map(|(k, v)| (k, v, false)).collect();
@@ -544,10 +518,12 @@ pub fn write(inp: &ReportInputs<'_>, out: &Path) -> Result<(PathBuf, PathBuf)> {
     let mut st: std::collections::BTreeMap<String, Vec<(f64, f64)>> = Default::default();
     for r in steps
         .iter()
-        .filter(|r| s(r, "name") == "step_time_ms" && s(r, "warmup") != "true")
+        .filter(|r| r.name == "step_time_ms" && !r.warmup)
     {
-        if let (Some(x), Some(y)) = (f(r, "step"), f(r, "value")) {
-            st.entry(short(s(r, "run"))).or_default().push((x, y));
+        if let Some(y) = r.value {
+            st.entry(short(&r.run))
+                .or_default()
+                .push((r.step as f64, y));
         }
     }
     let series: Vec<_> = st.into_iter().map(|(k, v)| (k, v, false)).collect();
@@ -610,14 +586,14 @@ pub fn write(inp: &ReportInputs<'_>, out: &Path) -> Result<(PathBuf, PathBuf)> {
     // Step-time distribution per job: the steady-state steps' spread.
     let rows: Vec<Vec<String>> = runs
         .iter()
-        .filter(|r| f(r, "steps_measured").is_some())
+        .filter(|r| r.figures.steps_measured.is_some())
         .map(|r| {
             vec![
-                s(r, "run").to_string(),
-                n(f(r, "steps_measured")),
-                n(f(r, "step_time_ms_mean")),
-                n(f(r, "step_time_ms_p50")),
-                n(f(r, "step_time_ms_p95")),
+                r.run.clone(),
+                n(r.figures.steps_measured),
+                n(r.figures.step_time_ms_mean),
+                n(r.figures.step_time_ms_p50),
+                n(r.figures.step_time_ms_p95),
             ]
         })
         .collect();
@@ -631,7 +607,7 @@ pub fn write(inp: &ReportInputs<'_>, out: &Path) -> Result<(PathBuf, PathBuf)> {
 
     // GPU telemetry.
     h.push_str("<h2>GPU utilisation and power</h2>");
-    let jobs: Vec<String> = runs.iter().map(|r| s(r, "run").to_string()).collect();
+    let jobs: Vec<String> = runs.iter().map(|r| r.run.clone()).collect();
     let (util, power, temp) = gpu_series(inp.campaign_dir, &jobs);
     h.push_str(
         &line_chart("GPU utilisation over the job", "seconds", "%", &util, false)
@@ -652,25 +628,27 @@ pub fn write(inp: &ReportInputs<'_>, out: &Path) -> Result<(PathBuf, PathBuf)> {
     );
 
     // Preflight, link matrix and node telemetry.
-    let preflight = read_csv(&inp.results.join("preflight.csv")).unwrap_or_default();
+    let preflight: Vec<PreflightRow> =
+        read_rows(&inp.results.join("preflight.csv")).unwrap_or_default();
     if !preflight.is_empty() {
         h.push_str("<h2>Preflight</h2>");
         let fails: Vec<Vec<String>> = preflight
             .iter()
-            .filter(|r| s(r, "status") == "fail")
+            .filter(|r| r.status == "fail")
             .map(|r| {
-                ["run", "node", "check", "status", "expected", "found"]
-                    .iter()
-                    .map(|k| s(r, k).to_string())
-                    .collect()
+                vec![
+                    r.run.clone(),
+                    r.node.clone(),
+                    r.check.clone(),
+                    r.status.clone(),
+                    r.expected.clone(),
+                    r.found.clone(),
+                ]
             })
             .collect();
-        let passes = preflight
-            .iter()
-            .filter(|r| s(r, "status") == "pass")
-            .count();
+        let passes = preflight.iter().filter(|r| r.status == "pass").count();
         let nodes: std::collections::BTreeSet<&str> =
-            preflight.iter().map(|r| s(r, "node")).collect();
+            preflight.iter().map(|r| r.node.as_str()).collect();
         let _ = write!(
             h,
             "<p>{} node(s) checked: {passes} checks passed, {} failed, {} had nothing to check against or no source (preflight.csv).</p>",
@@ -736,35 +714,22 @@ pub fn write(inp: &ReportInputs<'_>, out: &Path) -> Result<(PathBuf, PathBuf)> {
             table(&mut h, &hdr, &rows);
         }
     }
-    let net = read_csv(&inp.results.join("net.csv")).unwrap_or_default();
-    let power_rows = read_csv(&inp.results.join("power.csv")).unwrap_or_default();
+    let net: Vec<NetRow> = read_rows(&inp.results.join("net.csv")).unwrap_or_default();
+    let power_rows: Vec<PowerRow> = read_rows(&inp.results.join("power.csv")).unwrap_or_default();
     if !net.is_empty() || !power_rows.is_empty() {
         h.push_str("<h2>Node telemetry</h2>");
-        const LOSS: &[&str] = &[
-            "drops",
-            "errors",
-            "link_downed",
-            "out_of_sequence",
-            "packet_seq_err",
-            "local_ack_timeout_err",
-            "rnr_nak_retry_err",
-            "implied_nak_seq_err",
-            "duplicate_request",
-            "np_cnp_sent",
-            "rp_cnp_handled",
-            "np_ecn_marked_roce_packets",
-        ];
-        let shown: Vec<&Row> = net
+        let shown: Vec<&NetRow> = net
             .iter()
             .filter(|r| {
-                s(r, "device") != "lo"
-                    && (s(r, "kind") == "ib"
-                        || f(r, "rx_bytes").unwrap_or(0.0) + f(r, "tx_bytes").unwrap_or(0.0) > 0.0)
+                r.device != "lo"
+                    && (r.kind == "ib"
+                        || r.rx_bytes.value().unwrap_or(0.0) + r.tx_bytes.value().unwrap_or(0.0)
+                            > 0.0)
             })
             .collect();
         let flagged = shown
             .iter()
-            .filter(|r| LOSS.iter().any(|k| f(r, k).unwrap_or(0.0) > 0.0))
+            .filter(|r| r.losses().iter().any(|v| v.value().unwrap_or(0.0) > 0.0))
             .count();
         let _ = write!(
             h,
@@ -774,25 +739,21 @@ pub fn write(inp: &ReportInputs<'_>, out: &Path) -> Result<(PathBuf, PathBuf)> {
         let rows: Vec<Vec<String>> = shown
             .iter()
             .map(|r| {
-                let mut row: Vec<String> = [
-                    "run",
-                    "node",
-                    "device",
-                    "state",
-                    "rx_gbps",
-                    "tx_gbps",
-                    "line_rate_gbps",
-                    "pct_of_line_rate",
-                ]
-                .iter()
-                .map(|k| s(r, k).to_string())
-                .collect();
-                for k in LOSS {
-                    let v = s(r, k).to_string();
-                    row.push(if f(r, k).unwrap_or(0.0) > 0.0 {
-                        format!("!{v}")
+                let mut row: Vec<String> = vec![
+                    r.run.clone(),
+                    r.node.clone(),
+                    r.device.clone(),
+                    r.state.clone(),
+                    r.rx_gbps.text(),
+                    r.tx_gbps.text(),
+                    r.line_rate_gbps.text(),
+                    r.pct_of_line_rate.text(),
+                ];
+                for v in r.losses() {
+                    row.push(if v.value().unwrap_or(0.0) > 0.0 {
+                        format!("!{}", v.text())
                     } else {
-                        v
+                        v.text()
                     });
                 }
                 row
@@ -808,7 +769,7 @@ pub fn write(inp: &ReportInputs<'_>, out: &Path) -> Result<(PathBuf, PathBuf)> {
             "line Gb/s",
             "% of line",
         ];
-        header.extend(LOSS.iter().copied());
+        header.extend(NetRow::LOSS_COLUMNS);
         if !rows.is_empty() {
             table(&mut h, &header, &rows);
         }
@@ -816,17 +777,14 @@ pub fn write(inp: &ReportInputs<'_>, out: &Path) -> Result<(PathBuf, PathBuf)> {
             let rows: Vec<Vec<String>> = power_rows
                 .iter()
                 .map(|r| {
-                    [
-                        "run",
-                        "node",
-                        "source",
-                        "readings",
-                        "watts_avg",
-                        "watts_max",
+                    vec![
+                        r.run.clone(),
+                        r.node.clone(),
+                        r.source.clone(),
+                        r.readings.to_string(),
+                        r.watts_avg.text(),
+                        r.watts_max.text(),
                     ]
-                    .iter()
-                    .map(|k| s(r, k).to_string())
-                    .collect()
                 })
                 .collect();
             table(
@@ -894,12 +852,12 @@ pub fn write(inp: &ReportInputs<'_>, out: &Path) -> Result<(PathBuf, PathBuf)> {
     h.push_str("<h2>Failures</h2>");
     let rows: Vec<Vec<String>> = runs
         .iter()
-        .filter(|r| !s(r, "failure_class").is_empty())
+        .filter(|r| !r.failure_class.is_empty())
         .map(|r| {
             vec![
-                s(r, "run").to_string(),
-                s(r, "failure_class").to_string(),
-                s(r, "failure_evidence").to_string(),
+                r.run.clone(),
+                r.failure_class.clone(),
+                r.failure_evidence.clone(),
             ]
         })
         .collect();
@@ -959,10 +917,10 @@ pub fn write(inp: &ReportInputs<'_>, out: &Path) -> Result<(PathBuf, PathBuf)> {
             m,
             "- Best throughput: **{} samples/s** ({} tokens/s; {} TFLOP/s per GPU, MFU {} %), job `{}`.",
             n(Some(v)),
-            n(f(r, "tokens_per_s")),
-            n(f(r, "tflops_per_gpu")),
-            n(f(r, "mfu_pct")),
-            s(r, "run")
+            n(r.figures.tokens_per_s),
+            n(r.figures.tflops_per_gpu),
+            n(r.figures.mfu_pct),
+            r.run
         );
     }
     if let Some(e) = a
@@ -1030,12 +988,9 @@ pub fn write(inp: &ReportInputs<'_>, out: &Path) -> Result<(PathBuf, PathBuf)> {
         let _ = writeln!(
             m,
             "- Failure `{}`: {} — {}",
-            s(r, "run"),
-            s(r, "failure_class"),
-            s(r, "failure_evidence")
-                .chars()
-                .take(160)
-                .collect::<String>()
+            r.run,
+            r.failure_class,
+            r.failure_evidence.chars().take(160).collect::<String>()
         );
     }
     let _ = writeln!(

@@ -178,16 +178,17 @@ mod exp {
 }
 
 /// A cell of net.csv or power.csv: a number, or `not available` where the device or node has
-/// no such counter or source (never empty).
+/// no such counter or source (never empty). Kept as written, `NaN` and `inf` included, so that
+/// the report shows the cell's text; [`Avail::value`] is the measurement.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Avail(pub Option<f64>);
 
 const NOT_AVAILABLE: &str = "not available";
 
 impl Avail {
-    /// The value, `None` when not available.
+    /// The value, `None` when not available or not finite.
     pub fn value(self) -> Option<f64> {
-        self.0
+        self.0.filter(|x| x.is_finite())
     }
 
     /// The cell's text.
@@ -207,7 +208,7 @@ impl Serialize for Avail {
 
 impl<'de> Deserialize<'de> for Avail {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(Text(|s: &str| Avail(parse_num(s))))
+        d.deserialize_str(Text(|s: &str| Avail(s.parse().ok())))
     }
 }
 
@@ -894,8 +895,10 @@ impl RunRow {
                             *v = parse_num(cell);
                         }
                     }
+                    // Kept as written, `NaN` included: points are told apart by the cell's
+                    // text (`point_cells`).
                     RunColumn::Pattern(k) => {
-                        row.patterns.insert(k.clone(), parse_num(cell));
+                        row.patterns.insert(k.clone(), cell.parse().ok());
                     }
                     RunColumn::Nccl(k) => {
                         row.nccl.slot(k, cell);

@@ -1696,33 +1696,36 @@ impl Tables {
 
     fn steps_csv(runs: &[Run], files: &Files<'_>) -> Result<Vec<u8>> {
         // steps.csv: long format, one row per (step, value). The largest table, its rows
-        // borrowed from the cache and mostly repeats: the fields a step's rows share are
-        // encoded once per step.
+        // borrowed from the cache and mostly repeats: the fields a file's rows share and
+        // those a step's share are encoded once.
         let mut out = StepRow::header()?;
-        let mut head = Vec::new();
+        let mut file_head = Vec::new();
+        let mut step_head = Vec::new();
         let mut num = String::new();
         for (i, s, f) in files.each() {
             if f.steps.is_empty() {
                 continue;
             }
+            let mut row = StepRow {
+                run: runs[i].run.as_str().into(),
+                source: s.key.as_str().into(),
+                ..Default::default()
+            };
+            file_head.clear();
+            row.write_file_head(&mut file_head);
             let steady = steady_flags(&f.steps, warmup_steps(&runs[i].params));
             for (st, steady) in f.steps.iter().zip(steady) {
-                let mut row = StepRow {
-                    run: runs[i].run.as_str().into(),
-                    source: s.key.as_str().into(),
-                    rank: st.rank,
-                    step: st.step,
-                    // The log's own mark, else whether the figures left the step out as
-                    // warm-up.
-                    warmup: st.warmup.unwrap_or(!steady),
-                    ..Default::default()
-                };
-                head.clear();
-                row.write_head(&mut head);
+                row.rank = st.rank;
+                row.step = st.step;
+                // The log's own mark, else whether the figures left the step out as warm-up.
+                row.warmup = st.warmup.unwrap_or(!steady);
+                step_head.clear();
+                step_head.extend_from_slice(&file_head);
+                row.write_step_head(&mut step_head);
                 for (k, v) in &st.values {
                     row.name = k.as_str().into();
                     row.value = Some(*v);
-                    row.write_tail(&head, &mut out, &mut num);
+                    row.write_tail(&step_head, &mut out, &mut num);
                 }
             }
         }

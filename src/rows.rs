@@ -336,13 +336,18 @@ impl StepRow<'_> {
         write::<StepRow>(&Self::COLUMNS, &[])
     }
 
-    /// The fields a step's rows share (`run` to `warmup`, with the comma after them), encoded
-    /// once per step: the table's rows are mostly repeats of them.
-    pub fn write_head(&self, out: &mut Vec<u8>) {
+    /// `run` and `source` with their commas: the fields a file's rows share, encoded once per
+    /// file (the table's rows are mostly repeats).
+    pub fn write_file_head(&self, out: &mut Vec<u8>) {
         push_csv_field(out, &self.run);
         out.push(b',');
         push_csv_field(out, &self.source);
         out.push(b',');
+    }
+
+    /// `rank`, `step` and `warmup` with their commas: the fields a step's rows share, after
+    /// the file's.
+    pub fn write_step_head(&self, out: &mut Vec<u8>) {
         if let Some(r) = self.rank {
             out.extend_from_slice(itoa::Buffer::new().format(r).as_bytes());
         }
@@ -352,8 +357,9 @@ impl StepRow<'_> {
         out.extend_from_slice(if self.warmup { b"true," } else { b"false," });
     }
 
-    /// Appends the row's line after its `head` (what [`Self::write_head`] made of it): the
-    /// bytes `csv::Writer::serialize` makes of the row; `num` is scratch.
+    /// Appends the row's line after its `head` (what [`Self::write_file_head`] and
+    /// [`Self::write_step_head`] made of it): the bytes `csv::Writer::serialize` makes of the
+    /// row; `num` is scratch.
     pub fn write_tail(&self, head: &[u8], out: &mut Vec<u8>, num: &mut String) {
         out.extend_from_slice(head);
         push_csv_field(out, &self.name);
@@ -991,7 +997,8 @@ mod tests {
             value: Some(1234.56789),
         };
         let mut head = Vec::new();
-        s.write_head(&mut head);
+        s.write_file_head(&mut head);
+        s.write_step_head(&mut head);
         let mut got = Vec::new();
         s.write_tail(&head, &mut got, &mut String::new());
         assert_eq!(String::from_utf8(got), String::from_utf8(serde_line(&s)));

@@ -7,42 +7,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 
 use crate::profile::Profile;
+use crate::rows::{GpuRow, NcclRow, RunRow};
 use crate::spec::{TargetMetric, TargetSpec};
-
-/// A row of a CSV table, by column.
-pub type Row = BTreeMap<String, String>;
-
-pub fn read_csv(p: &Path) -> Result<Vec<Row>> {
-    let mut r = csv::Reader::from_path(p).with_context(|| format!("reading {}", p.display()))?;
-    let h = r.headers()?.clone();
-    let mut out = Vec::new();
-    for rec in r.records() {
-        let rec = rec?;
-        out.push(
-            h.iter()
-                .zip(rec.iter())
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
-    }
-    Ok(out)
-}
-
-/// A numeric cell of a table row (`None`: empty, not a number, or not finite).
-pub(crate) fn f(r: &Row, k: &str) -> Option<f64> {
-    r.get(k)
-        .and_then(|v| v.parse::<f64>().ok())
-        .filter(|x| x.is_finite())
-}
-
-/// A text cell of a table row (`""` when absent).
-pub(crate) fn s<'a>(r: &'a Row, k: &str) -> &'a str {
-    r.get(k).map(String::as_str).unwrap_or("")
-}
 
 /// Parameters that change with the node count by construction, so points differing only in
 /// them form one scaling group (`grad_accum` too for strong scaling, `global_batch` for weak).
@@ -54,35 +24,6 @@ const NODE_DEPENDENT: &[&str] = &[
     "tokens_per_step",
     "repeat",
     "stage",
-];
-
-/// Columns of runs.csv that are not parameters.
-const NOT_PARAMS: &[&str] = &[
-    "run",
-    "status",
-    "failure_class",
-    "failure_evidence",
-    "samples_per_s",
-    "tokens_per_s",
-    "tflops_per_gpu",
-    "mfu_pct",
-    "profiler_tflops_per_gpu",
-    "profiler_samples_per_s",
-    "step_time_ms_mean",
-    "step_time_ms_p50",
-    "step_time_ms_p95",
-    "steps_measured",
-    "max_mem_gib",
-    "gpu_util_avg",
-    "gpu_util_min",
-    "gpu_util_max",
-    "power_w_avg",
-    "gpu_temp_max",
-    "mem_temp_max",
-    "busbw_gbps_peak",
-    "busbw_gbps_avg",
-    "comm_compute_ratio",
-    "binding_mismatches",
 ];
 
 #[derive(Debug, Clone, Serialize)]
@@ -191,25 +132,23 @@ fn mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
-fn params_of(r: &Row) -> Vec<(&str, &str)> {
-    r.iter()
-        .filter(|(k, v)| !NOT_PARAMS.contains(&k.as_str()) && !v.is_empty())
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect()
+/// What tells a run's point apart, `(column, cell)` by column name.
+fn params_of(r: &RunRow) -> Vec<(&str, String)> {
+    r.point_cells().into_iter().collect()
 }
 
 /// Scaling groups: weak (same point but the node count; the global batch grows) and strong
 /// (same global batch; the accumulation shrinks). Efficiency = throughput(N) / (throughput(base)
 /// x N / base), base the smallest node count of the group.
-pub fn scaling(runs: &[Row]) -> Vec<ScalingRow> {
+pub fn scaling(runs: &[RunRow]) -> Vec<ScalingRow> {
     let mut out = Vec::new();
     for (kind, also) in [("weak", "global_batch"), ("strong", "grad_accum")] {
-        let mut groups: BTreeMap<String, Vec<&Row>> = BTreeMap::new();
+        let mut groups: BTreeMap<String, Vec<&RunRow>> = BTreeMap::new();
         for r in runs
             .iter()
-            .filter(|r| !s(r, "micro_batch").is_empty() && f(r, "nodes").is_some())
+            .filter(|r| !r.param("micro_batch").is_empty() && r.param_f64("nodes").is_some())
         {
-            if kind == "strong" && s(r, "global_batch").is_empty() {
+            if kind == "strong" && r.param("global_batch").is_empty() {
                 continue;
             }
             let key: Vec<String> = params_of(r)
@@ -220,10 +159,10 @@ pub fn scaling(runs: &[Row]) -> Vec<ScalingRow> {
             groups.entry(key.join(" ")).or_default().push(r);
         }
         for (key, members) in groups {
-            let mut by_nodes: BTreeMap<u32, Vec<&Row>> = BTreeMap::new();
+            let mut by_nodes: BTreeMap<u32, Vec<&RunRow>> = BTreeMap::new();
             for r in &members {
                 by_nodes
-                    .entry(f(r, "nodes").unwrap_or(0.0) as u32)
+                    .entry(r.param_f64("nodes").unwrap_or(0.0) as u32)
                     .or_default()
                     .push(r);
             }
@@ -232,14 +171,14 @@ pub fn scaling(runs: &[Row]) -> Vec<ScalingRow> {
             }
             // Weak groups need a growing global batch, strong ones a fixed one.
             let batches: std::collections::BTreeSet<&str> =
-                members.iter().map(|r| s(r, "global_batch")).collect();
+                members.iter().map(|r| r.param("global_batch")).collect();
             if (kind == "weak" && batches.len() < 2) || (kind == "strong" && batches.len() != 1) {
                 continue;
             }
-            let thr = |rs: &[&Row]| {
+            let thr = |rs: &[&RunRow]| {
                 mean(
                     &rs.iter()
-                        .filter_map(|r| f(r, "samples_per_s"))
+                        .filter_map(|r| r.figures.samples_per_s)
                         .collect::<Vec<_>>(),
                 )
             };
@@ -247,7 +186,7 @@ pub fn scaling(runs: &[Row]) -> Vec<ScalingRow> {
             let base_thr = thr(base_runs);
             let base_names = base_runs
                 .iter()
-                .map(|r| s(r, "run"))
+                .map(|r| r.run.as_str())
                 .collect::<Vec<_>>()
                 .join(" ");
             for (&n, rs) in &by_nodes {
@@ -264,7 +203,7 @@ pub fn scaling(runs: &[Row]) -> Vec<ScalingRow> {
                             "baseline ({base_n} nodes) measured no throughput ({})",
                             base_runs
                                 .iter()
-                                .map(|r| s(r, "status"))
+                                .map(|r| r.status.as_str())
                                 .collect::<Vec<_>>()
                                 .join(", ")
                         ),
@@ -274,7 +213,7 @@ pub fn scaling(runs: &[Row]) -> Vec<ScalingRow> {
                         format!(
                             "no throughput measured ({})",
                             rs.iter()
-                                .map(|r| s(r, "status"))
+                                .map(|r| r.status.as_str())
                                 .collect::<Vec<_>>()
                                 .join(", ")
                         ),
@@ -283,7 +222,7 @@ pub fn scaling(runs: &[Row]) -> Vec<ScalingRow> {
                 out.push(ScalingRow {
                     kind: kind.into(),
                     group: key.clone(),
-                    model: s(rs[0], "model").into(),
+                    model: rs[0].param("model").into(),
                     nodes: n,
                     runs: rs.len(),
                     samples_per_s: t,
@@ -301,20 +240,16 @@ pub fn scaling(runs: &[Row]) -> Vec<ScalingRow> {
 
 /// Peak and plateau bus bandwidth per run and collective, against NVLink (one node) or the
 /// node's NIC line rate (several nodes; NCCL spreads a node's traffic over all its NICs).
-pub fn nccl_summary(nccl: &[Row], runs: &[Row], profile: Option<&Profile>) -> Vec<NcclSummary> {
-    let mut groups: BTreeMap<(String, String, String), Vec<&Row>> = BTreeMap::new();
-    for r in nccl.iter().filter(|r| s(r, "placement") != "in_place") {
-        let run = s(r, "source")
-            .split('/')
-            .take(2)
-            .collect::<Vec<_>>()
-            .join("/");
+pub fn nccl_summary(
+    nccl: &[NcclRow],
+    runs: &[RunRow],
+    profile: Option<&Profile>,
+) -> Vec<NcclSummary> {
+    let mut groups: BTreeMap<(String, String, String), Vec<&NcclRow>> = BTreeMap::new();
+    for r in nccl.iter().filter(|r| r.placement != "in_place") {
+        let run = r.source.split('/').take(2).collect::<Vec<_>>().join("/");
         groups
-            .entry((
-                run,
-                s(r, "collective").to_string(),
-                s(r, "nranks").to_string(),
-            ))
+            .entry((run, r.collective.to_string(), nranks_text(r)))
             .or_default()
             .push(r);
     }
@@ -323,21 +258,16 @@ pub fn nccl_summary(nccl: &[Row], runs: &[Row], profile: Option<&Profile>) -> Ve
         let job = src.strip_prefix("jobs/").unwrap_or(&src).to_string();
         let nodes = rows
             .iter()
-            .find_map(|r| f(r, "nodes"))
+            .find_map(|r| r.nodes.map(|n| n as f64))
             .or_else(|| {
                 runs.iter()
-                    .find(|r| s(r, "run") == job)
-                    .and_then(|r| f(r, "nodes"))
+                    .find(|r| r.run == job)
+                    .and_then(|r| r.param_f64("nodes"))
             })
             .unwrap_or(1.0) as u32;
         let mut by_size: Vec<(u64, f64)> = rows
             .iter()
-            .filter_map(|r| {
-                Some((
-                    r.get("size_bytes")?.parse::<u64>().ok()?,
-                    f(r, "busbw_gbps")?,
-                ))
-            })
+            .filter_map(|r| Some((r.size_bytes, r.busbw_gbps?)))
             .collect();
         by_size.sort_by_key(|x| x.0);
         let Some(&(peak_at, peak)) = by_size.iter().max_by(|a, b| a.1.total_cmp(&b.1)) else {
@@ -377,6 +307,11 @@ pub fn nccl_summary(nccl: &[Row], runs: &[Row], profile: Option<&Profile>) -> Ve
     out
 }
 
+/// nccl.csv's `nranks` cell (empty when unknown), the text the summary groups and shows.
+pub(crate) fn nranks_text(r: &NcclRow) -> String {
+    r.nranks.map(|n| n.to_string()).unwrap_or_default()
+}
+
 fn describe(t: &TargetSpec) -> String {
     let mut d = t.metric.as_str().to_string();
     if let Some(m) = &t.model {
@@ -391,41 +326,48 @@ fn describe(t: &TargetSpec) -> String {
 /// Every target with the best measured value of the jobs it selects.
 pub fn targets(
     ts: &[TargetSpec],
-    runs: &[Row],
+    runs: &[RunRow],
     scaling: &[ScalingRow],
     nccl: &[NcclSummary],
 ) -> Vec<TargetResult> {
     let mut out = Vec::new();
     for (i, t) in ts.iter().enumerate() {
-        let sel: Vec<&Row> = runs
+        let sel: Vec<&RunRow> = runs
             .iter()
             .filter(|r| {
                 t.model.as_ref().is_none_or(|m| {
-                    crate::model::canonical_name(s(r, "model")) == crate::model::canonical_name(m)
+                    crate::model::canonical_name(r.param("model"))
+                        == crate::model::canonical_name(m)
                 })
             })
-            .filter(|r| t.nodes.is_none_or(|n| f(r, "nodes") == Some(n as f64)))
-            .filter(|r| t.stage.as_ref().is_none_or(|st| s(r, "stage") == st))
+            .filter(|r| {
+                t.nodes
+                    .is_none_or(|n| r.param_f64("nodes") == Some(n as f64))
+            })
+            .filter(|r| t.stage.as_ref().is_none_or(|st| &r.stage == st))
             .collect();
         let best = |vals: Vec<(f64, String)>| vals.into_iter().max_by(|a, b| a.0.total_cmp(&b.0));
         let (measured, evidence) = match t.metric {
             TargetMetric::Throughput => {
-                let k = if t.unit() == "tokens/s" {
-                    "tokens_per_s"
-                } else {
-                    "samples_per_s"
-                };
+                let tokens = t.unit() == "tokens/s";
                 best(
                     sel.iter()
-                        .filter_map(|r| Some((f(r, k)?, s(r, "run").to_string())))
+                        .filter_map(|r| {
+                            let v = if tokens {
+                                r.figures.tokens_per_s
+                            } else {
+                                r.figures.samples_per_s
+                            };
+                            Some((v?, r.run.clone()))
+                        })
                         .collect(),
                 )
                 .unzip()
             }
             TargetMetric::GpuUtil => best(
                 sel.iter()
-                    .filter(|r| !s(r, "micro_batch").is_empty())
-                    .filter_map(|r| Some((f(r, "gpu_util_avg")?, s(r, "run").to_string())))
+                    .filter(|r| !r.param("micro_batch").is_empty())
+                    .filter_map(|r| Some((r.figures.gpu_util_avg?, r.run.clone())))
                     .collect(),
             )
             .unzip(),
@@ -496,9 +438,12 @@ pub fn targets(
     out
 }
 
+/// A figure of a run, read from its row.
+type Figure = fn(&RunRow) -> Option<f64>;
+
 /// Repeats of one point (`-r0`, `-r1`, ...): mean, min, max and coefficient of variation.
-pub fn repeats(runs: &[Row]) -> Vec<RepeatSummary> {
-    let mut groups: BTreeMap<String, Vec<&Row>> = BTreeMap::new();
+pub fn repeats(runs: &[RunRow]) -> Vec<RepeatSummary> {
+    let mut groups: BTreeMap<String, Vec<&RunRow>> = BTreeMap::new();
     for r in runs {
         let key: Vec<String> = params_of(r)
             .into_iter()
@@ -509,12 +454,17 @@ pub fn repeats(runs: &[Row]) -> Vec<RepeatSummary> {
     }
     let mut out = Vec::new();
     for (_, rs) in groups.into_iter().filter(|(_, rs)| rs.len() > 1) {
-        for metric in ["samples_per_s", "step_time_ms_p50"] {
-            let v: Vec<f64> = rs.iter().filter_map(|r| f(r, metric)).collect();
+        let metrics: [(&str, Figure); 2] = [
+            ("samples_per_s", |r| r.figures.samples_per_s),
+            ("step_time_ms_p50", |r| r.figures.step_time_ms_p50),
+        ];
+        for (metric, value) in metrics {
+            let v: Vec<f64> = rs.iter().filter_map(|r| value(r)).collect();
             let Some(m) = mean(&v) else { continue };
             let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
             out.push(RepeatSummary {
-                point: s(rs[0], "run")
+                point: rs[0]
+                    .run
                     .trim_end_matches(|c: char| c != '-')
                     .trim_end_matches('-')
                     .to_string(),
@@ -530,39 +480,36 @@ pub fn repeats(runs: &[Row]) -> Vec<RepeatSummary> {
     out
 }
 
-pub fn jobs(runs: &[Row], gpu: &[Row]) -> Vec<JobSummary> {
+pub fn jobs(runs: &[RunRow], gpu: &[GpuRow]) -> Vec<JobSummary> {
     runs.iter()
         .map(|r| {
-            let run = s(r, "run");
+            let run = r.run.as_str();
             let slowest = gpu
                 .iter()
-                .filter(|g| s(g, "run") == run)
-                .filter_map(|g| {
-                    Some((
-                        f(g, "util_avg")?,
-                        format!("{}/{}", s(g, "node"), s(g, "gpu")),
-                    ))
-                })
+                .filter(|g| g.run == run)
+                .filter_map(|g| Some((g.util_avg?, format!("{}/{}", g.node, g.gpu))))
                 .min_by(|a, b| a.0.total_cmp(&b.0))
                 .map(|(u, n)| format!("{n} ({u:.1} %)"))
                 .unwrap_or_default();
             JobSummary {
                 run: run.into(),
-                stage: s(r, "stage").into(),
-                status: s(r, "status").into(),
-                failure_class: s(r, "failure_class").into(),
-                samples_per_s: f(r, "samples_per_s"),
-                tokens_per_s_per_gpu: f(r, "tokens_per_s")
-                    .zip(f(r, "gpus"))
+                stage: r.stage.clone(),
+                status: r.status.clone(),
+                failure_class: r.failure_class.clone(),
+                samples_per_s: r.figures.samples_per_s,
+                tokens_per_s_per_gpu: r
+                    .figures
+                    .tokens_per_s
+                    .zip(r.param_f64("gpus"))
                     .map(|(t, g)| t / g.max(1.0)),
-                mfu_pct: f(r, "mfu_pct"),
-                gpu_util_avg: f(r, "gpu_util_avg"),
-                gpu_util_min: f(r, "gpu_util_min"),
-                gpu_util_max: f(r, "gpu_util_max"),
-                max_mem_gib: f(r, "max_mem_gib"),
-                power_w_avg: f(r, "power_w_avg"),
-                gpu_temp_max: f(r, "gpu_temp_max"),
-                comm_compute_ratio: f(r, "comm_compute_ratio"),
+                mfu_pct: r.figures.mfu_pct,
+                gpu_util_avg: r.figures.gpu_util_avg,
+                gpu_util_min: r.figures.gpu_util_min,
+                gpu_util_max: r.figures.gpu_util_max,
+                max_mem_gib: r.figures.max_mem_gib,
+                power_w_avg: r.figures.power_w_avg,
+                gpu_temp_max: r.figures.gpu_temp_max,
+                comm_compute_ratio: r.figures.comm_compute_ratio,
                 slowest_gpu: slowest,
             }
         })
@@ -571,11 +518,11 @@ pub fn jobs(runs: &[Row], gpu: &[Row]) -> Vec<JobSummary> {
 
 /// The node-by-node table of the pairwise link tests, from logs named
 /// `pair=<node a>=<node b>=sendrecv.log` and `...=latency.log`.
-pub fn links(nccl: &[Row], profile: Option<&Profile>) -> Vec<LinkRow> {
+pub fn links(nccl: &[NcclRow], profile: Option<&Profile>) -> Vec<LinkRow> {
     type Acc = (Option<f64>, Option<(u64, f64)>);
     let mut pairs: BTreeMap<(String, String, String), Acc> = BTreeMap::new();
-    for r in nccl.iter().filter(|r| s(r, "placement") != "in_place") {
-        let src = s(r, "source");
+    for r in nccl.iter().filter(|r| r.placement != "in_place") {
+        let src: &str = &r.source;
         let (dir, file) = src.rsplit_once('/').unwrap_or(("", src));
         let parts: Vec<&str> = file.split('=').collect();
         let [p, a, b, kind] = parts.as_slice() else {
@@ -590,15 +537,13 @@ pub fn links(nccl: &[Row], profile: Option<&Profile>) -> Vec<LinkRow> {
             .or_default();
         match *kind {
             "sendrecv.log" => {
-                if let Some(bw) = f(r, "busbw_gbps") {
+                if let Some(bw) = r.busbw_gbps {
                     e.0 = Some(e.0.map_or(bw, |x: f64| x.max(bw)));
                 }
             }
             "latency.log" => {
-                if let (Some(size), Some(t)) = (
-                    r.get("size_bytes").and_then(|v| v.parse::<u64>().ok()),
-                    f(r, "time_us"),
-                ) && e.1.is_none_or(|(s0, _)| size < s0)
+                if let (size, Some(t)) = (r.size_bytes, r.time_us)
+                    && e.1.is_none_or(|(s0, _)| size < s0)
                 {
                     e.1 = Some((size, t));
                 }
@@ -625,9 +570,9 @@ pub fn links(nccl: &[Row], profile: Option<&Profile>) -> Vec<LinkRow> {
 
 /// Analyses a campaign whose tables `collect` wrote into `results`.
 pub fn analyze(campaign: &Path, results: &Path) -> Result<Analysis> {
-    let runs = read_csv(&results.join("runs.csv"))?;
-    let nccl = read_csv(&results.join("nccl.csv"))?;
-    let gpu = read_csv(&results.join("gpu.csv"))?;
+    let runs = RunRow::read_all(&results.join("runs.csv"))?;
+    let nccl: Vec<NcclRow> = crate::rows::read(&results.join("nccl.csv"))?;
+    let gpu: Vec<GpuRow> = crate::rows::read(&results.join("gpu.csv"))?;
     let profile = std::fs::read_to_string(campaign.join("profile.toml"))
         .ok()
         .and_then(|t| Profile::parse(&campaign.join("profile.toml"), &t).ok());
@@ -926,13 +871,23 @@ mod tests {
 
     /// A runs.csv row with the given columns (the algebra, not a log: the parsers are tested
     /// on real logs elsewhere).
-    fn row(kv: &[(&str, &str)]) -> Row {
-        kv.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn row(kv: &[(&str, &str)]) -> RunRow {
+        let mut r = RunRow::default();
+        for (k, v) in kv {
+            match *k {
+                "run" => r.run = v.to_string(),
+                "stage" => r.stage = v.to_string(),
+                "status" => r.status = v.to_string(),
+                "samples_per_s" => r.figures.samples_per_s = v.parse().ok(),
+                _ => {
+                    r.params.insert(k.to_string(), v.to_string());
+                }
+            }
+        }
+        r
     }
 
-    fn weak(run: &str, nodes: &str, gb: &str, sps: &str, status: &str) -> Row {
+    fn weak(run: &str, nodes: &str, gb: &str, sps: &str, status: &str) -> RunRow {
         row(&[
             ("run", run),
             ("stage", "s"),

@@ -17,6 +17,10 @@ use serde_json::Value as Json;
 use crate::campaign::Manifest;
 use crate::job_state::JobState;
 use crate::parsers::{self, ParsedLog};
+use crate::rows::{
+    Avail, BindingRow, FailureRow, GpuRow, NcclColumns, NcclRow, NetRow, PowerRow, PreflightRow,
+    RunRow, StepRow,
+};
 
 /// Bump when parsing or what is kept per file changes: cached results of older versions are
 /// re-read.
@@ -29,28 +33,6 @@ pub const CACHE_FILE: &str = ".collect-cache.bin";
 const CACHE_MAGIC: &[u8] = b"sweep collect cache, postcard\n";
 /// The last report and what it was computed from (see `finish`).
 pub const FINGERPRINT_FILE: &str = ".collect-fingerprint.json";
-/// nccl.csv's header.
-const NCCL_COLUMNS: [&str; 18] = [
-    "source",
-    "line",
-    "collective",
-    "size_bytes",
-    "count",
-    "dtype",
-    "redop",
-    "root",
-    "placement",
-    "time_us",
-    "algbw_gbps",
-    "busbw_gbps",
-    "wrong",
-    "max_error",
-    "nranks",
-    "nodes",
-    "gpu_name",
-    "nccl_version",
-];
-
 /// Every table `collect` writes.
 pub const TABLES: &[&str] = &[
     "nccl.csv",
@@ -250,29 +232,21 @@ impl NcclFacts {
         self.warns += o.warns;
     }
 
-    /// The runs.csv columns and their values (lists joined by `;`; the counts empty when the
-    /// run printed no NCCL debug line).
-    fn columns(&self) -> [(&'static str, String); 9] {
-        let join = |v: &[String]| v.join(";");
-        let num = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_default();
-        let count = |n: u64| {
-            if self.debug_lines > 0 {
-                n.to_string()
-            } else {
-                String::new()
-            }
-        };
-        [
-            ("nccl_version", join(&self.versions)),
-            ("nccl_nranks", num(self.nranks)),
-            ("nccl_nodes", num(self.nodes)),
-            ("nccl_net", join(&self.networks)),
-            ("nccl_nics", join(&self.nics)),
-            ("nccl_transports", join(&self.transports)),
-            ("nccl_init_complete", count(self.init_complete)),
-            ("nccl_warns", count(self.warns)),
-            ("nccl_errors", join(&self.errors)),
-        ]
+    /// runs.csv's NCCL columns (lists joined by `;`; the counts empty when the run printed no
+    /// NCCL debug line).
+    fn row_columns(&self) -> NcclColumns {
+        let count = |n: u64| (self.debug_lines > 0).then_some(n);
+        NcclColumns {
+            nccl_version: self.versions.join(";"),
+            nccl_nranks: self.nranks,
+            nccl_nodes: self.nodes,
+            nccl_net: self.networks.join(";"),
+            nccl_nics: self.nics.join(";"),
+            nccl_transports: self.transports.join(";"),
+            nccl_init_complete: count(self.init_complete),
+            nccl_warns: count(self.warns),
+            nccl_errors: self.errors.join(";"),
+        }
     }
 }
 
@@ -1412,96 +1386,6 @@ struct Tables {
     power: Vec<(String, String, String, Vec<Option<f64>>)>,
 }
 
-fn fmt_opt(v: Option<f64>) -> String {
-    let mut s = String::new();
-    fmt_into(&mut s, v);
-    s
-}
-
-/// `field` as the csv crate writes a field of a record of several (its default
-/// `QuoteStyle::Necessary`): quoted, with quotes doubled, when it holds a comma, a quote or a
-/// line break (the tests hold the two to the same bytes).
-fn push_csv_field(out: &mut Vec<u8>, field: &str) {
-    let b = field.as_bytes();
-    if !b.iter().any(|c| matches!(c, b',' | b'"' | b'\n' | b'\r')) {
-        out.extend_from_slice(b);
-        return;
-    }
-    out.push(b'"');
-    for &c in b {
-        if c == b'"' {
-            out.push(b'"');
-        }
-        out.push(c);
-    }
-    out.push(b'"');
-}
-
-/// [`fmt_opt`] appended to `buf` (no allocation per value).
-fn fmt_into(buf: &mut String, v: Option<f64>) {
-    use std::fmt::Write as _;
-    if let Some(x) = v {
-        // Writing to a String cannot fail.
-        let _ = if x.fract() == 0.0 && x.abs() < 1e15 {
-            if x == 0.0 && x.is_sign_negative() {
-                buf.push_str("-0");
-            } else {
-                buf.push_str(itoa::Buffer::new().format(x as i64));
-            }
-            Ok(())
-        } else if !fixed4(buf, x) {
-            write!(buf, "{x:.4}")
-        } else {
-            Ok(())
-        };
-    }
-}
-
-/// `{x:.4}` for |x| < 1e15, in integer arithmetic: x is m·2^e exactly, so x·10^4 rounded
-/// half to even (as `std` rounds the exact value) is an integer division and a comparison;
-/// `std`'s general exact formatter costs several times more per value. False (nothing
-/// written) for other values.
-fn fixed4(buf: &mut String, x: f64) -> bool {
-    if !x.is_finite() || x.abs() >= 1e15 {
-        return false;
-    }
-    let bits = x.to_bits();
-    let exp = ((bits >> 52) & 0x7ff) as i32;
-    let frac = bits & ((1u64 << 52) - 1);
-    let (m, e) = if exp == 0 {
-        (frac, -1074)
-    } else {
-        (frac | (1u64 << 52), exp - 1075)
-    };
-    let m4 = u128::from(m) * 10_000;
-    let q = if e >= 0 {
-        m4 << e
-    } else if -e >= 127 {
-        // m·10^4 < 2^67: below half a unit of 10^-4.
-        0
-    } else {
-        let sh = -e as u32;
-        let q = m4 >> sh;
-        let r = m4 & ((1u128 << sh) - 1);
-        let half = 1u128 << (sh - 1);
-        if r > half || (r == half && q & 1 == 1) {
-            q + 1
-        } else {
-            q
-        }
-    };
-    if x.is_sign_negative() {
-        buf.push('-');
-    }
-    buf.push_str(itoa::Buffer::new().format(q / 10_000));
-    let f = (q % 10_000) as u16;
-    buf.push('.');
-    for d in [f / 1000, f / 100 % 10, f / 10 % 10, f % 10] {
-        buf.push(char::from(b'0' + d as u8));
-    }
-    true
-}
-
 /// Figures of one run from all its files: the payload's own metrics first, then DeepSpeed's.
 fn aggregate(
     run: &mut Run,
@@ -1812,11 +1696,9 @@ impl Tables {
 
     fn steps_csv(runs: &[Run], files: &Files<'_>) -> Result<Vec<u8>> {
         // steps.csv: long format, one row per (step, value). The largest table, its rows
-        // mostly repeats: the fields a file's rows share and those a step's share are encoded
-        // once, as the csv crate encodes them.
-        let mut w = csv::Writer::from_writer(Vec::new());
-        w.write_record(["run", "source", "rank", "step", "warmup", "name", "value"])?;
-        let mut out = w.into_inner()?;
+        // borrowed from the cache and mostly repeats: the fields a file's rows share and
+        // those a step's share are encoded once.
+        let mut out = StepRow::header()?;
         let mut file_head = Vec::new();
         let mut step_head = Vec::new();
         let mut num = String::new();
@@ -1824,35 +1706,26 @@ impl Tables {
             if f.steps.is_empty() {
                 continue;
             }
+            let mut row = StepRow {
+                run: runs[i].run.as_str().into(),
+                source: s.key.as_str().into(),
+                ..Default::default()
+            };
             file_head.clear();
-            push_csv_field(&mut file_head, &runs[i].run);
-            file_head.push(b',');
-            push_csv_field(&mut file_head, &s.key);
-            file_head.push(b',');
+            row.write_file_head(&mut file_head);
             let steady = steady_flags(&f.steps, warmup_steps(&runs[i].params));
             for (st, steady) in f.steps.iter().zip(steady) {
+                row.rank = st.rank;
+                row.step = st.step;
+                // The log's own mark, else whether the figures left the step out as warm-up.
+                row.warmup = st.warmup.unwrap_or(!steady);
                 step_head.clear();
                 step_head.extend_from_slice(&file_head);
-                if let Some(r) = st.rank {
-                    step_head.extend_from_slice(itoa::Buffer::new().format(r).as_bytes());
-                }
-                step_head.push(b',');
-                step_head.extend_from_slice(itoa::Buffer::new().format(st.step).as_bytes());
-                step_head.push(b',');
-                // The log's own mark, else whether the figures left the step out as warm-up.
-                step_head.extend_from_slice(if st.warmup.unwrap_or(!steady) {
-                    b"true,"
-                } else {
-                    b"false,"
-                });
+                row.write_step_head(&mut step_head);
                 for (k, v) in &st.values {
-                    out.extend_from_slice(&step_head);
-                    push_csv_field(&mut out, k);
-                    out.push(b',');
-                    num.clear();
-                    fmt_into(&mut num, Some(*v));
-                    out.extend_from_slice(num.as_bytes());
-                    out.push(b'\n');
+                    row.name = k.as_str().into();
+                    row.value = Some(*v);
+                    row.write_tail(&step_head, &mut out, &mut num);
                 }
             }
         }
@@ -1873,327 +1746,142 @@ impl Tables {
         Ok(tables)
     }
 
-    /// nccl.csv: one row per result row, pushed field by field as the csv crate would write
-    /// them (tens of thousands of rows; no `String` per field).
+    /// nccl.csv: one row per result row, borrowed from the cache (tens of thousands of rows; no
+    /// `String` per field).
     fn nccl_csv(files: &Files<'_>) -> Result<Vec<u8>> {
-        let mut w = csv::Writer::from_writer(Vec::new());
-        w.write_record(NCCL_COLUMNS)?;
-        let mut out = w.into_inner()?;
+        let mut out = NcclRow::header()?;
         let mut num = String::new();
-        let mut int = itoa::Buffer::new();
         for (src, r) in files
             .each()
             .flat_map(|(_, s, f)| f.nccl.iter().map(move |r| (&s.key, r)))
         {
-            let text = |out: &mut Vec<u8>, t: &str| {
-                push_csv_field(out, t);
-                out.push(b',');
-            };
-            text(&mut out, src);
-            text(&mut out, int.format(r.line));
-            text(&mut out, &r.collective);
-            text(&mut out, int.format(r.size_bytes));
-            text(&mut out, int.format(r.count));
-            text(&mut out, &r.dtype);
-            text(&mut out, &r.redop);
-            text(&mut out, &r.root);
-            text(&mut out, &r.placement);
-            for v in [r.time_us, r.algbw_gbps, r.busbw_gbps] {
-                num.clear();
-                fmt_into(&mut num, Some(v));
-                text(&mut out, &num);
+            NcclRow {
+                source: src.as_str().into(),
+                line: r.line,
+                collective: r.collective.as_str().into(),
+                size_bytes: r.size_bytes,
+                count: r.count,
+                dtype: r.dtype.as_str().into(),
+                redop: r.redop.as_str().into(),
+                root: r.root.as_str().into(),
+                placement: r.placement.as_str().into(),
+                time_us: Some(r.time_us),
+                algbw_gbps: Some(r.algbw_gbps),
+                busbw_gbps: Some(r.busbw_gbps),
+                wrong: r.wrong.as_str().into(),
+                max_error: r.max_error,
+                nranks: r.nranks,
+                nodes: r.nodes,
+                gpu_name: r.gpu_name.as_str().into(),
+                nccl_version: r.nccl_version.as_str().into(),
             }
-            text(&mut out, &r.wrong);
-            if let Some(e) = r.max_error {
-                // As nccl-tests printed it (`1e+00`, `2e-07`): the figure is an order of
-                // magnitude, and the fixed four decimals of the other columns would round
-                // small errors to zero.
-                num.clear();
-                let _ = std::fmt::Write::write_fmt(&mut num, format_args!("{e:e}"));
-                out.extend_from_slice(num.as_bytes());
-            }
-            out.push(b',');
-            for v in [r.nranks, r.nodes] {
-                if let Some(v) = v {
-                    out.extend_from_slice(int.format(v).as_bytes());
-                }
-                out.push(b',');
-            }
-            text(&mut out, &r.gpu_name);
-            push_csv_field(&mut out, &r.nccl_version);
-            out.push(b'\n');
+            .write_csv(&mut out, &mut num);
         }
         Ok(out)
     }
 
     /// The tables after nccl.csv, in order.
     fn other_tables(&self, runs: &[Run]) -> Result<Vec<(&'static str, Vec<u8>)>> {
-        let mut tables = Vec::new();
-        let mut put = |name: &'static str, bytes: Vec<u8>| -> Result<()> {
-            tables.push((name, bytes));
-            Ok(())
-        };
+        let run_rows: Vec<RunRow> = runs.iter().map(run_row).collect();
+        Ok(vec![
+            ("runs.csv", RunRow::write_all(&run_rows)?),
+            ("steps.csv", Vec::new()),
+            ("gpu.csv", GpuRow::write_all(&self.gpu_rows())?),
+            ("failures.csv", FailureRow::write_all(&self.failure_rows())?),
+            ("binding.csv", BindingRow::write_all(&self.binding_rows())?),
+            ("net.csv", NetRow::write_all(&self.net_rows())?),
+            ("power.csv", PowerRow::write_all(&self.power_rows(runs))?),
+            (
+                "preflight.csv",
+                PreflightRow::write_all(&self.preflight_rows())?,
+            ),
+        ])
+    }
 
-        // runs.csv: the point's parameters (union over runs), status, failure, figures.
-        let mut pcols: Vec<String> = Vec::new();
-        for r in runs {
-            for k in r.params.keys() {
-                if !k.starts_with("__") && k != "stage" && !pcols.contains(k) {
-                    pcols.push(k.clone());
-                }
-            }
-        }
-        let fcols: Vec<String> = runs
-            .first()
-            .map(|r| r.figures.keys().cloned().collect())
-            .unwrap_or_default();
-        let mut w = csv::Writer::from_writer(Vec::new());
-        let mut header = vec!["run".to_string(), "stage".into()];
-        header.extend(pcols.iter().cloned());
-        header.extend([
-            "status".to_string(),
-            "failure_class".into(),
-            "failure_evidence".into(),
-        ]);
-        header.extend(fcols.iter().cloned());
-        header.extend(
-            NcclFacts::default()
-                .columns()
-                .iter()
-                .map(|(k, _)| k.to_string()),
-        );
-        w.write_record(&header)?;
-        for r in runs {
-            let mut row = vec![r.run.clone(), r.stage.clone()];
-            for k in &pcols {
-                row.push(
-                    r.params
-                        .get(k)
-                        .map(crate::expand::json_short)
-                        .unwrap_or_default(),
-                );
-            }
-            row.extend([
-                r.status.clone(),
-                r.failure_class.clone(),
-                r.failure_evidence.clone(),
-            ]);
-            for k in &fcols {
-                row.push(fmt_opt(r.figures.get(k).copied().flatten()));
-            }
-            row.extend(r.nccl.columns().into_iter().map(|(_, v)| v));
-            w.write_record(&row)?;
-        }
-        put("runs.csv", w.into_inner()?)?;
+    fn gpu_rows(&self) -> Vec<GpuRow> {
+        self.gpu
+            .iter()
+            .map(|(run, g)| GpuRow {
+                run: run.clone(),
+                node: g.node.clone(),
+                gpu: g.gpu.clone(),
+                name: g.name.clone(),
+                samples: g.samples,
+                util_avg: (g.util_n > 0).then(|| g.util_sum / g.util_n as f64),
+                util_min: g.util_min,
+                util_max: g.util_max,
+                mem_used_max_mib: g.mem_used_max_mib,
+                power_w_avg: (g.power_n > 0).then(|| g.power_sum / g.power_n as f64),
+                power_w_max: g.power_max,
+                temp_max_c: g.temp_max,
+                mem_temp_max_c: g.mem_temp_max,
+            })
+            .collect()
+    }
 
-        put("steps.csv", Vec::new())?;
+    fn failure_rows(&self) -> Vec<FailureRow> {
+        self.failures
+            .iter()
+            .map(|(src, f)| FailureRow {
+                source: src.clone(),
+                line: f.line,
+                class: f.class.clone(),
+                kind: f.kind.clone(),
+                weak: f.weak,
+                message: f.message.clone(),
+            })
+            .collect()
+    }
 
-        let mut w = csv::Writer::from_writer(Vec::new());
-        w.write_record([
-            "run",
-            "node",
-            "gpu",
-            "name",
-            "samples",
-            "util_avg",
-            "util_min",
-            "util_max",
-            "mem_used_max_mib",
-            "power_w_avg",
-            "power_w_max",
-            "temp_max_c",
-            "mem_temp_max_c",
-        ])?;
-        for (run, g) in &self.gpu {
-            w.write_record([
-                run.clone(),
-                g.node.clone(),
-                g.gpu.clone(),
-                g.name.clone(),
-                g.samples.to_string(),
-                fmt_opt((g.util_n > 0).then(|| g.util_sum / g.util_n as f64)),
-                fmt_opt(g.util_min),
-                fmt_opt(g.util_max),
-                fmt_opt(g.mem_used_max_mib),
-                fmt_opt((g.power_n > 0).then(|| g.power_sum / g.power_n as f64)),
-                fmt_opt(g.power_max),
-                fmt_opt(g.temp_max),
-                fmt_opt(g.mem_temp_max),
-            ])?;
-        }
-        put("gpu.csv", w.into_inner()?)?;
+    fn binding_rows(&self) -> Vec<BindingRow> {
+        self.binds
+            .iter()
+            .map(|(run, b)| BindingRow {
+                run: run.clone(),
+                node: b.node.clone(),
+                rank: b.rank,
+                local_rank: b.local_rank,
+                cpus: b.cpus.clone(),
+                expect_cpus: b.expect_cpus.clone(),
+                cpus_ok: b.cpus_ok,
+                gpu: b.gpu.clone(),
+                expect_gpu: b.expect_gpu.clone(),
+                gpu_ok: b.gpu_ok,
+                nic: b.nic.clone(),
+            })
+            .collect()
+    }
 
-        let mut w = csv::Writer::from_writer(Vec::new());
-        w.write_record(["source", "line", "class", "kind", "weak", "message"])?;
-        for (src, f) in &self.failures {
-            w.write_record([
-                src.clone(),
-                f.line.to_string(),
-                f.class.clone(),
-                f.kind.clone(),
-                f.weak.to_string(),
-                f.message.clone(),
-            ])?;
-        }
-        put("failures.csv", w.into_inner()?)?;
+    /// net.csv: what every NIC / RDMA port carried between the job's first and last snapshot;
+    /// "not available" where the device has no such counter.
+    fn net_rows(&self) -> Vec<NetRow> {
+        self.nics.iter().map(|(run, n)| net_row(run, n)).collect()
+    }
 
-        let mut w = csv::Writer::from_writer(Vec::new());
-        w.write_record([
-            "run",
-            "node",
-            "rank",
-            "local_rank",
-            "cpus",
-            "expect_cpus",
-            "cpus_ok",
-            "gpu",
-            "expect_gpu",
-            "gpu_ok",
-            "nic",
-        ])?;
-        for (run, b) in &self.binds {
-            w.write_record([
-                run.clone(),
-                b.node.clone(),
-                b.rank.map(|x| x.to_string()).unwrap_or_default(),
-                b.local_rank.map(|x| x.to_string()).unwrap_or_default(),
-                b.cpus.clone(),
-                b.expect_cpus.clone(),
-                b.cpus_ok.to_string(),
-                b.gpu.clone(),
-                b.expect_gpu.clone(),
-                b.gpu_ok.to_string(),
-                b.nic.clone(),
-            ])?;
-        }
-        put("binding.csv", w.into_inner()?)?;
-
-        // net.csv: what every NIC / RDMA port carried between the job's first and last
-        // snapshot; "not available" where the device has no such counter.
-        let na = |v: Option<f64>| {
-            v.map(|x| fmt_opt(Some(x)))
-                .unwrap_or_else(|| "not available".into())
-        };
-        let mut w = csv::Writer::from_writer(Vec::new());
-        let mut header = vec![
-            "run",
-            "node",
-            "kind",
-            "device",
-            "port",
-            "state",
-            "seconds",
-            "line_rate_gbps",
-            "rx_bytes",
-            "tx_bytes",
-            "rx_packets",
-            "tx_packets",
-            "drops",
-            "errors",
-        ];
-        header.extend(parsers::telemetry::IB_COUNTERS[8..].iter().copied());
-        header.extend(["rx_gbps", "tx_gbps", "pct_of_line_rate"]);
-        w.write_record(&header)?;
-        for (run, n) in &self.nics {
-            let ib = n.kind == "ib";
-            let sum = |a: &str, b: &str| match (n.get(a), n.get(b)) {
-                (None, None) => None,
-                (x, y) => Some(x.unwrap_or(0.0) + y.unwrap_or(0.0)),
-            };
-            // port_rcv_data / port_xmit_data count 4-byte words.
-            let (rx, tx) = if ib {
-                (
-                    n.get("port_rcv_data").map(|x| x * 4.0),
-                    n.get("port_xmit_data").map(|x| x * 4.0),
-                )
-            } else {
-                (n.get("rx_bytes"), n.get("tx_bytes"))
-            };
-            let (rxp, txp) = if ib {
-                (n.get("port_rcv_packets"), n.get("port_xmit_packets"))
-            } else {
-                (n.get("rx_packets"), n.get("tx_packets"))
-            };
-            let drops = if ib {
-                sum("port_rcv_discards", "port_xmit_discards")
-            } else {
-                sum("rx_dropped", "tx_dropped")
-            };
-            let errors = if ib {
-                sum("port_rcv_errors", "symbol_error")
-            } else {
-                sum("rx_errors", "tx_errors")
-            };
-            let gbps = |b: Option<f64>| {
-                b.filter(|_| n.seconds > 0.0)
-                    .map(|b| b * 8.0 / n.seconds / 1e9)
-            };
-            let peak = gbps(rx)
-                .into_iter()
-                .chain(gbps(tx))
-                .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b))));
-            let mut row = vec![
-                run.clone(),
-                n.node.clone(),
-                n.kind.clone(),
-                n.device.clone(),
-                n.port.clone(),
-                n.state.clone(),
-                fmt_opt(Some(n.seconds)),
-                na(n.line_rate_gbps),
-                na(rx),
-                na(tx),
-                na(rxp),
-                na(txp),
-                na(drops),
-                na(errors),
-            ];
-            for c in &parsers::telemetry::IB_COUNTERS[8..] {
-                row.push(na(if ib { n.get(c) } else { None }));
-            }
-            row.push(na(gbps(rx)));
-            row.push(na(gbps(tx)));
-            row.push(na(peak
-                .zip(n.line_rate_gbps)
-                .filter(|(_, r)| *r > 0.0)
-                .map(|(p, r)| 100.0 * p / r)));
-            w.write_record(&row)?;
-        }
-        put("net.csv", w.into_inner()?)?;
-
-        // power.csv: system power (ipmitool) and GPU power (dcgmi) per node, where the node
-        // has the source; "not available" where it does not.
-        let mut w = csv::Writer::from_writer(Vec::new());
-        w.write_record([
-            "run",
-            "node",
-            "source",
-            "readings",
-            "watts_avg",
-            "watts_max",
-        ])?;
+    /// power.csv: system power (ipmitool) and GPU power (dcgmi) per node, where the node has
+    /// the source; "not available" where it does not.
+    fn power_rows(&self, runs: &[Run]) -> Vec<PowerRow> {
+        let mut rows = Vec::new();
         for (run, node, source, v) in &self.power {
             let got: Vec<f64> = v.iter().flatten().copied().collect();
             let (avg, max) = if got.is_empty() {
-                ("not available".to_string(), "not available".to_string())
+                (None, None)
             } else {
                 (
-                    fmt_opt(Some(got.iter().sum::<f64>() / got.len() as f64)),
-                    fmt_opt(
-                        got.iter()
-                            .copied()
-                            .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b)))),
-                    ),
+                    Some(got.iter().sum::<f64>() / got.len() as f64),
+                    got.iter()
+                        .copied()
+                        .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b)))),
                 )
             };
-            w.write_record([
-                run.clone(),
-                node.clone(),
-                source.clone(),
-                got.len().to_string(),
-                avg,
-                max,
-            ])?;
+            rows.push(PowerRow {
+                run: run.clone(),
+                node: node.clone(),
+                source: source.clone(),
+                readings: got.len() as u64,
+                watts_avg: Avail(avg),
+                watts_max: Avail(max),
+            });
         }
         for r in runs {
             for u in &r.unavailable {
@@ -2201,39 +1889,141 @@ impl Tables {
                     .strip_prefix("dcgm-")
                     .and_then(|x| x.strip_suffix(".unavailable"))
                 {
-                    w.write_record([
-                        r.run.clone(),
-                        node.to_string(),
-                        "dcgmi".into(),
-                        "0".into(),
-                        "not available".into(),
-                        "not available".into(),
-                    ])?;
+                    rows.push(PowerRow {
+                        run: r.run.clone(),
+                        node: node.to_string(),
+                        source: "dcgmi".into(),
+                        readings: 0,
+                        watts_avg: Avail(None),
+                        watts_max: Avail(None),
+                    });
                 }
             }
         }
-        put("power.csv", w.into_inner()?)?;
+        rows
+    }
 
-        let mut w = csv::Writer::from_writer(Vec::new());
-        w.write_record(["run", "node", "check", "status", "expected", "found"])?;
+    fn preflight_rows(&self) -> Vec<PreflightRow> {
+        let mut rows = Vec::new();
         for (run, p) in &self.preflight {
+            let row = |check: &str, status: &str, expected: &str, found: &str| PreflightRow {
+                run: run.clone(),
+                node: p.node.clone(),
+                check: check.into(),
+                status: status.into(),
+                expected: expected.into(),
+                found: found.into(),
+            };
             for (name, status, expected, found) in &p.checks {
-                w.write_record([run.as_str(), &p.node, name, status, expected, found])?;
+                rows.push(row(name, status, expected, found));
             }
             if p.result.is_none() {
-                w.write_record([
-                    run.as_str(),
-                    &p.node,
+                rows.push(row(
                     "record",
                     "fail",
                     "a complete record",
                     "the probe stopped before its result line",
-                ])?;
+                ));
             }
         }
-        put("preflight.csv", w.into_inner()?)?;
-        Ok(tables)
+        rows
     }
+}
+
+/// A run's runs.csv row: the point's parameters but the hidden (`__model`) and the stage,
+/// which has its own column.
+fn run_row(r: &Run) -> RunRow {
+    let mut row = RunRow {
+        run: r.run.clone(),
+        stage: r.stage.clone(),
+        params: r
+            .params
+            .iter()
+            .filter(|(k, _)| !k.starts_with("__") && *k != "stage")
+            .map(|(k, v)| (k.clone(), crate::expand::json_short(v)))
+            .collect(),
+        status: r.status.clone(),
+        failure_class: r.failure_class.clone(),
+        failure_evidence: r.failure_evidence.clone(),
+        nccl: r.nccl.row_columns(),
+        ..Default::default()
+    };
+    for (k, v) in &r.figures {
+        row.set_figure(k, *v);
+    }
+    row
+}
+
+/// A NIC's net.csv row; IB data counters count 4-byte words, converted to bytes.
+fn net_row(run: &str, n: &parsers::telemetry::NicDelta) -> NetRow {
+    let ib = n.kind == "ib";
+    let sum = |a: &str, b: &str| match (n.get(a), n.get(b)) {
+        (None, None) => None,
+        (x, y) => Some(x.unwrap_or(0.0) + y.unwrap_or(0.0)),
+    };
+    let (rx, tx) = if ib {
+        (
+            n.get("port_rcv_data").map(|x| x * 4.0),
+            n.get("port_xmit_data").map(|x| x * 4.0),
+        )
+    } else {
+        (n.get("rx_bytes"), n.get("tx_bytes"))
+    };
+    let (rxp, txp) = if ib {
+        (n.get("port_rcv_packets"), n.get("port_xmit_packets"))
+    } else {
+        (n.get("rx_packets"), n.get("tx_packets"))
+    };
+    let drops = if ib {
+        sum("port_rcv_discards", "port_xmit_discards")
+    } else {
+        sum("rx_dropped", "tx_dropped")
+    };
+    let errors = if ib {
+        sum("port_rcv_errors", "symbol_error")
+    } else {
+        sum("rx_errors", "tx_errors")
+    };
+    let gbps = |b: Option<f64>| {
+        b.filter(|_| n.seconds > 0.0)
+            .map(|b| b * 8.0 / n.seconds / 1e9)
+    };
+    let peak = gbps(rx)
+        .into_iter()
+        .chain(gbps(tx))
+        .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b))));
+    let mut row = NetRow {
+        run: run.to_string(),
+        node: n.node.clone(),
+        kind: n.kind.clone(),
+        device: n.device.clone(),
+        port: n.port.clone(),
+        state: n.state.clone(),
+        seconds: Some(n.seconds),
+        line_rate_gbps: Avail(n.line_rate_gbps),
+        rx_bytes: Avail(rx),
+        tx_bytes: Avail(tx),
+        rx_packets: Avail(rxp),
+        tx_packets: Avail(txp),
+        drops: Avail(drops),
+        errors: Avail(errors),
+        rx_gbps: Avail(gbps(rx)),
+        tx_gbps: Avail(gbps(tx)),
+        pct_of_line_rate: Avail(
+            peak.zip(n.line_rate_gbps)
+                .filter(|(_, r)| *r > 0.0)
+                .map(|(p, r)| 100.0 * p / r),
+        ),
+        ..Default::default()
+    };
+    for (cell, c) in row
+        .ib_counters_mut()
+        .into_iter()
+        .zip(&parsers::telemetry::IB_COUNTERS[8..])
+    {
+        *cell = Avail(if ib { n.get(c) } else { None });
+    }
+    row
 }
 
 pub fn render_summary(r: &Report) -> String {
@@ -2399,98 +2189,12 @@ mod tests {
         }
     }
 
-    /// Fields encoded by hand are the bytes the csv crate writes for them in a record.
+    /// net.csv's counter columns are the IB counters `net_row` fills them from, in order.
     #[test]
-    fn csv_fields_are_encoded_as_the_csv_crate_encodes_them() {
-        for f in [
-            "",
-            "plain",
-            "with space",
-            " lead",
-            "trail ",
-            "a,b",
-            "say \"hi\"",
-            "\"",
-            "line\nbreak",
-            "cr\rhere",
-            "#hash",
-            "tab\there",
-            "semi;colon",
-            "caf\u{e9} \u{2192}",
-            "'quote'",
-            "\\back",
-        ] {
-            let mut w = csv::Writer::from_writer(Vec::new());
-            w.write_record([f, "x"]).unwrap();
-            let want = w.into_inner().unwrap();
-            let mut got = Vec::new();
-            push_csv_field(&mut got, f);
-            got.extend_from_slice(b",x\n");
-            assert_eq!(
-                String::from_utf8_lossy(&got),
-                String::from_utf8_lossy(&want),
-                "{f:?}"
-            );
-        }
-    }
-
-    /// The integer formatter writes what `{:.4}` writes, ties and tiny values included.
-    #[test]
-    fn fixed4_is_std_fixed_precision() {
-        let mut values = vec![
-            0.0,
-            -0.0,
-            0.25,
-            0.125,
-            0.00005,
-            0.00015,
-            0.00025,
-            1.00005,
-            2.5,
-            -2.5,
-            0.5,
-            1.5,
-            1e-300,
-            -1e-300,
-            5e-324,
-            123456789.12345,
-            999999999999999.9,
-            -0.00004,
-            0.33333,
-            1e14 + 0.5,
-            77.58,
-            700.0,
-            1.0 / 3.0,
-        ];
-        let mut seed = 9u64;
-        for _ in 0..200_000 {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let r = seed >> 11;
-            values.push(match seed % 4 {
-                // Any double of a sensible magnitude.
-                0 => {
-                    f64::from_bits(r % (0x4330_0000_0000_0000))
-                        * if seed & 16 == 0 { 1.0 } else { -1.0 }
-                }
-                // Near a tie of the fourth decimal.
-                1 => (r % 100_000_000) as f64 / 10_000.0 + 0.00005,
-                // Exact binary fractions (ties when the fifth decimal is a 5).
-                2 => (r % 1_000_000) as f64 / 1024.0,
-                _ => (r % 1_000_000_000) as f64 / 1000.0,
-            });
-        }
-        for x in values {
-            let mut ours = String::new();
-            if fixed4(&mut ours, x) {
-                assert_eq!(ours, format!("{x:.4}"), "{x:e}");
-            } else {
-                assert!(x.abs() >= 1e15 || !x.is_finite(), "{x:e}");
-            }
-        }
-        let mut s = String::new();
-        fmt_into(&mut s, Some(-0.0));
-        assert_eq!(s, format!("{:.0}", -0.0f64));
+    fn net_counter_columns_are_the_ib_counters() {
+        assert_eq!(
+            crate::rows::NetRow::COLUMNS[14..24],
+            parsers::telemetry::IB_COUNTERS[8..]
+        );
     }
 }

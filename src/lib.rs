@@ -28,6 +28,7 @@ pub mod profile_import;
 pub mod reconcile;
 pub mod render;
 pub mod report;
+pub mod rows;
 pub mod slurm;
 pub mod spec;
 pub mod state;

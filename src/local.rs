@@ -32,7 +32,7 @@ use crate::state::{Lock, State};
 const BIN_DIR: &str = ".local-bin";
 
 #[derive(Debug, Default, Clone)]
-pub struct LocalOptions {
+pub(crate) struct LocalOptions {
     pub stages: Vec<String>,
     pub dry_run: bool,
     /// Run again jobs that already ran (their earlier ids go to the job's history).
@@ -40,7 +40,7 @@ pub struct LocalOptions {
 }
 
 #[derive(Debug, Default, Serialize)]
-pub struct LocalReport {
+pub(crate) struct LocalReport {
     /// (job, local id, final state, exit code)
     pub ran: Vec<(String, String, JobState, i32)>,
     pub already: usize,
@@ -49,7 +49,7 @@ pub struct LocalReport {
 }
 
 /// This machine's short host name: the node name jobs see.
-pub fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
@@ -63,7 +63,7 @@ pub fn hostname() -> String {
 }
 
 /// CPUs this process may run on (its affinity), in order.
-pub fn allowed_cpus() -> Vec<usize> {
+pub(crate) fn allowed_cpus() -> Vec<usize> {
     // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity fills it.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
@@ -127,7 +127,7 @@ fn job_shape(job_dir: &Path) -> (u32, u32, u32) {
 
 /// Runs every selected job not yet run, stage by stage (an `afterok` stage runs only if every
 /// job of the stages it waits for completed).
-pub fn run(dir: &Path, opts: &LocalOptions) -> Result<LocalReport> {
+pub(crate) fn run(dir: &Path, opts: &LocalOptions) -> Result<LocalReport> {
     crate::state::ensure_campaign(dir)?;
     let m = Manifest::load(dir)?;
     for s in &opts.stages {
@@ -516,7 +516,7 @@ fn append_line(p: &Path, line: &str) -> std::io::Result<()> {
 
 /// What `srun` was asked for, as far as one node can honour it.
 #[derive(Debug, Default, PartialEq)]
-pub struct SrunArgs {
+pub(crate) struct SrunArgs {
     pub nodes: Option<u32>,
     pub ntasks: Option<u32>,
     pub ntasks_per_node: Option<u32>,
@@ -535,7 +535,7 @@ pub struct SrunArgs {
 
 /// Parses srun's command line (the subset sbatch scripts use); an unknown option is an error
 /// rather than a silently different step.
-pub fn parse_srun(args: &[String]) -> Result<SrunArgs> {
+pub(crate) fn parse_srun(args: &[String]) -> Result<SrunArgs> {
     const WITH_VALUE: &[(&str, Option<char>)] = &[
         ("nodes", Some('N')),
         ("ntasks", Some('n')),
@@ -669,7 +669,7 @@ pub fn parse_srun(args: &[String]) -> Result<SrunArgs> {
 
 /// The CPU set of each task from `--cpu-bind` (after `verbose,`): `mask_cpu:` hex masks or
 /// `map_cpu:` ids, task i taking entry i modulo their number; `None` for no binding.
-pub fn cpu_sets(bind: &str, ntasks: u32) -> Result<Option<Vec<Vec<usize>>>> {
+pub(crate) fn cpu_sets(bind: &str, ntasks: u32) -> Result<Option<Vec<Vec<usize>>>> {
     let spec: Vec<&str> = bind
         .split(',')
         .filter(|p| *p != "verbose" && *p != "quiet")
@@ -719,7 +719,11 @@ pub fn cpu_sets(bind: &str, ntasks: u32) -> Result<Option<Vec<Vec<usize>>>> {
 
 /// `CUDA_VISIBLE_DEVICES` of each task from `--gpu-bind`: `map_gpu:` ids (relative to the
 /// job's GPUs), `single:N` (N tasks per GPU, in order), or every GPU of the job.
-pub fn gpu_sets(bind: Option<&str>, ntasks: u32, job_gpus: &[String]) -> Result<Vec<String>> {
+pub(crate) fn gpu_sets(
+    bind: Option<&str>,
+    ntasks: u32,
+    job_gpus: &[String],
+) -> Result<Vec<String>> {
     let bind = bind.unwrap_or("none");
     let spec: Vec<&str> = bind.split(',').filter(|p| *p != "verbose").collect();
     let spec = spec.join(",");
@@ -815,7 +819,7 @@ struct Step {
 }
 
 /// `srun` under the local executor: starts the step's tasks here and returns srun's exit code.
-pub fn srun(args: &[String]) -> Result<i32> {
+pub(crate) fn srun(args: &[String]) -> Result<i32> {
     let s = Step::resolve(parse_srun(args)?)?;
     catch_signals();
     let mut children = Vec::new();
@@ -1116,7 +1120,7 @@ fn pump(r: impl std::io::Read, t: u32, err: bool) {
 }
 
 /// `scontrol` under the local executor: `show hostnames [LIST]` only.
-pub fn scontrol(args: &[String]) -> Result<i32> {
+pub(crate) fn scontrol(args: &[String]) -> Result<i32> {
     match args
         .iter()
         .map(String::as_str)

@@ -17,7 +17,7 @@ use crate::slurm::{QueueJob, Slurm, SlurmError};
 use crate::state::{Lock, State};
 
 #[derive(Debug, Clone, Serialize)]
-pub struct JobStatus {
+pub(crate) struct JobStatus {
     pub id: String,
     pub stage: String,
     pub slurm_id: Option<String>,
@@ -32,7 +32,7 @@ pub struct JobStatus {
 }
 
 #[derive(Debug, Serialize)]
-pub struct StatusReport {
+pub(crate) struct StatusReport {
     pub campaign: String,
     pub jobs: Vec<JobStatus>,
     pub counts: IndexMap<JobState, usize>,
@@ -46,7 +46,7 @@ pub struct StatusReport {
 }
 
 /// One poll. Takes the campaign lock only to write what it learned.
-pub fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
+pub(crate) fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
     crate::state::ensure_campaign(dir)?;
     let m = Manifest::load(dir)?;
     let mut errors = Vec::new();
@@ -336,7 +336,7 @@ fn since_window() -> String {
 
 /// The `--watch` poll interval: 2 s after a change, doubling while nothing changes up to 60 s,
 /// so an idle campaign costs at most two Slurm calls a minute once it has settled.
-pub fn next_interval(prev: std::time::Duration, changed: bool) -> std::time::Duration {
+pub(crate) fn next_interval(prev: std::time::Duration, changed: bool) -> std::time::Duration {
     use std::time::Duration;
     if changed {
         Duration::from_secs(2)
@@ -345,7 +345,7 @@ pub fn next_interval(prev: std::time::Duration, changed: bool) -> std::time::Dur
     }
 }
 
-pub fn render(r: &StatusReport, all: bool) -> String {
+pub(crate) fn render(r: &StatusReport, all: bool) -> String {
     use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
     let mut s = String::new();
     let mut t = Table::new();

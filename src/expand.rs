@@ -88,14 +88,14 @@ pub struct Plan {
     pub excluded: Vec<Excluded>,
 }
 
-pub fn json_short(v: &Json) -> String {
+pub(crate) fn json_short(v: &Json) -> String {
     match v {
         Json::String(s) => s.clone(),
         other => other.to_string(),
     }
 }
 
-pub fn toml_to_json(v: &toml::Value) -> Json {
+pub(crate) fn toml_to_json(v: &toml::Value) -> Json {
     match v {
         toml::Value::String(s) => Json::String(s.clone()),
         toml::Value::Integer(i) => Json::from(*i),
@@ -114,7 +114,7 @@ pub fn toml_to_json(v: &toml::Value) -> Json {
 }
 
 /// Numeric equality across integer and float spellings (`2 == 2.0`), exact otherwise.
-pub fn json_eq(a: &Json, b: &Json) -> bool {
+pub(crate) fn json_eq(a: &Json, b: &Json) -> bool {
     match (a, b) {
         (Json::Number(x), Json::Number(y)) => x.as_f64() == y.as_f64(),
         _ => a == b,
@@ -123,7 +123,7 @@ pub fn json_eq(a: &Json, b: &Json) -> bool {
 
 /// An environment for the small expressions of `exclude` and `derive`: strict, so a typo in a
 /// variable name is an error rather than a silently false condition.
-pub fn expr_env() -> Environment<'static> {
+pub(crate) fn expr_env() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     // An expression is evaluated once per point: a small budget each, so one that loops away
@@ -136,11 +136,11 @@ const EXPR_FUEL: u64 = 100_000;
 
 /// Points `expand` builds before it refuses, unless told otherwise (`--max-points`): a matrix
 /// that multiplies out to millions of jobs is a mistake, and building it would exhaust memory.
-pub const DEFAULT_MAX_POINTS: u64 = 100_000;
+pub(crate) const DEFAULT_MAX_POINTS: u64 = 100_000;
 
 /// The number of points each stage asks for (axes x repeats, before exclusions), counted from
 /// the sweep file alone; saturates rather than wraps.
-pub fn point_counts(sweep: &LoadedSweep) -> Vec<(String, u64)> {
+pub(crate) fn point_counts(sweep: &LoadedSweep) -> Vec<(String, u64)> {
     sweep
         .spec
         .stages
@@ -978,7 +978,7 @@ fn values_exclusion(rules: &[Rule], params: &IndexMap<String, Json>) -> Option<S
 
 /// Parses an sbatch time limit (`M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`) into minutes,
 /// rounding seconds up as Slurm does.
-pub fn parse_time_limit(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_time_limit(s: &str) -> Result<u64, String> {
     let bad = || format!("`{s}` is not a Slurm time limit (MM, HH:MM:SS or D-HH:MM:SS)");
     let too_long =
         || format!("time limit `{s}` is longer than Slurm can hold ({MAX_TIME_LIMIT_MIN} minutes)");
@@ -1020,10 +1020,10 @@ pub fn parse_time_limit(s: &str) -> Result<u64, String> {
 }
 
 /// Slurm keeps a time limit as 32-bit minutes, the largest value meaning "infinite".
-pub const MAX_TIME_LIMIT_MIN: u64 = u32::MAX as u64 - 1;
+pub(crate) const MAX_TIME_LIMIT_MIN: u64 = u32::MAX as u64 - 1;
 
 /// FNV-1a: a hash whose value never changes between builds or platforms, so job ids are stable.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf29ce484222325;
     for b in bytes {
         h ^= *b as u64;
@@ -1097,7 +1097,7 @@ fn abbrev(key: &str, v: &Json, model: Option<&ModelShape>) -> String {
 }
 
 /// A readable, stable job id: stage, short axis values, and a hash of the exact point.
-pub fn job_id(
+pub(crate) fn job_id(
     stage: &str,
     axes: &IndexMap<String, Json>,
     repeat: u32,

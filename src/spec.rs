@@ -311,7 +311,7 @@ fn one() -> u32 {
 }
 
 /// Parameter names the tool itself understands; any other name is free for templates.
-pub const KNOWN_PARAMS: &[&str] = &[
+pub(crate) const KNOWN_PARAMS: &[&str] = &[
     "model",
     "nodes",
     "gpus_per_node",
@@ -326,7 +326,7 @@ pub const KNOWN_PARAMS: &[&str] = &[
 ];
 
 /// Names computed by expansion: a sweep file may read them but not set them.
-pub const COMPUTED_PARAMS: &[&str] = &[
+pub(crate) const COMPUTED_PARAMS: &[&str] = &[
     "gpus",
     "world_size",
     "dp",
@@ -358,7 +358,7 @@ impl LoadedSweep {
     }
 }
 
-pub fn load(path: &Path) -> Result<LoadedSweep, InputError> {
+pub(crate) fn load(path: &Path) -> Result<LoadedSweep, InputError> {
     let text = std::fs::read_to_string(path).map_err(|e| InputError {
         file: path.to_path_buf(),
         line: 0,
@@ -386,7 +386,7 @@ pub fn parse(path: &Path, text: String) -> Result<LoadedSweep, InputError> {
 
 /// Parameters read by the built-in templates whose type is known: checked as that type, so a
 /// template never receives `"1; rm -rf ~"` where it expects a step count.
-pub const TYPED_PARAMS: &[(&str, ParamType)] = &[
+pub(crate) const TYPED_PARAMS: &[(&str, ParamType)] = &[
     ("steps", ParamType::PositiveInt),
     ("warmup_steps", ParamType::NonNegativeInt),
     ("gpu_sample_ms", ParamType::NonNegativeInt),
@@ -405,7 +405,7 @@ pub const TYPED_PARAMS: &[(&str, ParamType)] = &[
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ParamType {
+pub(crate) enum ParamType {
     PositiveInt,
     NonNegativeInt,
     PositiveNumber,
@@ -414,7 +414,7 @@ pub enum ParamType {
 }
 
 /// Checks a value of a typed parameter; JSON because derived values are checked too.
-pub fn typed_param_error(key: &str, v: &serde_json::Value) -> Option<String> {
+pub(crate) fn typed_param_error(key: &str, v: &serde_json::Value) -> Option<String> {
     let (_, ty) = TYPED_PARAMS.iter().find(|(k, _)| *k == key)?;
     let int = v.as_i64().filter(|_| v.is_i64() || v.is_u64());
     match ty {

@@ -11,7 +11,7 @@ use crate::parsers::nvidia_smi::{Topology, expand_cpulist, parse_topo_reader};
 use crate::profile::format_cpulist;
 
 #[derive(Debug, Clone, Default)]
-pub struct ImportOptions {
+pub(crate) struct ImportOptions {
     pub name: String,
     pub nodes: u32,
     pub partition: Option<String>,
@@ -50,7 +50,7 @@ fn lscpu_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 /// Splits each contiguous range of a CPU set into `parts` slices and returns slice `i` of
 /// every range: GPUs sharing one NUMA node's set each get their own cores with their SMT
 /// siblings (`48-63,176-191` for two GPUs: `48-55,176-183` and `56-63,184-191`).
-pub fn split_cpus(cpus: &[u32], parts: usize, i: usize) -> Vec<u32> {
+pub(crate) fn split_cpus(cpus: &[u32], parts: usize, i: usize) -> Vec<u32> {
     if parts <= 1 {
         return cpus.to_vec();
     }
@@ -75,7 +75,7 @@ pub fn split_cpus(cpus: &[u32], parts: usize, i: usize) -> Vec<u32> {
 }
 
 /// The profile's TOML text for a topology matrix.
-pub fn import(topo_text: &str, opts: &ImportOptions) -> Result<String> {
+pub(crate) fn import(topo_text: &str, opts: &ImportOptions) -> Result<String> {
     let (topos, _warnings) = parse_topo_reader(topo_text.as_bytes());
     let Some(t): Option<&Topology> = topos.iter().max_by_key(|t| t.gpus.len()) else {
         bail!("no `nvidia-smi topo -m` matrix found in the input");

@@ -15,11 +15,11 @@ use crate::profile::Profile;
 use crate::spec::{LoadedSweep, TargetMetric, TargetSpec};
 
 /// An implied MFU above this is flagged: well-tuned large-model training reaches 40-60 %.
-pub const MFU_WARN_PCT: f64 = 60.0;
+pub(crate) const MFU_WARN_PCT: f64 = 60.0;
 /// Memory estimates above this share of HBM are flagged as tight.
-pub const MEM_WARN_FRACTION: f64 = 0.9;
+pub(crate) const MEM_WARN_FRACTION: f64 = 0.9;
 /// DeepSpeed's default `stage3_max_live_parameters`.
-pub const DS_MAX_LIVE_PARAMETERS: f64 = 1e9;
+pub(crate) const DS_MAX_LIVE_PARAMETERS: f64 = 1e9;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -78,7 +78,7 @@ pub struct MemEstimate {
 /// (b x s x vocab elements: BF16, the FP32 copy the loss takes and its FP32 log-softmax, 10
 /// bytes). Tensor and pipeline parallelism divide the model states and activations evenly.
 /// Workspace, fragmentation and the CUDA context (about 1-3 GiB) are not counted.
-pub fn memory(m: &ModelShape, p: &Point, hbm_gib: f64) -> Option<MemEstimate> {
+pub(crate) fn memory(m: &ModelShape, p: &Point, hbm_gib: f64) -> Option<MemEstimate> {
     let micro = p.batch.micro_batch? as f64;
     let seq = p.batch.seq_len.unwrap_or(m.seq_len) as f64;
     let zero = p
@@ -144,7 +144,7 @@ pub fn memory(m: &ModelShape, p: &Point, hbm_gib: f64) -> Option<MemEstimate> {
     })
 }
 
-pub const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+pub(crate) const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 /// One point of the plan, as the check sees it.
 #[derive(Debug, Clone, Serialize)]
@@ -199,7 +199,7 @@ fn gib(b: f64) -> String {
     format!("{:.1} GiB", b / GIB)
 }
 
-pub fn check(sweep: &LoadedSweep, profile: &Profile, plan: &Plan) -> CheckReport {
+pub(crate) fn check(sweep: &LoadedSweep, profile: &Profile, plan: &Plan) -> CheckReport {
     let mut findings = Vec::new();
     let mut points = Vec::new();
     // 0 is how a profile says "not known" (an import of an unknown GPU): no figure is divided
@@ -510,7 +510,7 @@ fn check_bandwidth(tc: &mut TargetCheck, t: &TargetSpec, profile: &Profile) {
 }
 
 /// The findings as a table, most severe first.
-pub fn render(r: &CheckReport, max_rows: usize) -> String {
+pub(crate) fn render(r: &CheckReport, max_rows: usize) -> String {
     use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
     let mut out = String::new();
     if !r.targets.is_empty() {

@@ -191,33 +191,7 @@ pub fn expand_capped(
 ) -> Result<Plan, InputError> {
     let src = sweep.source();
     let counts = point_counts(sweep);
-    let total = counts.iter().fold(0u64, |a, (_, n)| a.saturating_add(*n));
-    if total > max_points {
-        let si = counts
-            .iter()
-            .enumerate()
-            .max_by_key(|(_, (_, n))| *n)
-            .map_or(0, |(i, _)| i);
-        let count = |n: u64| {
-            if n == u64::MAX {
-                format!("more than {}", u64::MAX)
-            } else {
-                n.to_string()
-            }
-        };
-        let per: Vec<String> = counts
-            .iter()
-            .map(|(name, n)| format!("{name}: {}", count(*n)))
-            .collect();
-        return Err(src.error(
-            &path!["stage", si, "name"],
-            format!(
-                "the sweep asks for {} points ({}), above the limit of {max_points}; nothing was built. Shrink the matrix, or raise the limit with --max-points",
-                count(total),
-                per.join(", ")
-            ),
-        ));
-    }
+    check_point_cap(&src, &counts, max_points)?;
     let env = expr_env();
     let mut points = Vec::new();
     let mut excluded = Vec::new();
@@ -329,6 +303,43 @@ pub fn expand_capped(
         points,
         excluded,
     })
+}
+
+/// Refuses a sweep whose matrix asks for more than `max_points` points, naming the largest
+/// stage and every stage's count.
+fn check_point_cap(
+    src: &Source,
+    counts: &[(String, u64)],
+    max_points: u64,
+) -> Result<(), InputError> {
+    let total = counts.iter().fold(0u64, |a, (_, n)| a.saturating_add(*n));
+    if total <= max_points {
+        return Ok(());
+    }
+    let si = counts
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, (_, n))| *n)
+        .map_or(0, |(i, _)| i);
+    let count = |n: u64| {
+        if n == u64::MAX {
+            format!("more than {}", u64::MAX)
+        } else {
+            n.to_string()
+        }
+    };
+    let per: Vec<String> = counts
+        .iter()
+        .map(|(name, n)| format!("{name}: {}", count(*n)))
+        .collect();
+    Err(src.error(
+        &path!["stage", si, "name"],
+        format!(
+            "the sweep asks for {} points ({}), above the limit of {max_points}; nothing was built. Shrink the matrix, or raise the limit with --max-points",
+            count(total),
+            per.join(", ")
+        ),
+    ))
 }
 
 fn expr_err(e: &minijinja::Error) -> String {

@@ -15,11 +15,11 @@ use crate::profile::Profile;
 use crate::spec::{LoadedSweep, TargetMetric, TargetSpec};
 
 /// An implied MFU above this is flagged: well-tuned large-model training reaches 40-60 %.
-pub const MFU_WARN_PCT: f64 = 60.0;
+pub(crate) const MFU_WARN_PCT: f64 = 60.0;
 /// Memory estimates above this share of HBM are flagged as tight.
-pub const MEM_WARN_FRACTION: f64 = 0.9;
+pub(crate) const MEM_WARN_FRACTION: f64 = 0.9;
 /// DeepSpeed's default `stage3_max_live_parameters`.
-pub const DS_MAX_LIVE_PARAMETERS: f64 = 1e9;
+pub(crate) const DS_MAX_LIVE_PARAMETERS: f64 = 1e9;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -78,7 +78,7 @@ pub struct MemEstimate {
 /// (b x s x vocab elements: BF16, the FP32 copy the loss takes and its FP32 log-softmax, 10
 /// bytes). Tensor and pipeline parallelism divide the model states and activations evenly.
 /// Workspace, fragmentation and the CUDA context (about 1-3 GiB) are not counted.
-pub fn memory(m: &ModelShape, p: &Point, hbm_gib: f64) -> Option<MemEstimate> {
+pub(crate) fn memory(m: &ModelShape, p: &Point, hbm_gib: f64) -> Option<MemEstimate> {
     let micro = p.batch.micro_batch? as f64;
     let seq = p.batch.seq_len.unwrap_or(m.seq_len) as f64;
     let zero = p
@@ -144,7 +144,7 @@ pub fn memory(m: &ModelShape, p: &Point, hbm_gib: f64) -> Option<MemEstimate> {
     })
 }
 
-pub const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+pub(crate) const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 /// One point of the plan, as the check sees it.
 #[derive(Debug, Clone, Serialize)]
@@ -199,7 +199,7 @@ fn gib(b: f64) -> String {
     format!("{:.1} GiB", b / GIB)
 }
 
-pub fn check(sweep: &LoadedSweep, profile: &Profile, plan: &Plan) -> CheckReport {
+pub(crate) fn check(sweep: &LoadedSweep, profile: &Profile, plan: &Plan) -> CheckReport {
     let mut findings = Vec::new();
     let mut points = Vec::new();
     // 0 is how a profile says "not known" (an import of an unknown GPU): no figure is divided
@@ -363,125 +363,8 @@ fn check_target(
     };
     let what = describe(t);
     match t.metric {
-        TargetMetric::Throughput => {
-            if profile.gpu.peak_bf16_tflops <= 0.0 {
-                tc.verdict = format!(
-                    "{what}: the profile gives no GPU peak (gpu.peak_bf16_tflops = 0), so no MFU to check it against"
-                );
-                return tc;
-            }
-            let Some(m) = t.model.as_deref().and_then(|m| sweep.model(m)) else {
-                tc.verdict = format!("{what}: names no model, so no FLOPs to check it against");
-                return tc;
-            };
-            // The sequence and GPU count of the matching points, else the model's and profile's.
-            let matching: Vec<&Point> = plan
-                .points
-                .iter()
-                .filter(|p| {
-                    p.model.as_ref().is_some_and(|pm| pm.name == m.name)
-                        && t.nodes.is_none_or(|n| p.batch.nodes == n)
-                        && t.stage.as_ref().is_none_or(|s| &p.stage == s)
-                })
-                .collect();
-            let seq = matching
-                .iter()
-                .find_map(|p| p.batch.seq_len)
-                .unwrap_or(m.seq_len);
-            let gpus = matching
-                .first()
-                .map(|p| p.batch.gpus)
-                .unwrap_or(t.nodes.unwrap_or(1) * profile.gpu.per_node)
-                as f64;
-            let per_token = m.train_flops_per_token(seq);
-            let peak = gpus * profile.gpu.peak_bf16_tflops * 1e12;
-            let tokens_per_s = if t.unit() == "tokens/s" {
-                t.value
-            } else {
-                t.value * seq as f64
-            };
-            let mfu = 100.0 * tokens_per_s * per_token / peak;
-            tc.implied_mfu_pct = Some(mfu);
-            tc.ceiling = Some(if t.unit() == "tokens/s" {
-                peak / per_token
-            } else {
-                peak / per_token / seq as f64
-            });
-            if t.unit() == "samples/s" {
-                tc.implied_mfu_pct_as_tokens = Some(100.0 * t.value * per_token / peak);
-            }
-            let basis = format!(
-                "{:.3e} FLOPs per token at sequence {seq} on {gpus} x {} TFLOP/s; 100 % of peak is {:.1} {}",
-                per_token,
-                profile.gpu.peak_bf16_tflops,
-                tc.ceiling.unwrap_or(0.0),
-                t.unit()
-            );
-            let as_tokens = tc
-                .implied_mfu_pct_as_tokens
-                .map(|x| format!("; read as tokens/s it would be {x:.2} % MFU"))
-                .unwrap_or_default();
-            (tc.level, tc.verdict) = if mfu > 100.0 {
-                (
-                    Level::Error,
-                    format!("{what} is impossible: it implies {mfu:.0} % MFU ({basis}){as_tokens}"),
-                )
-            } else if mfu > MFU_WARN_PCT {
-                (
-                    Level::Warning,
-                    format!(
-                        "{what} implies {mfu:.0} % MFU, above the {MFU_WARN_PCT:.0} % that tuned training reaches ({basis})"
-                    ),
-                )
-            } else {
-                (
-                    Level::Info,
-                    format!("{what} implies {mfu:.1} % MFU ({basis})"),
-                )
-            };
-        }
-        TargetMetric::Bandwidth => {
-            let line_gbps: f64 = profile.nics.iter().map(|n| n.rate_gbps).sum();
-            let value_gbps = if t.unit() == "GB/s" {
-                t.value * 8.0
-            } else {
-                t.value
-            };
-            if line_gbps <= 0.0 {
-                tc.verdict = format!(
-                    "{what}: the profile lists no NIC, so no line rate to check it against"
-                );
-                return tc;
-            }
-            tc.ceiling = Some(if t.unit() == "GB/s" {
-                line_gbps / 8.0
-            } else {
-                line_gbps
-            });
-            let nics = profile
-                .nics
-                .iter()
-                .map(|n| format!("{} {} Gb/s", n.name, fmt_num(n.rate_gbps)))
-                .collect::<Vec<_>>()
-                .join(" + ");
-            (tc.level, tc.verdict) = if value_gbps > line_gbps {
-                (
-                    Level::Error,
-                    format!(
-                        "{what} per node exceeds the line rate: {nics} = {} Gb/s",
-                        fmt_num(line_gbps)
-                    ),
-                )
-            } else {
-                (
-                    Level::Info,
-                    format!(
-                        "{what} per node is {:.0} % of the line rate ({nics})",
-                        100.0 * value_gbps / line_gbps
-                    ),
-                )
-            };
-        }
+        TargetMetric::Throughput => check_throughput(&mut tc, t, sweep, profile, plan),
+        TargetMetric::Bandwidth => check_bandwidth(&mut tc, t, profile),
         TargetMetric::GpuUtil
         | TargetMetric::ScalingEfficiency
         | TargetMetric::BandwidthUtilization => {
@@ -496,8 +379,138 @@ fn check_target(
     tc
 }
 
+/// A throughput target against the MFU it implies on the profile's GPUs, for the model and the
+/// sequence and GPU count of the points it is about.
+fn check_throughput(
+    tc: &mut TargetCheck,
+    t: &TargetSpec,
+    sweep: &LoadedSweep,
+    profile: &Profile,
+    plan: &Plan,
+) {
+    let what = describe(t);
+    if profile.gpu.peak_bf16_tflops <= 0.0 {
+        tc.verdict = format!(
+            "{what}: the profile gives no GPU peak (gpu.peak_bf16_tflops = 0), so no MFU to check it against"
+        );
+        return;
+    }
+    let Some(m) = t.model.as_deref().and_then(|m| sweep.model(m)) else {
+        tc.verdict = format!("{what}: names no model, so no FLOPs to check it against");
+        return;
+    };
+    // The sequence and GPU count of the matching points, else the model's and profile's.
+    let matching: Vec<&Point> = plan
+        .points
+        .iter()
+        .filter(|p| {
+            p.model.as_ref().is_some_and(|pm| pm.name == m.name)
+                && t.nodes.is_none_or(|n| p.batch.nodes == n)
+                && t.stage.as_ref().is_none_or(|s| &p.stage == s)
+        })
+        .collect();
+    let seq = matching
+        .iter()
+        .find_map(|p| p.batch.seq_len)
+        .unwrap_or(m.seq_len);
+    let gpus = matching
+        .first()
+        .map(|p| p.batch.gpus)
+        .unwrap_or(t.nodes.unwrap_or(1) * profile.gpu.per_node) as f64;
+    let per_token = m.train_flops_per_token(seq);
+    let peak = gpus * profile.gpu.peak_bf16_tflops * 1e12;
+    let tokens_per_s = if t.unit() == "tokens/s" {
+        t.value
+    } else {
+        t.value * seq as f64
+    };
+    let mfu = 100.0 * tokens_per_s * per_token / peak;
+    tc.implied_mfu_pct = Some(mfu);
+    tc.ceiling = Some(if t.unit() == "tokens/s" {
+        peak / per_token
+    } else {
+        peak / per_token / seq as f64
+    });
+    if t.unit() == "samples/s" {
+        tc.implied_mfu_pct_as_tokens = Some(100.0 * t.value * per_token / peak);
+    }
+    let basis = format!(
+        "{:.3e} FLOPs per token at sequence {seq} on {gpus} x {} TFLOP/s; 100 % of peak is {:.1} {}",
+        per_token,
+        profile.gpu.peak_bf16_tflops,
+        tc.ceiling.unwrap_or(0.0),
+        t.unit()
+    );
+    let as_tokens = tc
+        .implied_mfu_pct_as_tokens
+        .map(|x| format!("; read as tokens/s it would be {x:.2} % MFU"))
+        .unwrap_or_default();
+    (tc.level, tc.verdict) = if mfu > 100.0 {
+        (
+            Level::Error,
+            format!("{what} is impossible: it implies {mfu:.0} % MFU ({basis}){as_tokens}"),
+        )
+    } else if mfu > MFU_WARN_PCT {
+        (
+            Level::Warning,
+            format!(
+                "{what} implies {mfu:.0} % MFU, above the {MFU_WARN_PCT:.0} % that tuned training reaches ({basis})"
+            ),
+        )
+    } else {
+        (
+            Level::Info,
+            format!("{what} implies {mfu:.1} % MFU ({basis})"),
+        )
+    };
+}
+
+/// A bandwidth target per node against the line rate of the profile's NICs.
+fn check_bandwidth(tc: &mut TargetCheck, t: &TargetSpec, profile: &Profile) {
+    let what = describe(t);
+    let line_gbps: f64 = profile.nics.iter().map(|n| n.rate_gbps).sum();
+    let value_gbps = if t.unit() == "GB/s" {
+        t.value * 8.0
+    } else {
+        t.value
+    };
+    if line_gbps <= 0.0 {
+        tc.verdict =
+            format!("{what}: the profile lists no NIC, so no line rate to check it against");
+        return;
+    }
+    tc.ceiling = Some(if t.unit() == "GB/s" {
+        line_gbps / 8.0
+    } else {
+        line_gbps
+    });
+    let nics = profile
+        .nics
+        .iter()
+        .map(|n| format!("{} {} Gb/s", n.name, fmt_num(n.rate_gbps)))
+        .collect::<Vec<_>>()
+        .join(" + ");
+    (tc.level, tc.verdict) = if value_gbps > line_gbps {
+        (
+            Level::Error,
+            format!(
+                "{what} per node exceeds the line rate: {nics} = {} Gb/s",
+                fmt_num(line_gbps)
+            ),
+        )
+    } else {
+        (
+            Level::Info,
+            format!(
+                "{what} per node is {:.0} % of the line rate ({nics})",
+                100.0 * value_gbps / line_gbps
+            ),
+        )
+    };
+}
+
 /// The findings as a table, most severe first.
-pub fn render(r: &CheckReport, max_rows: usize) -> String {
+pub(crate) fn render(r: &CheckReport, max_rows: usize) -> String {
     use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
     let mut out = String::new();
     if !r.targets.is_empty() {

@@ -13,7 +13,7 @@ use crate::model::ModelShape;
 use crate::path;
 use crate::profile::Profile;
 use crate::spec::{Dependency, Inexact, LoadedSweep, Scaling, SlurmSpec, StageSpec};
-pub use crate::values::{MAX_TIME_LIMIT_MIN, parse_time_limit, toml_to_json};
+pub(crate) use crate::values::{parse_time_limit, toml_to_json};
 
 /// Batch algebra of one point. `dp` = gpus / (tensor_parallel x pipeline_parallel).
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -89,7 +89,7 @@ pub struct Plan {
     pub excluded: Vec<Excluded>,
 }
 
-pub fn json_short(v: &Json) -> String {
+pub(crate) fn json_short(v: &Json) -> String {
     match v {
         Json::String(s) => s.clone(),
         other => other.to_string(),
@@ -97,7 +97,7 @@ pub fn json_short(v: &Json) -> String {
 }
 
 /// Numeric equality across integer and float spellings (`2 == 2.0`), exact otherwise.
-pub fn json_eq(a: &Json, b: &Json) -> bool {
+pub(crate) fn json_eq(a: &Json, b: &Json) -> bool {
     match (a, b) {
         (Json::Number(x), Json::Number(y)) => x.as_f64() == y.as_f64(),
         _ => a == b,
@@ -106,7 +106,7 @@ pub fn json_eq(a: &Json, b: &Json) -> bool {
 
 /// An environment for the small expressions of `exclude` and `derive`: strict, so a typo in a
 /// variable name is an error rather than a silently false condition.
-pub fn expr_env() -> Environment<'static> {
+pub(crate) fn expr_env() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     // An expression is evaluated once per point: a small budget each, so one that loops away
@@ -119,11 +119,11 @@ const EXPR_FUEL: u64 = 100_000;
 
 /// Points `expand` builds before it refuses, unless told otherwise (`--max-points`): a matrix
 /// that multiplies out to millions of jobs is a mistake, and building it would exhaust memory.
-pub const DEFAULT_MAX_POINTS: u64 = 100_000;
+pub(crate) const DEFAULT_MAX_POINTS: u64 = 100_000;
 
 /// The number of points each stage asks for (axes x repeats, before exclusions), counted from
 /// the sweep file alone; saturates rather than wraps.
-pub fn point_counts(sweep: &LoadedSweep) -> Vec<(String, u64)> {
+pub(crate) fn point_counts(sweep: &LoadedSweep) -> Vec<(String, u64)> {
     sweep
         .spec
         .stages
@@ -174,39 +174,13 @@ pub fn expand_capped(
 ) -> Result<Plan, InputError> {
     let src = sweep.source();
     let counts = point_counts(sweep);
-    let total = counts.iter().fold(0u64, |a, (_, n)| a.saturating_add(*n));
-    if total > max_points {
-        let si = counts
-            .iter()
-            .enumerate()
-            .max_by_key(|(_, (_, n))| *n)
-            .map_or(0, |(i, _)| i);
-        let count = |n: u64| {
-            if n == u64::MAX {
-                format!("more than {}", u64::MAX)
-            } else {
-                n.to_string()
-            }
-        };
-        let per: Vec<String> = counts
-            .iter()
-            .map(|(name, n)| format!("{name}: {}", count(*n)))
-            .collect();
-        return Err(src.error(
-            &path!["stage", si, "name"],
-            format!(
-                "the sweep asks for {} points ({}), above the limit of {max_points}; nothing was built. Shrink the matrix, or raise the limit with --max-points",
-                count(total),
-                per.join(", ")
-            ),
-        ));
-    }
+    check_point_cap(&src, &counts, max_points)?;
     let env = expr_env();
     let mut points = Vec::new();
     let mut excluded = Vec::new();
     let mut ids = std::collections::HashMap::<String, String>::new();
     for (si, stage) in sweep.spec.stages.iter().enumerate() {
-        let ctx = stage_ctx(sweep, &src, profile, si, stage, &env)?;
+        let ctx = stage_ctx(sweep, &src, profile, si, stage)?;
         let derive: Vec<(String, minijinja::Expression)> = stage
             .derive
             .iter()
@@ -235,6 +209,14 @@ pub fn expand_capped(
             })
             .collect::<Result<_, _>>()?;
 
+        let pc = PointCtx {
+            sweep,
+            src: &src,
+            profile,
+            stage: &ctx,
+            derive: &derive,
+            excl: &excl,
+        };
         let mut idx = vec![0usize; ctx.axes.len()];
         loop {
             let mut axes = IndexMap::new();
@@ -244,7 +226,7 @@ pub fn expand_capped(
                 }
             }
             for r in 0..stage.repeats {
-                match build_point(sweep, &src, profile, &ctx, &axes, r, &derive, &excl)? {
+                match pc.build_point(&axes, r)? {
                     Ok(p) => {
                         if let Some(prev) = ids.insert(p.id.clone(), p.describe()) {
                             return Err(src.error(
@@ -306,6 +288,43 @@ pub fn expand_capped(
     })
 }
 
+/// Refuses a sweep whose matrix asks for more than `max_points` points, naming the largest
+/// stage and every stage's count.
+fn check_point_cap(
+    src: &Source,
+    counts: &[(String, u64)],
+    max_points: u64,
+) -> Result<(), InputError> {
+    let total = counts.iter().fold(0u64, |a, (_, n)| a.saturating_add(*n));
+    if total <= max_points {
+        return Ok(());
+    }
+    let si = counts
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, (_, n))| *n)
+        .map_or(0, |(i, _)| i);
+    let count = |n: u64| {
+        if n == u64::MAX {
+            format!("more than {}", u64::MAX)
+        } else {
+            n.to_string()
+        }
+    };
+    let per: Vec<String> = counts
+        .iter()
+        .map(|(name, n)| format!("{name}: {}", count(*n)))
+        .collect();
+    Err(src.error(
+        &path!["stage", si, "name"],
+        format!(
+            "the sweep asks for {} points ({}), above the limit of {max_points}; nothing was built. Shrink the matrix, or raise the limit with --max-points",
+            count(total),
+            per.join(", ")
+        ),
+    ))
+}
+
 fn expr_err(e: &minijinja::Error) -> String {
     let mut s = e.kind().to_string();
     if let Some(d) = e.detail() {
@@ -321,9 +340,43 @@ fn stage_ctx<'a>(
     profile: &Profile,
     si: usize,
     stage: &'a StageSpec,
-    _env: &Environment,
 ) -> Result<StageCtx<'a>, InputError> {
-    // Parameters in force before the axes, with where each came from (for error locations).
+    let p = stage_params(sweep, src, profile, si, stage)?;
+    check_scaling_inputs(src, si, stage, &p)?;
+    let rules = exclusion_rules(src, si, stage, &p)?;
+    Ok(StageCtx {
+        index: si,
+        spec: stage,
+        axes: p.axes,
+        base: p.base,
+        rules,
+    })
+}
+
+/// A stage's parameters: those in force before the axes, the axes, and where each came from
+/// (for error locations).
+struct StageParams {
+    base: IndexMap<String, Json>,
+    axes: Vec<Axis>,
+    origin: IndexMap<String, Vec<Seg>>,
+}
+
+impl StageParams {
+    /// Whether the stage gives `k`, as a fixed value or on an axis.
+    fn has(&self, k: &str) -> bool {
+        self.base.contains_key(k) || self.axes.iter().any(|a| a.keys.iter().any(|x| x == k))
+    }
+}
+
+/// The stage's parameters from the defaults, its params, matrix and zips, each value checked
+/// against the profile and the models where it was written.
+fn stage_params(
+    sweep: &LoadedSweep,
+    src: &Source,
+    profile: &Profile,
+    si: usize,
+    stage: &StageSpec,
+) -> Result<StageParams, InputError> {
     let mut base = IndexMap::new();
     let mut origin: IndexMap<String, Vec<Seg>> = IndexMap::new();
     for (k, v) in &sweep.spec.defaults {
@@ -401,13 +454,20 @@ fn stage_ctx<'a>(
             )?;
         }
     }
+    Ok(StageParams { base, axes, origin })
+}
 
-    let all_keys =
-        |k: &str| base.contains_key(k) || axes.iter().any(|a| a.keys.iter().any(|x| x == k));
-    // Scaling needs specific inputs; say which is missing where the scaling is declared.
+/// Scaling needs specific inputs and derives others; says which is missing where the scaling is
+/// declared, and where a derived one was given.
+fn check_scaling_inputs(
+    src: &Source,
+    si: usize,
+    stage: &StageSpec,
+    p: &StageParams,
+) -> Result<(), InputError> {
     let need = |keys: &[&str], forbid: &[&str]| -> Result<(), InputError> {
         for k in keys {
-            if !all_keys(k) {
+            if !p.has(k) {
                 return Err(src.error(
                     &path!["stage", si, "scaling"],
                     format!(
@@ -418,8 +478,9 @@ fn stage_ctx<'a>(
             }
         }
         for k in forbid {
-            if all_keys(k) {
-                let at = origin
+            if p.has(k) {
+                let at = p
+                    .origin
                     .get(*k)
                     .cloned()
                     .unwrap_or_else(|| path!["stage", si, "scaling"].to_vec());
@@ -439,7 +500,17 @@ fn stage_ctx<'a>(
         Scaling::Weak => need(&["micro_batch", "grad_accum"], &["global_batch"])?,
         Scaling::None => {}
     }
+    Ok(())
+}
 
+/// The stage's exclusions; one naming a parameter the stage does not have could never match and
+/// is an error.
+fn exclusion_rules(
+    src: &Source,
+    si: usize,
+    stage: &StageSpec,
+    p: &StageParams,
+) -> Result<Vec<Rule>, InputError> {
     let mut rules = Vec::new();
     for (j, ex) in stage.exclude.iter().enumerate() {
         match ex {
@@ -447,7 +518,7 @@ fn stage_ctx<'a>(
             toml::Value::Table(t) => {
                 let mut kv = Vec::new();
                 for (k, v) in t {
-                    let known = all_keys(k)
+                    let known = p.has(k)
                         || stage.derive.contains_key(k)
                         || crate::spec::COMPUTED_PARAMS.contains(&k.as_str());
                     if !known {
@@ -463,13 +534,7 @@ fn stage_ctx<'a>(
             _ => {}
         }
     }
-    Ok(StageCtx {
-        index: si,
-        spec: stage,
-        axes,
-        base,
-        rules,
-    })
+    Ok(rules)
 }
 
 fn scaling_name(s: Scaling) -> &'static str {
@@ -536,209 +601,360 @@ fn get_u32(params: &IndexMap<String, Json>, k: &str) -> Option<u32> {
         .and_then(|v| u32::try_from(v).ok())
 }
 
-/// Builds one point; `Ok(Err(reason))` means the point is excluded.
-#[allow(clippy::too_many_arguments)]
-fn build_point(
-    sweep: &LoadedSweep,
-    src: &Source,
-    profile: &Profile,
-    ctx: &StageCtx,
-    axes: &IndexMap<String, Json>,
-    repeat: u32,
-    derive: &[(String, minijinja::Expression)],
-    excl: &[Option<minijinja::Expression>],
-) -> Result<Result<Point, String>, InputError> {
-    let stage = ctx.spec;
-    let si = ctx.index;
-    let mut params = ctx.base.clone();
-    for (k, v) in axes {
-        params.insert(k.clone(), v.clone());
+/// What building one stage's points needs besides each point's axis values and repeat.
+struct PointCtx<'a> {
+    sweep: &'a LoadedSweep,
+    src: &'a Source<'a>,
+    profile: &'a Profile,
+    stage: &'a StageCtx<'a>,
+    derive: &'a [(String, minijinja::Expression<'a, 'a>)],
+    excl: &'a [Option<minijinja::Expression<'a, 'a>>],
+}
+
+/// The batch arithmetic's inputs, as given or defaulted.
+struct BatchInputs {
+    dp: u32,
+    micro: Option<u32>,
+    accum: Option<u32>,
+    global: Option<u64>,
+}
+
+impl PointCtx<'_> {
+    /// An error about the point with these axis values, located at `at`.
+    fn point_error(&self, axes: &IndexMap<String, Json>, at: &[Seg], msg: String) -> InputError {
+        self.src.error(
+            at,
+            format!(
+                "stage `{}` point ({}): {msg}",
+                self.stage.spec.name,
+                describe(axes)
+            ),
+        )
     }
-    let model = match params.get("model").and_then(|v| v.as_str()) {
-        Some(name) => sweep.model(name),
-        None => None,
-    };
-    let nodes = get_u32(&params, "nodes").unwrap_or(1);
-    let gpn = get_u32(&params, "gpus_per_node").unwrap_or(profile.gpu.per_node);
-    let tp = get_u32(&params, "tensor_parallel").unwrap_or(1);
-    let pp = get_u32(&params, "pipeline_parallel").unwrap_or(1);
-    let what = |msg: String| format!("stage `{}` point ({}): {msg}", stage.name, describe(axes));
-    let overflow = |msg: String| src.error(&path!["stage", si, "name"], what(msg));
-    let gpus = nodes.checked_mul(gpn).ok_or_else(|| {
-        overflow(format!(
-            "{nodes} nodes x {gpn} GPUs per node is out of range"
-        ))
-    })?;
-    let model_parallel = tp.checked_mul(pp).filter(|&m| m > 0).ok_or_else(|| {
-        overflow(format!(
-            "tensor_parallel {tp} x pipeline_parallel {pp} is out of range"
-        ))
-    })?;
-    if !gpus.is_multiple_of(model_parallel) {
-        return Err(src.error(
-            &path!["stage", si, "name"],
-            what(format!(
-                "{gpus} GPUs are not divisible by tensor_parallel x pipeline_parallel = {}",
-                model_parallel
-            )),
-        ));
+
+    /// An error in the point's arithmetic, located at the stage's name.
+    fn overflow(&self, axes: &IndexMap<String, Json>, msg: String) -> InputError {
+        self.point_error(axes, &path!["stage", self.stage.index, "name"], msg)
     }
-    let dp = gpus / model_parallel;
-    let seq_len = get_u32(&params, "seq_len").or(model.as_ref().map(|m| m.seq_len));
-    let micro = get_u32(&params, "micro_batch");
-    let mut accum = get_u32(&params, "grad_accum");
-    let mut global = params.get("global_batch").and_then(|v| v.as_u64());
-    match stage.scaling {
-        Scaling::Strong => {
-            let (g, m) = (global.unwrap_or(0), micro.unwrap_or(1) as u64);
-            let per_step = m.checked_mul(u64::from(dp)).ok_or_else(|| {
-                overflow(format!(
-                    "micro_batch {m} x {dp} data-parallel ranks is out of range"
-                ))
-            })?;
-            if g % per_step != 0 || g < per_step {
-                let msg = format!(
-                    "global_batch {g} is not a whole multiple of micro_batch {m} x {dp} data-parallel ranks (= {per_step})"
-                );
-                return match stage.on_inexact {
-                    Inexact::Error => Err(src.error(
-                        &path!["stage", si, "scaling"],
-                        what(format!(
-                            "{msg}; set on_inexact = \"exclude\" to drop such points"
-                        )),
-                    )),
-                    Inexact::Exclude => Ok(Err(msg)),
-                };
-            }
-            accum = Some(u32::try_from(g / per_step).map_err(|_| {
-                overflow(format!(
-                    "global_batch {g} / (micro_batch {m} x {dp} ranks) = {} accumulation steps is out of range",
-                    g / per_step
-                ))
-            })?);
+
+    /// Builds one point; `Ok(Err(reason))` means the point is excluded.
+    fn build_point(
+        &self,
+        axes: &IndexMap<String, Json>,
+        repeat: u32,
+    ) -> Result<Result<Point, String>, InputError> {
+        let stage = self.stage.spec;
+        let mut params = self.stage.base.clone();
+        for (k, v) in axes {
+            params.insert(k.clone(), v.clone());
         }
-        Scaling::Weak | Scaling::None => {
-            if let (Some(m), Some(a)) = (micro, accum) {
-                let g = u64::from(m)
-                    .checked_mul(u64::from(a))
-                    .and_then(|x| x.checked_mul(u64::from(dp)))
+        let model = match params.get("model").and_then(|v| v.as_str()) {
+            Some(name) => self.sweep.model(name),
+            None => None,
+        };
+        let batch = match self.batch(axes, &params, model.as_ref())? {
+            Ok(b) => b,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        insert_batch_params(&mut params, &batch);
+        params.insert("stage".into(), stage.name.clone().into());
+        params.insert("repeat".into(), repeat.into());
+        if let Some(reason) = self.derive_and_exclude(axes, &mut params, model.as_ref())? {
+            return Ok(Err(reason));
+        }
+        if let Some(reason) = values_exclusion(&self.stage.rules, &params) {
+            return Ok(Err(reason));
+        }
+        let env = self.job_env(&params);
+        let (slurm, time_limit_min) = self.slurm_options()?;
+        let id = job_id(&stage.name, axes, repeat, stage.repeats > 1, model.as_ref());
+        Ok(Ok(Point {
+            id,
+            stage: stage.name.clone(),
+            template: stage.template.clone(),
+            repeat,
+            scaling: stage.scaling,
+            axes: axes.clone(),
+            params,
+            env,
+            model,
+            batch,
+            slurm,
+            after: stage.after.clone(),
+            dependency: stage.dependency,
+            time_limit_min,
+        }))
+    }
+
+    /// The point's shape and batch under the stage's scaling; `Ok(Err(reason))` where an
+    /// inexact strong-scaling point is to be excluded.
+    fn batch(
+        &self,
+        axes: &IndexMap<String, Json>,
+        params: &IndexMap<String, Json>,
+        model: Option<&ModelShape>,
+    ) -> Result<Result<Batch, String>, InputError> {
+        let si = self.stage.index;
+        let nodes = get_u32(params, "nodes").unwrap_or(1);
+        let gpn = get_u32(params, "gpus_per_node").unwrap_or(self.profile.gpu.per_node);
+        let tp = get_u32(params, "tensor_parallel").unwrap_or(1);
+        let pp = get_u32(params, "pipeline_parallel").unwrap_or(1);
+        let gpus = nodes.checked_mul(gpn).ok_or_else(|| {
+            self.overflow(
+                axes,
+                format!("{nodes} nodes x {gpn} GPUs per node is out of range"),
+            )
+        })?;
+        let model_parallel = tp.checked_mul(pp).filter(|&m| m > 0).ok_or_else(|| {
+            self.overflow(
+                axes,
+                format!("tensor_parallel {tp} x pipeline_parallel {pp} is out of range"),
+            )
+        })?;
+        if !gpus.is_multiple_of(model_parallel) {
+            return Err(self.point_error(
+                axes,
+                &path!["stage", si, "name"],
+                format!(
+                    "{gpus} GPUs are not divisible by tensor_parallel x pipeline_parallel = {}",
+                    model_parallel
+                ),
+            ));
+        }
+        let seq_len = get_u32(params, "seq_len").or(model.map(|m| m.seq_len));
+        let mut b = BatchInputs {
+            dp: gpus / model_parallel,
+            micro: get_u32(params, "micro_batch"),
+            accum: get_u32(params, "grad_accum"),
+            global: params.get("global_batch").and_then(|v| v.as_u64()),
+        };
+        match self.stage.spec.scaling {
+            Scaling::Strong => match self.strong_accum(axes, &b)? {
+                Ok(a) => b.accum = Some(a),
+                Err(reason) => return Ok(Err(reason)),
+            },
+            Scaling::Weak | Scaling::None => b.global = self.weak_global(axes, &b)?,
+        }
+        let tokens = match (b.global, seq_len) {
+            (Some(g), Some(s)) => Some(
+                g.checked_mul(u64::from(s))
                     .filter(|&x| x <= i64::MAX as u64)
                     .ok_or_else(|| {
-                        overflow(format!(
-                            "the global batch micro_batch {m} x grad_accum {a} x {dp} data-parallel ranks is out of range"
-                        ))
-                    })?;
-                if let Some(given) = global
-                    && given != g
-                {
-                    return Err(src.error(
-                        &path!["stage", si, "name"],
-                        what(format!(
-                            "global_batch {given} contradicts micro_batch {m} x grad_accum {a} x {dp} data-parallel ranks = {g}"
-                        )),
-                    ));
-                }
-                global = Some(g);
-            }
-        }
+                        self.overflow(
+                            axes,
+                            format!(
+                                "tokens per step, global_batch {g} x seq_len {s}, is out of range"
+                            ),
+                        )
+                    })?,
+            ),
+            _ => None,
+        };
+        Ok(Ok(Batch {
+            nodes,
+            gpus_per_node: gpn,
+            gpus,
+            tensor_parallel: tp,
+            pipeline_parallel: pp,
+            dp: b.dp,
+            micro_batch: b.micro,
+            grad_accum: b.accum,
+            global_batch: b.global,
+            seq_len,
+            tokens_per_step: tokens,
+        }))
     }
-    let tokens = match (global, seq_len) {
-        (Some(g), Some(s)) => Some(
-            g.checked_mul(u64::from(s))
-                .filter(|&x| x <= i64::MAX as u64)
-                .ok_or_else(|| {
-                    overflow(format!(
-                        "tokens per step, global_batch {g} x seq_len {s}, is out of range"
-                    ))
-                })?,
-        ),
-        _ => None,
-    };
-    let batch = Batch {
-        nodes,
-        gpus_per_node: gpn,
-        gpus,
-        tensor_parallel: tp,
-        pipeline_parallel: pp,
-        dp,
-        micro_batch: micro,
-        grad_accum: accum,
-        global_batch: global,
-        seq_len,
-        tokens_per_step: tokens,
-    };
-    params.insert("nodes".into(), nodes.into());
-    params.insert("gpus_per_node".into(), gpn.into());
-    params.insert("gpus".into(), gpus.into());
-    params.insert("world_size".into(), gpus.into());
-    params.insert("dp".into(), dp.into());
-    if let Some(a) = accum {
-        params.insert("grad_accum".into(), a.into());
-    }
-    if let Some(g) = global {
-        params.insert("global_batch".into(), g.into());
-    }
-    if let Some(s) = seq_len {
-        params.insert("seq_len".into(), s.into());
-    }
-    if let Some(t) = tokens {
-        params.insert("tokens_per_step".into(), t.into());
-    }
-    params.insert("stage".into(), stage.name.clone().into());
-    params.insert("repeat".into(), repeat.into());
 
-    if !derive.is_empty() || excl.iter().any(|e| e.is_some()) {
+    /// Strong scaling: the accumulation steps that make up the global batch; `Ok(Err(reason))`
+    /// where it is no whole multiple and the stage excludes such points.
+    fn strong_accum(
+        &self,
+        axes: &IndexMap<String, Json>,
+        b: &BatchInputs,
+    ) -> Result<Result<u32, String>, InputError> {
+        let stage = self.stage.spec;
+        let dp = b.dp;
+        let (g, m) = (b.global.unwrap_or(0), b.micro.unwrap_or(1) as u64);
+        let per_step = m.checked_mul(u64::from(dp)).ok_or_else(|| {
+            self.overflow(
+                axes,
+                format!("micro_batch {m} x {dp} data-parallel ranks is out of range"),
+            )
+        })?;
+        if g % per_step != 0 || g < per_step {
+            let msg = format!(
+                "global_batch {g} is not a whole multiple of micro_batch {m} x {dp} data-parallel ranks (= {per_step})"
+            );
+            return match stage.on_inexact {
+                Inexact::Error => Err(self.point_error(
+                    axes,
+                    &path!["stage", self.stage.index, "scaling"],
+                    format!("{msg}; set on_inexact = \"exclude\" to drop such points"),
+                )),
+                Inexact::Exclude => Ok(Err(msg)),
+            };
+        }
+        let accum = u32::try_from(g / per_step).map_err(|_| {
+            self.overflow(axes, format!(
+                "global_batch {g} / (micro_batch {m} x {dp} ranks) = {} accumulation steps is out of range",
+                g / per_step
+            ))
+        })?;
+        Ok(Ok(accum))
+    }
+
+    /// Weak scaling (or none): the global batch the micro batch and accumulation make, checked
+    /// against one given.
+    fn weak_global(
+        &self,
+        axes: &IndexMap<String, Json>,
+        b: &BatchInputs,
+    ) -> Result<Option<u64>, InputError> {
+        let (Some(m), Some(a)) = (b.micro, b.accum) else {
+            return Ok(b.global);
+        };
+        let dp = b.dp;
+        let g = u64::from(m)
+            .checked_mul(u64::from(a))
+            .and_then(|x| x.checked_mul(u64::from(dp)))
+            .filter(|&x| x <= i64::MAX as u64)
+            .ok_or_else(|| {
+                self.overflow(axes, format!(
+                    "the global batch micro_batch {m} x grad_accum {a} x {dp} data-parallel ranks is out of range"
+                ))
+            })?;
+        if let Some(given) = b.global
+            && given != g
+        {
+            return Err(self.point_error(
+                axes,
+                &path!["stage", self.stage.index, "name"],
+                format!(
+                    "global_batch {given} contradicts micro_batch {m} x grad_accum {a} x {dp} data-parallel ranks = {g}"
+                ),
+            ));
+        }
+        Ok(Some(g))
+    }
+
+    /// Evaluates the stage's derived parameters into `params`, then its expression exclusions;
+    /// returns the reason where one excludes the point.
+    fn derive_and_exclude(
+        &self,
+        axes: &IndexMap<String, Json>,
+        params: &mut IndexMap<String, Json>,
+        model: Option<&ModelShape>,
+    ) -> Result<Option<String>, InputError> {
+        let si = self.stage.index;
+        if self.derive.is_empty() && self.excl.iter().all(|e| e.is_none()) {
+            return Ok(None);
+        }
         let mut ctxv = params.clone();
-        if let Some(m) = &model {
+        if let Some(m) = model {
             ctxv.insert(
                 "shape".into(),
                 serde_json::to_value(m).unwrap_or(Json::Null),
             );
         }
-        for (k, expr) in derive {
+        for (k, expr) in self.derive {
+            let at = path!["stage", si, "derive", k.as_str()];
             let v = expr
                 .eval(minijinja::Value::from(minijinja::value::Serde(&ctxv)))
                 .map_err(|e| {
-                    src.error(
-                        &path!["stage", si, "derive", k.as_str()],
-                        what(format!("cannot evaluate: {}", expr_err(&e))),
-                    )
+                    self.point_error(axes, &at, format!("cannot evaluate: {}", expr_err(&e)))
                 })?;
             let j = serde_json::to_value(&v).unwrap_or(Json::Null);
             if let Some(m) = crate::spec::typed_param_error(k, &j) {
-                return Err(src.error(
-                    &path!["stage", si, "derive", k.as_str()],
-                    what(format!("derived value: {m}")),
-                ));
+                return Err(self.point_error(axes, &at, format!("derived value: {m}")));
             }
             if let Json::String(text) = &j
                 && let Some(m) = crate::values::control_error(text)
             {
-                return Err(src.error(
-                    &path!["stage", si, "derive", k.as_str()],
-                    what(format!("derived value: {m}")),
-                ));
+                return Err(self.point_error(axes, &at, format!("derived value: {m}")));
             }
             ctxv.insert(k.clone(), j.clone());
             params.insert(k.clone(), j);
         }
-        for (rule, expr) in ctx.rules.iter().zip(excl) {
+        for (rule, expr) in self.stage.rules.iter().zip(self.excl) {
             if let (Rule::Expr(j, text), Some(expr)) = (rule, expr) {
                 let v = expr
                     .eval(minijinja::Value::from(minijinja::value::Serde(&ctxv)))
                     .map_err(|e| {
-                        src.error(
+                        self.point_error(
+                            axes,
                             &path!["stage", si, "exclude", *j],
-                            what(format!("cannot evaluate: {}", expr_err(&e))),
+                            format!("cannot evaluate: {}", expr_err(&e)),
                         )
                     })?;
                 if v.is_true() {
-                    return Ok(Err(format!("exclude[{j}]: {text}")));
+                    return Ok(Some(format!("exclude[{j}]: {text}")));
                 }
             }
         }
+        Ok(None)
     }
-    for rule in &ctx.rules {
+
+    /// The job's environment: the profile's, the sweep's, the stage's, then upper-case params.
+    fn job_env(&self, params: &IndexMap<String, Json>) -> IndexMap<String, String> {
+        let mut env: IndexMap<String, String> = self.profile.env.clone();
+        for (k, v) in self.sweep.spec.env.iter().chain(self.stage.spec.env.iter()) {
+            env.insert(k.clone(), json_short(&toml_to_json(v)));
+        }
+        for (k, v) in params {
+            if crate::profile::is_env_name(k) && k.chars().all(|c| !c.is_ascii_lowercase()) {
+                env.insert(k.clone(), json_short(v));
+            }
+        }
+        env
+    }
+
+    /// The stage's Slurm options over the sweep's, the profile filling what neither gives, and
+    /// the time limit in minutes.
+    fn slurm_options(&self) -> Result<(SlurmSpec, Option<u64>), InputError> {
+        let (stage, profile) = (self.stage.spec, self.profile);
+        let mut slurm = stage.slurm.over(&self.sweep.spec.slurm);
+        slurm.partition = slurm.partition.or_else(|| profile.slurm.partition.clone());
+        slurm.account = slurm.account.or_else(|| profile.slurm.account.clone());
+        slurm.qos = slurm.qos.or_else(|| profile.slurm.qos.clone());
+        let time_limit_min = match &slurm.time {
+            Some(t) => Some(parse_time_limit(t).map_err(|m| {
+                if stage.slurm.time.is_some() {
+                    self.src
+                        .error(&path!["stage", self.stage.index, "slurm", "time"], m)
+                } else {
+                    self.src.error(&path!["slurm", "time"], m)
+                }
+            })?),
+            None => None,
+        };
+        Ok((slurm, time_limit_min))
+    }
+}
+
+/// The parameters the batch arithmetic computed, for templates and derived expressions.
+fn insert_batch_params(params: &mut IndexMap<String, Json>, b: &Batch) {
+    params.insert("nodes".into(), b.nodes.into());
+    params.insert("gpus_per_node".into(), b.gpus_per_node.into());
+    params.insert("gpus".into(), b.gpus.into());
+    params.insert("world_size".into(), b.gpus.into());
+    params.insert("dp".into(), b.dp.into());
+    if let Some(a) = b.grad_accum {
+        params.insert("grad_accum".into(), a.into());
+    }
+    if let Some(g) = b.global_batch {
+        params.insert("global_batch".into(), g.into());
+    }
+    if let Some(s) = b.seq_len {
+        params.insert("seq_len".into(), s.into());
+    }
+    if let Some(t) = b.tokens_per_step {
+        params.insert("tokens_per_step".into(), t.into());
+    }
+}
+
+/// The first exclusion by values that the point's parameters all match, as its reason.
+fn values_exclusion(rules: &[Rule], params: &IndexMap<String, Json>) -> Option<String> {
+    for rule in rules {
         if let Rule::Values(j, kv) = rule
             && kv
                 .iter()
@@ -748,54 +964,14 @@ fn build_point(
                 .iter()
                 .map(|(k, v)| format!("{k}={}", json_short(v)))
                 .collect();
-            return Ok(Err(format!("exclude[{j}]: {}", vals.join(", "))));
+            return Some(format!("exclude[{j}]: {}", vals.join(", ")));
         }
     }
-
-    let mut env: IndexMap<String, String> = profile.env.clone();
-    for (k, v) in sweep.spec.env.iter().chain(stage.env.iter()) {
-        env.insert(k.clone(), json_short(&toml_to_json(v)));
-    }
-    for (k, v) in &params {
-        if crate::profile::is_env_name(k) && k.chars().all(|c| !c.is_ascii_lowercase()) {
-            env.insert(k.clone(), json_short(v));
-        }
-    }
-    let mut slurm = stage.slurm.over(&sweep.spec.slurm);
-    slurm.partition = slurm.partition.or_else(|| profile.slurm.partition.clone());
-    slurm.account = slurm.account.or_else(|| profile.slurm.account.clone());
-    slurm.qos = slurm.qos.or_else(|| profile.slurm.qos.clone());
-    let time_limit_min = match &slurm.time {
-        Some(t) => Some(parse_time_limit(t).map_err(|m| {
-            if stage.slurm.time.is_some() {
-                src.error(&path!["stage", si, "slurm", "time"], m)
-            } else {
-                src.error(&path!["slurm", "time"], m)
-            }
-        })?),
-        None => None,
-    };
-    let id = job_id(&stage.name, axes, repeat, stage.repeats > 1, model.as_ref());
-    Ok(Ok(Point {
-        id,
-        stage: stage.name.clone(),
-        template: stage.template.clone(),
-        repeat,
-        scaling: stage.scaling,
-        axes: axes.clone(),
-        params,
-        env,
-        model,
-        batch,
-        slurm,
-        after: stage.after.clone(),
-        dependency: stage.dependency,
-        time_limit_min,
-    }))
+    None
 }
 
 /// FNV-1a: a hash whose value never changes between builds or platforms, so job ids are stable.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf29ce484222325;
     for b in bytes {
         h ^= *b as u64;
@@ -869,7 +1045,7 @@ fn abbrev(key: &str, v: &Json, model: Option<&ModelShape>) -> String {
 }
 
 /// A readable, stable job id: stage, short axis values, and a hash of the exact point.
-pub fn job_id(
+pub(crate) fn job_id(
     stage: &str,
     axes: &IndexMap<String, Json>,
     repeat: u32,

@@ -32,7 +32,7 @@ use crate::state::{Lock, State};
 const BIN_DIR: &str = ".local-bin";
 
 #[derive(Debug, Default, Clone)]
-pub struct LocalOptions {
+pub(crate) struct LocalOptions {
     pub stages: Vec<String>,
     pub dry_run: bool,
     /// Run again jobs that already ran (their earlier ids go to the job's history).
@@ -49,7 +49,7 @@ pub struct LocalReport {
 }
 
 /// This machine's short host name: the node name jobs see.
-pub fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
@@ -63,7 +63,7 @@ pub fn hostname() -> String {
 }
 
 /// CPUs this process may run on (its affinity), in order.
-pub fn allowed_cpus() -> Vec<usize> {
+pub(crate) fn allowed_cpus() -> Vec<usize> {
     // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity fills it.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
@@ -127,7 +127,7 @@ fn job_shape(job_dir: &Path) -> (u32, u32, u32) {
 
 /// Runs every selected job not yet run, stage by stage (an `afterok` stage runs only if every
 /// job of the stages it waits for completed).
-pub fn run(dir: &Path, opts: &LocalOptions) -> Result<LocalReport> {
+pub(crate) fn run(dir: &Path, opts: &LocalOptions) -> Result<LocalReport> {
     crate::state::ensure_campaign(dir)?;
     let m = Manifest::load(dir)?;
     for s in &opts.stages {
@@ -292,42 +292,88 @@ fn run_job(
     bin: &Path,
     host: &str,
 ) -> Result<(JobState, i32)> {
-    let id = {
-        let _lock = Lock::acquire(dir)?;
-        let mut st = State::load(dir)?;
-        let next = st
-            .jobs
-            .values()
-            .flat_map(|j| {
-                j.slurm_id
-                    .iter()
-                    .chain(j.history.iter().map(|h| &h.slurm_id))
-            })
-            .filter_map(|s| s.parse::<u64>().ok())
-            .max()
-            .unwrap_or(0)
-            + 1;
-        let js = st.job(&job.id);
-        if let Some(old) = js.slurm_id.take() {
-            js.history.push(crate::state::PastAttempt {
-                slurm_id: old,
-                state: js.state.clone(),
-            });
-        }
-        js.slurm_id = Some(next.to_string());
-        js.executor = Some(Executor::Local.name().into());
-        js.submit_time = Some(crate::state::now_utc());
-        js.attempts += 1;
-        js.state = Some(JobState::Running);
-        js.exit_code = None;
-        js.reason = None;
-        st.save(dir)?;
-        next.to_string()
-    };
-    let (gpn, tpn, cpt) = job_shape(job_dir);
+    let id = start_attempt(dir, job)?;
     let out_path = job_dir.join(format!("slurm-{id}.out"));
     let out = std::fs::File::create(&out_path)
         .with_context(|| format!("creating {}", out_path.display()))?;
+    let mut c = job_command(job, job_dir, bin, host, &id, out)?;
+    catch_signals();
+    let mut child = c.spawn().context("starting bash for the job script")?;
+    let (status, timed_out) = supervise(&mut child, job, job_dir, host, &id, &out_path)?;
+    use std::os::unix::process::ExitStatusExt;
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    let (mut state, oom) =
+        match crate::markers::read_finished(job_dir).filter(|f| f.slurm_job_id == id) {
+            Some(f) => crate::markers::state_from_marker(job_dir, &f),
+            None => (
+                if code == 0 {
+                    JobState::Completed
+                } else {
+                    JobState::Failed
+                },
+                false,
+            ),
+        };
+    if timed_out {
+        state = JobState::Timeout;
+    }
+    let _lock = Lock::acquire(dir)?;
+    let mut st = State::load(dir)?;
+    let js = st.job(&job.id);
+    js.state = Some(state.clone());
+    js.exit_code = Some(format!("{code}:0"));
+    js.step_oom = oom.then_some(true);
+    st.save(dir)?;
+    Ok((state, code))
+}
+
+/// Records a new attempt of the job as running, under the next local job id, which it returns.
+fn start_attempt(dir: &Path, job: &ManifestJob) -> Result<String> {
+    let _lock = Lock::acquire(dir)?;
+    let mut st = State::load(dir)?;
+    let next = st
+        .jobs
+        .values()
+        .flat_map(|j| {
+            j.slurm_id
+                .iter()
+                .chain(j.history.iter().map(|h| &h.slurm_id))
+        })
+        .filter_map(|s| s.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let js = st.job(&job.id);
+    if let Some(old) = js.slurm_id.take() {
+        js.history.push(crate::state::PastAttempt {
+            slurm_id: old,
+            state: js.state.clone(),
+        });
+    }
+    js.slurm_id = Some(next.to_string());
+    js.executor = Some(Executor::Local.name().into());
+    js.submit_time = Some(crate::state::now_utc());
+    js.attempts += 1;
+    js.state = Some(JobState::Running);
+    js.exit_code = None;
+    js.reason = None;
+    st.save(dir)?;
+    Ok(next.to_string())
+}
+
+/// The job script's command, in its own process group, with the environment Slurm gives a batch
+/// script and its output in `out`.
+fn job_command(
+    job: &ManifestJob,
+    job_dir: &Path,
+    bin: &Path,
+    host: &str,
+    id: &str,
+    out: std::fs::File,
+) -> Result<Command> {
+    let (gpn, tpn, cpt) = job_shape(job_dir);
     let err = out.try_clone()?;
     let path = format!(
         "{}:{}",
@@ -341,8 +387,8 @@ fn run_job(
         .stdout(out)
         .stderr(err)
         .env("PATH", path)
-        .env("SLURM_JOB_ID", &id)
-        .env("SLURM_JOBID", &id)
+        .env("SLURM_JOB_ID", id)
+        .env("SLURM_JOBID", id)
         .env("SLURM_JOB_NAME", &job.slurm_name)
         .env("SLURM_SUBMIT_DIR", job_dir)
         .env("SLURM_JOB_NODELIST", host)
@@ -367,8 +413,19 @@ fn run_job(
         use std::os::unix::process::CommandExt;
         c.process_group(0);
     }
-    catch_signals();
-    let mut child = c.spawn().context("starting bash for the job script")?;
+    Ok(c)
+}
+
+/// Waits for the job script, forwarding signals to its process group and enforcing the time
+/// limit as Slurm does; returns its exit status and whether it ran out of time.
+fn supervise(
+    child: &mut std::process::Child,
+    job: &ManifestJob,
+    job_dir: &Path,
+    host: &str,
+    id: &str,
+    out_path: &Path,
+) -> Result<(std::process::ExitStatus, bool)> {
     let pgid = child.id() as i32;
     let limit = job.time_limit_min.map(|m| Duration::from_secs(m * 60));
     let signal_before = signal_before_s(job_dir);
@@ -398,7 +455,7 @@ fn run_job(
             if el >= lim && !timed_out {
                 timed_out = true;
                 let _ = append_line(
-                    &out_path,
+                    out_path,
                     &format!(
                         "sweep-local: error: *** JOB {id} ON {host} CANCELLED AT {} DUE TO TIME LIMIT ***",
                         crate::state::now_utc()
@@ -423,33 +480,7 @@ fn run_job(
     // reused; with none left this is ESRCH.)
     // SAFETY: signalling our own child's process group.
     unsafe { libc::kill(-pgid, libc::SIGKILL) };
-    use std::os::unix::process::ExitStatusExt;
-    let code = status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-    let (mut state, oom) =
-        match crate::markers::read_finished(job_dir).filter(|f| f.slurm_job_id == id) {
-            Some(f) => crate::markers::state_from_marker(job_dir, &f),
-            None => (
-                if code == 0 {
-                    JobState::Completed
-                } else {
-                    JobState::Failed
-                },
-                false,
-            ),
-        };
-    if timed_out {
-        state = JobState::Timeout;
-    }
-    let _lock = Lock::acquire(dir)?;
-    let mut st = State::load(dir)?;
-    let js = st.job(&job.id);
-    js.state = Some(state.clone());
-    js.exit_code = Some(format!("{code}:0"));
-    js.step_oom = oom.then_some(true);
-    st.save(dir)?;
-    Ok((state, code))
+    Ok((status, timed_out))
 }
 
 /// Whether a process still runs in the job directory (its script outlived a killed sweep).
@@ -485,7 +516,7 @@ fn append_line(p: &Path, line: &str) -> std::io::Result<()> {
 
 /// What `srun` was asked for, as far as one node can honour it.
 #[derive(Debug, Default, PartialEq)]
-pub struct SrunArgs {
+pub(crate) struct SrunArgs {
     pub nodes: Option<u32>,
     pub ntasks: Option<u32>,
     pub ntasks_per_node: Option<u32>,
@@ -504,7 +535,7 @@ pub struct SrunArgs {
 
 /// Parses srun's command line (the subset sbatch scripts use); an unknown option is an error
 /// rather than a silently different step.
-pub fn parse_srun(args: &[String]) -> Result<SrunArgs> {
+pub(crate) fn parse_srun(args: &[String]) -> Result<SrunArgs> {
     const WITH_VALUE: &[(&str, Option<char>)] = &[
         ("nodes", Some('N')),
         ("ntasks", Some('n')),
@@ -638,7 +669,7 @@ pub fn parse_srun(args: &[String]) -> Result<SrunArgs> {
 
 /// The CPU set of each task from `--cpu-bind` (after `verbose,`): `mask_cpu:` hex masks or
 /// `map_cpu:` ids, task i taking entry i modulo their number; `None` for no binding.
-pub fn cpu_sets(bind: &str, ntasks: u32) -> Result<Option<Vec<Vec<usize>>>> {
+pub(crate) fn cpu_sets(bind: &str, ntasks: u32) -> Result<Option<Vec<Vec<usize>>>> {
     let spec: Vec<&str> = bind
         .split(',')
         .filter(|p| *p != "verbose" && *p != "quiet")
@@ -688,7 +719,11 @@ pub fn cpu_sets(bind: &str, ntasks: u32) -> Result<Option<Vec<Vec<usize>>>> {
 
 /// `CUDA_VISIBLE_DEVICES` of each task from `--gpu-bind`: `map_gpu:` ids (relative to the
 /// job's GPUs), `single:N` (N tasks per GPU, in order), or every GPU of the job.
-pub fn gpu_sets(bind: Option<&str>, ntasks: u32, job_gpus: &[String]) -> Result<Vec<String>> {
+pub(crate) fn gpu_sets(
+    bind: Option<&str>,
+    ntasks: u32,
+    job_gpus: &[String],
+) -> Result<Vec<String>> {
     let bind = bind.unwrap_or("none");
     let spec: Vec<&str> = bind.split(',').filter(|p| *p != "verbose").collect();
     let spec = spec.join(",");
@@ -769,57 +804,99 @@ fn signal_name(sig: i32) -> &'static str {
     }
 }
 
+/// One srun step as resolved from its arguments and the job's environment.
+struct Step {
+    args: SrunArgs,
+    ntasks: u32,
+    host: String,
+    job: String,
+    step: u32,
+    /// `--cpu-bind=verbose`: report each task's mask as Slurm does.
+    verbose: bool,
+    cpus: Option<Vec<Vec<usize>>>,
+    allowed: Vec<usize>,
+    gpus: Vec<String>,
+}
+
 /// `srun` under the local executor: starts the step's tasks here and returns srun's exit code.
-pub fn srun(args: &[String]) -> Result<i32> {
-    let a = parse_srun(args)?;
-    if a.nodes.unwrap_or(1) > 1 {
-        bail!(
-            "srun: error: the local executor has one node; this step asks for --nodes={}",
-            a.nodes.unwrap_or(1)
-        );
-    }
-    let env_u32 = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
-    let ntasks = a
-        .ntasks
-        .or(a.ntasks_per_node)
-        .or_else(|| env_u32("SLURM_NTASKS"))
-        .unwrap_or(1)
-        .max(1);
-    let host = std::env::var("SLURMD_NODENAME").unwrap_or_else(|_| hostname());
-    let job = std::env::var("SLURM_JOB_ID").unwrap_or_else(|_| "0".into());
-    let step = next_step_id();
-    for o in &a.ignored {
-        eprintln!("srun (local executor): {o} has no effect on one node");
-    }
-    if let Some(mpi) = a.mpi.as_deref().filter(|m| *m != "none") {
-        eprintln!(
-            "srun (local executor): --mpi={mpi} is not provided; each task runs as a singleton (MPI programs see one rank each)"
-        );
-    }
-    let verbose = a
-        .cpu_bind
-        .as_deref()
-        .is_some_and(|b| b.split(',').any(|p| p == "verbose"));
-    let cpus = match a.cpu_bind.as_deref() {
-        Some(b) => cpu_sets(b, ntasks)?,
-        None => None,
-    };
-    let allowed = allowed_cpus();
-    let job_gpus: Vec<String> = std::env::var("CUDA_VISIBLE_DEVICES")
-        .ok()
-        .or_else(|| std::env::var("SLURM_JOB_GPUS").ok())
-        .map(|v| {
-            v.split(',')
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
-    let gpus = gpu_sets(a.gpu_bind.as_deref(), ntasks, &job_gpus)?;
+pub(crate) fn srun(args: &[String]) -> Result<i32> {
+    let s = Step::resolve(parse_srun(args)?)?;
     catch_signals();
     let mut children = Vec::new();
     let mut pumps = Vec::new();
-    for t in 0..ntasks {
+    for t in 0..s.ntasks {
+        children.push(Some(s.spawn_task(t, &mut pumps)?));
+    }
+    let code = s.wait_tasks(&mut children)?;
+    for p in pumps {
+        let _ = p.join();
+    }
+    Ok(code)
+}
+
+impl Step {
+    fn resolve(a: SrunArgs) -> Result<Step> {
+        if a.nodes.unwrap_or(1) > 1 {
+            bail!(
+                "srun: error: the local executor has one node; this step asks for --nodes={}",
+                a.nodes.unwrap_or(1)
+            );
+        }
+        let env_u32 = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
+        let ntasks = a
+            .ntasks
+            .or(a.ntasks_per_node)
+            .or_else(|| env_u32("SLURM_NTASKS"))
+            .unwrap_or(1)
+            .max(1);
+        let host = std::env::var("SLURMD_NODENAME").unwrap_or_else(|_| hostname());
+        let job = std::env::var("SLURM_JOB_ID").unwrap_or_else(|_| "0".into());
+        let step = next_step_id();
+        for o in &a.ignored {
+            eprintln!("srun (local executor): {o} has no effect on one node");
+        }
+        if let Some(mpi) = a.mpi.as_deref().filter(|m| *m != "none") {
+            eprintln!(
+                "srun (local executor): --mpi={mpi} is not provided; each task runs as a singleton (MPI programs see one rank each)"
+            );
+        }
+        let verbose = a
+            .cpu_bind
+            .as_deref()
+            .is_some_and(|b| b.split(',').any(|p| p == "verbose"));
+        let cpus = match a.cpu_bind.as_deref() {
+            Some(b) => cpu_sets(b, ntasks)?,
+            None => None,
+        };
+        let allowed = allowed_cpus();
+        let job_gpus: Vec<String> = std::env::var("CUDA_VISIBLE_DEVICES")
+            .ok()
+            .or_else(|| std::env::var("SLURM_JOB_GPUS").ok())
+            .map(|v| {
+                v.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let gpus = gpu_sets(a.gpu_bind.as_deref(), ntasks, &job_gpus)?;
+        Ok(Step {
+            args: a,
+            ntasks,
+            host,
+            job,
+            step,
+            verbose,
+            cpus,
+            allowed,
+            gpus,
+        })
+    }
+
+    /// Task `t`'s command with the environment Slurm gives a step's task.
+    fn task_command(&self, t: u32) -> Command {
+        let a = &self.args;
+        let (ntasks, step) = (self.ntasks, self.step);
         let mut c = Command::new(&a.command[0]);
         c.args(&a.command[1..])
             .stdin(if t == 0 {
@@ -836,7 +913,7 @@ pub fn srun(args: &[String]) -> Result<i32> {
             .env("SLURM_NPROCS", ntasks.to_string())
             .env("SLURM_STEP_NUM_TASKS", ntasks.to_string())
             .env("SLURM_STEP_NUM_NODES", "1")
-            .env("SLURM_STEP_NODELIST", &host)
+            .env("SLURM_STEP_NODELIST", &self.host)
             .env("SLURM_STEP_TASKS_PER_NODE", ntasks.to_string());
         if let Some(c2) = a.cpus_per_task {
             c.env("SLURM_CPUS_PER_TASK", c2.to_string());
@@ -844,22 +921,28 @@ pub fn srun(args: &[String]) -> Result<i32> {
         if let Some(b) = &a.cpu_bind {
             c.env("SLURM_CPU_BIND", b);
         }
-        if !gpus[t as usize].is_empty() {
-            c.env("CUDA_VISIBLE_DEVICES", &gpus[t as usize])
-                .env("SLURM_STEP_GPUS", &gpus[t as usize]);
+        let gpus = &self.gpus[t as usize];
+        if !gpus.is_empty() {
+            c.env("CUDA_VISIBLE_DEVICES", gpus)
+                .env("SLURM_STEP_GPUS", gpus);
         }
-        let set: Option<Vec<usize>> = cpus.as_ref().map(|sets| {
+        c
+    }
+
+    /// Binds task `t` to the CPUs of its set that exist here; returns that set.
+    fn bind_cpus(&self, c: &mut Command, t: u32) -> Option<Vec<usize>> {
+        let set: Option<Vec<usize>> = self.cpus.as_ref().map(|sets| {
             sets[t as usize]
                 .iter()
                 .copied()
-                .filter(|c| allowed.contains(c))
+                .filter(|c| self.allowed.contains(c))
                 .collect()
         });
         match &set {
             Some(s) if s.is_empty() => {
                 eprintln!(
                     "srun (local executor): task {t}: none of its CPUs {:?} exist here; not bound",
-                    cpus.as_ref().map(|x| &x[t as usize])
+                    self.cpus.as_ref().map(|x| &x[t as usize])
                 );
             }
             Some(s) => {
@@ -883,14 +966,16 @@ pub fn srun(args: &[String]) -> Result<i32> {
             }
             None => {}
         }
-        let out_file = a
-            .output
-            .as_ref()
-            .map(|p| output_name(p, t, &job, step, &host));
-        let err_file = a
-            .error
-            .as_ref()
-            .map(|p| output_name(p, t, &job, step, &host));
+        set
+    }
+
+    /// Points task `t`'s output at `--output`/`--error`, or at pipes for `--label`; returns
+    /// whether its output is to be pumped through a label.
+    fn redirect_output(&self, c: &mut Command, t: u32) -> Result<bool> {
+        let a = &self.args;
+        let name = |p: &String| output_name(p, t, &self.job, self.step, &self.host);
+        let out_file = a.output.as_ref().map(name);
+        let err_file = a.error.as_ref().map(name);
         let open = |p: &str| {
             std::fs::OpenOptions::new()
                 .create(true)
@@ -912,19 +997,33 @@ pub fn srun(args: &[String]) -> Result<i32> {
             }
             (None, false) => {}
         }
+        Ok(out_file.is_none() && a.label)
+    }
+
+    fn spawn_task(
+        &self,
+        t: u32,
+        pumps: &mut Vec<std::thread::JoinHandle<()>>,
+    ) -> Result<std::process::Child> {
+        let mut c = self.task_command(t);
+        let set = self.bind_cpus(&mut c, t);
+        let labelled = self.redirect_output(&mut c, t)?;
         let mut child = c
             .spawn()
-            .with_context(|| format!("srun: cannot start `{}`", a.command[0]))?;
-        if verbose && let Some(s) = set.as_ref().filter(|s| !s.is_empty()) {
+            .with_context(|| format!("srun: cannot start `{}`", self.args.command[0]))?;
+        if self.verbose
+            && let Some(s) = set.as_ref().filter(|s| !s.is_empty())
+        {
             let mask = s
                 .iter()
                 .fold(0u128, |m, &c| if c < 128 { m | (1u128 << c) } else { m });
             eprintln!(
-                "cpu-bind=MASK - {host}, task {t:>2} {t:>2} [{}]: mask {mask:#x} set",
+                "cpu-bind=MASK - {}, task {t:>2} {t:>2} [{}]: mask {mask:#x} set",
+                self.host,
                 child.id()
             );
         }
-        if out_file.is_none() && a.label {
+        if labelled {
             if let Some(o) = child.stdout.take() {
                 pumps.push(std::thread::spawn(move || pump(o, t, false)));
             }
@@ -932,71 +1031,80 @@ pub fn srun(args: &[String]) -> Result<i32> {
                 pumps.push(std::thread::spawn(move || pump(e, t, true)));
             }
         }
-        children.push(Some(child));
+        Ok(child)
     }
-    let mut codes: BTreeMap<u32, i32> = BTreeMap::new();
-    let mut killing = false;
-    // Tasks this srun terminated after another failed (--kill-on-bad-exit): their signal is
-    // its doing, not theirs, so the exit code is that of the tasks that ended by themselves.
-    let mut stopped: Vec<u32> = Vec::new();
-    while codes.len() + stopped.len() < children.len() {
-        let sig = SIGNAL.swap(0, Ordering::SeqCst);
-        for (t, ch) in children.iter_mut().enumerate() {
-            let Some(c) = ch else { continue };
-            if sig != 0 {
-                // SAFETY: signalling our own child.
-                unsafe { libc::kill(c.id() as i32, sig) };
+
+    /// Waits for every task, forwarding signals and honouring `--kill-on-bad-exit`; returns
+    /// srun's exit code.
+    fn wait_tasks(&self, children: &mut [Option<std::process::Child>]) -> Result<i32> {
+        let (host, job, step) = (&self.host, &self.job, self.step);
+        let mut codes: BTreeMap<u32, i32> = BTreeMap::new();
+        let mut killing = false;
+        // Tasks this srun terminated after another failed (--kill-on-bad-exit): their signal is
+        // its doing, not theirs, so the exit code is that of the tasks that ended by themselves.
+        let mut stopped: Vec<u32> = Vec::new();
+        while codes.len() + stopped.len() < children.len() {
+            let sig = SIGNAL.swap(0, Ordering::SeqCst);
+            for (t, ch) in children.iter_mut().enumerate() {
+                let Some(c) = ch else { continue };
+                if sig != 0 {
+                    // SAFETY: signalling our own child.
+                    unsafe { libc::kill(c.id() as i32, sig) };
+                }
+                if let Some(st) = c.try_wait()? {
+                    let code = task_exit_code(host, t, st);
+                    use std::os::unix::process::ExitStatusExt;
+                    if !(killing
+                        && (st.signal() == Some(libc::SIGTERM)
+                            || st.code() == Some(128 + libc::SIGTERM)))
+                    {
+                        codes.insert(t as u32, code);
+                    } else {
+                        stopped.push(t as u32);
+                    }
+                    *ch = None;
+                    if code != 0 && self.args.kill_on_bad_exit && !killing {
+                        killing = true;
+                        eprintln!("srun: error: Terminating StepId={job}.{step}");
+                        for o in children.iter().flatten() {
+                            // SAFETY: as above.
+                            unsafe { libc::kill(o.id() as i32, libc::SIGTERM) };
+                        }
+                    }
+                    break;
+                }
             }
-            if let Some(st) = c.try_wait()? {
-                use std::os::unix::process::ExitStatusExt;
-                let code = match (st.code(), st.signal()) {
-                    (Some(0), _) => 0,
-                    (Some(x), _) => {
-                        eprintln!("srun: error: {host}: task {t}: Exited with exit code {x}");
-                        x
-                    }
-                    (None, Some(s)) => {
-                        eprintln!("srun: error: {host}: task {t}: {}", signal_name(s));
-                        128 + s
-                    }
-                    (None, None) => 1,
-                };
-                if !(killing
-                    && (st.signal() == Some(libc::SIGTERM)
-                        || st.code() == Some(128 + libc::SIGTERM)))
-                {
-                    codes.insert(t as u32, code);
-                } else {
-                    stopped.push(t as u32);
-                }
-                *ch = None;
-                if code != 0 && a.kill_on_bad_exit && !killing {
-                    killing = true;
-                    eprintln!("srun: error: Terminating StepId={job}.{step}");
-                    for o in children.iter().flatten() {
-                        // SAFETY: as above.
-                        unsafe { libc::kill(o.id() as i32, libc::SIGTERM) };
-                    }
-                }
-                break;
+            if sig == 0 {
+                std::thread::sleep(Duration::from_millis(20));
             }
         }
-        if sig == 0 {
-            std::thread::sleep(Duration::from_millis(20));
+        Ok(codes
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(if stopped.is_empty() {
+                0
+            } else {
+                128 + libc::SIGTERM
+            }))
+    }
+}
+
+/// A task's exit code as srun counts it, reporting a failure as srun does.
+fn task_exit_code(host: &str, t: usize, st: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match (st.code(), st.signal()) {
+        (Some(0), _) => 0,
+        (Some(x), _) => {
+            eprintln!("srun: error: {host}: task {t}: Exited with exit code {x}");
+            x
         }
+        (None, Some(s)) => {
+            eprintln!("srun: error: {host}: task {t}: {}", signal_name(s));
+            128 + s
+        }
+        (None, None) => 1,
     }
-    for p in pumps {
-        let _ = p.join();
-    }
-    Ok(codes
-        .values()
-        .copied()
-        .max()
-        .unwrap_or(if stopped.is_empty() {
-            0
-        } else {
-            128 + libc::SIGTERM
-        }))
 }
 
 fn pump(r: impl std::io::Read, t: u32, err: bool) {
@@ -1012,7 +1120,7 @@ fn pump(r: impl std::io::Read, t: u32, err: bool) {
 }
 
 /// `scontrol` under the local executor: `show hostnames [LIST]` only.
-pub fn scontrol(args: &[String]) -> Result<i32> {
+pub(crate) fn scontrol(args: &[String]) -> Result<i32> {
     match args
         .iter()
         .map(String::as_str)

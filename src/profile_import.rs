@@ -50,7 +50,7 @@ fn lscpu_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 /// Splits each contiguous range of a CPU set into `parts` slices and returns slice `i` of
 /// every range: GPUs sharing one NUMA node's set each get their own cores with their SMT
 /// siblings (`48-63,176-191` for two GPUs: `48-55,176-183` and `56-63,184-191`).
-pub fn split_cpus(cpus: &[u32], parts: usize, i: usize) -> Vec<u32> {
+pub(crate) fn split_cpus(cpus: &[u32], parts: usize, i: usize) -> Vec<u32> {
     if parts <= 1 {
         return cpus.to_vec();
     }
@@ -75,7 +75,7 @@ pub fn split_cpus(cpus: &[u32], parts: usize, i: usize) -> Vec<u32> {
 }
 
 /// The profile's TOML text for a topology matrix.
-pub fn import(topo_text: &str, opts: &ImportOptions) -> Result<String> {
+pub(crate) fn import(topo_text: &str, opts: &ImportOptions) -> Result<String> {
     let (topos, _warnings) = parse_topo_reader(topo_text.as_bytes());
     let Some(t): Option<&Topology> = topos.iter().max_by_key(|t| t.gpus.len()) else {
         bail!("no `nvidia-smi topo -m` matrix found in the input");
@@ -83,6 +83,19 @@ pub fn import(topo_text: &str, opts: &ImportOptions) -> Result<String> {
     if t.gpus.is_empty() {
         bail!("the topology matrix lists no GPU");
     }
+    check_nic_names(topo_text, t)?;
+    let mut s = String::new();
+    write_header(&mut s, t, opts);
+    write_slurm(&mut s, opts);
+    write_gpu(&mut s, t, opts);
+    write_cpu(&mut s, t, opts);
+    write_nics(&mut s, t, opts);
+    write_gpu_map(&mut s, t);
+    let _ = writeln!(s, "\n[env]\n\n[paths]\npython = \"python3\"\nsetup = []");
+    Ok(s)
+}
+
+fn check_nic_names(topo_text: &str, t: &Topology) -> Result<()> {
     // NIC names go into the profile and from there into job scripts: a capture is input like
     // any other, so a name outside the kernel's alphabet stops the import at its line.
     for n in &t.nics {
@@ -94,12 +107,11 @@ pub fn import(topo_text: &str, opts: &ImportOptions) -> Result<String> {
             bail!("{line}NIC `{}` ({}): {m}", n.device, n.name);
         }
     }
-    let model = opts.gpu_model.clone().unwrap_or_default();
-    let known = known_gpu(&model);
-    let peak = opts.peak_bf16_tflops.or(known.map(|k| k.0));
-    let hbm = opts.hbm_gib.or(known.map(|k| k.1));
-    let nvlink = known.map(|k| k.2);
-    let mut s = String::new();
+    Ok(())
+}
+
+/// The comment saying where the profile came from, its name and description.
+fn write_header(s: &mut String, t: &Topology, opts: &ImportOptions) {
     let _ = writeln!(
         s,
         "# Imported by `sweep profile import` from `nvidia-smi topo -m`{}.",
@@ -128,6 +140,9 @@ pub fn import(topo_text: &str, opts: &ImportOptions) -> Result<String> {
         t.gpus.len(),
         t.nics.len()
     );
+}
+
+fn write_slurm(s: &mut String, opts: &ImportOptions) {
     let _ = writeln!(s, "[slurm]");
     let _ = writeln!(
         s,
@@ -142,6 +157,16 @@ pub fn import(topo_text: &str, opts: &ImportOptions) -> Result<String> {
     if let Some(p) = &opts.partition {
         let _ = writeln!(s, "partition = {p:?}");
     }
+}
+
+/// `[gpu]`: the model and its figures, from the options or the known models' public
+/// specifications, marked CHOSEN where neither gives them.
+fn write_gpu(s: &mut String, t: &Topology, opts: &ImportOptions) {
+    let model = opts.gpu_model.clone().unwrap_or_default();
+    let known = known_gpu(&model);
+    let peak = opts.peak_bf16_tflops.or(known.map(|k| k.0));
+    let hbm = opts.hbm_gib.or(known.map(|k| k.1));
+    let nvlink = known.map(|k| k.2);
     let _ = writeln!(s, "\n[gpu]");
     let _ = writeln!(
         s,
@@ -185,7 +210,10 @@ pub fn import(topo_text: &str, opts: &ImportOptions) -> Result<String> {
     if let Some(n) = nvlink {
         let _ = writeln!(s, "nvlink_gb_s = {n:.1}");
     }
-    // CPU
+}
+
+/// `[cpu]`: from lscpu where given, else what the GPUs' affinity shows.
+fn write_cpu(s: &mut String, t: &Topology, opts: &ImportOptions) {
     let numas: std::collections::BTreeSet<u32> =
         t.gpus.iter().filter_map(|g| g.numa_node).collect();
     let all_cpus: std::collections::BTreeSet<u32> =
@@ -234,7 +262,10 @@ pub fn import(topo_text: &str, opts: &ImportOptions) -> Result<String> {
             let _ = writeln!(s, "numa_nodes = {numa_count}");
         }
     }
-    // NICs: every NIC of the matrix, on the NUMA node of the GPUs closest to it.
+}
+
+/// `[[nic]]`: every NIC of the matrix, on the NUMA node of the GPUs closest to it.
+fn write_nics(s: &mut String, t: &Topology, opts: &ImportOptions) {
     let mut nic_numa: Vec<(String, u32)> = Vec::new();
     for n in &t.nics {
         let numa = t
@@ -257,7 +288,11 @@ pub fn import(topo_text: &str, opts: &ImportOptions) -> Result<String> {
             }
         );
     }
-    // GPU map.
+}
+
+/// `[[gpu_map]]`: each GPU's NUMA node, its share of the CPUs of its affinity, and its NIC
+/// where one is close by PCIe.
+fn write_gpu_map(s: &mut String, t: &Topology) {
     for g in &t.gpus {
         let idx = g.index.unwrap_or(0);
         let sharing: Vec<u32> = t
@@ -303,8 +338,6 @@ pub fn import(topo_text: &str, opts: &ImportOptions) -> Result<String> {
             );
         }
     }
-    let _ = writeln!(s, "\n[env]\n\n[paths]\npython = \"python3\"\nsetup = []");
-    Ok(s)
 }
 
 #[cfg(test)]

@@ -311,7 +311,7 @@ fn one() -> u32 {
 }
 
 /// Parameter names the tool itself understands; any other name is free for templates.
-pub const KNOWN_PARAMS: &[&str] = &[
+pub(crate) const KNOWN_PARAMS: &[&str] = &[
     "model",
     "nodes",
     "gpus_per_node",
@@ -326,7 +326,7 @@ pub const KNOWN_PARAMS: &[&str] = &[
 ];
 
 /// Names computed by expansion: a sweep file may read them but not set them.
-pub const COMPUTED_PARAMS: &[&str] = &[
+pub(crate) const COMPUTED_PARAMS: &[&str] = &[
     "gpus",
     "world_size",
     "dp",
@@ -358,7 +358,7 @@ impl LoadedSweep {
     }
 }
 
-pub fn load(path: &Path) -> Result<LoadedSweep, InputError> {
+pub(crate) fn load(path: &Path) -> Result<LoadedSweep, InputError> {
     let text = std::fs::read_to_string(path).map_err(|e| InputError {
         file: path.to_path_buf(),
         line: 0,
@@ -386,7 +386,7 @@ pub fn parse(path: &Path, text: String) -> Result<LoadedSweep, InputError> {
 
 /// Parameters read by the built-in templates whose type is known: checked as that type, so a
 /// template never receives `"1; rm -rf ~"` where it expects a step count.
-pub const TYPED_PARAMS: &[(&str, ParamType)] = &[
+pub(crate) const TYPED_PARAMS: &[(&str, ParamType)] = &[
     ("steps", ParamType::PositiveInt),
     ("warmup_steps", ParamType::NonNegativeInt),
     ("gpu_sample_ms", ParamType::NonNegativeInt),
@@ -405,7 +405,7 @@ pub const TYPED_PARAMS: &[(&str, ParamType)] = &[
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ParamType {
+pub(crate) enum ParamType {
     PositiveInt,
     NonNegativeInt,
     PositiveNumber,
@@ -414,7 +414,7 @@ pub enum ParamType {
 }
 
 /// Checks a value of a typed parameter; JSON because derived values are checked too.
-pub fn typed_param_error(key: &str, v: &serde_json::Value) -> Option<String> {
+pub(crate) fn typed_param_error(key: &str, v: &serde_json::Value) -> Option<String> {
     let (_, ty) = TYPED_PARAMS.iter().find(|(k, _)| *k == key)?;
     let int = v.as_i64().filter(|_| v.is_i64() || v.is_u64());
     match ty {
@@ -537,121 +537,161 @@ fn validate(l: &LoadedSweep) -> Result<(), InputError> {
         check_param(&src, &path!["defaults", k.as_str()], k, v)?;
     }
     check_env(&src, &path!["env"], &s.env)?;
-    let mut seen = Vec::<&str>::new();
     for (i, st) in s.stages.iter().enumerate() {
-        if let Some(m) = crate::values::name_error(&st.name) {
-            return Err(src.error(&path!["stage", i, "name"], format!("stage name: {m}")));
+        validate_stage(&src, s, i, st)?;
+    }
+    validate_collect_patterns(&src, s)?;
+    validate_targets(l, &src)
+}
+
+/// One stage: its names, Slurm options, parameters, axes, exclusions, derived values and
+/// dependencies.
+fn validate_stage(src: &Source, s: &SweepFile, i: usize, st: &StageSpec) -> Result<(), InputError> {
+    if let Some(m) = crate::values::name_error(&st.name) {
+        return Err(src.error(&path!["stage", i, "name"], format!("stage name: {m}")));
+    }
+    if let Some(m) = crate::values::template_name_error(&st.template) {
+        return Err(src.error(&path!["stage", i, "template"], m));
+    }
+    check_slurm(src, &path!["stage", i, "slurm"], &st.slurm)?;
+    check_signal(src, i, st, s)?;
+    if s.stages[..i].iter().any(|o| o.name == st.name) {
+        return Err(src.error(
+            &path!["stage", i, "name"],
+            format!("duplicate stage `{}`", st.name),
+        ));
+    }
+    if st.repeats == 0 {
+        return Err(src.error(&path!["stage", i, "repeats"], "repeats must be at least 1"));
+    }
+    for (k, v) in &st.params {
+        check_param(src, &path!["stage", i, "params", k.as_str()], k, v)?;
+    }
+    check_env(src, &path!["stage", i, "env"], &st.env)?;
+    let axis_names = validate_axes(src, i, st)?;
+    validate_exclusions(src, i, st)?;
+    validate_derived(src, i, st, &axis_names)?;
+    validate_after(src, s, i, st)
+}
+
+/// The stage's matrix and zips, each value checked; returns the axes' names. An axis may appear
+/// in one place only, and the arrays of a zip have equal lengths.
+fn validate_axes(src: &Source, i: usize, st: &StageSpec) -> Result<Vec<String>, InputError> {
+    let mut axis_names = Vec::<String>::new();
+    for (k, v) in &st.matrix {
+        let p = path!["stage", i, "matrix", k.as_str()];
+        let arr = axis_values(src, &p, v)?;
+        for (j, item) in arr.iter().enumerate() {
+            let mut pj = p.to_vec();
+            pj.push(j.into());
+            check_param(src, &pj, k, item)?;
         }
-        if let Some(m) = crate::values::template_name_error(&st.template) {
-            return Err(src.error(&path!["stage", i, "template"], m));
+        axis_names.push(k.clone());
+    }
+    for (zname, axes) in &st.zip {
+        let zp = path!["stage", i, "zip", zname.as_str()];
+        if axes.is_empty() {
+            return Err(src.error(&zp, format!("zip `{zname}` has no axes")));
         }
-        check_slurm(&src, &path!["stage", i, "slurm"], &st.slurm)?;
-        check_signal(&src, i, st, s)?;
-        if seen.contains(&st.name.as_str()) {
-            return Err(src.error(
-                &path!["stage", i, "name"],
-                format!("duplicate stage `{}`", st.name),
-            ));
-        }
-        seen.push(&st.name);
-        if st.repeats == 0 {
-            return Err(src.error(&path!["stage", i, "repeats"], "repeats must be at least 1"));
-        }
-        for (k, v) in &st.params {
-            check_param(&src, &path!["stage", i, "params", k.as_str()], k, v)?;
-        }
-        check_env(&src, &path!["stage", i, "env"], &st.env)?;
-        let mut axis_names = Vec::<String>::new();
-        for (k, v) in &st.matrix {
-            let p = path!["stage", i, "matrix", k.as_str()];
-            let arr = axis_values(&src, &p, v)?;
+        let mut len: Option<(usize, &str)> = None;
+        for (k, v) in axes {
+            let p = path!["stage", i, "zip", zname.as_str(), k.as_str()];
+            let arr = axis_values(src, &p, v)?;
             for (j, item) in arr.iter().enumerate() {
                 let mut pj = p.to_vec();
                 pj.push(j.into());
-                check_param(&src, &pj, k, item)?;
+                check_param(src, &pj, k, item)?;
             }
-            axis_names.push(k.clone());
-        }
-        for (zname, axes) in &st.zip {
-            let zp = path!["stage", i, "zip", zname.as_str()];
-            if axes.is_empty() {
-                return Err(src.error(&zp, format!("zip `{zname}` has no axes")));
-            }
-            let mut len: Option<(usize, &str)> = None;
-            for (k, v) in axes {
-                let p = path!["stage", i, "zip", zname.as_str(), k.as_str()];
-                let arr = axis_values(&src, &p, v)?;
-                for (j, item) in arr.iter().enumerate() {
-                    let mut pj = p.to_vec();
-                    pj.push(j.into());
-                    check_param(&src, &pj, k, item)?;
-                }
-                match len {
-                    None => len = Some((arr.len(), k)),
-                    Some((n, first)) if n != arr.len() => {
-                        return Err(src.error(
-                            &p,
-                            format!(
-                                "zip `{zname}`: `{k}` has {} values but `{first}` has {n}; the arrays of a zip must have equal lengths",
-                                arr.len()
-                            ),
-                        ));
-                    }
-                    _ => {}
-                }
-                if axis_names.contains(k) {
-                    return Err(src.error(
-                        &p,
-                        format!("`{k}` is already an axis of this stage; an axis may appear in one place only"),
-                    ));
-                }
-                axis_names.push(k.clone());
-            }
-        }
-        for (j, ex) in st.exclude.iter().enumerate() {
-            let p = path!["stage", i, "exclude", j];
-            match ex {
-                toml::Value::String(_) => {}
-                toml::Value::Table(t) if !t.is_empty() => {}
-                _ => {
-                    return Err(src.error(
-                        &p,
-                        "an exclusion is a table of values (`{ micro_batch = 64 }`) or an expression string",
-                    ));
-                }
-            }
-        }
-        for (k, _) in &st.derive {
-            let p = path!["stage", i, "derive", k.as_str()];
-            if KNOWN_PARAMS.contains(&k.as_str()) || COMPUTED_PARAMS.contains(&k.as_str()) {
-                return Err(src.error(
-                    &p,
-                    format!("`{k}` is computed or set by the tool and cannot be derived; give it in params or matrix"),
-                ));
-            }
-            if axis_names.contains(k) {
-                return Err(src.error(&p, format!("`{k}` is both an axis and a derived value")));
-            }
-        }
-        for (j, dep) in st.after.iter().enumerate() {
-            let p = path!["stage", i, "after", j];
-            match s.stages.iter().position(|o| &o.name == dep) {
-                None => {
-                    return Err(src.error(&p, format!("no stage named `{dep}` in this sweep file")));
-                }
-                Some(pos) if pos >= i => {
+            match len {
+                None => len = Some((arr.len(), k)),
+                Some((n, first)) if n != arr.len() => {
                     return Err(src.error(
                         &p,
                         format!(
-                            "stage `{dep}` must be defined before `{}` to be depended on",
-                            st.name
+                            "zip `{zname}`: `{k}` has {} values but `{first}` has {n}; the arrays of a zip must have equal lengths",
+                            arr.len()
                         ),
                     ));
                 }
                 _ => {}
             }
+            if axis_names.contains(k) {
+                return Err(src.error(
+                    &p,
+                    format!("`{k}` is already an axis of this stage; an axis may appear in one place only"),
+                ));
+            }
+            axis_names.push(k.clone());
         }
     }
+    Ok(axis_names)
+}
+
+/// Each exclusion is a non-empty table of values or an expression string.
+fn validate_exclusions(src: &Source, i: usize, st: &StageSpec) -> Result<(), InputError> {
+    for (j, ex) in st.exclude.iter().enumerate() {
+        let p = path!["stage", i, "exclude", j];
+        match ex {
+            toml::Value::String(_) => {}
+            toml::Value::Table(t) if !t.is_empty() => {}
+            _ => {
+                return Err(src.error(
+                    &p,
+                    "an exclusion is a table of values (`{ micro_batch = 64 }`) or an expression string",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A derived value is neither a parameter the tool sets or computes nor an axis.
+fn validate_derived(
+    src: &Source,
+    i: usize,
+    st: &StageSpec,
+    axis_names: &[String],
+) -> Result<(), InputError> {
+    for (k, _) in &st.derive {
+        let p = path!["stage", i, "derive", k.as_str()];
+        if KNOWN_PARAMS.contains(&k.as_str()) || COMPUTED_PARAMS.contains(&k.as_str()) {
+            return Err(src.error(
+                &p,
+                format!("`{k}` is computed or set by the tool and cannot be derived; give it in params or matrix"),
+            ));
+        }
+        if axis_names.contains(k) {
+            return Err(src.error(&p, format!("`{k}` is both an axis and a derived value")));
+        }
+    }
+    Ok(())
+}
+
+/// A stage depends only on stages defined before it.
+fn validate_after(src: &Source, s: &SweepFile, i: usize, st: &StageSpec) -> Result<(), InputError> {
+    for (j, dep) in st.after.iter().enumerate() {
+        let p = path!["stage", i, "after", j];
+        match s.stages.iter().position(|o| &o.name == dep) {
+            None => {
+                return Err(src.error(&p, format!("no stage named `{dep}` in this sweep file")));
+            }
+            Some(pos) if pos >= i => {
+                return Err(src.error(
+                    &p,
+                    format!(
+                        "stage `{dep}` must be defined before `{}` to be depended on",
+                        st.name
+                    ),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `[[collect.pattern]]`: unique valid names, and a regex with exactly one capture group.
+fn validate_collect_patterns(src: &Source, s: &SweepFile) -> Result<(), InputError> {
     for (i, p) in s.collect.patterns.iter().enumerate() {
         if let Some(m) = crate::values::name_error(&p.name) {
             return Err(src.error(
@@ -684,6 +724,12 @@ fn validate(l: &LoadedSweep) -> Result<(), InputError> {
             Ok(_) => {}
         }
     }
+    Ok(())
+}
+
+/// `[[target]]`: a unit of its metric, a known model and stage, a positive value.
+fn validate_targets(l: &LoadedSweep, src: &Source) -> Result<(), InputError> {
+    let s = &l.spec;
     for (i, t) in s.targets.iter().enumerate() {
         if !t.metric.units().contains(&t.unit()) {
             return Err(src.error(

@@ -46,7 +46,7 @@ pub struct StatusReport {
 }
 
 /// One poll. Takes the campaign lock only to write what it learned.
-pub fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
+pub(crate) fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
     crate::state::ensure_campaign(dir)?;
     let m = Manifest::load(dir)?;
     let mut errors = Vec::new();
@@ -81,18 +81,61 @@ pub fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
     let mut need_acct: Vec<usize> = Vec::new();
     for job in &m.jobs {
         let js = st.jobs.get(&job.id).cloned().unwrap_or_default();
-        let base = |state: JobState, source: &str| JobStatus {
-            id: job.id.clone(),
-            stage: job.stage.clone(),
-            slurm_id: js.slurm_id.clone(),
-            state,
-            exit_code: js.exit_code.clone(),
-            reason: js.reason.clone(),
-            step_oom: js.step_oom.unwrap_or(false),
-            source: source.to_string(),
-        };
-        let Some(sid) = js.slurm_id.clone() else {
-            out.push(match (&js.last_error, &js.pending_submit) {
+        let (s, needs_accounting) = job_status(dir, job, &js, queue.as_deref());
+        if needs_accounting {
+            need_acct.push(out.len());
+        }
+        out.push(s);
+    }
+
+    let accounting = if need_acct.is_empty() {
+        "not needed".to_string()
+    } else {
+        calls += 1;
+        ask_accounting(slurm, &m, &mut out, &need_acct, &mut errors)
+    };
+
+    // Remember what was learned; a later poll then needs no accounting for these jobs.
+    if remember(&mut st, &out) {
+        st.save(dir)?;
+    }
+
+    let counts = count_states(&out);
+    let done = out.iter().all(|s| {
+        s.state.is_terminal() || matches!(s.state, JobState::Unsubmitted | JobState::Rejected)
+    });
+    Ok(StatusReport {
+        campaign: m.campaign,
+        jobs: out,
+        counts,
+        accounting,
+        errors,
+        slurm_calls: calls,
+        done,
+    })
+}
+
+/// One job's status from the queue (`None`: Slurm did not answer), its finished marker and its
+/// record; `true` where only accounting can tell what became of it.
+fn job_status(
+    dir: &Path,
+    job: &ManifestJob,
+    js: &crate::state::JobRecord,
+    queue: Option<&[QueueJob]>,
+) -> (JobStatus, bool) {
+    let base = |state: JobState, source: &str| JobStatus {
+        id: job.id.clone(),
+        stage: job.stage.clone(),
+        slurm_id: js.slurm_id.clone(),
+        state,
+        exit_code: js.exit_code.clone(),
+        reason: js.reason.clone(),
+        step_oom: js.step_oom.unwrap_or(false),
+        source: source.to_string(),
+    };
+    let Some(sid) = js.slurm_id.clone() else {
+        return (
+            match (&js.last_error, &js.pending_submit) {
                 (_, Some(_)) => base(JobState::Unknown, "state"),
                 (Some(e), None) => {
                     let mut s = base(JobState::Rejected, "state");
@@ -100,119 +143,124 @@ pub fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
                     s
                 }
                 (None, None) => base(JobState::Unsubmitted, "state"),
-            });
-            continue;
-        };
-        let job_dir = dir.join(&job.dir);
-        let executor = Executor::of(&js);
-        if !executor.known_to_slurm() {
-            // Only the executor that ran it knows it: its record, and its finished marker.
-            let mut s = base(last_known(&js), executor.name());
-            if let Some(f) = read_finished(&job_dir).filter(|f| f.slurm_job_id == sid) {
-                s.exit_code = Some(f.exit_code.to_string());
-                if s.state == JobState::Running {
-                    s.state = state_from_marker(&job_dir, &f).0;
-                }
+            },
+            false,
+        );
+    };
+    let job_dir = dir.join(&job.dir);
+    let executor = Executor::of(js);
+    if !executor.known_to_slurm() {
+        // Only the executor that ran it knows it: its record, and its finished marker.
+        let mut s = base(last_known(js), executor.name());
+        if let Some(f) = read_finished(&job_dir).filter(|f| f.slurm_job_id == sid) {
+            s.exit_code = Some(f.exit_code.to_string());
+            if s.state == JobState::Running {
+                s.state = state_from_marker(&job_dir, &f).0;
             }
-            out.push(s);
-            continue;
         }
-        let in_queue = queue
-            .as_ref()
-            .and_then(|q| find_in_queue(q, &sid, job, &job_dir));
-        let marker = read_finished(&job_dir).filter(|f| f.slurm_job_id == sid);
-        let mut s = base(last_known(&js), "state");
-        match (in_queue, &marker) {
-            (Some(q), _) => {
-                s.state = q.state.clone();
-                s.reason = (!q.reason.is_empty() && q.reason != "None").then(|| q.reason.clone());
-                s.source = "squeue".into();
-                if let Some(f) = &marker {
-                    s.exit_code = Some(f.exit_code.to_string());
-                    let (_, oom) = state_from_marker(&job_dir, f);
-                    s.step_oom = oom;
-                }
-            }
-            (None, Some(f)) => {
-                let (state, oom) = state_from_marker(&job_dir, f);
-                s.state = state;
+        return (s, false);
+    }
+    let in_queue = queue.and_then(|q| find_in_queue(q, &sid, job, &job_dir));
+    let marker = read_finished(&job_dir).filter(|f| f.slurm_job_id == sid);
+    let mut s = base(last_known(js), "state");
+    match (in_queue, &marker) {
+        (Some(q), _) => {
+            s.state = q.state.clone();
+            s.reason = (!q.reason.is_empty() && q.reason != "None").then(|| q.reason.clone());
+            s.source = "squeue".into();
+            if let Some(f) = &marker {
+                s.exit_code = Some(f.exit_code.to_string());
+                let (_, oom) = state_from_marker(&job_dir, f);
                 s.step_oom = oom;
-                s.exit_code = Some(f.exit_code.to_string());
-                s.reason = None;
-                s.source = "marker".into();
-            }
-            (None, None) => {
-                if queue.is_none() {
-                    // Slurm did not answer: keep the last known state rather than guess.
-                    if !js.is_terminal() {
-                        s.state = JobState::Unknown;
-                    }
-                } else if js.is_terminal() && js.state != Some(JobState::Lost) {
-                    // Known from an earlier poll's accounting: no need to ask again.
-                } else {
-                    need_acct.push(out.len());
-                }
             }
         }
-        out.push(s);
-    }
-
-    let mut accounting = "not needed".to_string();
-    if !need_acct.is_empty() {
-        let ids: Vec<String> = need_acct
-            .iter()
-            .filter_map(|&i| out[i].slurm_id.clone())
-            .collect();
-        let since = since_window();
-        calls += 1;
-        match slurm.sacct(&ids, &since) {
-            Ok(rows) => {
-                accounting = "ok".into();
-                for &i in &need_acct {
-                    let sid = out[i].slurm_id.clone().unwrap_or_default();
-                    let job = &m.jobs[i];
-                    match rows
-                        .iter()
-                        .find(|r| r.id == sid && (r.name.is_empty() || r.name == job.slurm_name))
-                    {
-                        Some(r) => {
-                            out[i].state = r.state.clone();
-                            out[i].exit_code = Some(r.exit_code.clone());
-                            out[i].step_oom =
-                                r.steps.iter().any(|(_, s, _)| *s == JobState::OutOfMemory);
-                            out[i].source = "sacct".into();
-                            out[i].reason = None;
-                        }
-                        None => {
-                            out[i].state = JobState::Lost;
-                            out[i].reason = Some(
-                                "left the queue with no finished marker and no accounting record"
-                                    .into(),
-                            );
-                            out[i].source = "sacct".into();
-                        }
-                    }
+        (None, Some(f)) => {
+            let (state, oom) = state_from_marker(&job_dir, f);
+            s.state = state;
+            s.step_oom = oom;
+            s.exit_code = Some(f.exit_code.to_string());
+            s.reason = None;
+            s.source = "marker".into();
+        }
+        (None, None) => {
+            if queue.is_none() {
+                // Slurm did not answer: keep the last known state rather than guess.
+                if !js.is_terminal() {
+                    s.state = JobState::Unknown;
                 }
-            }
-            Err(e) => {
-                accounting = format!("unavailable: {e}");
-                for &i in &need_acct {
-                    out[i].state = JobState::Lost;
-                    out[i].reason = Some(format!(
-                        "left the queue with no finished marker; accounting unavailable ({e})"
-                    ));
-                    out[i].source = "none".into();
-                }
-                if matches!(e, SlurmError::Transient { .. }) {
-                    errors.push(format!("{e}"));
-                }
+            } else if js.is_terminal() && js.state != Some(JobState::Lost) {
+                // Known from an earlier poll's accounting: no need to ask again.
+            } else {
+                return (s, true);
             }
         }
     }
+    (s, false)
+}
 
-    // Remember what was learned; a later poll then needs no accounting for these jobs.
+/// Asks accounting, in one `sacct` call, about the jobs at `need_acct` in `out`; returns how
+/// that went for the report.
+fn ask_accounting(
+    slurm: &Slurm,
+    m: &Manifest,
+    out: &mut [JobStatus],
+    need_acct: &[usize],
+    errors: &mut Vec<String>,
+) -> String {
+    let ids: Vec<String> = need_acct
+        .iter()
+        .filter_map(|&i| out[i].slurm_id.clone())
+        .collect();
+    let since = since_window();
+    match slurm.sacct(&ids, &since) {
+        Ok(rows) => {
+            for &i in need_acct {
+                let sid = out[i].slurm_id.clone().unwrap_or_default();
+                let job = &m.jobs[i];
+                match rows
+                    .iter()
+                    .find(|r| r.id == sid && (r.name.is_empty() || r.name == job.slurm_name))
+                {
+                    Some(r) => {
+                        out[i].state = r.state.clone();
+                        out[i].exit_code = Some(r.exit_code.clone());
+                        out[i].step_oom =
+                            r.steps.iter().any(|(_, s, _)| *s == JobState::OutOfMemory);
+                        out[i].source = "sacct".into();
+                        out[i].reason = None;
+                    }
+                    None => {
+                        out[i].state = JobState::Lost;
+                        out[i].reason = Some(
+                            "left the queue with no finished marker and no accounting record"
+                                .into(),
+                        );
+                        out[i].source = "sacct".into();
+                    }
+                }
+            }
+            "ok".to_string()
+        }
+        Err(e) => {
+            for &i in need_acct {
+                out[i].state = JobState::Lost;
+                out[i].reason = Some(format!(
+                    "left the queue with no finished marker; accounting unavailable ({e})"
+                ));
+                out[i].source = "none".into();
+            }
+            if matches!(e, SlurmError::Transient { .. }) {
+                errors.push(format!("{e}"));
+            }
+            format!("unavailable: {e}")
+        }
+    }
+}
+
+/// Writes what this poll learned into the campaign state; `true` where anything changed.
+fn remember(st: &mut State, out: &[JobStatus]) -> bool {
     let mut changed = false;
-    for s in &out {
+    for s in out {
         if s.slurm_id.is_none() {
             continue;
         }
@@ -237,10 +285,11 @@ pub fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
             changed = true;
         }
     }
-    if changed {
-        st.save(dir)?;
-    }
+    changed
+}
 
+/// How many jobs are in each state, in display order, unlisted states last.
+fn count_states(out: &[JobStatus]) -> IndexMap<JobState, usize> {
     let mut counts: IndexMap<JobState, usize> = IndexMap::new();
     for k in JobState::DISPLAY_ORDER {
         let n = out.iter().filter(|s| s.state == *k).count();
@@ -248,23 +297,12 @@ pub fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
             counts.insert(k.clone(), n);
         }
     }
-    for s in &out {
+    for s in out {
         if !JobState::DISPLAY_ORDER.contains(&s.state) {
             *counts.entry(s.state.clone()).or_default() += 1;
         }
     }
-    let done = out.iter().all(|s| {
-        s.state.is_terminal() || matches!(s.state, JobState::Unsubmitted | JobState::Rejected)
-    });
-    Ok(StatusReport {
-        campaign: m.campaign,
-        jobs: out,
-        counts,
-        accounting,
-        errors,
-        slurm_calls: calls,
-        done,
-    })
+    counts
 }
 
 /// The state state.json last recorded, `unknown` where it has none.
@@ -298,7 +336,7 @@ fn since_window() -> String {
 
 /// The `--watch` poll interval: 2 s after a change, doubling while nothing changes up to 60 s,
 /// so an idle campaign costs at most two Slurm calls a minute once it has settled.
-pub fn next_interval(prev: std::time::Duration, changed: bool) -> std::time::Duration {
+pub(crate) fn next_interval(prev: std::time::Duration, changed: bool) -> std::time::Duration {
     use std::time::Duration;
     if changed {
         Duration::from_secs(2)
@@ -307,7 +345,7 @@ pub fn next_interval(prev: std::time::Duration, changed: bool) -> std::time::Dur
     }
 }
 
-pub fn render(r: &StatusReport, all: bool) -> String {
+pub(crate) fn render(r: &StatusReport, all: bool) -> String {
     use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
     let mut s = String::new();
     let mut t = Table::new();

@@ -853,12 +853,14 @@ impl Step {
         let job = std::env::var("SLURM_JOB_ID").unwrap_or_else(|_| "0".into());
         let step = next_step_id();
         for o in &a.ignored {
-            eprintln!("srun (local executor): {o} has no effect on one node");
+            stderr_line(format_args!(
+                "srun (local executor): {o} has no effect on one node"
+            ));
         }
         if let Some(mpi) = a.mpi.as_deref().filter(|m| *m != "none") {
-            eprintln!(
+            stderr_line(format_args!(
                 "srun (local executor): --mpi={mpi} is not provided; each task runs as a singleton (MPI programs see one rank each)"
-            );
+            ));
         }
         let verbose = a
             .cpu_bind
@@ -940,10 +942,10 @@ impl Step {
         });
         match &set {
             Some(s) if s.is_empty() => {
-                eprintln!(
+                stderr_line(format_args!(
                     "srun (local executor): task {t}: none of its CPUs {:?} exist here; not bound",
                     self.cpus.as_ref().map(|x| &x[t as usize])
-                );
+                ));
             }
             Some(s) => {
                 let s = s.clone();
@@ -1017,11 +1019,11 @@ impl Step {
             let mask = s
                 .iter()
                 .fold(0u128, |m, &c| if c < 128 { m | (1u128 << c) } else { m });
-            eprintln!(
+            stderr_line(format_args!(
                 "cpu-bind=MASK - {}, task {t:>2} {t:>2} [{}]: mask {mask:#x} set",
                 self.host,
                 child.id()
-            );
+            ));
         }
         if labelled {
             if let Some(o) = child.stdout.take() {
@@ -1065,7 +1067,7 @@ impl Step {
                     *ch = None;
                     if code != 0 && self.args.kill_on_bad_exit && !killing {
                         killing = true;
-                        eprintln!("srun: error: Terminating StepId={job}.{step}");
+                        stderr_line(format_args!("srun: error: Terminating StepId={job}.{step}"));
                         for o in children.iter().flatten() {
                             // SAFETY: as above.
                             unsafe { libc::kill(o.id() as i32, libc::SIGTERM) };
@@ -1096,15 +1098,29 @@ fn task_exit_code(host: &str, t: usize, st: std::process::ExitStatus) -> i32 {
     match (st.code(), st.signal()) {
         (Some(0), _) => 0,
         (Some(x), _) => {
-            eprintln!("srun: error: {host}: task {t}: Exited with exit code {x}");
+            stderr_line(format_args!(
+                "srun: error: {host}: task {t}: Exited with exit code {x}"
+            ));
             x
         }
         (None, Some(s)) => {
-            eprintln!("srun: error: {host}: task {t}: {}", signal_name(s));
+            stderr_line(format_args!(
+                "srun: error: {host}: task {t}: {}",
+                signal_name(s)
+            ));
             128 + s
         }
         (None, None) => 1,
     }
+}
+
+/// Writes one whole line to stderr with a single write. Stderr is unbuffered, so `eprintln!`
+/// sends a formatted line out in pieces, and a task writing to the same file could land in
+/// between (seen: a task's output inside a `cpu-bind=MASK` line).
+fn stderr_line(line: std::fmt::Arguments<'_>) {
+    let mut s = line.to_string();
+    s.push('\n');
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), s.as_bytes());
 }
 
 fn pump(r: impl std::io::Read, t: u32, err: bool) {
@@ -1112,7 +1128,7 @@ fn pump(r: impl std::io::Read, t: u32, err: bool) {
     for line in br.split(b'\n').map_while(|l| l.ok()) {
         let text = String::from_utf8_lossy(&line);
         if err {
-            let _ = writeln!(std::io::stderr(), "{t}: {text}");
+            stderr_line(format_args!("{t}: {text}"));
         } else {
             let _ = writeln!(std::io::stdout(), "{t}: {text}");
         }

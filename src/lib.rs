@@ -1,37 +1,27 @@
 //! `sweep`: benchmark campaigns on Slurm GPU clusters.
 //!
-//! The data's path, one module per stage: a sweep file ([`spec`]) and a cluster profile
-//! ([`profile`]) are expanded into points ([`expand`]), rendered into job scripts ([`render`],
-//! [`dsconfig`]) and written as a campaign directory ([`campaign`]) whose plan ([`plan`]) is
-//! shown before anything runs. [`pipeline`] runs each command's steps in order, and [`cli`] is the
-//! thin command-line layer over it.
+//! The data's path, one folder per stage: [`plan`] reads a sweep file and a cluster profile,
+//! checks them and expands them into points; [`render`] turns a point into a job script (and a
+//! DeepSpeed config); [`campaign`] is the campaign directory and its state; [`exec`] runs the
+//! jobs (Slurm or the local executor) and follows them; [`results`] turns their logs into typed
+//! tables ([`parsers`], the `sweep-logs` crate, reads the logs), analyses and a report.
+//! [`pipeline`] runs each command's steps in order, and [`cli`] is the thin command-line layer
+//! over it.
 
-pub mod analyze;
 pub mod campaign;
-pub mod check;
 pub mod cli;
-pub mod collect;
-pub mod diag;
-pub mod dsconfig;
-pub mod executor;
-pub mod expand;
-pub mod job_state;
-pub mod layout;
-pub mod local;
-pub mod markers;
-pub mod model;
-pub use sweep_logs as parsers;
+pub mod exec;
 pub mod pipeline;
 pub mod plan;
-pub mod profile;
-pub mod profile_import;
-pub mod reconcile;
 pub mod render;
-pub mod report;
-pub mod rows;
-pub mod slurm;
-pub mod spec;
-pub mod state;
-pub mod status;
-pub mod submit;
-pub mod values;
+pub mod results;
+
+pub use sweep_logs as parsers;
+
+// Each module also by its short name (`crate::spec`, `sweep::collect`), as the code, the tests
+// and the benches name them.
+pub use campaign::{job_state, layout, state};
+pub use exec::{executor, local, markers, reconcile, slurm, status, submit};
+pub use plan::{check, diag, expand, model, profile, profile_import, spec, values};
+pub use render::dsconfig;
+pub use results::{analyze, collect, report, rows};

@@ -3,6 +3,8 @@
 //! (auto-escape with a shell formatter): a template opts out explicitly with `|safe` or
 //! `{% autoescape false %}`, so forgetting a filter can never let a value run as a command.
 
+pub mod dsconfig;
+
 use std::path::{Path, PathBuf};
 
 use std::borrow::Cow;
@@ -18,43 +20,43 @@ pub use crate::values::template_name_error;
 pub const BUILTIN: &[(&str, &str)] = &[
     (
         "deepspeed-train.sbatch.j2",
-        include_str!("../job-templates/deepspeed-train.sbatch.j2"),
+        include_str!("../../job-templates/deepspeed-train.sbatch.j2"),
     ),
     (
         "nccl-tests.sbatch.j2",
-        include_str!("../job-templates/nccl-tests.sbatch.j2"),
+        include_str!("../../job-templates/nccl-tests.sbatch.j2"),
     ),
     (
         "cpu-smoke.sbatch.j2",
-        include_str!("../job-templates/cpu-smoke.sbatch.j2"),
+        include_str!("../../job-templates/cpu-smoke.sbatch.j2"),
     ),
     (
         "preflight.sbatch.j2",
-        include_str!("../job-templates/preflight.sbatch.j2"),
+        include_str!("../../job-templates/preflight.sbatch.j2"),
     ),
     (
         "nccl-pairs.sbatch.j2",
-        include_str!("../job-templates/nccl-pairs.sbatch.j2"),
+        include_str!("../../job-templates/nccl-pairs.sbatch.j2"),
     ),
     (
         "common/telemetry.j2",
-        include_str!("../job-templates/common/telemetry.j2"),
+        include_str!("../../job-templates/common/telemetry.j2"),
     ),
     (
         "common/header.j2",
-        include_str!("../job-templates/common/header.j2"),
+        include_str!("../../job-templates/common/header.j2"),
     ),
     (
         "common/markers.j2",
-        include_str!("../job-templates/common/markers.j2"),
+        include_str!("../../job-templates/common/markers.j2"),
     ),
     (
         "common/provenance.j2",
-        include_str!("../job-templates/common/provenance.j2"),
+        include_str!("../../job-templates/common/provenance.j2"),
     ),
     (
         "common/rank-wrapper.j2",
-        include_str!("../job-templates/common/rank-wrapper.j2"),
+        include_str!("../../job-templates/common/rank-wrapper.j2"),
     ),
 ];
 

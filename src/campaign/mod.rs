@@ -1,6 +1,10 @@
 //! The campaign directory `sweep expand` writes: one directory per job (script, point,
 //! DeepSpeed config), `jobs.csv`, the manifest later commands read, and provenance copies.
 
+pub mod job_state;
+pub mod layout;
+pub mod state;
+
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -476,7 +480,7 @@ pub fn write(
 /// Payload scripts shipped with sweep, copied into the campaign so jobs are self-contained.
 pub const PAYLOADS: &[(&str, &str)] = &[(
     "llama_bench.py",
-    include_str!("../job-templates/payloads/llama_bench.py"),
+    include_str!("../../job-templates/payloads/llama_bench.py"),
 )];
 
 fn write_payloads(out: &Path) -> Result<()> {

@@ -1,0 +1,14 @@
+//! The plan: a sweep file and a cluster profile, checked, expanded into points, and the plan
+//! table and check shown before anything runs.
+
+pub mod check;
+pub mod diag;
+pub mod expand;
+pub mod model;
+pub mod profile;
+pub mod profile_import;
+pub mod spec;
+pub mod table;
+pub mod values;
+
+pub use table::*;

@@ -366,6 +366,36 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
         ..Default::default()
     };
     r.user = log.user.clone();
+    node_telemetry(log, &mut r);
+    r.nccl_facts = nccl_facts(log);
+    nccl_test_rows(log, &mut r);
+    payload_collective_rows(log, &mut r.nccl);
+    // The payload's own per-step records come first: they are synchronised, all-rank timings.
+    payload_steps(log, &mut r.steps);
+    if let Some(s) = log.payload.summary() {
+        r.payload_summary = s.values.clone();
+    }
+    r.binds = binds(log);
+    deepspeed_comm_compute(log, &mut r);
+    deepspeed_steps(log, &mut r.steps);
+    megatron_steps(log, &mut r.steps);
+    throughput_figures(log, &mut r);
+    r.gpus = gpu_aggregates(log, file_name);
+    failures_and_warnings(log, &mut r);
+    r
+}
+
+/// Row fields are short texts: inline, not one allocation each.
+fn short_text(t: Option<&str>) -> CompactString {
+    t.map(CompactString::from).unwrap_or_default()
+}
+
+fn short_int(x: Option<u64>) -> Option<CompactString> {
+    x.map(|x| CompactString::from(itoa::Buffer::new().format(x)))
+}
+
+/// NIC counters, preflight, power and DCGM readings of the node the log ran on.
+fn node_telemetry(log: &ParsedLog, r: &mut FileResult) {
     r.nics = parsers::telemetry::nic_deltas(&log.telemetry.net);
     r.preflight = log.telemetry.preflight.clone();
     r.power = log
@@ -383,6 +413,10 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
             (d.gpu.clone(), g("POWER"), g("TMPTR"), g("MMTMP"))
         })
         .collect();
+}
+
+/// NCCL's own debug output first, the nccl-tests headers where it is silent.
+fn nccl_facts(log: &ParsedLog) -> NcclFacts {
     let d = &log.nccl_debug;
     let mut versions = d.versions.clone();
     if versions.is_empty() {
@@ -391,7 +425,7 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
     let largest = |of: fn(&parsers::nccl_tests::NcclRun) -> Option<usize>| {
         log.nccl_tests.iter().filter_map(of).max().map(|n| n as u64)
     };
-    r.nccl_facts = NcclFacts {
+    NcclFacts {
         versions,
         nranks: d.nranks.or(largest(|t| t.nranks)),
         nodes: d.nnodes.or(largest(|t| t.nodes)),
@@ -402,16 +436,17 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
         init_complete: d.init_complete,
         warns: d.warn_count,
         errors: d.error_codes.iter().map(|e| e.code.clone()).collect(),
-    };
-    // Row fields are short texts: inline, not one allocation each.
-    let text = |t: Option<&str>| t.map(CompactString::from).unwrap_or_default();
-    let int = |x: Option<u64>| x.map(|x| CompactString::from(itoa::Buffer::new().format(x)));
+    }
+}
+
+/// The nccl-tests runs' rows and average bus bandwidths.
+fn nccl_test_rows(log: &ParsedLog, r: &mut FileResult) {
     for run in &log.nccl_tests {
         if let Some(a) = run.avg_busbw_gbps {
             r.nccl_avg_busbw.push(a);
         }
-        let gpu_name = text(run.gpu_name.as_deref());
-        let nccl_version = text(
+        let gpu_name = short_text(run.gpu_name.as_deref());
+        let nccl_version = short_text(
             run.nccl_version
                 .as_deref()
                 .or(log.nccl_debug.version.as_deref()),
@@ -419,11 +454,11 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
         for row in &run.rows {
             r.nccl.push(NcclRowOut {
                 line: row.line,
-                collective: text(row.collective.as_deref().or(run.collective.as_deref())),
+                collective: short_text(row.collective.as_deref().or(run.collective.as_deref())),
                 size_bytes: row.size_bytes,
                 count: row.count,
                 dtype: row.dtype.as_str().into(),
-                redop: text(row.redop.as_deref()),
+                redop: short_text(row.redop.as_deref()),
                 root: row
                     .root
                     .map(|x| CompactString::from(itoa::Buffer::new().format(x)))
@@ -435,7 +470,7 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
                 time_us: row.time_us,
                 algbw_gbps: row.algbw_gbps,
                 busbw_gbps: row.busbw_gbps,
-                wrong: int(row.wrong).unwrap_or_else(|| {
+                wrong: short_int(row.wrong).unwrap_or_else(|| {
                     if row.error_flagged {
                         "error".into()
                     } else {
@@ -450,13 +485,17 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
             });
         }
     }
+}
+
+/// The rows of the collectives the payload timed itself.
+fn payload_collective_rows(log: &ParsedLog, nccl: &mut Vec<NcclRowOut>) {
     for run in &log.payload.collectives {
-        let gpu_name = text(run.gpu_name.as_deref());
-        let nccl_version = text(run.nccl_version.as_deref());
+        let gpu_name = short_text(run.gpu_name.as_deref());
+        let nccl_version = short_text(run.nccl_version.as_deref());
         for row in &run.rows {
-            r.nccl.push(NcclRowOut {
+            nccl.push(NcclRowOut {
                 line: row.line,
-                collective: text(row.collective.as_deref()),
+                collective: short_text(row.collective.as_deref()),
                 size_bytes: row.size_bytes,
                 count: row.count,
                 dtype: row.dtype.as_str().into(),
@@ -464,7 +503,7 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
                 time_us: row.time_us,
                 algbw_gbps: row.algbw_gbps,
                 busbw_gbps: row.busbw_gbps,
-                wrong: int(row.wrong).unwrap_or_default(),
+                wrong: short_int(row.wrong).unwrap_or_default(),
                 nranks: run.nranks.map(|x| x as u64),
                 nodes: run.nodes.map(|x| x as u64),
                 gpu_name: gpu_name.clone(),
@@ -473,7 +512,10 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
             });
         }
     }
-    // The payload's own per-step records come first: they are synchronised, all-rank timings.
+}
+
+/// The payload's per-step records, its step time in milliseconds like the other sources'.
+fn payload_steps(log: &ParsedLog, steps: &mut Vec<StepOut>) {
     for p in &log.payload.steps {
         let mut values: Vec<(CompactString, f64)> = Vec::with_capacity(p.values.len());
         if let Some(t) = p.get("step_time_s") {
@@ -485,7 +527,7 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
                 .filter(|(k, _)| k != "step_time_s")
                 .map(|(k, v)| (k.as_str().into(), *v)),
         );
-        r.steps.push(StepOut {
+        steps.push(StepOut {
             rank: Some(0),
             step: p.step,
             warmup: Some(p.warmup),
@@ -495,11 +537,11 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
             values,
         });
     }
-    if let Some(s) = log.payload.summary() {
-        r.payload_summary = s.values.clone();
-    }
-    r.binds = log
-        .payload
+}
+
+/// Each task's CPU, GPU and NIC binding, checked against the expected one.
+fn binds(log: &ParsedLog) -> Vec<BindOut> {
+    log.payload
         .binds
         .iter()
         .map(|b| BindOut {
@@ -515,9 +557,12 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
             // With one GPU visible per task, the task's device must be the expected one.
             gpu_ok: b.expect_gpu.is_empty() || b.gpu == b.expect_gpu,
         })
-        .collect();
-    // Communication against computation from the step-level timers (not the micro-step ones):
-    // `bwd_allreduce` is the gradient reduction, `fwd` + `bwd_inner` (else `bwd`) the compute.
+        .collect()
+}
+
+/// Communication against computation from the step-level timers (not the micro-step ones):
+/// `bwd_allreduce` is the gradient reduction, `fwd` + `bwd_inner` (else `bwd`) the compute.
+fn deepspeed_comm_compute(log: &ParsedLog, r: &mut FileResult) {
     for t in log
         .deepspeed
         .timers
@@ -534,11 +579,14 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
             r.ds_compute_ms += f + b;
         }
     }
-    // DeepSpeed wall_clock_breakdown: one `fwd | bwd | step` line per optimizer step; the
-    // step's time is their sum (data loading excluded). Not when the payload timed the steps.
-    // The pipeline engine is read apart (see `pipeline_steps`). Megatron-DeepSpeed prints
-    // Megatron's iteration lines besides: their elapsed time per iteration is then the step
-    // series (the two together would count each step twice).
+}
+
+/// DeepSpeed wall_clock_breakdown: one `fwd | bwd | step` line per optimizer step; the
+/// step's time is their sum (data loading excluded). Not when the payload timed the steps.
+/// The pipeline engine is read apart (see `pipeline_steps`). Megatron-DeepSpeed prints
+/// Megatron's iteration lines besides: their elapsed time per iteration is then the step
+/// series (the two together would count each step twice).
+fn deepspeed_steps(log: &ParsedLog, steps: &mut Vec<StepOut>) {
     let mut step = 0;
     let own_steps = !log.payload.steps.is_empty()
         || log
@@ -546,14 +594,14 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
             .iterations
             .iter()
             .any(|i| i.elapsed_ms_per_iteration.is_some());
-    let pipe = !own_steps && pipeline_steps(log, &mut r.steps);
+    let pipe = !own_steps && pipeline_steps(log, steps);
     for t in log.deepspeed.timers.iter().filter(|_| !own_steps && !pipe) {
         if let (Some(f), Some(b), Some(s)) = (t.get("fwd"), t.get("bwd"), t.get("step")) {
             step += 1;
             let mut values = Vec::with_capacity(1 + t.timers.len());
             values.push(("step_time_ms".into(), f + b + s));
             values.extend(t.timers.iter().cloned());
-            r.steps.push(StepOut {
+            steps.push(StepOut {
                 rank: t.rank,
                 step,
                 warmup: None,
@@ -564,6 +612,10 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
             });
         }
     }
+}
+
+/// Megatron's iteration lines, each an average over the iterations it spans.
+fn megatron_steps(log: &ParsedLog, steps: &mut Vec<StepOut>) {
     let iters = &log.megatron.iterations;
     for (k, it) in iters.iter().enumerate() {
         let mut values: Vec<(CompactString, f64)> = Vec::new();
@@ -579,7 +631,7 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
         for (k, v) in &it.losses {
             values.push((k.as_str().into(), *v));
         }
-        r.steps.push(StepOut {
+        steps.push(StepOut {
             rank: None,
             step: it.iteration,
             warmup: None,
@@ -589,6 +641,10 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
             values,
         });
     }
+}
+
+/// The frameworks' own throughput, memory and FLOPs figures.
+fn throughput_figures(log: &ParsedLog, r: &mut FileResult) {
     r.ds_running_avg_samples_per_s = log.deepspeed.final_running_avg_samples_per_sec();
     r.ds_max_mem_gib = log
         .deepspeed
@@ -614,7 +670,10 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
         .hf
         .train_summary()
         .and_then(|h| h.get("train_samples_per_second"));
+}
 
+/// Per-GPU utilisation, memory, power and temperature over the log's telemetry samples.
+fn gpu_aggregates(log: &ParsedLog, file_name: &str) -> Vec<GpuAgg> {
     let node = node_from_name(file_name);
     // Few GPUs, many samples: found by a linear search on the sample's own fields, the key
     // text made once per GPU.
@@ -674,7 +733,11 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
             g.mem_temp_max = Some(g.mem_temp_max.map_or(t, |x: f64| x.max(t)));
         }
     }
-    r.gpus = gpus.into_iter().map(|(_, _, g)| g).collect();
+    gpus.into_iter().map(|(_, _, g)| g).collect()
+}
+
+/// Every failure found, the primary one with its rule's class, and the parse warnings.
+fn failures_and_warnings(log: &ParsedLog, r: &mut FileResult) {
     r.failures = log.failures.iter().map(fail_out).collect();
     r.primary = log.primary_failure().map(|p| fail_out(&p.evidence));
     if let Some(p) = &mut r.primary {
@@ -692,7 +755,6 @@ pub fn summarize(log: &ParsedLog, file_name: &str) -> FileResult {
         r.warnings
             .push(format!("{} more warnings not shown", log.warnings_dropped));
     }
-    r
 }
 
 pub fn median(v: &[f64]) -> Option<f64> {

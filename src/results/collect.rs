@@ -1004,52 +1004,43 @@ pub fn collect_logs(root: &Path, opts: &Options) -> Result<Report> {
     finish(runs, sources, opts, None)
 }
 
-fn finish(
-    mut runs: Vec<Run>,
-    sources: Vec<Source>,
-    opts: &Options,
+/// What the tables depend on: the parser, the patterns, the profile, every file's size and
+/// modification time, every run's status and parameters.
+fn fingerprint(
+    runs: &[Run],
+    sources: &[Source],
+    metas: &[Option<(u64, u128)>],
+    pattern_key: &str,
     profile: Option<&crate::profile::Profile>,
-) -> Result<Report> {
-    std::fs::create_dir_all(&opts.out)
-        .with_context(|| format!("creating {}", opts.out.display()))?;
-    // Stat everything first: when no file, status or parameter changed since the last collect
-    // and its tables are all there, the last report stands and nothing is loaded or written.
-    let metas: Vec<Option<(u64, u128)>> = sources
-        .par_iter()
-        .map(|s| {
-            std::fs::metadata(&s.path)
-                .ok()
-                .map(|m| (m.len(), mtime_ns(&m)))
-        })
-        .collect();
-    let pattern_key = serde_json::to_string(&opts.patterns)?;
-    let fingerprint = {
-        let mut text = format!(
-            "{PARSER_VERSION}\n{pattern_key}\n{}\n",
-            profile.map(|p| p.name.as_str()).unwrap_or("")
-        );
-        for (s, m) in sources.iter().zip(&metas) {
-            text.push_str(&format!("{}\t{}\t{:?}\n", s.key, s.run, m));
-        }
-        for r in &runs {
-            text.push_str(&format!(
-                "{}\t{}\t{}\t{:?}\n",
-                r.run,
-                r.status,
-                serde_json::to_string(&r.params)?,
-                r.unavailable
-            ));
-        }
-        format!(
-            "{:016x}{:08x}",
-            crate::expand::fnv1a(text.as_bytes()),
-            text.len()
-        )
-    };
-    let fp_path = opts.out.join(FINGERPRINT_FILE);
+) -> Result<String> {
+    let mut text = format!(
+        "{PARSER_VERSION}\n{pattern_key}\n{}\n",
+        profile.map(|p| p.name.as_str()).unwrap_or("")
+    );
+    for (s, m) in sources.iter().zip(metas) {
+        text.push_str(&format!("{}\t{}\t{:?}\n", s.key, s.run, m));
+    }
+    for r in runs {
+        text.push_str(&format!(
+            "{}\t{}\t{}\t{:?}\n",
+            r.run,
+            r.status,
+            serde_json::to_string(&r.params)?,
+            r.unavailable
+        ));
+    }
+    Ok(format!(
+        "{:016x}{:08x}",
+        crate::expand::fnv1a(text.as_bytes()),
+        text.len()
+    ))
+}
+
+/// The last collect's report, when its fingerprint is this one and its tables are all there.
+fn current_report(opts: &Options, fp_path: &Path, fingerprint: &str) -> Option<Report> {
     if !opts.force
         && TABLES.iter().all(|t| opts.out.join(t).exists())
-        && let Some(mut last) = std::fs::read(&fp_path)
+        && let Some(mut last) = std::fs::read(fp_path)
             .ok()
             .and_then(|b| serde_json::from_slice::<Fingerprinted>(&b).ok())
             .filter(|f| f.fingerprint == fingerprint)
@@ -1059,39 +1050,36 @@ fn finish(
         last.parsed = 0;
         last.bytes_parsed = 0;
         last.out = opts.out.clone();
-        return Ok(last);
+        return Some(last);
     }
-    let cache_path = opts.out.join(CACHE_FILE);
-    let mut cache: Cache = if opts.force {
+    None
+}
+
+/// The parse cache of the last collect, empty when forced or made by another parser or
+/// other patterns.
+fn load_cache(opts: &Options, cache_path: &Path, pattern_key: String) -> Cache {
+    let cache: Cache = if opts.force {
         Cache::default()
     } else {
-        std::fs::read(&cache_path)
+        std::fs::read(cache_path)
             .ok()
             .and_then(|b| postcard::from_bytes(b.strip_prefix(CACHE_MAGIC)?).ok())
             .unwrap_or_default()
     };
     if cache.version != PARSER_VERSION || cache.patterns != pattern_key {
-        cache = Cache {
+        return Cache {
             version: PARSER_VERSION,
             patterns: pattern_key,
             files: BTreeMap::new(),
         };
     }
-    let parse_opts = parsers::ParseOptions {
-        patterns: opts
-            .patterns
-            .iter()
-            .filter_map(|p| {
-                regex::Regex::new(&p.regex)
-                    .ok()
-                    .map(|r| (p.name.clone(), r))
-            })
-            .collect(),
-        ..parsers::ParseOptions::default()
-    };
-    // Parse only what changed.
+    cache
+}
+
+/// The files not in the cache as they are now, largest first.
+fn changed_files(sources: &[Source], metas: &[Option<(u64, u128)>], cache: &Cache) -> Vec<usize> {
     let mut todo = Vec::new();
-    for (i, (s, m)) in sources.iter().zip(&metas).enumerate() {
+    for (i, (s, m)) in sources.iter().zip(metas).enumerate() {
         let Some((size, mt)) = m else { continue };
         let fresh = cache
             .files
@@ -1106,8 +1094,19 @@ fn finish(
     // splitting of the list in halves could leave a big log last, on one core, with the other
     // idle.
     todo.sort_by_key(|&i| std::cmp::Reverse(metas[i].map_or(0, |m| m.0)));
-    let total_bytes: u64 = todo.iter().filter_map(|&i| metas[i].map(|m| m.0)).sum();
-    let bar = (opts.progress && !todo.is_empty()).then(|| {
+    todo
+}
+
+/// Parses and summarizes the files `todo` lists, on every core, in the order of the list.
+fn parse_files(
+    sources: &[Source],
+    metas: &[Option<(u64, u128)>],
+    todo: &[usize],
+    parse_opts: &parsers::ParseOptions,
+    progress: bool,
+    total_bytes: u64,
+) -> Vec<(usize, usize, Result<FileResult, String>)> {
+    let bar = (progress && !todo.is_empty()).then(|| {
         let b = indicatif::ProgressBar::new(total_bytes);
         if let Ok(st) = indicatif::ProgressStyle::with_template(
             "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
@@ -1130,8 +1129,8 @@ fn finish(
                 .unwrap_or_default();
             let res = metas[i]
                 .map_or_else(
-                    || parsers::parse_file_with(&s.path, &parse_opts),
-                    |(size, _)| parsers::parse_file_sized(&s.path, size, &parse_opts),
+                    || parsers::parse_file_with(&s.path, parse_opts),
+                    |(size, _)| parsers::parse_file_sized(&s.path, size, parse_opts),
                 )
                 .map(|log| summarize(&log, &name))
                 .map_err(|e| format!("{}: cannot read: {e}", s.path.display()));
@@ -1150,6 +1149,57 @@ fn finish(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    parsed
+}
+
+fn finish(
+    mut runs: Vec<Run>,
+    sources: Vec<Source>,
+    opts: &Options,
+    profile: Option<&crate::profile::Profile>,
+) -> Result<Report> {
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("creating {}", opts.out.display()))?;
+    // Stat everything first: when no file, status or parameter changed since the last collect
+    // and its tables are all there, the last report stands and nothing is loaded or written.
+    let metas: Vec<Option<(u64, u128)>> = sources
+        .par_iter()
+        .map(|s| {
+            std::fs::metadata(&s.path)
+                .ok()
+                .map(|m| (m.len(), mtime_ns(&m)))
+        })
+        .collect();
+    let pattern_key = serde_json::to_string(&opts.patterns)?;
+    let fingerprint = fingerprint(&runs, &sources, &metas, &pattern_key, profile)?;
+    let fp_path = opts.out.join(FINGERPRINT_FILE);
+    if let Some(last) = current_report(opts, &fp_path, &fingerprint) {
+        return Ok(last);
+    }
+    let cache_path = opts.out.join(CACHE_FILE);
+    let mut cache = load_cache(opts, &cache_path, pattern_key);
+    let parse_opts = parsers::ParseOptions {
+        patterns: opts
+            .patterns
+            .iter()
+            .filter_map(|p| {
+                regex::Regex::new(&p.regex)
+                    .ok()
+                    .map(|r| (p.name.clone(), r))
+            })
+            .collect(),
+        ..parsers::ParseOptions::default()
+    };
+    let todo = changed_files(&sources, &metas, &cache);
+    let total_bytes: u64 = todo.iter().filter_map(|&i| metas[i].map(|m| m.0)).sum();
+    let parsed = parse_files(
+        &sources,
+        &metas,
+        &todo,
+        &parse_opts,
+        opts.progress,
+        total_bytes,
+    );
     let mut report = Report {
         out: opts.out.clone(),
         files: sources.len(),

@@ -603,192 +603,222 @@ fn opt(v: Option<f64>) -> String {
 
 /// Writes `scaling.csv`, `nccl_summary.csv`, `targets.csv`, `repeats.csv` and `jobs.csv`.
 pub fn write_tables(a: &Analysis, out: &Path) -> Result<Vec<String>> {
-    let mut written = Vec::new();
-    let mut put = |name: &str, header: &[&str], rows: Vec<Vec<String>>| -> Result<()> {
+    let mut w = CsvTables {
+        out,
+        written: Vec::new(),
+    };
+    w.put("scaling.csv", scaling_table(&a.scaling))?;
+    w.put("nccl_summary.csv", nccl_summary_table(&a.nccl))?;
+    w.put("links.csv", links_table(&a.links))?;
+    w.put("targets.csv", targets_table(&a.targets))?;
+    w.put("repeats.csv", repeats_table(&a.repeats))?;
+    w.put("jobs.csv", jobs_table(&a.jobs))?;
+    Ok(w.written)
+}
+
+/// The folder the tables go to and their names in the order written, which the caller reports.
+struct CsvTables<'a> {
+    out: &'a Path,
+    written: Vec<String>,
+}
+
+impl CsvTables<'_> {
+    fn put(&mut self, name: &str, (header, rows): (&[&str], Vec<Vec<String>>)) -> Result<()> {
         let mut w = csv::Writer::from_writer(Vec::new());
         w.write_record(header)?;
         for r in rows {
             w.write_record(&r)?;
         }
-        crate::campaign::write_if_changed(&out.join(name), &w.into_inner()?)?;
-        written.push(name.to_string());
+        crate::campaign::write_if_changed(&self.out.join(name), &w.into_inner()?)?;
+        self.written.push(name.to_string());
         Ok(())
-    };
-    put(
-        "scaling.csv",
-        &[
-            "kind",
-            "group",
-            "model",
-            "nodes",
-            "runs",
-            "samples_per_s",
-            "baseline_nodes",
-            "baseline_runs",
-            "baseline_samples_per_s",
-            "efficiency_pct",
-            "note",
-        ],
-        a.scaling
-            .iter()
-            .map(|r| {
-                vec![
-                    r.kind.clone(),
-                    r.group.clone(),
-                    r.model.clone(),
-                    r.nodes.to_string(),
-                    r.runs.to_string(),
-                    opt(r.samples_per_s),
-                    r.baseline_nodes.to_string(),
-                    r.baseline_runs.clone(),
-                    opt(r.baseline_samples_per_s),
-                    opt(r.efficiency_pct),
-                    r.note.clone(),
-                ]
-            })
-            .collect(),
-    )?;
-    put(
-        "nccl_summary.csv",
-        &[
-            "run",
-            "collective",
-            "nranks",
-            "nodes",
-            "peak_busbw_gbps",
-            "peak_at_bytes",
-            "plateau_busbw_gbps",
-            "reference",
-            "reference_gbps",
-            "peak_pct_of_reference",
-            "plateau_pct_of_reference",
-        ],
-        a.nccl
-            .iter()
-            .map(|r| {
-                vec![
-                    r.run.clone(),
-                    r.collective.clone(),
-                    r.nranks.clone(),
-                    r.nodes.to_string(),
-                    format!("{:.4}", r.peak_busbw_gbps),
-                    r.peak_at_bytes.to_string(),
-                    format!("{:.4}", r.plateau_busbw_gbps),
-                    r.reference.clone(),
-                    opt(r.reference_gbps),
-                    opt(r.peak_pct_of_reference),
-                    opt(r.plateau_pct_of_reference),
-                ]
-            })
-            .collect(),
-    )?;
-    put(
-        "links.csv",
-        &[
-            "run",
-            "node_a",
-            "node_b",
-            "sendrecv_peak_busbw_gbps",
-            "pct_of_line_rate",
-            "latency_us",
-            "latency_bytes",
-        ],
-        a.links
-            .iter()
-            .map(|l| {
-                vec![
-                    l.run.clone(),
-                    l.node_a.clone(),
-                    l.node_b.clone(),
-                    opt(l.sendrecv_peak_busbw_gbps),
-                    opt(l.pct_of_line_rate),
-                    opt(l.latency_us),
-                    l.latency_bytes.map(|b| b.to_string()).unwrap_or_default(),
-                ]
-            })
-            .collect(),
-    )?;
-    put(
-        "targets.csv",
-        &[
-            "index", "target", "value", "unit", "measured", "verdict", "evidence",
-        ],
-        a.targets
-            .iter()
-            .map(|t| {
-                vec![
-                    t.index.to_string(),
-                    t.target.clone(),
-                    t.value.to_string(),
-                    t.unit.clone(),
-                    opt(t.measured),
-                    t.verdict.clone(),
-                    t.evidence.clone(),
-                ]
-            })
-            .collect(),
-    )?;
-    put(
-        "repeats.csv",
-        &["point", "repeats", "metric", "mean", "min", "max", "cv_pct"],
-        a.repeats
-            .iter()
-            .map(|r| {
-                vec![
-                    r.point.clone(),
-                    r.repeats.to_string(),
-                    r.metric.clone(),
-                    format!("{:.4}", r.mean),
-                    format!("{:.4}", r.min),
-                    format!("{:.4}", r.max),
-                    format!("{:.2}", r.cv_pct),
-                ]
-            })
-            .collect(),
-    )?;
-    put(
-        "jobs.csv",
-        &[
-            "run",
-            "stage",
-            "status",
-            "failure_class",
-            "samples_per_s",
-            "tokens_per_s_per_gpu",
-            "mfu_pct",
-            "gpu_util_avg",
-            "gpu_util_min",
-            "gpu_util_max",
-            "max_mem_gib",
-            "power_w_avg",
-            "gpu_temp_max",
-            "comm_compute_ratio",
-            "slowest_gpu",
-        ],
-        a.jobs
-            .iter()
-            .map(|j| {
-                vec![
-                    j.run.clone(),
-                    j.stage.clone(),
-                    j.status.clone(),
-                    j.failure_class.clone(),
-                    opt(j.samples_per_s),
-                    opt(j.tokens_per_s_per_gpu),
-                    opt(j.mfu_pct),
-                    opt(j.gpu_util_avg),
-                    opt(j.gpu_util_min),
-                    opt(j.gpu_util_max),
-                    opt(j.max_mem_gib),
-                    opt(j.power_w_avg),
-                    opt(j.gpu_temp_max),
-                    opt(j.comm_compute_ratio),
-                    j.slowest_gpu.clone(),
-                ]
-            })
-            .collect(),
-    )?;
-    Ok(written)
+    }
+}
+
+/// `scaling.csv`: its header and one row per [`ScalingRow`].
+fn scaling_table(rows: &[ScalingRow]) -> (&'static [&'static str], Vec<Vec<String>>) {
+    let header = &[
+        "kind",
+        "group",
+        "model",
+        "nodes",
+        "runs",
+        "samples_per_s",
+        "baseline_nodes",
+        "baseline_runs",
+        "baseline_samples_per_s",
+        "efficiency_pct",
+        "note",
+    ];
+    let rows = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.kind.clone(),
+                r.group.clone(),
+                r.model.clone(),
+                r.nodes.to_string(),
+                r.runs.to_string(),
+                opt(r.samples_per_s),
+                r.baseline_nodes.to_string(),
+                r.baseline_runs.clone(),
+                opt(r.baseline_samples_per_s),
+                opt(r.efficiency_pct),
+                r.note.clone(),
+            ]
+        })
+        .collect();
+    (header, rows)
+}
+
+/// `nccl_summary.csv`: its header and one row per [`NcclSummary`].
+fn nccl_summary_table(rows: &[NcclSummary]) -> (&'static [&'static str], Vec<Vec<String>>) {
+    let header = &[
+        "run",
+        "collective",
+        "nranks",
+        "nodes",
+        "peak_busbw_gbps",
+        "peak_at_bytes",
+        "plateau_busbw_gbps",
+        "reference",
+        "reference_gbps",
+        "peak_pct_of_reference",
+        "plateau_pct_of_reference",
+    ];
+    let rows = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.run.clone(),
+                r.collective.clone(),
+                r.nranks.clone(),
+                r.nodes.to_string(),
+                format!("{:.4}", r.peak_busbw_gbps),
+                r.peak_at_bytes.to_string(),
+                format!("{:.4}", r.plateau_busbw_gbps),
+                r.reference.clone(),
+                opt(r.reference_gbps),
+                opt(r.peak_pct_of_reference),
+                opt(r.plateau_pct_of_reference),
+            ]
+        })
+        .collect();
+    (header, rows)
+}
+
+/// `links.csv`: its header and one row per [`LinkRow`].
+fn links_table(rows: &[LinkRow]) -> (&'static [&'static str], Vec<Vec<String>>) {
+    let header = &[
+        "run",
+        "node_a",
+        "node_b",
+        "sendrecv_peak_busbw_gbps",
+        "pct_of_line_rate",
+        "latency_us",
+        "latency_bytes",
+    ];
+    let rows = rows
+        .iter()
+        .map(|l| {
+            vec![
+                l.run.clone(),
+                l.node_a.clone(),
+                l.node_b.clone(),
+                opt(l.sendrecv_peak_busbw_gbps),
+                opt(l.pct_of_line_rate),
+                opt(l.latency_us),
+                l.latency_bytes.map(|b| b.to_string()).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    (header, rows)
+}
+
+/// `targets.csv`: its header and one row per [`TargetResult`].
+fn targets_table(rows: &[TargetResult]) -> (&'static [&'static str], Vec<Vec<String>>) {
+    let header = &[
+        "index", "target", "value", "unit", "measured", "verdict", "evidence",
+    ];
+    let rows = rows
+        .iter()
+        .map(|t| {
+            vec![
+                t.index.to_string(),
+                t.target.clone(),
+                t.value.to_string(),
+                t.unit.clone(),
+                opt(t.measured),
+                t.verdict.clone(),
+                t.evidence.clone(),
+            ]
+        })
+        .collect();
+    (header, rows)
+}
+
+/// `repeats.csv`: its header and one row per [`RepeatSummary`].
+fn repeats_table(rows: &[RepeatSummary]) -> (&'static [&'static str], Vec<Vec<String>>) {
+    let header = &["point", "repeats", "metric", "mean", "min", "max", "cv_pct"];
+    let rows = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.point.clone(),
+                r.repeats.to_string(),
+                r.metric.clone(),
+                format!("{:.4}", r.mean),
+                format!("{:.4}", r.min),
+                format!("{:.4}", r.max),
+                format!("{:.2}", r.cv_pct),
+            ]
+        })
+        .collect();
+    (header, rows)
+}
+
+/// `jobs.csv`: its header and one row per [`JobSummary`].
+fn jobs_table(rows: &[JobSummary]) -> (&'static [&'static str], Vec<Vec<String>>) {
+    let header = &[
+        "run",
+        "stage",
+        "status",
+        "failure_class",
+        "samples_per_s",
+        "tokens_per_s_per_gpu",
+        "mfu_pct",
+        "gpu_util_avg",
+        "gpu_util_min",
+        "gpu_util_max",
+        "max_mem_gib",
+        "power_w_avg",
+        "gpu_temp_max",
+        "comm_compute_ratio",
+        "slowest_gpu",
+    ];
+    let rows = rows
+        .iter()
+        .map(|j| {
+            vec![
+                j.run.clone(),
+                j.stage.clone(),
+                j.status.clone(),
+                j.failure_class.clone(),
+                opt(j.samples_per_s),
+                opt(j.tokens_per_s_per_gpu),
+                opt(j.mfu_pct),
+                opt(j.gpu_util_avg),
+                opt(j.gpu_util_min),
+                opt(j.gpu_util_max),
+                opt(j.max_mem_gib),
+                opt(j.power_w_avg),
+                opt(j.gpu_temp_max),
+                opt(j.comm_compute_ratio),
+                j.slowest_gpu.clone(),
+            ]
+        })
+        .collect();
+    (header, rows)
 }
 
 pub fn render(a: &Analysis) -> String {

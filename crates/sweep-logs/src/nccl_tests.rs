@@ -28,6 +28,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 use serde::Serialize;
+use serde_json::Value;
 
 use super::{Line, Warnings, int, num, push_capped, uint};
 
@@ -854,25 +855,50 @@ pub fn parse_json_str(text: &str, w: &mut Warnings) -> Option<NcclRun> {
     Some(run_from_json(&value, w))
 }
 
-fn run_from_json(v: &serde_json::Value, w: &mut Warnings) -> NcclRun {
-    use serde_json::Value;
-    let s = |v: &Value| v.as_str().map(str::to_string);
-    let u = |v: &Value| {
-        v.as_u64()
-            .or_else(|| {
-                v.as_f64()
-                    .filter(|x| *x >= 0.0 && x.fract() == 0.0)
-                    .map(|x| x as u64)
-            })
-            .or_else(|| v.as_str().and_then(uint))
-    };
-    let f = |v: &Value| v.as_f64().or_else(|| v.as_str().and_then(num));
+fn run_from_json(v: &Value, w: &mut Warnings) -> NcclRun {
     let mut run = NcclRun {
-        nccl_version: v.get("nccl_version").and_then(u).and_then(decode_nccl_code),
+        nccl_version: v
+            .get("nccl_version")
+            .and_then(json_uint)
+            .and_then(decode_nccl_code),
         ..NcclRun::default()
     };
+    json_command(v, &mut run);
+    if let Some(cfg) = v.get("config") {
+        run.params = json_params(cfg);
+        run.per_iteration = cfg.get("per_iter_timing").and_then(Value::as_str) == Some("true");
+        json_devices(cfg, &mut run, w);
+    }
+    json_rows(v, &mut run, w);
+    json_checks(v, &mut run);
+    run.concluded = v.get("end_time").is_some();
+    run.summarize();
+    run
+}
+
+fn json_text(v: &Value) -> Option<String> {
+    v.as_str().map(str::to_string)
+}
+
+/// An unsigned integer, also when written as a whole float or as text.
+fn json_uint(v: &Value) -> Option<u64> {
+    v.as_u64()
+        .or_else(|| {
+            v.as_f64()
+                .filter(|x| *x >= 0.0 && x.fract() == 0.0)
+                .map(|x| x as u64)
+        })
+        .or_else(|| v.as_str().and_then(uint))
+}
+
+fn json_num(v: &Value) -> Option<f64> {
+    v.as_f64().or_else(|| v.as_str().and_then(num))
+}
+
+/// The binary, its collective and the whole command line from `args`.
+fn json_command(v: &Value, run: &mut NcclRun) {
     if let Some(args) = v.get("args").and_then(Value::as_array) {
-        let parts: Vec<String> = args.iter().filter_map(s).collect();
+        let parts: Vec<String> = args.iter().filter_map(json_text).collect();
         if let Some(first) = parts.first() {
             let b = first.rsplit('/').next().unwrap_or(first).to_string();
             run.collective = Some(collective_of(&b));
@@ -880,51 +906,62 @@ fn run_from_json(v: &serde_json::Value, w: &mut Warnings) -> NcclRun {
         }
         run.command = Some(parts.join(" "));
     }
-    if let Some(cfg) = v.get("config") {
-        let g = |k: &str| cfg.get(k).and_then(u);
-        run.params = NcclParams {
-            nthreads: g("nthreads"),
-            ngpus: g("ngpus"),
-            min_bytes: g("minimum_bytes"),
-            max_bytes: g("maximum_bytes"),
-            step_factor: g("step_factor"),
-            step_bytes: g("step_bytes"),
-            warmup_iters: g("warmup_iters"),
-            iters: g("iterations"),
-            agg_iters: g("aggregated_iterations"),
-            validation: g("validation"),
-            graph: g("graph"),
-            unalign: g("unalign"),
-        };
-        run.per_iteration = cfg.get("per_iter_timing").and_then(Value::as_str) == Some("true");
-        for d in cfg
-            .get("devices")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
-            let (Some(rank), Some(pid), Some(device)) = (
-                d.get("rank").and_then(u),
-                d.get("pid").and_then(u),
-                d.get("device").and_then(u),
-            ) else {
-                w.push(
-                    0,
-                    "nccl-tests JSON: device without rank/pid/device: ignored",
-                );
-                continue;
-            };
-            run.devices.push(NcclDevice {
-                rank: rank as u32,
-                group: d.get("group").and_then(u).map(|x| x as u32),
-                pid,
-                host: d.get("hostname").and_then(s).unwrap_or_default(),
-                device: device as u32,
-                bus_id: d.get("device_hex").and_then(s).unwrap_or_default(),
-                name: d.get("device_info").and_then(s).unwrap_or_default(),
-            });
-        }
+}
+
+/// The run's `config` block: the command line's parameters.
+fn json_params(cfg: &Value) -> NcclParams {
+    let g = |k: &str| cfg.get(k).and_then(json_uint);
+    NcclParams {
+        nthreads: g("nthreads"),
+        ngpus: g("ngpus"),
+        min_bytes: g("minimum_bytes"),
+        max_bytes: g("maximum_bytes"),
+        step_factor: g("step_factor"),
+        step_bytes: g("step_bytes"),
+        warmup_iters: g("warmup_iters"),
+        iters: g("iterations"),
+        agg_iters: g("aggregated_iterations"),
+        validation: g("validation"),
+        graph: g("graph"),
+        unalign: g("unalign"),
     }
+}
+
+/// The ranks' devices in the `config` block; one without its rank, pid or device is dropped
+/// with a warning (the rest of the run still stands).
+fn json_devices(cfg: &Value, run: &mut NcclRun, w: &mut Warnings) {
+    for d in cfg
+        .get("devices")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let (Some(rank), Some(pid), Some(device)) = (
+            d.get("rank").and_then(json_uint),
+            d.get("pid").and_then(json_uint),
+            d.get("device").and_then(json_uint),
+        ) else {
+            w.push(
+                0,
+                "nccl-tests JSON: device without rank/pid/device: ignored",
+            );
+            continue;
+        };
+        run.devices.push(NcclDevice {
+            rank: rank as u32,
+            group: d.get("group").and_then(json_uint).map(|x| x as u32),
+            pid,
+            host: d.get("hostname").and_then(json_text).unwrap_or_default(),
+            device: device as u32,
+            bus_id: d.get("device_hex").and_then(json_text).unwrap_or_default(),
+            name: d.get("device_info").and_then(json_text).unwrap_or_default(),
+        });
+    }
+}
+
+/// The result rows, out-of-place and in-place, of every size; an incomplete one is dropped
+/// with a warning.
+fn json_rows(v: &Value, run: &mut NcclRun, w: &mut Warnings) {
     for (i, r) in v
         .get("results")
         .and_then(Value::as_array)
@@ -933,75 +970,87 @@ fn run_from_json(v: &serde_json::Value, w: &mut Warnings) -> NcclRun {
         .iter()
         .enumerate()
     {
-        let (Some(size), Some(count), Some(dtype)) = (
-            r.get("size").and_then(u),
-            r.get("count").and_then(u),
-            r.get("type").and_then(s),
+        json_result_rows(i, r, run, w);
+    }
+}
+
+/// The rows of the `i`th result: one per placement it reports.
+fn json_result_rows(i: usize, r: &Value, run: &mut NcclRun, w: &mut Warnings) {
+    let (Some(size), Some(count), Some(dtype)) = (
+        r.get("size").and_then(json_uint),
+        r.get("count").and_then(json_uint),
+        r.get("type").and_then(json_text),
+    ) else {
+        w.push(
+            0,
+            format!("nccl-tests JSON: result {i} without size/count/type: ignored"),
+        );
+        return;
+    };
+    let redop = r.get("redop").and_then(json_text);
+    let root = r
+        .get("root")
+        .and_then(|x| x.as_i64().or_else(|| x.as_str().and_then(int)));
+    for (key, placement) in [
+        ("out_of_place", Placement::OutOfPlace),
+        ("in_place", Placement::InPlace),
+    ] {
+        let Some(p) = r.get(key).filter(|p| p.is_object()) else {
+            continue;
+        };
+        let time = p
+            .get("time")
+            .or_else(|| p.get("cpu_time"))
+            .and_then(json_num);
+        if p.get("cpu_time").is_some() {
+            run.cpu_time = true;
+        }
+        let (Some(time_us), Some(algbw_gbps), Some(busbw_gbps)) = (
+            time,
+            p.get("alg_bw").and_then(json_num),
+            p.get("bus_bw").and_then(json_num),
         ) else {
             w.push(
                 0,
-                format!("nccl-tests JSON: result {i} without size/count/type: ignored"),
+                format!("nccl-tests JSON: result {i} {key} incomplete: ignored"),
             );
             continue;
         };
-        let redop = r.get("redop").and_then(s);
-        let root = r
-            .get("root")
-            .and_then(|x| x.as_i64().or_else(|| x.as_str().and_then(int)));
-        for (key, placement) in [
-            ("out_of_place", Placement::OutOfPlace),
-            ("in_place", Placement::InPlace),
-        ] {
-            let Some(p) = r.get(key).filter(|p| p.is_object()) else {
-                continue;
-            };
-            let time = p.get("time").or_else(|| p.get("cpu_time")).and_then(f);
-            if p.get("cpu_time").is_some() {
-                run.cpu_time = true;
-            }
-            let (Some(time_us), Some(algbw_gbps), Some(busbw_gbps)) = (
-                time,
-                p.get("alg_bw").and_then(f),
-                p.get("bus_bw").and_then(f),
-            ) else {
-                w.push(
-                    0,
-                    format!("nccl-tests JSON: result {i} {key} incomplete: ignored"),
-                );
-                continue;
-            };
-            let iter = r.get(format!("{key}_per_iter")).map(|it| IterStats {
-                min_us: it.get("min_us").and_then(f),
-                max_us: it.get("max_us").and_then(f),
-                p99_us: it.get("p99_us").and_then(f),
-                cv_pct: it.get("cv_pct").and_then(f),
-            });
-            run.rows.push(NcclRow {
-                line: 0,
-                collective: run.collective.clone(),
-                size_bytes: size,
-                count,
-                dtype: dtype.clone(),
-                redop: redop.clone(),
-                root,
-                placement,
-                time_us,
-                algbw_gbps,
-                busbw_gbps,
-                wrong: p.get("nwrong").and_then(u),
-                max_error: None,
-                error_flagged: false,
-                iter,
-                timestamp: None,
-            });
-        }
+        let iter = r.get(format!("{key}_per_iter")).map(|it| IterStats {
+            min_us: it.get("min_us").and_then(json_num),
+            max_us: it.get("max_us").and_then(json_num),
+            p99_us: it.get("p99_us").and_then(json_num),
+            cv_pct: it.get("cv_pct").and_then(json_num),
+        });
+        run.rows.push(NcclRow {
+            line: 0,
+            collective: run.collective.clone(),
+            size_bytes: size,
+            count,
+            dtype: dtype.clone(),
+            redop: redop.clone(),
+            root,
+            placement,
+            time_us,
+            algbw_gbps,
+            busbw_gbps,
+            wrong: p.get("nwrong").and_then(json_uint),
+            max_error: None,
+            error_flagged: false,
+            iter,
+            timestamp: None,
+        });
     }
+}
+
+/// The run's own verdicts: out-of-bounds values, the average bus bandwidth's check, errors.
+fn json_checks(v: &Value, run: &mut NcclRun) {
     if let Some(oob) = v.get("out_of_bounds") {
-        run.oob_values = oob.get("count").and_then(u);
+        run.oob_values = oob.get("count").and_then(json_uint);
         run.oob_ok = oob.get("okay").and_then(Value::as_str).map(|x| x == "true");
     }
     if let Some(avg) = v.get("average_bus_bandwidth") {
-        run.avg_busbw_gbps = avg.get("bandwidth").and_then(f);
+        run.avg_busbw_gbps = avg.get("bandwidth").and_then(json_num);
         run.avg_busbw_check = match avg.get("okay").and_then(Value::as_str) {
             Some("true") => Some("OK".to_string()),
             Some("false") => Some("FAILED".to_string()),
@@ -1022,9 +1071,6 @@ fn run_from_json(v: &serde_json::Value, w: &mut Warnings) -> NcclRun {
             });
         }
     }
-    run.concluded = v.get("end_time").is_some();
-    run.summarize();
-    run
 }
 
 /// Cuts a truncated JSON document after its last complete element and closes what is open.

@@ -140,7 +140,13 @@ pub fn submit(dir: &Path, opts: &SubmitOptions, slurm: &Slurm) -> Result<SubmitR
             ));
             continue;
         }
-        match submit_one(dir, &m, &mut st, job, &args, slurm, opts.retries)? {
+        let to = SubmitTo {
+            dir,
+            manifest: &m,
+            slurm,
+            retries: opts.retries,
+        };
+        match submit_one(&to, &mut st, job, &args)? {
             Ok(id) => {
                 stage_ids
                     .entry(job.stage.clone())
@@ -157,15 +163,28 @@ pub fn submit(dir: &Path, opts: &SubmitOptions, slurm: &Slurm) -> Result<SubmitR
 }
 
 /// One job: write-ahead record, sbatch, record the id. `Ok(Err(msg))` is a rejection by Slurm.
+/// The campaign a job is submitted from and the Slurm it goes to: the same for every job of
+/// one `submit`.
+struct SubmitTo<'a> {
+    dir: &'a Path,
+    manifest: &'a Manifest,
+    slurm: &'a Slurm,
+    /// Retries of a transient sbatch failure before giving up.
+    retries: u32,
+}
+
 fn submit_one(
-    dir: &Path,
-    m: &Manifest,
+    to: &SubmitTo,
     st: &mut State,
     job: &ManifestJob,
     args: &[String],
-    slurm: &Slurm,
-    retries: u32,
 ) -> Result<std::result::Result<String, String>> {
+    let SubmitTo {
+        dir,
+        manifest: m,
+        slurm,
+        retries,
+    } = *to;
     let mut delay = Duration::from_millis(500);
     let mut attempt = 0;
     loop {

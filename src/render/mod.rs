@@ -168,11 +168,16 @@ impl TemplateSource {
 
 /// Quotes a value for POSIX shells: the result is one word whatever the value holds.
 pub fn shell_quote(s: &str) -> String {
+    shell_word(s).into_owned()
+}
+
+/// `shell_quote` that borrows a value already safe as it is (most values of a job script).
+fn shell_word(s: &str) -> Cow<'_, str> {
     if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./-_".contains(&b))
     {
-        return s.to_string();
+        return Cow::Borrowed(s);
     }
     // A backslash is written outside the quotes (`'\\'`): the same word to a POSIX shell, and to
     // sbatch, whose `#SBATCH` reader takes a backslash as an escape even inside quotes.
@@ -186,7 +191,7 @@ pub fn shell_quote(s: &str) -> String {
         }
     }
     out.push('\'');
-    out
+    Cow::Owned(out)
 }
 
 /// A value's text for a script, refused when it holds a control character: a newline would end
@@ -227,37 +232,66 @@ fn shell_quote_filter(v: Value) -> Result<Value, minijinja::Error> {
     Ok(Value::from_safe_string(shell_quote(&s)))
 }
 
+thread_local! {
+    /// Bytes the formatter wrote in the render under way on this thread (a render runs on one
+    /// thread from start to end; `Renderer::render` resets it). Captured blocks (`{% set %}`)
+    /// never reach the capped writer, so a runaway loop inside one is stopped by this count.
+    static FORMATTED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Auto-escape for scripts: what a template prints is one shell word unless it was marked safe
-/// (`|safe`, `|sq`) or printed inside `{% autoescape false %}`.
+/// (`|safe`, `|sq`) or printed inside `{% autoescape false %}`. Every value of every job goes
+/// through here, so it borrows where it can and allocates only to quote.
 fn shell_formatter(
     out: &mut minijinja::Output,
     state: &mut minijinja::State,
     value: &Value,
 ) -> Result<(), minijinja::Error> {
+    if value.is_undefined() {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::UndefinedError,
+            "undefined value passed to a template",
+        ));
+    }
+    let owned;
     // Booleans as the shell spells them (minijinja would print Python's `True`).
-    let text = if let Some(b) =
-        (value.kind() == minijinja::value::ValueKind::Bool).then(|| value.is_true())
-    {
-        b.to_string()
-    } else if value.is_safe() {
-        value.as_str().unwrap_or_default().to_string()
-    } else if matches!(state.auto_escape(), AutoEscape::None) {
-        script_text(value, "a template")?
+    let text: &str = if value.kind() == minijinja::value::ValueKind::Bool {
+        if value.is_true() { "true" } else { "false" }
+    } else if let Some(s) = value.as_str() {
+        s
     } else {
-        shell_quote(&script_text(value, "a template")?)
+        owned = value.to_string();
+        &owned
     };
-    // Output written by the formatter, counted per render: captured blocks (`{% set %}`) never
-    // reach the capped writer, so a runaway loop inside one is stopped here.
-    let written = state
-        .get_temp("sweep_formatted_bytes")
-        .and_then(|v| v.as_usize())
-        .unwrap_or(0)
-        .saturating_add(text.len());
+    let quoted;
+    let text = if value.is_safe() {
+        text
+    } else {
+        if let Some(c) = text.chars().find(|c| c.is_control()) {
+            return Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                format!(
+                    "value {:?} holds the control character {c:?}, which cannot be put into a job script safely",
+                    truncate_for_message(text)
+                ),
+            ));
+        }
+        if matches!(state.auto_escape(), AutoEscape::None) {
+            text
+        } else {
+            quoted = shell_word(text);
+            &quoted
+        }
+    };
+    let written = FORMATTED.with(|n| {
+        let w = n.get().saturating_add(text.len());
+        n.set(w);
+        w
+    });
     if written > MAX_RENDERED_BYTES {
         return Err(too_large());
     }
-    state.set_temp("sweep_formatted_bytes", Value::from(written));
-    out.write_str(&text)
+    out.write_str(text)
         .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string()))
 }
 
@@ -426,6 +460,7 @@ impl Renderer {
             _ => located(&e, &ctx),
         })?;
         let mut buf = CappedBuf::default();
+        FORMATTED.with(|n| n.set(0));
         let rendered = tmpl.render_captured_to(&ctx, &mut buf);
         if buf.overflowed {
             return Err(located(&too_large(), &ctx).named(template));

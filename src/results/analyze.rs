@@ -102,7 +102,8 @@ pub struct JobSummary {
     pub run: String,
     pub stage: String,
     pub status: String,
-    pub failure_class: String,
+    #[serde(serialize_with = "crate::rows::class_text::serialize")]
+    pub failure_class: Option<crate::parsers::failures::FailureClass>,
     pub samples_per_s: Option<f64>,
     pub tokens_per_s_per_gpu: Option<f64>,
     pub mfu_pct: Option<f64>,
@@ -495,7 +496,7 @@ pub fn jobs(runs: &[RunRow], gpu: &[GpuRow]) -> Vec<JobSummary> {
                 run: run.into(),
                 stage: r.stage.clone(),
                 status: r.status.clone(),
-                failure_class: r.failure_class.clone(),
+                failure_class: r.failure_class,
                 samples_per_s: r.figures.samples_per_s,
                 tokens_per_s_per_gpu: r
                     .figures
@@ -803,7 +804,7 @@ fn jobs_table(rows: &[JobSummary]) -> (&'static [&'static str], Vec<Vec<String>>
                 j.run.clone(),
                 j.stage.clone(),
                 j.status.clone(),
-                j.failure_class.clone(),
+                crate::rows::class_str(j.failure_class).to_string(),
                 opt(j.samples_per_s),
                 opt(j.tokens_per_s_per_gpu),
                 opt(j.mfu_pct),

@@ -16,6 +16,7 @@ use serde_json::Value as Json;
 
 use crate::campaign::Manifest;
 use crate::job_state::JobState;
+use crate::parsers::failures::FailureClass;
 use crate::parsers::{self, ParsedLog};
 use crate::rows::{
     Avail, BindingRow, FailureRow, GpuRow, NcclColumns, NcclRow, NetRow, PowerRow, PreflightRow,
@@ -24,7 +25,7 @@ use crate::rows::{
 
 /// Bump when parsing or what is kept per file changes: cached results of older versions are
 /// re-read.
-pub const PARSER_VERSION: u32 = 10;
+pub const PARSER_VERSION: u32 = 11;
 /// Per-file results, binary (postcard): a large tree's cache is tens of MB, which JSON takes
 /// several times longer to write and read.
 pub const CACHE_FILE: &str = ".collect-cache.bin";
@@ -172,10 +173,10 @@ fn same_cpus(a: &str, b: &str) -> bool {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FailOut {
     pub line: u64,
-    pub class: String,
+    pub class: FailureClass,
     pub kind: String,
     pub message: String,
     pub weak: bool,
@@ -321,29 +322,26 @@ fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
         .unwrap_or(0)
 }
 
-fn class_rank(c: &str) -> usize {
+fn class_rank(c: FailureClass) -> usize {
     // Across the files of one job, a root cause printed by the ranks (NCCL error, Python
     // exception) outranks the time-limit or cancel that Slurm printed afterwards.
-    [
-        "hardware",
-        "oom",
-        "node_failure",
-        "preflight",
-        "nccl",
-        "python_error",
-        "timeout",
-        "cancelled",
-        "unknown",
-    ]
-    .iter()
-    .position(|x| *x == c)
-    .unwrap_or(usize::MAX)
+    match c {
+        FailureClass::Hardware => 0,
+        FailureClass::Oom => 1,
+        FailureClass::NodeFailure => 2,
+        FailureClass::Preflight => 3,
+        FailureClass::Nccl => 4,
+        FailureClass::PythonError => 5,
+        FailureClass::Timeout => 6,
+        FailureClass::Cancelled => 7,
+        FailureClass::Unknown => 8,
+    }
 }
 
 fn fail_out(f: &parsers::failures::Failure) -> FailOut {
     FailOut {
         line: f.line,
-        class: f.class.as_str().to_string(),
+        class: f.class,
         kind: f.kind.to_string(),
         message: f.message.clone(),
         weak: f.weak,
@@ -743,7 +741,7 @@ fn failures_and_warnings(log: &ParsedLog, r: &mut FileResult) {
     if let Some(p) = &mut r.primary {
         // The primary's class is the rule's verdict, which may differ from its evidence line's.
         if let Some(pf) = log.primary_failure() {
-            p.class = pf.class.as_str().to_string();
+            p.class = pf.class;
         }
     }
     r.warnings = log
@@ -796,7 +794,8 @@ pub struct Run {
     pub params: IndexMap<String, Json>,
     pub dir: PathBuf,
     pub status: String,
-    pub failure_class: String,
+    #[serde(with = "crate::rows::class_text")]
+    pub failure_class: Option<FailureClass>,
     pub failure_evidence: String,
     pub figures: IndexMap<String, Option<f64>>,
     /// What the run's NCCL debug output says (runs.csv's `nccl_*` columns); left out of the
@@ -1569,7 +1568,7 @@ impl RunSums {
             let better = self
                 .primary
                 .as_ref()
-                .is_none_or(|(_, q)| class_rank(&p.class) < class_rank(&q.class));
+                .is_none_or(|(_, q)| class_rank(p.class) < class_rank(q.class));
             if better {
                 self.primary = Some((s.key.clone(), p.clone()));
             }
@@ -1789,17 +1788,17 @@ fn power_series(run: &Run, s: &Source, f: &FileResult, t: &mut Tables) {
 /// job state implies.
 fn set_failure(run: &mut Run, primary: Option<(String, FailOut)>) {
     if let Some((key, p)) = primary {
-        run.failure_class = p.class.clone();
+        run.failure_class = Some(p.class);
         run.failure_evidence = format!("{key}:{}: {}", p.line, p.message);
     } else {
         // runs.csv's status: a job state, or `-` for a file of `--logs` (no state, no class).
         match JobState::from(run.status.as_str()) {
             JobState::Failed | JobState::Lost | JobState::NodeFail | JobState::BootFail => {
-                run.failure_class = "unknown".into()
+                run.failure_class = Some(FailureClass::Unknown)
             }
-            JobState::Timeout => run.failure_class = "timeout".into(),
-            JobState::OutOfMemory => run.failure_class = "oom".into(),
-            JobState::Cancelled => run.failure_class = "cancelled".into(),
+            JobState::Timeout => run.failure_class = Some(FailureClass::Timeout),
+            JobState::OutOfMemory => run.failure_class = Some(FailureClass::Oom),
+            JobState::Cancelled => run.failure_class = Some(FailureClass::Cancelled),
             _ => {}
         }
     }
@@ -1997,7 +1996,7 @@ impl Tables {
             .map(|(src, f)| FailureRow {
                 source: src.clone(),
                 line: f.line,
-                class: f.class.clone(),
+                class: f.class,
                 kind: f.kind.clone(),
                 weak: f.weak,
                 message: f.message.clone(),
@@ -2115,7 +2114,7 @@ fn run_row(r: &Run) -> RunRow {
             .map(|(k, v)| (k.clone(), crate::expand::json_short(v)))
             .collect(),
         status: r.status.clone(),
-        failure_class: r.failure_class.clone(),
+        failure_class: r.failure_class,
         failure_evidence: r.failure_evidence.clone(),
         nccl: r.nccl.row_columns(),
         ..Default::default()
@@ -2226,7 +2225,7 @@ pub fn render_summary(r: &Report) -> String {
         t.add_row(vec![
             run.run.clone(),
             run.status.clone(),
-            run.failure_class.clone(),
+            crate::rows::class_str(run.failure_class).to_string(),
             f("samples_per_s"),
             f("tflops_per_gpu"),
             f("step_time_ms_p50"),

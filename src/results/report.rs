@@ -347,13 +347,11 @@ impl<'a> Sections<'a> {
     fn headlines(&self) -> Headlines<'_> {
         let runs = &self.runs;
         let targets = &self.inp.analysis.targets;
-        let failed: Vec<&RunRow> = runs
-            .iter()
-            .filter(|r| !r.failure_class.is_empty())
-            .collect();
+        let failed: Vec<&RunRow> = runs.iter().filter(|r| r.failure_class.is_some()).collect();
         let classes: std::collections::BTreeMap<&str, usize> =
             failed.iter().fold(Default::default(), |mut m, r| {
-                *m.entry(r.failure_class.as_str()).or_default() += 1;
+                *m.entry(crate::rows::class_str(r.failure_class))
+                    .or_default() += 1;
                 m
             });
         let classes_text = classes
@@ -647,7 +645,7 @@ impl<'a> Sections<'a> {
                 vec![
                     j.run.clone(),
                     j.status.clone(),
-                    j.failure_class.clone(),
+                    crate::rows::class_str(j.failure_class).to_string(),
                     n(j.samples_per_s),
                     n(j.tokens_per_s_per_gpu),
                     n(j.mfu_pct),
@@ -984,11 +982,11 @@ impl<'a> Sections<'a> {
         h.push_str("<h2>Failures</h2>");
         let rows: Vec<Vec<String>> = runs
             .iter()
-            .filter(|r| !r.failure_class.is_empty())
+            .filter(|r| r.failure_class.is_some())
             .map(|r| {
                 vec![
                     r.run.clone(),
-                    r.failure_class.clone(),
+                    crate::rows::class_str(r.failure_class).to_string(),
                     r.failure_evidence.clone(),
                 ]
             })
@@ -1131,7 +1129,7 @@ impl<'a> Sections<'a> {
                 m,
                 "- Failure `{}`: {} — {}",
                 r.run,
-                r.failure_class,
+                crate::rows::class_str(r.failure_class),
                 r.failure_evidence.chars().take(160).collect::<String>()
             );
         }

@@ -12,6 +12,8 @@ use std::borrow::Cow;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+
+use crate::parsers::failures::FailureClass;
 use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -419,12 +421,37 @@ impl GpuRow {
     }
 }
 
+/// An optional failure class as the tables and reports write it: the class's word, or an
+/// empty cell (`null` would change what `--json` printed before the class was typed).
+pub fn class_str(c: Option<FailureClass>) -> &'static str {
+    c.map_or("", FailureClass::as_str)
+}
+
+/// `#[serde(with)]` for an optional failure class written as [`class_str`] writes it.
+pub mod class_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::parsers::failures::FailureClass;
+
+    pub fn serialize<S: Serializer>(c: &Option<FailureClass>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(super::class_str(*c))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<FailureClass>, D::Error> {
+        let t = String::deserialize(d)?;
+        if t.is_empty() {
+            return Ok(None);
+        }
+        t.parse().map(Some).map_err(serde::de::Error::custom)
+    }
+}
+
 /// One row of failures.csv: a failure signature found in a file.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailureRow {
     pub source: String,
     pub line: u64,
-    pub class: String,
+    pub class: FailureClass,
     pub kind: String,
     /// Evidence that is a consequence rather than a cause.
     pub weak: bool,
@@ -758,7 +785,7 @@ pub struct RunRow {
     pub params: IndexMap<String, String>,
     /// A job state, or `-` for a file of `--logs`.
     pub status: String,
-    pub failure_class: String,
+    pub failure_class: Option<FailureClass>,
     /// `file:line: text`.
     pub failure_evidence: String,
     pub figures: Figures,
@@ -827,7 +854,9 @@ impl RunRow {
             row.extend(pcols.iter().map(|k| r.param(k).to_string()));
             row.extend([
                 r.status.clone(),
-                r.failure_class.clone(),
+                r.failure_class
+                    .map(|c| c.as_str().to_string())
+                    .unwrap_or_default(),
                 r.failure_evidence.clone(),
             ]);
             row.extend(r.figures.values().into_iter().map(fmt_opt));
@@ -878,7 +907,13 @@ impl RunRow {
                     RunColumn::Run => row.run = cell.into(),
                     RunColumn::Stage => row.stage = cell.into(),
                     RunColumn::Status => row.status = cell.into(),
-                    RunColumn::FailureClass => row.failure_class = cell.into(),
+                    RunColumn::FailureClass => {
+                        row.failure_class = (!cell.is_empty())
+                            .then(|| cell.parse::<FailureClass>())
+                            .transpose()
+                            .map_err(anyhow::Error::msg)
+                            .with_context(|| format!("reading {}", p.display()))?
+                    }
                     RunColumn::FailureEvidence => row.failure_evidence = cell.into(),
                     RunColumn::Param(k) => {
                         row.params.insert(k.clone(), cell.into());

@@ -64,7 +64,7 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use regex::Regex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Line, Warnings};
 
@@ -72,7 +72,7 @@ use super::{Line, Warnings};
 pub const MAX_FAILURES: usize = 10_000;
 
 /// Failure classes, in the order of the primary-failure rule's tiers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureClass {
     Hardware,
@@ -87,7 +87,36 @@ pub enum FailureClass {
     Unknown,
 }
 
+impl std::fmt::Display for FailureClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for FailureClass {
+    type Err = String;
+    /// The words `as_str` writes (a table's `failure_class` read back).
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("`{s}` is not a failure class"))
+    }
+}
+
 impl FailureClass {
+    pub const ALL: [FailureClass; 9] = [
+        FailureClass::Hardware,
+        FailureClass::Oom,
+        FailureClass::NodeFailure,
+        FailureClass::Preflight,
+        FailureClass::Timeout,
+        FailureClass::Nccl,
+        FailureClass::PythonError,
+        FailureClass::Cancelled,
+        FailureClass::Unknown,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             FailureClass::Hardware => "hardware",

@@ -207,16 +207,23 @@ fn script_text(v: &Value, what: &str) -> Result<String, minijinja::Error> {
         Some(s) => s.to_string(),
         None => v.to_string(),
     };
-    if let Some(c) = s.chars().find(|c| c.is_control()) {
-        return Err(minijinja::Error::new(
+    refuse_control(&s)?;
+    Ok(s)
+}
+
+/// A newline would end an `#SBATCH` line or a comment and start a command, whatever the
+/// quoting: no control character reaches a script.
+fn refuse_control(s: &str) -> Result<(), minijinja::Error> {
+    match s.chars().find(|c| c.is_control()) {
+        Some(c) => Err(minijinja::Error::new(
             minijinja::ErrorKind::InvalidOperation,
             format!(
                 "value {:?} holds the control character {c:?}, which cannot be put into a job script safely",
-                truncate_for_message(&s)
+                truncate_for_message(s)
             ),
-        ));
+        )),
+        None => Ok(()),
     }
-    Ok(s)
 }
 
 fn truncate_for_message(s: &str) -> String {
@@ -267,15 +274,7 @@ fn shell_formatter(
     let text = if value.is_safe() {
         text
     } else {
-        if let Some(c) = text.chars().find(|c| c.is_control()) {
-            return Err(minijinja::Error::new(
-                minijinja::ErrorKind::InvalidOperation,
-                format!(
-                    "value {:?} holds the control character {c:?}, which cannot be put into a job script safely",
-                    truncate_for_message(text)
-                ),
-            ));
-        }
+        refuse_control(text)?;
         if matches!(state.auto_escape(), AutoEscape::None) {
             text
         } else {

@@ -183,7 +183,9 @@ pub fn scaling(runs: &[RunRow]) -> Vec<ScalingRow> {
                         .collect::<Vec<_>>(),
                 )
             };
-            let (&base_n, base_runs) = by_nodes.iter().next().expect("two node counts");
+            let Some((&base_n, base_runs)) = by_nodes.iter().next() else {
+                continue;
+            };
             let base_thr = thr(base_runs);
             let base_names = base_runs
                 .iter()

@@ -20,6 +20,11 @@ fn main() {
     }
     let cli = sweep::cli::Cli::parse();
     if let Err(e) = sweep::cli::run(cli) {
+        if let Some(x) = e.downcast_ref::<sweep::pipeline::ExitStatus>() {
+            // Not a failure of sweep's: an outcome with its own documented exit status.
+            eprintln!("{x}");
+            std::process::exit(x.code);
+        }
         // `{:#}` prints the whole context chain on one error, ending at the user's input.
         eprintln!("error: {e:#}");
         std::process::exit(1);

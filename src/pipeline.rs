@@ -15,6 +15,7 @@ use crate::check::{CheckReport, Finding, Level};
 use crate::collect;
 use crate::executor::Executor;
 use crate::expand;
+use crate::job_state::JobState;
 use crate::local::{self, LocalReport};
 use crate::plan::{self, PlanSummary};
 use crate::profile::Profile;
@@ -341,20 +342,67 @@ pub fn submit(campaign: &Path, r: SubmitRequest) -> Result<SubmitOutcome> {
     )?))
 }
 
+/// An outcome that is not an error of sweep's but must end the process with its own exit
+/// status (documented in the README), after the output was shown.
+#[derive(Debug)]
+pub struct ExitStatus {
+    pub code: i32,
+    pub message: String,
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ExitStatus {}
+
+/// `status`: Slurm's controller did not answer (`--watch`: for longer than it waits).
+pub const EXIT_CONTROLLER_DOWN: i32 = 3;
+/// `status --watch`: every job left waits on a dependency that can never be satisfied.
+pub const EXIT_BLOCKED: i32 = 4;
+/// `status --watch`: every job ended, but some are `lost` or `unknown`.
+pub const EXIT_UNACCOUNTED: i32 = 5;
+
 /// One look at the campaign's jobs (one squeue call).
 pub fn status(campaign: &Path) -> Result<StatusReport> {
     crate::status::poll(campaign, &Slurm::default())
 }
 
+/// The exit status of a status report: the controller's silence is not a success.
+pub fn status_verdict(r: &StatusReport) -> Result<()> {
+    if !r.controller_ok() {
+        return Err(ExitStatus {
+            code: EXIT_CONTROLLER_DOWN,
+            message: format!(
+                "Slurm's controller did not answer ({}); the states shown are the last known",
+                r.controller
+            ),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Rebuilds the campaign state from Slurm (queue and accounting) and the job markers.
+pub fn rebuild_status(campaign: &Path) -> Result<crate::reconcile::Rebuilt> {
+    crate::reconcile::rebuild(campaign, &Slurm::default())
+}
+
 /// Polls until every job has ended, backing off while nothing changes; `on_poll` sees each
 /// poll with its counts (`RUNNING=2 PENDING=1`) and whether they changed since the last.
+/// Ends early, with its own exit status, when the controller stays silent for `give_up`, or
+/// when all that is left waits on a dependency that can never be satisfied.
 pub fn watch_status(
     campaign: &Path,
+    give_up: std::time::Duration,
     on_poll: &mut dyn FnMut(&StatusReport, &str, bool) -> Result<()>,
-) -> Result<StatusReport> {
+) -> Result<(StatusReport, Option<ExitStatus>)> {
     let slurm = Slurm::default();
     let mut interval = std::time::Duration::from_secs(2);
     let mut last: Option<String> = None;
+    let mut silent_since: Option<std::time::Instant> = None;
     loop {
         let r = crate::status::poll(campaign, &slurm)?;
         let counts: String = r
@@ -365,8 +413,54 @@ pub fn watch_status(
             .join(" ");
         let changed = last.as_deref() != Some(counts.as_str());
         on_poll(&r, &counts, changed)?;
+        if r.controller_ok() {
+            silent_since = None;
+        } else if silent_since
+            .get_or_insert_with(std::time::Instant::now)
+            .elapsed()
+            >= give_up
+        {
+            let end = ExitStatus {
+                code: EXIT_CONTROLLER_DOWN,
+                message: format!(
+                    "Slurm's controller has not answered for {} s ({}); stopped watching",
+                    give_up.as_secs(),
+                    r.controller
+                ),
+            };
+            return Ok((r, Some(end)));
+        }
+        if r.all_blocked() {
+            let list: Vec<String> = r
+                .blocked
+                .iter()
+                .map(|(j, why)| format!("  {j}: {why}"))
+                .collect();
+            let end = ExitStatus {
+                code: EXIT_BLOCKED,
+                message: format!(
+                    "every job left waits on a dependency that can never be satisfied \
+                     (Slurm: DependencyNeverSatisfied); `sweep cancel` them or resubmit what they \
+                     wait on:\n{}",
+                    list.join("\n")
+                ),
+            };
+            return Ok((r, Some(end)));
+        }
         if r.done {
-            return Ok(r);
+            let unaccounted: usize = r
+                .jobs
+                .iter()
+                .filter(|j| matches!(j.state, JobState::Lost | JobState::Unknown))
+                .count();
+            let end = (unaccounted > 0).then(|| ExitStatus {
+                code: EXIT_UNACCOUNTED,
+                message: format!(
+                    "every job has ended, but {unaccounted} cannot be accounted for (lost or \
+                     unknown); see their notes"
+                ),
+            });
+            return Ok((r, end));
         }
         // Back off while nothing changes (at most two polls a minute when idle).
         interval = crate::status::next_interval(interval, changed);

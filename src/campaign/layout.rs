@@ -8,3 +8,5 @@ pub const MANIFEST: &str = "campaign.json";
 pub const STATE: &str = "state.json";
 /// The lock held while `state.json` is read, changed and written.
 pub const LOCK: &str = ".sweep.lock";
+/// Changes to `state.json` since it was last written whole, one checksummed record a line.
+pub const JOURNAL: &str = "state.journal";

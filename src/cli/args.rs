@@ -189,6 +189,13 @@ pub struct StatusArgs {
     /// List every job even for large campaigns.
     #[arg(long)]
     pub all: bool,
+    /// Rebuild the campaign state from Slurm's queue and accounting and the job markers
+    /// (after `state.json` was lost, emptied, reset or corrupted; a corrupt one is kept aside).
+    #[arg(long)]
+    pub rebuild: bool,
+    /// With --watch: stop (exit 3) once Slurm's controller has not answered for this long.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub give_up_after: u64,
 }
 
 #[derive(Args, Debug)]

@@ -120,15 +120,24 @@ fn submit(a: SubmitArgs, out: &dyn Output) -> Result<()> {
 }
 
 fn status(a: StatusArgs, out: &dyn Output) -> Result<()> {
+    if a.rebuild {
+        out.rebuilt(&pipeline::rebuild_status(&a.campaign)?)?;
+    }
     if !a.watch {
-        return out.status(&pipeline::status(&a.campaign)?, a.all);
+        let r = pipeline::status(&a.campaign)?;
+        out.status(&r, a.all)?;
+        return pipeline::status_verdict(&r);
     }
     let watch = StatusWatch::new(out);
-    let r = pipeline::watch_status(&a.campaign, &mut |r, counts, changed| {
+    let give_up = std::time::Duration::from_secs(a.give_up_after);
+    let (r, end) = pipeline::watch_status(&a.campaign, give_up, &mut |r, counts, changed| {
         watch.polled(r, counts, changed)
     })?;
     watch.ended(&r, a.all);
-    Ok(())
+    match end {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
 }
 
 fn cancel(a: CancelArgs, out: &dyn Output) -> Result<()> {

@@ -78,6 +78,10 @@ pub trait Output: Reporter {
     fn status(&self, _r: &StatusReport, _all: bool) -> Result<()> {
         Ok(())
     }
+    /// `status --rebuild`: what the state was rebuilt from.
+    fn rebuilt(&self, _r: &crate::reconcile::Rebuilt) -> Result<()> {
+        Ok(())
+    }
     /// `status --watch` without a progress bar: a poll whose counts changed.
     fn status_changed(&self, _r: &StatusReport, _counts: &str) -> Result<()> {
         Ok(())
@@ -236,6 +240,10 @@ impl Output for Human {
         print!("{}", crate::status::render(r, all));
         Ok(())
     }
+    fn rebuilt(&self, r: &crate::reconcile::Rebuilt) -> Result<()> {
+        print!("{}", r.render());
+        Ok(())
+    }
     fn status_changed(&self, _r: &StatusReport, counts: &str) -> Result<()> {
         println!("{counts}");
         Ok(())
@@ -282,6 +290,9 @@ impl Output for Human {
 }
 
 fn print_submitted(r: &SubmitReport, dry_run: bool) {
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
     for c in &r.commands {
         println!("{c}");
     }
@@ -369,6 +380,9 @@ impl Output for Json {
         }
     }
     fn status(&self, r: &StatusReport, _all: bool) -> Result<()> {
+        pretty(r)
+    }
+    fn rebuilt(&self, r: &crate::reconcile::Rebuilt) -> Result<()> {
         pretty(r)
     }
     fn status_changed(&self, r: &StatusReport, _counts: &str) -> Result<()> {

@@ -153,7 +153,6 @@ pub(crate) fn run(dir: &Path, opts: &LocalOptions) -> Result<LocalReport> {
     for job in jobs {
         let job_dir = dir.join(&job.dir);
         let known = {
-            let _lock = Lock::acquire(&dir)?;
             State::load(&dir)?
                 .jobs
                 .get(&job.id)
@@ -163,7 +162,7 @@ pub(crate) fn run(dir: &Path, opts: &LocalOptions) -> Result<LocalReport> {
         if known.slurm_id.is_some() && !opts.rerun {
             if Executor::of(&known) == Executor::Local && known.state == Some(JobState::Running) {
                 // The sweep that ran it died; the script may have gone on and finished since.
-                let _lock = Lock::acquire(&dir)?;
+                let lock = Lock::acquire(&dir)?;
                 let mut st = State::load(&dir)?;
                 let sid = known.slurm_id.clone().unwrap_or_default();
                 let js = st.job(&job.id);
@@ -181,7 +180,7 @@ pub(crate) fn run(dir: &Path, opts: &LocalOptions) -> Result<LocalReport> {
                     }
                     None => {}
                 }
-                st.save(&dir)?;
+                st.record(&lock, &dir, &job.id)?;
             }
             report.already += 1;
             continue;
@@ -319,19 +318,19 @@ fn run_job(
     if timed_out {
         state = JobState::Timeout;
     }
-    let _lock = Lock::acquire(dir)?;
+    let lock = Lock::acquire(dir)?;
     let mut st = State::load(dir)?;
     let js = st.job(&job.id);
     js.state = Some(state.clone());
     js.exit_code = Some(format!("{code}:0"));
     js.step_oom = oom.then_some(true);
-    st.save(dir)?;
+    st.record(&lock, dir, &job.id)?;
     Ok((state, code))
 }
 
 /// Records a new attempt of the job as running, under the next local job id, which it returns.
 fn start_attempt(dir: &Path, job: &ManifestJob) -> Result<String> {
-    let _lock = Lock::acquire(dir)?;
+    let lock = Lock::acquire(dir)?;
     let mut st = State::load(dir)?;
     let next = st
         .jobs
@@ -359,7 +358,7 @@ fn start_attempt(dir: &Path, job: &ManifestJob) -> Result<String> {
     js.state = Some(JobState::Running);
     js.exit_code = None;
     js.reason = None;
-    st.save(dir)?;
+    st.record(&lock, dir, &job.id)?;
     Ok(next.to_string())
 }
 

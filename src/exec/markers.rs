@@ -13,6 +13,8 @@ pub struct Finished {
     pub slurm_job_id: String,
     pub exit_code: i32,
     pub signal: String,
+    /// Slurm's restart count of the attempt that wrote it (0 in markers of older templates).
+    pub restart_count: u32,
 }
 
 pub fn read_finished(job_dir: &Path) -> Option<Finished> {
@@ -26,6 +28,9 @@ pub fn read_finished(job_dir: &Path) -> Option<Finished> {
         slurm_job_id: get("slurm_job_id=")?,
         exit_code: get("exit_code=")?.parse().ok()?,
         signal: get("signal=").unwrap_or_default(),
+        restart_count: get("restart_count=")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
     })
 }
 
@@ -96,9 +101,18 @@ pub fn state_from_marker(job_dir: &Path, f: &Finished) -> (JobState, bool) {
 
 /// The Slurm id a job's `started` marker records, if the job got that far.
 pub fn started_id(job_dir: &Path) -> Option<String> {
+    started_field(job_dir, "slurm_job_id=")
+}
+
+/// Slurm's restart count of the attempt that last started (`SLURM_RESTART_COUNT`), if any.
+pub fn started_restarts(job_dir: &Path) -> Option<u32> {
+    started_field(job_dir, "restart_count=")?.parse().ok()
+}
+
+fn started_field(job_dir: &Path, key: &str) -> Option<String> {
     let text = std::fs::read_to_string(job_dir.join("started")).ok()?;
     text.lines()
-        .find_map(|l| l.strip_prefix("slurm_job_id="))
+        .find_map(|l| l.strip_prefix(key))
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
 }
@@ -114,12 +128,14 @@ mod tests {
             slurm_job_id: "7".into(),
             exit_code: 143,
             signal: "TERM".into(),
+            restart_count: 0,
         };
         assert_eq!(state_from_marker(dir.path(), &f).0, "CANCELLED");
         let ok = Finished {
             slurm_job_id: "7".into(),
             exit_code: 0,
             signal: String::new(),
+            restart_count: 0,
         };
         assert_eq!(state_from_marker(dir.path(), &ok).0, "COMPLETED");
     }

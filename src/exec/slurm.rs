@@ -73,6 +73,8 @@ pub struct AcctJob {
     pub submit_time: String,
     /// States of the job's steps (`batch`, `0`, ...), where an OOM in a step shows.
     pub steps: Vec<(String, JobState, String)>,
+    /// Only where asked for (by name, see [`Slurm::sacct_named`]).
+    pub work_dir: String,
 }
 
 impl Slurm {
@@ -201,6 +203,23 @@ impl Slurm {
             other => other?,
         };
         Ok(parse_sacct(&out))
+    }
+
+    /// Every job of this user whose name starts with `prefix` that accounting knows since
+    /// `since` (allocations only): what a campaign has in Slurm when its state is gone.
+    pub fn sacct_named(&self, prefix: &str, since: &str) -> Result<Vec<AcctJob>, SlurmError> {
+        let args = vec![
+            "--noheader".to_string(),
+            "--parsable2".into(),
+            "--allocations".into(),
+            format!("--starttime={since}"),
+            "--endtime=now".into(),
+            "--format=JobID,JobName,State,ExitCode,Submit,WorkDir".into(),
+        ];
+        let out = self.run("sacct", &args, None)?;
+        let mut jobs = parse_sacct(&out);
+        jobs.retain(|j| j.name.starts_with(prefix));
+        Ok(jobs)
     }
 
     pub fn scancel(&self, ids: &[String]) -> Result<(), SlurmError> {
@@ -367,6 +386,7 @@ pub fn parse_sacct(out: &str) -> Vec<AcctJob> {
                 exit_code: exit.to_string(),
                 submit_time: f.get(4).map(|s| s.to_string()).unwrap_or_default(),
                 steps: Vec::new(),
+                work_dir: f.get(5).map(|s| s.to_string()).unwrap_or_default(),
             }),
         }
     }

@@ -12,8 +12,8 @@ use crate::campaign::{Manifest, ManifestJob};
 use crate::executor::Executor;
 use crate::job_state::JobState;
 use crate::markers::{read_finished, state_from_marker};
-use crate::reconcile::{SETTLE_S, adopt_pending, same_dir};
-use crate::slurm::{QueueJob, Slurm, SlurmError};
+use crate::reconcile::{AdoptRules, Inventory, adopt, same_dir, since_window};
+use crate::slurm::{QueueJob, Slurm};
 use crate::state::{Lock, State};
 
 #[derive(Debug, Clone, Serialize)]
@@ -27,6 +27,8 @@ pub struct JobStatus {
     pub reason: Option<String>,
     /// An srun step ran out of memory (the job's own state may still be COMPLETED/FAILED).
     pub step_oom: bool,
+    /// Times Slurm requeued this id (node failure, preemption): its `started` marker's count.
+    pub restarts: u32,
     /// Where the state came from: squeue, marker, sacct, state (last known).
     pub source: String,
 }
@@ -36,51 +38,119 @@ pub struct StatusReport {
     pub campaign: String,
     pub jobs: Vec<JobStatus>,
     pub counts: IndexMap<JobState, usize>,
+    /// `ok`, or why the controller could not be asked (then every state is the last known).
+    pub controller: String,
     /// `ok`, `not needed`, or why accounting could not be asked.
     pub accounting: String,
     /// Problems talking to Slurm in this poll (the report is still as right as it can be).
     pub errors: Vec<String>,
     /// Slurm commands this poll ran.
     pub slurm_calls: usize,
+    /// Whether what this poll learned was saved (`saved`, `nothing new`, or why not).
+    pub saved: String,
     pub done: bool,
+    /// Jobs that wait on a dependency Slurm says can never be satisfied, with why; when these
+    /// are all that is left, `--watch` ends.
+    pub blocked: Vec<(String, String)>,
 }
 
-/// One poll. Takes the campaign lock only to write what it learned.
+impl StatusReport {
+    /// Whether the controller answered this poll.
+    pub fn controller_ok(&self) -> bool {
+        self.controller == "ok"
+    }
+
+    /// Every job not yet ended waits on a dependency that can never be satisfied.
+    pub fn all_blocked(&self) -> bool {
+        !self.blocked.is_empty()
+            && self
+                .jobs
+                .iter()
+                .all(|j| !waiting(j) || self.blocked.iter().any(|(b, _)| b == &j.id))
+    }
+}
+
+/// A job that has not ended and is Slurm's to run (one that left the queue while nothing
+/// could say how is not waited for: polling again cannot tell more).
+fn waiting(j: &JobStatus) -> bool {
+    let settled = j.state.is_terminal()
+        || matches!(j.state, JobState::Unsubmitted | JobState::Rejected)
+        || (j.state == JobState::Unknown && j.source == "none");
+    !settled
+}
+
+/// One poll. Reads the state first and asks Slurm after, so every conclusion rests on evidence
+/// newer than what it is compared with (a job submitted after the state was read is not looked
+/// for, and cannot be taken for gone); saves only what it learned, only where no other process
+/// changed the job meanwhile, and without waiting for the lock.
 pub(crate) fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
     crate::state::ensure_campaign(dir)?;
     let m = Manifest::load(dir)?;
-    let mut errors = Vec::new();
+    let before = State::load(dir)?;
+    let mut errors = before.warnings.clone();
     let mut calls = 0;
     let prefix = format!("{}:", m.campaign);
     // Jobs the local executor ran are not Slurm's: a campaign of only those asks Slurm nothing.
-    let any_slurm = {
-        let st = State::load(dir)?;
-        st.jobs.values().any(|j| {
-            (j.slurm_id.is_some() || j.pending_submit.is_some()) && Executor::of(j).known_to_slurm()
-        })
-    };
-    let queue: Option<Vec<QueueJob>> = if !any_slurm {
+    let records: Vec<&crate::state::JobRecord> = before
+        .jobs
+        .values()
+        .filter(|j| j.slurm_id.is_some() || j.pending_submit.is_some())
+        .collect();
+    let any_slurm = records.iter().any(|j| Executor::of(j).known_to_slurm());
+    let only_local = !records.is_empty() && !any_slurm;
+    let mut controller = "ok".to_string();
+    let queue: Option<Vec<QueueJob>> = if only_local {
         Some(Vec::new())
     } else {
         calls += 1;
         match slurm.squeue(&prefix) {
             Ok(q) => Some(q),
+            // Nothing was ever submitted to Slurm: no Slurm here is no news.
+            Err(_) if !any_slurm => Some(Vec::new()),
             Err(e) => {
+                controller = format!("unavailable: {e}");
                 errors.push(format!("{e} (showing markers and last known states)"));
                 None
             }
         }
     };
-    let _lock = Lock::acquire(dir)?;
-    let mut st = State::load(dir)?;
-    if let Some(q) = &queue {
-        adopt_pending(dir, &m, &mut st, q, SETTLE_S)?;
+    let mut view = before.clone();
+    let adopted = match &queue {
+        Some(q) => {
+            let inv = Inventory::new(q.clone(), None, None);
+            adopt(dir, &m, &mut view, &inv, AdoptRules::STATUS)
+        }
+        None => Vec::new(),
+    };
+    let mut unrecorded = adopted.iter().filter(|a| a.unrecorded).count();
+    if unrecorded > 0 {
+        // A submit running beside this poll records each job before its sbatch: a job it
+        // recorded after this poll read the state is not one the state lost.
+        let after = State::load(dir).unwrap_or_default();
+        unrecorded = adopted
+            .iter()
+            .filter(|a| {
+                a.unrecorded
+                    && after
+                        .jobs
+                        .get(&a.job)
+                        .is_none_or(|r| r.slurm_id.is_none() && r.pending_submit.is_none())
+            })
+            .count();
+    }
+    if unrecorded > 0 {
+        errors.push(format!(
+            "the campaign state did not know {unrecorded} job(s) that Slurm has under this \
+             campaign's name and directory (was {} deleted or reset?): shown with their ids; \
+             `sweep status --rebuild` also recovers the jobs that have left the queue",
+            crate::state::STATE
+        ));
     }
 
     let mut out: Vec<JobStatus> = Vec::with_capacity(m.jobs.len());
     let mut need_acct: Vec<usize> = Vec::new();
     for job in &m.jobs {
-        let js = st.jobs.get(&job.id).cloned().unwrap_or_default();
+        let js = view.jobs.get(&job.id).cloned().unwrap_or_default();
         let (s, needs_accounting) = job_status(dir, job, &js, queue.as_deref());
         if needs_accounting {
             need_acct.push(out.len());
@@ -96,23 +166,66 @@ pub(crate) fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
     };
 
     // Remember what was learned; a later poll then needs no accounting for these jobs.
-    if remember(&mut st, &out) {
-        st.save(dir)?;
+    learn(&mut view, &out);
+    let saved = save_learned(dir, &before, &view, &m);
+    if saved.starts_with("not saved") && !saved.contains("lock") {
+        errors.push(saved.clone());
     }
 
     let counts = count_states(&out);
-    let done = out.iter().all(|s| {
-        s.state.is_terminal() || matches!(s.state, JobState::Unsubmitted | JobState::Rejected)
-    });
+    let done = queue.is_some() && out.iter().all(|s| !waiting(s));
+    let blocked = blocked_jobs(&m, &out);
     Ok(StatusReport {
         campaign: m.campaign,
         jobs: out,
         counts,
+        controller,
         accounting,
         errors,
         slurm_calls: calls,
+        saved,
         done,
+        blocked,
     })
+}
+
+/// Jobs Slurm holds with `DependencyNeverSatisfied`, each with the stage it waits on and that
+/// stage's jobs that did not end as the dependency needs.
+fn blocked_jobs(m: &Manifest, out: &[JobStatus]) -> Vec<(String, String)> {
+    let mut blocked = Vec::new();
+    for (job, s) in m.jobs.iter().zip(out) {
+        if s.state != JobState::Pending || s.reason.as_deref() != Some("DependencyNeverSatisfied") {
+            continue;
+        }
+        let Some(stage) = m.stages.iter().find(|st| st.name == job.stage) else {
+            continue;
+        };
+        let failed: Vec<String> = m
+            .jobs
+            .iter()
+            .zip(out)
+            .filter(|(j, o)| {
+                stage.after.contains(&j.stage)
+                    && o.state.is_terminal()
+                    && o.state != JobState::Completed
+            })
+            .map(|(j, o)| format!("{} {}", j.id, o.state))
+            .collect();
+        blocked.push((
+            job.id.clone(),
+            format!(
+                "--dependency={}:{} can never be satisfied{}",
+                stage.dependency.as_str(),
+                stage.after.join(","),
+                if failed.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", failed.join(", "))
+                }
+            ),
+        ));
+    }
+    blocked
 }
 
 /// One job's status from the queue (`None`: Slurm did not answer), its finished marker and its
@@ -131,6 +244,7 @@ fn job_status(
         exit_code: js.exit_code.clone(),
         reason: js.reason.clone(),
         step_oom: js.step_oom.unwrap_or(false),
+        restarts: js.restarts.unwrap_or(0),
         source: source.to_string(),
     };
     let Some(sid) = js.slurm_id.clone() else {
@@ -162,16 +276,31 @@ fn job_status(
     }
     let in_queue = queue.and_then(|q| find_in_queue(q, &sid, job, &job_dir));
     let marker = read_finished(&job_dir).filter(|f| f.slurm_job_id == sid);
+    let started_restarts = crate::markers::started_restarts(&job_dir)
+        .filter(|_| crate::markers::started_id(&job_dir).as_deref() == Some(sid.as_str()));
     let mut s = base(last_known(js), "state");
+    s.restarts = s.restarts.max(started_restarts.unwrap_or(0));
     match (in_queue, &marker) {
         (Some(q), _) => {
             s.state = q.state.clone();
             s.reason = (!q.reason.is_empty() && q.reason != "None").then(|| q.reason.clone());
             s.source = "squeue".into();
-            if let Some(f) = &marker {
-                s.exit_code = Some(f.exit_code.to_string());
-                let (_, oom) = state_from_marker(&job_dir, f);
-                s.step_oom = oom;
+            match &marker {
+                // Back in the queue after an attempt ended (a requeue): that attempt's exit code
+                // is not this one's, and the restart count is one more than it wrote.
+                Some(f) if q.state.is_active() && q.state != JobState::Completing => {
+                    s.exit_code = None;
+                    s.step_oom = false;
+                    s.restarts = s.restarts.max(f.restart_count + 1);
+                }
+                Some(f) => {
+                    s.exit_code = Some(f.exit_code.to_string());
+                    s.step_oom = state_from_marker(&job_dir, f).1;
+                }
+                None if q.state.is_active() => {
+                    s.exit_code = None;
+                }
+                None => {}
             }
         }
         (None, Some(f)) => {
@@ -184,8 +313,8 @@ fn job_status(
         }
         (None, None) => {
             if queue.is_none() {
-                // Slurm did not answer: keep the last known state rather than guess.
-                if !js.is_terminal() {
+                // Slurm did not answer: the last known state stands (shown as such).
+                if js.state.is_none() {
                     s.state = JobState::Unknown;
                 }
             } else if js.is_terminal() && js.state != Some(JobState::Lost) {
@@ -242,50 +371,91 @@ fn ask_accounting(
             "ok".to_string()
         }
         Err(e) => {
+            // Gone from the queue with no marker, and accounting cannot say how it ended: not
+            // known, which is not the same as lost (accounting may answer next time).
             for &i in need_acct {
-                out[i].state = JobState::Lost;
-                out[i].reason = Some(format!(
-                    "left the queue with no finished marker; accounting unavailable ({e})"
-                ));
+                out[i].state = JobState::Unknown;
+                out[i].reason = Some(
+                    "left the queue with no finished marker; accounting unavailable (see below)"
+                        .into(),
+                );
                 out[i].source = "none".into();
             }
-            if matches!(e, SlurmError::Transient { .. }) {
-                errors.push(format!("{e}"));
-            }
-            format!("unavailable: {e}")
+            let one_line = e
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            errors.push(format!(
+                "accounting unavailable, so {} job(s) that left the queue without a finished \
+                 marker cannot be told apart from lost ones: {one_line}",
+                need_acct.len()
+            ));
+            format!("unavailable: {one_line}")
         }
     }
 }
 
-/// Writes what this poll learned into the campaign state; `true` where anything changed.
-fn remember(st: &mut State, out: &[JobStatus]) -> bool {
-    let mut changed = false;
+/// Writes what this poll learned into `view`: only evidence (never `unknown`, never a last
+/// known state shown again, `lost` only on accounting's answer).
+fn learn(view: &mut State, out: &[JobStatus]) {
     for s in out {
-        if s.slurm_id.is_none() {
+        if s.slurm_id.is_none()
+            || s.state == JobState::Unknown
+            || s.source == "state"
+            || s.source == "none"
+        {
             continue;
         }
-        let js = st.job(&s.id);
-        let new = (
-            Some(s.state.clone()),
-            s.exit_code.clone(),
-            s.reason.clone(),
-            Some(s.step_oom),
-        );
-        if (
-            js.state.clone(),
-            js.exit_code.clone(),
-            js.reason.clone(),
-            js.step_oom,
-        ) != new
+        let js = view.job(&s.id);
+        js.state = Some(s.state.clone());
+        js.exit_code = s.exit_code.clone();
+        js.reason = s.reason.clone();
+        js.step_oom = Some(s.step_oom);
+        js.restarts = (s.restarts > 0).then_some(s.restarts);
+    }
+}
+
+/// Saves the jobs whose records this poll changed, each only if no other process changed it
+/// since the poll read it; without waiting for a lock a submit may hold for long, and
+/// best-effort (a full disk does not stop status from showing what it knows).
+fn save_learned(dir: &Path, before: &State, view: &State, m: &Manifest) -> String {
+    let changed: Vec<&String> = m
+        .jobs
+        .iter()
+        .map(|j| &j.id)
+        .filter(|id| before.jobs.get(*id) != view.jobs.get(*id))
+        .collect();
+    if changed.is_empty() {
+        return "nothing new".into();
+    }
+    let lock = match Lock::try_acquire(dir) {
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            return format!(
+                "not saved: the campaign lock is held by {} (a later poll saves it)",
+                Lock::holder(dir)
+            );
+        }
+        Err(e) => return format!("not saved: {e:#}"),
+    };
+    let mut now = match State::load(dir) {
+        Ok(s) => s,
+        Err(e) => return format!("not saved: {e:#}"),
+    };
+    let mut ids = Vec::new();
+    for id in changed {
+        if now.jobs.get(id) == before.jobs.get(id)
+            && let Some(r) = view.jobs.get(id)
         {
-            js.state = new.0;
-            js.exit_code = new.1;
-            js.reason = new.2;
-            js.step_oom = new.3;
-            changed = true;
+            now.jobs.insert(id.clone(), r.clone());
+            ids.push(id.clone());
         }
     }
-    changed
+    match now.record_many(&lock, dir, &ids) {
+        Ok(()) => format!("saved ({} job(s))", ids.len()),
+        Err(e) => format!("not saved: {e:#}"),
+    }
 }
 
 /// How many jobs are in each state, in display order, unlisted states last.
@@ -322,16 +492,6 @@ fn find_in_queue<'q>(
             && e.name == job.slurm_name
             && (e.work_dir.is_empty() || same_dir(&e.work_dir, job_dir))
     })
-}
-
-/// sacct's default window is only today, which silently misses jobs submitted earlier: ask
-/// for the last 30 days (the ids bound the query anyway).
-fn since_window() -> String {
-    let start = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs().saturating_sub(30 * 86400))
-        .unwrap_or(0);
-    crate::state::utc_from_unix(start)
 }
 
 /// The `--watch` poll interval: 2 s after a change, doubling while nothing changes up to 60 s,
@@ -371,6 +531,19 @@ pub(crate) fn render(r: &StatusReport, all: bool) -> String {
                     if note.is_empty() { "" } else { "; " }
                 );
             }
+            if j.restarts > 0 {
+                note = format!(
+                    "requeued {}x{}{note}",
+                    j.restarts,
+                    if note.is_empty() { "" } else { "; " }
+                );
+            }
+            if !r.controller_ok() && j.source == "state" {
+                note = format!(
+                    "last known{}{note}",
+                    if note.is_empty() { "" } else { "; " }
+                );
+            }
             t.add_row(vec![
                 j.id.clone(),
                 j.stage.clone(),
@@ -382,8 +555,17 @@ pub(crate) fn render(r: &StatusReport, all: bool) -> String {
         }
         s.push_str(&format!("{t}\n"));
     }
+    if !r.controller_ok() {
+        s.push_str(&format!("controller: {}\n", r.controller));
+    }
     if r.accounting.starts_with("unavailable") {
         s.push_str(&format!("accounting: {}\n", r.accounting));
+    }
+    if r.saved.starts_with("not saved") && r.saved.contains("lock") {
+        s.push_str(&format!("note: {}\n", r.saved));
+    }
+    for (j, why) in &r.blocked {
+        s.push_str(&format!("blocked: {j}: {why}\n"));
     }
     for e in &r.errors {
         s.push_str(&format!("warning: {e}\n"));

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::campaign::{Manifest, ManifestJob};
@@ -35,6 +35,8 @@ pub struct SubmitReport {
     pub skipped: Vec<(String, String)>,
     /// The exact sbatch command lines (dry run).
     pub commands: Vec<String>,
+    /// What the campaign state needed mending for (a torn journal record, jobs it had lost).
+    pub warnings: Vec<String>,
 }
 
 pub fn submit(dir: &Path, opts: &SubmitOptions, slurm: &Slurm) -> Result<SubmitReport> {
@@ -53,11 +55,41 @@ pub fn submit(dir: &Path, opts: &SubmitOptions, slurm: &Slurm) -> Result<SubmitR
             );
         }
     }
-    let _lock = Lock::acquire(dir)?;
+    let lock = Lock::acquire(dir)?;
     let mut st = State::load(dir)?;
-    let mut report = SubmitReport::default();
+    let mut report = SubmitReport {
+        warnings: std::mem::take(&mut st.warnings),
+        ..SubmitReport::default()
+    };
     if !opts.dry_run {
-        report.reconciled = crate::reconcile::reconcile(dir, &m, &mut st, slurm)?;
+        let before: Vec<bool> = m
+            .jobs
+            .iter()
+            .map(|j| {
+                st.jobs
+                    .get(&j.id)
+                    .is_some_and(|r| r.pending_submit.is_some())
+            })
+            .collect();
+        report.reconciled = crate::reconcile::reconcile(&lock, dir, &m, &mut st, slurm)?;
+        let unrecorded = report
+            .reconciled
+            .iter()
+            .filter(|(j, _)| {
+                m.jobs
+                    .iter()
+                    .position(|x| &x.id == j)
+                    .is_some_and(|i| !before[i])
+            })
+            .count();
+        if unrecorded > 0 {
+            report.warnings.push(format!(
+                "the campaign state did not know {unrecorded} job(s) that Slurm or their \
+                 markers have under this campaign's name and directory (was {} deleted or \
+                 reset?): their ids were adopted and they were not submitted again",
+                crate::state::STATE
+            ));
+        }
     }
     let order = m.stage_order();
     let mut jobs: Vec<&ManifestJob> = m
@@ -141,12 +173,23 @@ pub fn submit(dir: &Path, opts: &SubmitOptions, slurm: &Slurm) -> Result<SubmitR
             continue;
         }
         let to = SubmitTo {
+            lock: &lock,
             dir,
             manifest: &m,
             slurm,
             retries: opts.retries,
         };
-        match submit_one(&to, &mut st, job, &args)? {
+        let done = submit_one(&to, &mut st, job, &args).with_context(|| {
+            format!(
+                "stopped at job `{}`: {} job(s) submitted by this run before it, each recorded \
+                 in the campaign state ({} already submitted before); run `sweep submit` again \
+                 to go on, nothing will be submitted twice",
+                job.id,
+                report.submitted.len(),
+                report.already
+            )
+        })?;
+        match done {
             Ok(id) => {
                 stage_ids
                     .entry(job.stage.clone())
@@ -166,6 +209,7 @@ pub fn submit(dir: &Path, opts: &SubmitOptions, slurm: &Slurm) -> Result<SubmitR
 /// The campaign a job is submitted from and the Slurm it goes to: the same for every job of
 /// one `submit`.
 struct SubmitTo<'a> {
+    lock: &'a Lock,
     dir: &'a Path,
     manifest: &'a Manifest,
     slurm: &'a Slurm,
@@ -180,6 +224,7 @@ fn submit_one(
     args: &[String],
 ) -> Result<std::result::Result<String, String>> {
     let SubmitTo {
+        lock,
         dir,
         manifest: m,
         slurm,
@@ -197,7 +242,7 @@ fn submit_one(
             });
             js.last_error = None;
         }
-        st.save(dir)?;
+        st.record(lock, dir, &job.id)?;
         if std::env::var_os("SWEEP_TEST_CRASH_AFTER_WAL").is_some() {
             // Test hook: die between the write-ahead record and sbatch.
             std::process::abort();
@@ -221,12 +266,12 @@ fn submit_one(
                 js.state = Some(JobState::Pending);
                 js.exit_code = None;
                 js.step_oom = None;
-                st.save(dir)?;
+                st.record(lock, dir, &job.id)?;
                 return Ok(Ok(id));
             }
             Err(e @ SlurmError::Transient { .. }) => {
                 // The job may exist although sbatch failed: look for it by name before retrying.
-                match crate::reconcile::reconcile(dir, m, st, slurm) {
+                match crate::reconcile::reconcile(lock, dir, m, st, slurm) {
                     Ok(adopted) => {
                         if let Some((_, id)) = adopted.into_iter().find(|(j, _)| j == &job.id) {
                             return Ok(Ok(id));
@@ -242,7 +287,7 @@ fn submit_one(
                 attempt += 1;
                 if attempt > retries {
                     st.job(&job.id).last_error = Some(e.to_string());
-                    st.save(dir)?;
+                    st.record(lock, dir, &job.id)?;
                     bail!(
                         "{e} (gave up after {retries} retries; nothing was submitted twice, run `sweep submit` again later)"
                     );
@@ -254,7 +299,7 @@ fn submit_one(
                 let js = st.job(&job.id);
                 js.pending_submit = None;
                 js.last_error = Some(e.to_string());
-                st.save(dir)?;
+                st.record(lock, dir, &job.id)?;
                 return Ok(Err(e.to_string()));
             }
         }
@@ -285,9 +330,9 @@ pub fn cancel(
 ) -> Result<CancelReport> {
     crate::state::ensure_campaign(dir)?;
     let m = Manifest::load(dir)?;
-    let _lock = Lock::acquire(dir)?;
+    let lock = Lock::acquire(dir)?;
     let mut st = State::load(dir)?;
-    crate::reconcile::reconcile(dir, &m, &mut st, slurm)?;
+    crate::reconcile::reconcile(&lock, dir, &m, &mut st, slurm)?;
     for id in only {
         if !m.jobs.iter().any(|j| &j.id == id) {
             bail!("no job `{id}` in campaign `{}`", m.campaign);

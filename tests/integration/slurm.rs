@@ -721,8 +721,7 @@ fn kill_dash_nine_during_submit_never_duplicates_or_loses_a_job() {
                 .push(id.to_string());
         }
     }
-    let state: Value =
-        serde_json::from_str(&std::fs::read_to_string(c.dir.join("state.json")).unwrap()).unwrap();
+    let state = state_json(&c.dir);
     let duplicates: usize = by_name.values().map(|v| v.len().saturating_sub(1)).sum();
     let mut lost = 0;
     for (id, js) in state["jobs"].as_object().unwrap() {
@@ -756,6 +755,40 @@ fn daemon(action: &str, name: &str) {
     assert!(st.success(), "local-cluster.sh {action} {name} failed");
 }
 
+/// Starts a daemon again when dropped, so that a failed assertion in a test that stopped it
+/// does not leave the cluster broken for the tests after it.
+struct Restart(&'static str);
+
+impl Drop for Restart {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(root().join("slurm/local-cluster.sh"))
+            .args(["start-daemon", self.0])
+            .status();
+    }
+}
+
+/// `sweep --json status` with its exit code, which need not be 0.
+fn status_coded(dir: &Path) -> (Value, Option<i32>) {
+    let o = sweep(&["--json", "status", dir.to_str().unwrap()]);
+    let v = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    (v, o.status.code())
+}
+
+/// The campaign state as sweep reads it (`state.json` and its journal), as JSON.
+fn state_json(dir: &Path) -> Value {
+    serde_json::to_value(sweep::state::State::load(dir).unwrap()).unwrap()
+}
+
+/// The campaign's state files, byte for byte (to prove a command saved nothing).
+fn state_bytes(dir: &Path) -> Vec<Option<Vec<u8>>> {
+    ["state.json", "state.journal"]
+        .iter()
+        .map(|n| std::fs::read(dir.join(n)).ok())
+        .collect()
+}
+
 #[test]
 fn controller_down_is_reported_and_submit_retries_until_it_answers() {
     require_slurm!();
@@ -770,7 +803,15 @@ fn controller_down_is_reported_and_submit_retries_until_it_answers() {
     });
 
     daemon("stop-daemon", "slurmctld");
-    let v = status(&c.dir);
+    let restart = Restart("slurmctld");
+    let before = state_bytes(&c.dir);
+    let (v, code) = status_coded(&c.dir);
+    assert_eq!(code, Some(3), "a silent controller is not a success: {v:#}");
+    assert_eq!(
+        state_bytes(&c.dir),
+        before,
+        "status saved what it did not learn"
+    );
     let errors = v["errors"].as_array().unwrap();
     assert!(
         errors
@@ -789,7 +830,7 @@ fn controller_down_is_reported_and_submit_retries_until_it_answers() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(3));
-    daemon("start-daemon", "slurmctld");
+    drop(restart);
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -817,31 +858,56 @@ fn status_keeps_working_with_slurmdbd_down() {
         state_of(v, "a") == "COMPLETED"
     });
     daemon("stop-daemon", "slurmdbd");
+    let _restart = Restart("slurmdbd");
     let v = status(&c.dir);
     assert_eq!(state_of(&v, "a"), "COMPLETED");
     assert_eq!(
         v["accounting"], "not needed",
         "squeue and markers answer without accounting"
     );
-    // A job that left the queue without a marker needs accounting, which is down: lost, and said.
+    // A job that left the queue without a marker needs accounting, which is down: unknown (not
+    // lost: accounting may answer later), said once, and not saved.
     let ghost = job(&v, "ghost")["id"].as_str().unwrap().to_string();
-    let mut state: Value =
-        serde_json::from_str(&std::fs::read_to_string(c.dir.join("state.json")).unwrap()).unwrap();
-    state["jobs"][&ghost] =
-        serde_json::json!({"slurm_id": "987655", "attempts": 1, "state": "RUNNING"});
-    std::fs::write(
-        c.dir.join("state.json"),
-        serde_json::to_vec(&state).unwrap(),
-    )
-    .unwrap();
+    {
+        let lock = sweep::state::Lock::acquire(&c.dir).unwrap();
+        let mut st = sweep::state::State::load(&c.dir).unwrap();
+        let g = st.job(&ghost);
+        g.slurm_id = Some("987655".into());
+        g.attempts = 1;
+        g.state = Some(sweep::job_state::JobState::Running);
+        st.save(&lock, &c.dir).unwrap();
+    }
+    let before = state_bytes(&c.dir);
     let v = status(&c.dir);
-    assert_eq!(state_of(&v, "ghost"), "lost");
+    assert_eq!(state_of(&v, "ghost"), "unknown");
     assert!(
         v["accounting"].as_str().unwrap().starts_with("unavailable"),
         "{v:#}"
     );
     assert_eq!(state_of(&v, "a"), "COMPLETED");
-    daemon("start-daemon", "slurmdbd");
+    let said = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e.as_str().unwrap().contains("accounting unavailable"))
+        .count();
+    assert_eq!(said, 1, "{v:#}");
+    assert!(
+        !job(&v, "ghost")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("slurmdbd"),
+        "the error is said once, not in each job's note: {v:#}"
+    );
+    assert_eq!(state_bytes(&c.dir), before, "unknown was saved");
+    // `--watch` ends, but not with success: the job cannot be accounted for.
+    let o = sweep(&["status", c.dir.to_str().unwrap(), "--watch"]);
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// A profile of the local cluster with two "GPUs" bound to the CPUs this host really has, so

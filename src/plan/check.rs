@@ -30,7 +30,7 @@ pub enum Level {
 }
 
 impl Level {
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             Level::Error => "error",
             Level::Warning => "warning",
@@ -190,7 +190,7 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
-    pub fn count(&self, level: Level) -> usize {
+    pub(crate) fn count(&self, level: Level) -> usize {
         self.findings.iter().filter(|f| f.level == level).count()
     }
 }

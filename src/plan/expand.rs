@@ -53,13 +53,13 @@ pub struct Point {
 }
 
 impl Point {
-    pub fn gpu_hours(&self) -> Option<f64> {
+    pub(crate) fn gpu_hours(&self) -> Option<f64> {
         self.time_limit_min
             .map(|m| m as f64 / 60.0 * self.batch.gpus as f64)
     }
 
     /// `key=value` pairs of the axes, for messages.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         describe(&self.axes)
     }
 }

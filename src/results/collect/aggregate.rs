@@ -393,12 +393,12 @@ fn model_flops_per_token(params: &IndexMap<String, Json>) -> Option<f64> {
     Some(m.train_flops_per_token(seq))
 }
 
-pub fn median(v: &[f64]) -> Option<f64> {
+pub(crate) fn median(v: &[f64]) -> Option<f64> {
     percentile(v, 50.0)
 }
 
 /// Nearest-rank percentile of finite values.
-pub fn percentile(v: &[f64], p: f64) -> Option<f64> {
+pub(crate) fn percentile(v: &[f64], p: f64) -> Option<f64> {
     let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
     if s.is_empty() {
         return None;

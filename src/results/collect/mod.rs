@@ -32,27 +32,24 @@ mod summary;
 mod tables;
 
 use aggregate::aggregate_run;
-pub use aggregate::{median, percentile};
 use cache::{changed_files, current_report, fingerprint, fingerprint_file, load_cache, mtime_ns};
-pub use file_result::{
-    BindOut, DcgmSample, FailOut, FileResult, GpuAgg, NcclFacts, NcclRowOut, StepOrigin, StepOut,
-};
+pub use file_result::FileResult;
+use file_result::{NcclFacts, StepOrigin};
 use parse::parse_files;
-pub use steps::steady_flags;
 pub use summarize::summarize;
-pub use summary::render_summary;
+pub(crate) use summary::render_summary;
 use tables::{Files, Tables};
 
 /// Bump when parsing or what is kept per file changes: cached results of older versions are
 /// re-read.
-pub const PARSER_VERSION: u32 = 11;
+pub(crate) const PARSER_VERSION: u32 = 11;
 /// Per-file results, binary (postcard): a large tree's cache is tens of MB, which JSON takes
 /// several times longer to write and read.
 pub const CACHE_FILE: &str = ".collect-cache.bin";
 /// The last report and what it was computed from (see `finish`).
-pub const FINGERPRINT_FILE: &str = ".collect-fingerprint.json";
+pub(crate) const FINGERPRINT_FILE: &str = ".collect-fingerprint.json";
 /// Every table `collect` writes.
-pub const TABLES: &[&str] = &[
+pub(crate) const TABLES: &[&str] = &[
     "nccl.csv",
     "runs.csv",
     "steps.csv",
@@ -66,7 +63,7 @@ pub const TABLES: &[&str] = &[
 
 /// Warm-up steps excluded from steady-state figures when the point does not say
 /// (`warmup_steps`) and the log does not mark them.
-pub const DEFAULT_WARMUP_STEPS: usize = 2;
+pub(crate) const DEFAULT_WARMUP_STEPS: usize = 2;
 
 /// A source of the collection: a file, and the run (job or file) it belongs to.
 #[derive(Debug, Clone)]
@@ -99,7 +96,7 @@ pub struct Run {
 }
 
 #[derive(Default)]
-pub struct Options {
+pub(crate) struct Options {
     pub out: PathBuf,
     pub force: bool,
     pub progress: bool,
@@ -146,7 +143,7 @@ fn is_log_candidate(name: &str) -> bool {
 }
 
 /// Collects a campaign directory (one run per job).
-pub fn collect_campaign(dir: &Path, opts: &Options) -> Result<Report> {
+pub(crate) fn collect_campaign(dir: &Path, opts: &Options) -> Result<Report> {
     let m = Manifest::load(dir)?;
     // The logs are still worth reading when the state is not; but no job may then pass for
     // `unsubmitted` without a word.
@@ -248,7 +245,7 @@ pub fn collect_campaign(dir: &Path, opts: &Options) -> Result<Report> {
 }
 
 /// Collects an arbitrary directory tree of logs (one run per file).
-pub fn collect_logs(root: &Path, opts: &Options) -> Result<Report> {
+pub(crate) fn collect_logs(root: &Path, opts: &Options) -> Result<Report> {
     let out_abs = std::fs::canonicalize(&opts.out).ok();
     let mut runs = Vec::new();
     let mut sources = Vec::new();

@@ -138,7 +138,7 @@ pub(super) fn warmup_steps(params: &IndexMap<String, Json>) -> usize {
 /// else, for a row standing for several steps (`span`), one whose steps are all past the first
 /// `warmup` of their process (a row whose step is not past the row before starts a new
 /// process: a requeued job appending to its output); else the rows past the first `warmup`.
-pub fn steady_flags(steps: &[StepOut], warmup: usize) -> Vec<bool> {
+pub(crate) fn steady_flags(steps: &[StepOut], warmup: usize) -> Vec<bool> {
     let marked = steps.iter().any(|x| x.warmup.is_some());
     let mut start: Option<u64> = None;
     let mut prev: Option<u64> = None;

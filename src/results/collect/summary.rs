@@ -2,7 +2,7 @@
 
 use super::Report;
 
-pub fn render_summary(r: &Report) -> String {
+pub(crate) fn render_summary(r: &Report) -> String {
     use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);

@@ -144,7 +144,7 @@ impl<'a> Source<'a> {
     }
 
     /// The span of the value at `path`, or of the deepest ancestor that exists.
-    pub(crate) fn span_of(&self, path: &[Seg]) -> Option<Range<usize>> {
+    fn span_of(&self, path: &[Seg]) -> Option<Range<usize>> {
         let doc = self.doc.as_ref()?;
         let mut best = None;
         let mut table: Option<&DeTable> = Some(doc.get_ref());
@@ -291,7 +291,7 @@ fn did_you_mean(field: &str, message: &str) -> Option<String> {
         .map(|(_, c)| c.to_string())
 }
 
-pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

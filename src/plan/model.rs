@@ -61,13 +61,13 @@ impl ModelShape {
         self.kv_heads.unwrap_or(self.heads)
     }
 
-    pub(crate) fn head_dim(&self) -> u32 {
+    fn head_dim(&self) -> u32 {
         self.hidden / self.heads.max(1)
     }
 
     /// Parameters per transformer layer: attention projections (q, o full width; k, v sized by
     /// the KV heads), the three SwiGLU matrices, two RMSNorm weight vectors.
-    pub(crate) fn params_per_layer(&self) -> u64 {
+    fn params_per_layer(&self) -> u64 {
         let h = self.hidden as u64;
         let kv = self.kv_heads() as u64 * self.head_dim() as u64;
         let attn = 2 * h * h + 2 * h * kv;

@@ -311,7 +311,7 @@ fn one() -> u32 {
 }
 
 /// Parameter names the tool itself understands; any other name is free for templates.
-pub(crate) const KNOWN_PARAMS: &[&str] = &[
+const KNOWN_PARAMS: &[&str] = &[
     "model",
     "nodes",
     "gpus_per_node",
@@ -386,7 +386,7 @@ pub fn parse(path: &Path, text: String) -> Result<LoadedSweep, InputError> {
 
 /// Parameters read by the built-in templates whose type is known: checked as that type, so a
 /// template never receives `"1; rm -rf ~"` where it expects a step count.
-pub(crate) const TYPED_PARAMS: &[(&str, ParamType)] = &[
+const TYPED_PARAMS: &[(&str, ParamType)] = &[
     ("steps", ParamType::PositiveInt),
     ("warmup_steps", ParamType::NonNegativeInt),
     ("gpu_sample_ms", ParamType::NonNegativeInt),
@@ -405,7 +405,7 @@ pub(crate) const TYPED_PARAMS: &[(&str, ParamType)] = &[
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ParamType {
+enum ParamType {
     PositiveInt,
     NonNegativeInt,
     PositiveNumber,

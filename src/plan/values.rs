@@ -8,7 +8,7 @@ use serde_json::Value as Json;
 
 /// Longest campaign, stage or pattern name: job names, directories and Slurm's job-name field
 /// stay readable and well under every limit on the way.
-pub(crate) const MAX_NAME_LEN: usize = 64;
+const MAX_NAME_LEN: usize = 64;
 
 /// A campaign, stage or pattern name: letters, digits, `-`, `_`, `.`; not `.`/`..`, not hidden.
 pub(crate) fn name_error(s: &str) -> Option<String> {
@@ -221,7 +221,7 @@ pub(crate) fn parse_time_limit(s: &str) -> Result<u64, String> {
 }
 
 /// Slurm keeps a time limit as 32-bit minutes, the largest value meaning "infinite".
-pub(crate) const MAX_TIME_LIMIT_MIN: u64 = u32::MAX as u64 - 1;
+const MAX_TIME_LIMIT_MIN: u64 = u32::MAX as u64 - 1;
 
 /// Why `name` cannot name a template: templates are looked up by a relative name inside the
 /// template directories, never by a path that leaves them.

@@ -17,7 +17,7 @@ use crate::profile::{Profile, cpu_mask_hex, format_cpulist};
 pub(crate) use crate::values::template_name_error;
 
 /// Templates compiled into the binary: what `sweep` uses when no user directory overrides them.
-pub(crate) const BUILTIN: &[(&str, &str)] = &[
+const BUILTIN: &[(&str, &str)] = &[
     (
         "deepspeed-train.sbatch.j2",
         include_str!("../../job-templates/deepspeed-train.sbatch.j2"),
@@ -62,9 +62,9 @@ pub(crate) const BUILTIN: &[(&str, &str)] = &[
 
 /// Instructions one render may execute: the built-in templates need well under a hundredth of
 /// it; a template that loops away (two nested `range(100000)`) stops with a clear error.
-pub(crate) const TEMPLATE_FUEL: u64 = 20_000_000;
+const TEMPLATE_FUEL: u64 = 20_000_000;
 /// Largest script one render may produce, so that a runaway template cannot fill memory.
-pub(crate) const MAX_RENDERED_BYTES: usize = 64 << 20;
+const MAX_RENDERED_BYTES: usize = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum RenderError {

@@ -40,14 +40,14 @@ fn write<T: Serialize>(columns: &[&str], rows: &[T]) -> Result<Vec<u8>> {
 
 /// A number as every table writes it: an integer without a fraction, else four decimals;
 /// nothing for `None` (not measured).
-pub(crate) fn fmt_opt(v: Option<f64>) -> String {
+fn fmt_opt(v: Option<f64>) -> String {
     let mut s = String::new();
     fmt_into(&mut s, v);
     s
 }
 
 /// [`fmt_opt`] appended to `buf` (no allocation per value).
-pub(crate) fn fmt_into(buf: &mut String, v: Option<f64>) {
+fn fmt_into(buf: &mut String, v: Option<f64>) {
     use std::fmt::Write as _;
     if let Some(x) = v {
         // Writing to a String cannot fail.
@@ -70,7 +70,7 @@ pub(crate) fn fmt_into(buf: &mut String, v: Option<f64>) {
 /// half to even (as `std` rounds the exact value) is an integer division and a comparison;
 /// `std`'s general exact formatter costs several times more per value. False (nothing
 /// written) for other values.
-pub(crate) fn fixed4(buf: &mut String, x: f64) -> bool {
+fn fixed4(buf: &mut String, x: f64) -> bool {
     if !x.is_finite() || x.abs() >= 1e15 {
         return false;
     }
@@ -114,7 +114,7 @@ pub(crate) fn fixed4(buf: &mut String, x: f64) -> bool {
 /// `field` as the csv crate writes a field of a record of several (its default
 /// `QuoteStyle::Necessary`): quoted, with quotes doubled, when it holds a comma, a quote or a
 /// line break (the tests hold the two to the same bytes).
-pub(crate) fn push_csv_field(out: &mut Vec<u8>, field: &str) {
+fn push_csv_field(out: &mut Vec<u8>, field: &str) {
     let b = field.as_bytes();
     if !b.iter().any(|c| matches!(c, b',' | b'"' | b'\n' | b'\r')) {
         out.extend_from_slice(b);
@@ -748,7 +748,7 @@ impl NcclColumns {
     ];
 
     /// The cells' text in column order.
-    pub(crate) fn cells(&self) -> [String; 9] {
+    fn cells(&self) -> [String; 9] {
         let num = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_default();
         [
             self.nccl_version.clone(),

@@ -398,7 +398,7 @@ pub(crate) fn median(v: &[f64]) -> Option<f64> {
 }
 
 /// Nearest-rank percentile of finite values.
-pub(crate) fn percentile(v: &[f64], p: f64) -> Option<f64> {
+fn percentile(v: &[f64], p: f64) -> Option<f64> {
     let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
     if s.is_empty() {
         return None;

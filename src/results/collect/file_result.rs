@@ -177,7 +177,7 @@ impl NcclFacts {
 }
 
 /// One `dcgmi dmon` row: GPU, power (W), GPU temperature, memory temperature (°C).
-pub(crate) type DcgmSample = (String, Option<f64>, Option<f64>, Option<f64>);
+type DcgmSample = (String, Option<f64>, Option<f64>, Option<f64>);
 
 /// What one file contributes, kept in the cache.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

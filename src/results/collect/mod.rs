@@ -47,7 +47,7 @@ pub(crate) const PARSER_VERSION: u32 = 11;
 /// several times longer to write and read.
 pub const CACHE_FILE: &str = ".collect-cache.bin";
 /// The last report and what it was computed from (see `finish`).
-pub(crate) const FINGERPRINT_FILE: &str = ".collect-fingerprint.json";
+const FINGERPRINT_FILE: &str = ".collect-fingerprint.json";
 /// Every table `collect` writes.
 pub(crate) const TABLES: &[&str] = &[
     "nccl.csv",

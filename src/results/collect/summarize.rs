@@ -8,7 +8,7 @@ use super::file_result::{BindOut, FailOut, FileResult, GpuAgg, NcclFacts, NcclRo
 use super::steps::{deepspeed_steps, megatron_steps, payload_steps};
 use crate::parsers::{self, ParsedLog};
 
-pub(super) fn fail_out(f: &parsers::failures::Failure) -> FailOut {
+fn fail_out(f: &parsers::failures::Failure) -> FailOut {
     FailOut {
         line: f.line,
         class: f.class,

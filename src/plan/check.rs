@@ -3,7 +3,7 @@
 //!
 //! - **Batch algebra** of every training point (global batch = micro x accumulation x
 //!   data-parallel ranks; tokens per step).
-//! - **Memory per GPU** ([`memory`]), against the profile's HBM.
+//! - **Memory per GPU** (`memory`), against the profile's HBM.
 //! - **Targets** of the sweep file: the implied model-FLOPs utilisation of every throughput
 //!   target, link-rate ceilings of bandwidth targets, percentages above 100.
 
@@ -47,7 +47,7 @@ pub struct Finding {
     pub message: String,
 }
 
-/// The memory estimate of one GPU, in bytes (see [`memory`]).
+/// The memory estimate of one GPU, in bytes (see `memory`).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct MemEstimate {
     pub zero_stage: u32,

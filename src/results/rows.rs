@@ -2,10 +2,10 @@
 //! them back. A column is a field, so renaming one is a compile error in every reader rather
 //! than a lookup that silently finds nothing.
 //!
-//! Field names and order are the tables' columns. Numbers are written by [`fmt_into`] (the
+//! Field names and order are the tables' columns. Numbers are written by `fmt_into` (the
 //! bytes every table has always had) and read back as `None` when a cell is empty or not a
 //! finite number (not a measurement). runs.csv has columns that depend on the campaign (the
-//! point's parameters, `[[collect.pattern]]` columns): [`RunRow`] reads and writes them itself,
+//! point's parameters, `[[collect.pattern]]` columns): `RunRow` reads and writes them itself,
 //! since the csv crate's serde cannot flatten a map.
 
 use std::borrow::Cow;

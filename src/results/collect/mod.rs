@@ -3,12 +3,12 @@
 //! `failures.csv`) and a summary. Incremental: a cache keyed by path, size, modification time and
 //! parser version means an unchanged file is never read again.
 //!
-//! Here the entry points ([`collect_campaign`], [`collect_logs`]) find the runs and their files
+//! Here the entry points (`collect_campaign`, `collect_logs`) find the runs and their files
 //! and `finish` drives the rest, each step in its own file: `cache` (the parse cache, the
 //! fingerprint, the files changed since), `parse` (the changed files parsed on every core),
 //! `summarize` (one parsed log reduced to a [`FileResult`], whose types are in `file_result`),
 //! `steps` (step rows, warm-up, steady steps), `aggregate` (a run's figures and failure from its
-//! files), `tables` (the CSV tables written) and `summary` ([`render_summary`]).
+//! files), `tables` (the CSV tables written) and `summary` (`render_summary`).
 
 use std::path::{Path, PathBuf};
 
@@ -116,7 +116,7 @@ pub struct Report {
     pub runs: Vec<Run>,
     pub warnings: Vec<String>,
     pub tables: Vec<String>,
-    /// With [`Options::render_json`], the report's own pretty JSON (what
+    /// With `Options::render_json`, the report's own pretty JSON (what
     /// `serde_json::to_vec_pretty` of it gives), made beside the tables for the fingerprint
     /// file: megabytes for a large tree, serialised once, not again for `collect --json`.
     /// `None` when the last report stood (nothing was parsed).

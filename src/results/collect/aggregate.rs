@@ -7,10 +7,10 @@ use indexmap::IndexMap;
 use serde_json::Value as Json;
 
 use super::cache::Cache;
-use super::file_result::{FailOut, FileResult, NcclFacts};
+use super::file_result::{FailOut, FileResult, NcclFacts, StepOrigin};
 use super::steps::{steady_flags, warmup_steps};
 use super::tables::Tables;
-use super::{Options, Run, Source, StepOrigin};
+use super::{Options, Run, Source};
 use crate::job_state::JobState;
 use crate::parsers::failures::FailureClass;
 

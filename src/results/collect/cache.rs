@@ -8,7 +8,8 @@ use std::time::UNIX_EPOCH;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::{FileResult, Options, PARSER_VERSION, Report, Run, Source, TABLES};
+use super::file_result::FileResult;
+use super::{Options, PARSER_VERSION, Report, Run, Source, TABLES};
 
 /// Starts the cache file; postcard's encoding carries no field names, so a file of another
 /// format must be told apart before it is decoded.

@@ -34,7 +34,7 @@ mod tables;
 use aggregate::aggregate_run;
 use cache::{changed_files, current_report, fingerprint, fingerprint_file, load_cache, mtime_ns};
 pub use file_result::FileResult;
-use file_result::{NcclFacts, StepOrigin};
+use file_result::NcclFacts;
 use parse::parse_files;
 pub use summarize::summarize;
 pub(crate) use summary::render_summary;

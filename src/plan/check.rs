@@ -3,7 +3,7 @@
 //!
 //! - **Batch algebra** of every training point (global batch = micro x accumulation x
 //!   data-parallel ranks; tokens per step).
-//! - **Memory per GPU** ([`memory`]), against the profile's HBM.
+//! - **Memory per GPU** (`memory`), against the profile's HBM.
 //! - **Targets** of the sweep file: the implied model-FLOPs utilisation of every throughput
 //!   target, link-rate ceilings of bandwidth targets, percentages above 100.
 
@@ -15,11 +15,11 @@ use crate::profile::Profile;
 use crate::spec::{LoadedSweep, TargetMetric, TargetSpec};
 
 /// An implied MFU above this is flagged: well-tuned large-model training reaches 40-60 %.
-pub(crate) const MFU_WARN_PCT: f64 = 60.0;
+const MFU_WARN_PCT: f64 = 60.0;
 /// Memory estimates above this share of HBM are flagged as tight.
-pub(crate) const MEM_WARN_FRACTION: f64 = 0.9;
+const MEM_WARN_FRACTION: f64 = 0.9;
 /// DeepSpeed's default `stage3_max_live_parameters`.
-pub(crate) const DS_MAX_LIVE_PARAMETERS: f64 = 1e9;
+const DS_MAX_LIVE_PARAMETERS: f64 = 1e9;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -30,7 +30,7 @@ pub enum Level {
 }
 
 impl Level {
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             Level::Error => "error",
             Level::Warning => "warning",
@@ -47,7 +47,7 @@ pub struct Finding {
     pub message: String,
 }
 
-/// The memory estimate of one GPU, in bytes (see [`memory`]).
+/// The memory estimate of one GPU, in bytes (see `memory`).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct MemEstimate {
     pub zero_stage: u32,
@@ -144,7 +144,7 @@ pub(crate) fn memory(m: &ModelShape, p: &Point, hbm_gib: f64) -> Option<MemEstim
     })
 }
 
-pub(crate) const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 /// One point of the plan, as the check sees it.
 #[derive(Debug, Clone, Serialize)]
@@ -190,7 +190,7 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
-    pub fn count(&self, level: Level) -> usize {
+    pub(crate) fn count(&self, level: Level) -> usize {
         self.findings.iter().filter(|f| f.level == level).count()
     }
 }

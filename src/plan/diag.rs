@@ -10,7 +10,7 @@ use toml::de::{DeTable, DeValue};
 
 /// One step of a key path inside a TOML document: a table key or an array index.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Seg {
+pub(crate) enum Seg {
     Key(String),
     Index(usize),
 }
@@ -37,7 +37,7 @@ macro_rules! path {
     ($($seg:expr),* $(,)?) => { [$($crate::diag::Seg::from($seg)),*] };
 }
 
-pub fn dotted(path: &[Seg]) -> String {
+pub(crate) fn dotted(path: &[Seg]) -> String {
     let mut out = String::new();
     for seg in path {
         match seg {
@@ -98,14 +98,14 @@ impl fmt::Display for InputError {
 impl std::error::Error for InputError {}
 
 /// A parsed TOML source with spans, used to turn key paths and byte offsets into line numbers.
-pub struct Source<'a> {
+pub(crate) struct Source<'a> {
     pub file: PathBuf,
     pub text: &'a str,
     doc: Option<Spanned<DeTable<'a>>>,
 }
 
 impl<'a> Source<'a> {
-    pub fn new(file: &Path, text: &'a str) -> Self {
+    pub(crate) fn new(file: &Path, text: &'a str) -> Self {
         let doc = DeTable::parse(text).ok();
         Source {
             file: file.to_path_buf(),
@@ -144,7 +144,7 @@ impl<'a> Source<'a> {
     }
 
     /// The span of the value at `path`, or of the deepest ancestor that exists.
-    pub fn span_of(&self, path: &[Seg]) -> Option<Range<usize>> {
+    fn span_of(&self, path: &[Seg]) -> Option<Range<usize>> {
         let doc = self.doc.as_ref()?;
         let mut best = None;
         let mut table: Option<&DeTable> = Some(doc.get_ref());
@@ -175,7 +175,7 @@ impl<'a> Source<'a> {
     }
 
     /// An error about the value at a key path (semantic checks after deserialisation).
-    pub fn error(&self, path: &[Seg], message: impl Into<String>) -> InputError {
+    pub(crate) fn error(&self, path: &[Seg], message: impl Into<String>) -> InputError {
         self.error_at(self.span_of(path), dotted(path), message.into())
     }
 
@@ -217,7 +217,7 @@ impl<'a> Source<'a> {
     }
 
     /// Converts a TOML syntax or serde error into an located error naming the key.
-    pub fn from_toml(&self, err: &toml::de::Error) -> InputError {
+    pub(crate) fn toml_error(&self, err: &toml::de::Error) -> InputError {
         let span = err.span();
         let mut message = err.message().trim().to_string();
         let mut key = span
@@ -291,7 +291,7 @@ fn did_you_mean(field: &str, message: &str) -> Option<String> {
         .map(|(_, c)| c.to_string())
 }
 
-pub fn edit_distance(a: &str, b: &str) -> usize {
+fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
@@ -335,7 +335,7 @@ mod tests {
         }
         let text = "name = \"x\"\n[slurm]\naccount = \"a\"\npartiton = \"gpu\"\n";
         let err = toml::from_str::<Doc>(text).unwrap_err();
-        let e = Source::new(Path::new("s.toml"), text).from_toml(&err);
+        let e = Source::new(Path::new("s.toml"), text).toml_error(&err);
         assert_eq!(e.line, 4, "{e}");
         assert_eq!(e.key, "slurm.partiton");
         assert!(e.message.contains("did you mean `partition`"), "{e}");

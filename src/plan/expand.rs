@@ -53,13 +53,13 @@ pub struct Point {
 }
 
 impl Point {
-    pub fn gpu_hours(&self) -> Option<f64> {
+    pub(crate) fn gpu_hours(&self) -> Option<f64> {
         self.time_limit_min
             .map(|m| m as f64 / 60.0 * self.batch.gpus as f64)
     }
 
     /// `key=value` pairs of the axes, for messages.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         describe(&self.axes)
     }
 }
@@ -97,7 +97,7 @@ pub(crate) fn json_short(v: &Json) -> String {
 }
 
 /// Numeric equality across integer and float spellings (`2 == 2.0`), exact otherwise.
-pub(crate) fn json_eq(a: &Json, b: &Json) -> bool {
+fn json_eq(a: &Json, b: &Json) -> bool {
     match (a, b) {
         (Json::Number(x), Json::Number(y)) => x.as_f64() == y.as_f64(),
         _ => a == b,
@@ -106,7 +106,7 @@ pub(crate) fn json_eq(a: &Json, b: &Json) -> bool {
 
 /// An environment for the small expressions of `exclude` and `derive`: strict, so a typo in a
 /// variable name is an error rather than a silently false condition.
-pub(crate) fn expr_env() -> Environment<'static> {
+fn expr_env() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     // An expression is evaluated once per point: a small budget each, so one that loops away
@@ -123,7 +123,7 @@ pub(crate) const DEFAULT_MAX_POINTS: u64 = 100_000;
 
 /// The number of points each stage asks for (axes x repeats, before exclusions), counted from
 /// the sweep file alone; saturates rather than wraps.
-pub(crate) fn point_counts(sweep: &LoadedSweep) -> Vec<(String, u64)> {
+fn point_counts(sweep: &LoadedSweep) -> Vec<(String, u64)> {
     sweep
         .spec
         .stages

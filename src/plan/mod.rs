@@ -8,7 +8,7 @@ pub mod model;
 pub mod profile;
 pub mod profile_import;
 pub mod spec;
-pub mod table;
+pub(crate) mod table;
 pub mod values;
 
-pub use table::*;
+pub(crate) use table::*;

@@ -26,7 +26,7 @@ pub struct ModelShape {
 
 /// Built-in presets with the published Llama-2 shapes (Touvron et al. 2023, and the models'
 /// `config.json` on release: 7B/13B use multi-head attention, 70B grouped-query with 8 KV heads).
-pub fn presets() -> Vec<ModelShape> {
+pub(crate) fn presets() -> Vec<ModelShape> {
     let mk = |name: &str, layers, hidden, heads, kv, ffn| ModelShape {
         name: name.to_string(),
         layers,
@@ -46,28 +46,28 @@ pub fn presets() -> Vec<ModelShape> {
 }
 
 /// Normalises spellings users write for the same preset: `Llama-2-7B`, `llama2_7b`, `llama-2-7b`.
-pub fn canonical_name(name: &str) -> String {
+pub(crate) fn canonical_name(name: &str) -> String {
     let lower = name.to_ascii_lowercase().replace('_', "-");
     lower.replace("llama-2", "llama2")
 }
 
-pub fn preset(name: &str) -> Option<ModelShape> {
+pub(crate) fn preset(name: &str) -> Option<ModelShape> {
     let want = canonical_name(name);
     presets().into_iter().find(|m| m.name == want)
 }
 
 impl ModelShape {
-    pub fn kv_heads(&self) -> u32 {
+    pub(crate) fn kv_heads(&self) -> u32 {
         self.kv_heads.unwrap_or(self.heads)
     }
 
-    pub fn head_dim(&self) -> u32 {
+    fn head_dim(&self) -> u32 {
         self.hidden / self.heads.max(1)
     }
 
     /// Parameters per transformer layer: attention projections (q, o full width; k, v sized by
     /// the KV heads), the three SwiGLU matrices, two RMSNorm weight vectors.
-    pub fn params_per_layer(&self) -> u64 {
+    fn params_per_layer(&self) -> u64 {
         let h = self.hidden as u64;
         let kv = self.kv_heads() as u64 * self.head_dim() as u64;
         let attn = 2 * h * h + 2 * h * kv;
@@ -76,7 +76,7 @@ impl ModelShape {
     }
 
     /// Total parameters including embeddings, the final norm and (unless tied) the LM head.
-    pub fn params(&self) -> u64 {
+    pub(crate) fn params(&self) -> u64 {
         let h = self.hidden as u64;
         let emb = self.vocab as u64 * h;
         let head = if self.tied_embeddings { 0 } else { emb };
@@ -87,14 +87,14 @@ impl ModelShape {
     /// backward, plus 6 x 2 x layers x hidden x seq for attention scores and values
     /// (Kaplan et al. 2020; Narayanan et al. 2021). Embedding lookups are not matmuls, so the
     /// input embedding is excluded while the LM head is kept.
-    pub fn train_flops_per_token(&self, seq_len: u32) -> f64 {
+    pub(crate) fn train_flops_per_token(&self, seq_len: u32) -> f64 {
         let emb = self.vocab as f64 * self.hidden as f64;
         let dense = 6.0 * (self.params() as f64 - if self.tied_embeddings { 0.0 } else { emb });
         let attn = 12.0 * self.layers as f64 * self.hidden as f64 * seq_len as f64;
         dense + attn
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         if self.layers == 0
             || self.hidden == 0
             || self.heads == 0

@@ -147,7 +147,7 @@ impl Profile {
 
     pub fn parse(path: &Path, text: &str) -> Result<Profile, InputError> {
         let src = Source::new(path, text);
-        let p: Profile = toml::from_str(text).map_err(|e| src.from_toml(&e))?;
+        let p: Profile = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
         p.validate(&src)?;
         Ok(p)
     }
@@ -362,7 +362,7 @@ impl Profile {
     /// The first CPU two GPUs' lists share, as (later GPU, CPU, earlier GPU): ranks pinned to one
     /// core compete for it and skew the figures of both, but a site may mean it (a shared
     /// housekeeping core, a test profile), so the plan check warns rather than refuses.
-    pub fn overlapping_cpus(&self) -> Option<(usize, u32, usize)> {
+    pub(crate) fn overlapping_cpus(&self) -> Option<(usize, u32, usize)> {
         let mut owner: std::collections::HashMap<u32, usize> = Default::default();
         for (i, g) in self.gpu_map.iter().enumerate() {
             for c in parse_cpulist(&g.cpus).unwrap_or_default() {
@@ -375,13 +375,8 @@ impl Profile {
         None
     }
 
-    /// Combined line rate of the node's NICs in Gb/s (the ceiling for inter-node traffic).
-    pub fn node_line_rate_gbps(&self) -> f64 {
-        self.nics.iter().map(|n| n.rate_gbps).sum()
-    }
-
     /// Logical CPUs a rank on local GPU `gpu` may use.
-    pub fn cpus_of(&self, gpu: usize) -> Vec<u32> {
+    pub(crate) fn cpus_of(&self, gpu: usize) -> Vec<u32> {
         self.gpu_map
             .get(gpu)
             .and_then(|g| parse_cpulist(&g.cpus).ok())
@@ -390,7 +385,7 @@ impl Profile {
 
     /// Resolves `name` as a path if it looks like one, else as `slurm/clusters/<name>.toml` found
     /// next to the sweep file's project (walking up) or in the current directory.
-    pub fn find(name: &str, sweep_file: &Path) -> PathBuf {
+    pub(crate) fn find(name: &str, sweep_file: &Path) -> PathBuf {
         let as_path = Path::new(name);
         if name.ends_with(".toml") || name.contains('/') {
             if as_path.is_absolute() {
@@ -416,14 +411,14 @@ impl Profile {
     }
 }
 
-pub fn is_env_name(k: &str) -> bool {
+pub(crate) fn is_env_name(k: &str) -> bool {
     let mut chars = k.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Parses Linux cpulist syntax (`0-13,112-125`, `3`, `0-7:2`) into sorted, unique CPU ids.
-pub fn parse_cpulist(s: &str) -> Result<Vec<u32>, String> {
+pub(crate) fn parse_cpulist(s: &str) -> Result<Vec<u32>, String> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (range, stride) = match part.split_once(':') {
@@ -464,7 +459,7 @@ pub fn parse_cpulist(s: &str) -> Result<Vec<u32>, String> {
 }
 
 /// Formats CPU ids back into compact cpulist syntax, as `/proc/self/status` prints it.
-pub fn format_cpulist(cpus: &[u32]) -> String {
+pub(crate) fn format_cpulist(cpus: &[u32]) -> String {
     let mut v = cpus.to_vec();
     v.sort_unstable();
     v.dedup();
@@ -488,7 +483,7 @@ pub fn format_cpulist(cpus: &[u32]) -> String {
 }
 
 /// The hexadecimal mask `srun --cpu-bind=mask_cpu:` takes for a set of CPUs.
-pub fn cpu_mask_hex(cpus: &[u32]) -> String {
+pub(crate) fn cpu_mask_hex(cpus: &[u32]) -> String {
     let Some(&max) = cpus.iter().max() else {
         return "0x0".into();
     };

@@ -50,7 +50,7 @@ fn lscpu_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 /// Splits each contiguous range of a CPU set into `parts` slices and returns slice `i` of
 /// every range: GPUs sharing one NUMA node's set each get their own cores with their SMT
 /// siblings (`48-63,176-191` for two GPUs: `48-55,176-183` and `56-63,184-191`).
-pub(crate) fn split_cpus(cpus: &[u32], parts: usize, i: usize) -> Vec<u32> {
+fn split_cpus(cpus: &[u32], parts: usize, i: usize) -> Vec<u32> {
     if parts <= 1 {
         return cpus.to_vec();
     }

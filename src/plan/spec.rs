@@ -79,7 +79,7 @@ pub enum Aggregate {
 }
 
 impl Aggregate {
-    pub fn apply(&self, v: &[f64]) -> Option<f64> {
+    pub(crate) fn apply(&self, v: &[f64]) -> Option<f64> {
         let finite: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
         if finite.is_empty() {
             return None;
@@ -106,7 +106,7 @@ impl Aggregate {
 
 impl PatternSpec {
     /// The column name in `runs.csv`, with the unit when one is given.
-    pub fn column(&self) -> String {
+    pub(crate) fn column(&self) -> String {
         match self.unit.as_deref().filter(|u| !u.is_empty()) {
             Some(u) => format!("{}_{}", self.name, u.replace('/', "_per_")),
             None => self.name.clone(),
@@ -153,7 +153,7 @@ pub enum TargetMetric {
 }
 
 impl TargetMetric {
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             TargetMetric::Throughput => "throughput",
             TargetMetric::GpuUtil => "gpu_util",
@@ -163,7 +163,7 @@ impl TargetMetric {
         }
     }
     /// Units accepted, the first being the default.
-    pub fn units(&self) -> &'static [&'static str] {
+    pub(crate) fn units(&self) -> &'static [&'static str] {
         match self {
             TargetMetric::Throughput => &["samples/s", "tokens/s"],
             TargetMetric::Bandwidth => &["Gb/s", "GB/s"],
@@ -173,7 +173,7 @@ impl TargetMetric {
 }
 
 impl TargetSpec {
-    pub fn unit(&self) -> &str {
+    pub(crate) fn unit(&self) -> &str {
         self.unit.as_deref().unwrap_or(self.metric.units()[0])
     }
 }
@@ -200,7 +200,7 @@ pub struct SlurmSpec {
 
 impl SlurmSpec {
     /// `self` with every unset field taken from `base`.
-    pub fn over(&self, base: &SlurmSpec) -> SlurmSpec {
+    pub(crate) fn over(&self, base: &SlurmSpec) -> SlurmSpec {
         SlurmSpec {
             partition: self.partition.clone().or_else(|| base.partition.clone()),
             account: self.account.clone().or_else(|| base.account.clone()),
@@ -234,7 +234,7 @@ pub enum Dependency {
 }
 
 impl Dependency {
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             Dependency::Afterok => "afterok",
             Dependency::Afterany => "afterany",
@@ -311,7 +311,7 @@ fn one() -> u32 {
 }
 
 /// Parameter names the tool itself understands; any other name is free for templates.
-pub(crate) const KNOWN_PARAMS: &[&str] = &[
+const KNOWN_PARAMS: &[&str] = &[
     "model",
     "nodes",
     "gpus_per_node",
@@ -343,12 +343,12 @@ pub struct LoadedSweep {
 }
 
 impl LoadedSweep {
-    pub fn source(&self) -> Source<'_> {
+    pub(crate) fn source(&self) -> Source<'_> {
         Source::new(&self.path, &self.text)
     }
 
     /// Resolves a model name against the sweep's own models first, then the presets.
-    pub fn model(&self, name: &str) -> Option<ModelShape> {
+    pub(crate) fn model(&self, name: &str) -> Option<ModelShape> {
         if let Some(m) = self.spec.models.get(name) {
             let mut m = m.clone();
             m.name = name.to_string();
@@ -373,7 +373,7 @@ pub(crate) fn load(path: &Path) -> Result<LoadedSweep, InputError> {
 pub fn parse(path: &Path, text: String) -> Result<LoadedSweep, InputError> {
     let spec: SweepFile = {
         let src = Source::new(path, &text);
-        toml::from_str(&text).map_err(|e| src.from_toml(&e))?
+        toml::from_str(&text).map_err(|e| src.toml_error(&e))?
     };
     let loaded = LoadedSweep {
         path: path.to_path_buf(),
@@ -386,7 +386,7 @@ pub fn parse(path: &Path, text: String) -> Result<LoadedSweep, InputError> {
 
 /// Parameters read by the built-in templates whose type is known: checked as that type, so a
 /// template never receives `"1; rm -rf ~"` where it expects a step count.
-pub(crate) const TYPED_PARAMS: &[(&str, ParamType)] = &[
+const TYPED_PARAMS: &[(&str, ParamType)] = &[
     ("steps", ParamType::PositiveInt),
     ("warmup_steps", ParamType::NonNegativeInt),
     ("gpu_sample_ms", ParamType::NonNegativeInt),
@@ -405,7 +405,7 @@ pub(crate) const TYPED_PARAMS: &[(&str, ParamType)] = &[
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ParamType {
+enum ParamType {
     PositiveInt,
     NonNegativeInt,
     PositiveNumber,

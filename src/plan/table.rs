@@ -39,7 +39,7 @@ pub struct PlanSummary {
     pub excluded: Vec<crate::expand::Excluded>,
 }
 
-pub fn summarize(plan: &Plan) -> PlanSummary {
+pub(crate) fn summarize(plan: &Plan) -> PlanSummary {
     let rows: Vec<PlanRow> = plan
         .points
         .iter()
@@ -87,7 +87,7 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 }
 
 /// Human rendering: one row per job up to `max_rows`, per-stage totals, and what was excluded.
-pub fn render(s: &PlanSummary, max_rows: usize) -> String {
+pub(crate) fn render(s: &PlanSummary, max_rows: usize) -> String {
     let mut out = String::new();
     let right = |t: &mut Table, cols: &[usize]| {
         for &c in cols {

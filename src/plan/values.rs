@@ -8,10 +8,10 @@ use serde_json::Value as Json;
 
 /// Longest campaign, stage or pattern name: job names, directories and Slurm's job-name field
 /// stay readable and well under every limit on the way.
-pub const MAX_NAME_LEN: usize = 64;
+const MAX_NAME_LEN: usize = 64;
 
 /// A campaign, stage or pattern name: letters, digits, `-`, `_`, `.`; not `.`/`..`, not hidden.
-pub fn name_error(s: &str) -> Option<String> {
+pub(crate) fn name_error(s: &str) -> Option<String> {
     if s.is_empty() {
         return Some("a name cannot be empty".into());
     }
@@ -36,11 +36,11 @@ pub fn name_error(s: &str) -> Option<String> {
 }
 
 /// The first control character of `s`, for messages.
-pub fn control_char(s: &str) -> Option<char> {
+pub(crate) fn control_char(s: &str) -> Option<char> {
     s.chars().find(|c| c.is_control())
 }
 
-pub fn control_error(s: &str) -> Option<String> {
+pub(crate) fn control_error(s: &str) -> Option<String> {
     control_char(s).map(|c| {
         format!(
             "the value holds the control character {c:?}; newlines and control characters cannot be passed safely to a job script"
@@ -49,7 +49,7 @@ pub fn control_error(s: &str) -> Option<String> {
 }
 
 /// A Slurm partition, account, QOS or reservation (partitions may be a comma-separated list).
-pub fn slurm_name_error(s: &str) -> Option<String> {
+pub(crate) fn slurm_name_error(s: &str) -> Option<String> {
     if let Some(e) = control_error(s) {
         return Some(e);
     }
@@ -69,7 +69,7 @@ pub fn slurm_name_error(s: &str) -> Option<String> {
 }
 
 /// A `--constraint` expression: features joined by `&`, `|`, `,`, with `[]`, `()`, `*N`, `!`.
-pub fn constraint_error(s: &str) -> Option<String> {
+pub(crate) fn constraint_error(s: &str) -> Option<String> {
     if let Some(e) = control_error(s) {
         return Some(e);
     }
@@ -92,7 +92,7 @@ pub fn constraint_error(s: &str) -> Option<String> {
 }
 
 /// `--mem`: a whole number with an optional K/M/G/T suffix (`0` asks for all of a node's).
-pub fn mem_error(s: &str) -> Option<String> {
+pub(crate) fn mem_error(s: &str) -> Option<String> {
     let digits = s.trim_end_matches(['K', 'M', 'G', 'T', 'k', 'm', 'g', 't']);
     let ok = !digits.is_empty()
         && s.len() - digits.len() <= 1
@@ -104,7 +104,7 @@ pub fn mem_error(s: &str) -> Option<String> {
 }
 
 /// An extra `#SBATCH` option: one option, starting with `-`, on one line.
-pub fn sbatch_option_error(s: &str) -> Option<String> {
+pub(crate) fn sbatch_option_error(s: &str) -> Option<String> {
     if let Some(e) = control_error(s) {
         return Some(e);
     }
@@ -117,7 +117,7 @@ pub fn sbatch_option_error(s: &str) -> Option<String> {
 }
 
 /// A NIC (RDMA device or netdev) name, as the kernel names them: `mlx5_0`, `ens1f0np0`, `ib0.8001`.
-pub fn nic_name_error(s: &str) -> Option<String> {
+pub(crate) fn nic_name_error(s: &str) -> Option<String> {
     if s.is_empty() {
         return Some("a NIC name cannot be empty".into());
     }
@@ -134,14 +134,14 @@ pub fn nic_name_error(s: &str) -> Option<String> {
 }
 
 /// A Slurm hostlist expression (`hgx-[0001-0008],login1`).
-pub fn hostlist_error(s: &str) -> Option<String> {
+pub(crate) fn hostlist_error(s: &str) -> Option<String> {
     s.chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ',' | '[' | ']')))
         .map(|c| format!("{c:?} is not allowed in a hostlist (`node-[01-08],login1`)"))
 }
 
 /// An MPI plugin name for `srun --mpi=` (`pmix`, `pmix_v4`, `pmi2`, `none`).
-pub fn mpi_error(s: &str) -> Option<String> {
+pub(crate) fn mpi_error(s: &str) -> Option<String> {
     let ok = !s.is_empty()
         && s.len() <= 32
         && s.chars()
@@ -150,7 +150,7 @@ pub fn mpi_error(s: &str) -> Option<String> {
 }
 
 /// A byte size as nccl-tests takes it (`-b`/`-e`): a number with an optional K/M/G suffix.
-pub fn byte_size_error(s: &str) -> Option<String> {
+pub(crate) fn byte_size_error(s: &str) -> Option<String> {
     let digits = s.trim_end_matches(['K', 'M', 'G', 'T', 'k', 'm', 'g', 't', 'B', 'b']);
     let ok = !digits.is_empty()
         && s.len() - digits.len() <= 2
@@ -159,7 +159,7 @@ pub fn byte_size_error(s: &str) -> Option<String> {
     (!ok).then(|| format!("`{s}` is not a byte size: a whole number with an optional K, M or G"))
 }
 
-pub fn toml_to_json(v: &toml::Value) -> Json {
+pub(crate) fn toml_to_json(v: &toml::Value) -> Json {
     match v {
         toml::Value::String(s) => Json::String(s.clone()),
         toml::Value::Integer(i) => Json::from(*i),
@@ -179,7 +179,7 @@ pub fn toml_to_json(v: &toml::Value) -> Json {
 
 /// Parses an sbatch time limit (`M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`) into minutes,
 /// rounding seconds up as Slurm does.
-pub fn parse_time_limit(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_time_limit(s: &str) -> Result<u64, String> {
     let bad = || format!("`{s}` is not a Slurm time limit (MM, HH:MM:SS or D-HH:MM:SS)");
     let too_long =
         || format!("time limit `{s}` is longer than Slurm can hold ({MAX_TIME_LIMIT_MIN} minutes)");
@@ -221,11 +221,11 @@ pub fn parse_time_limit(s: &str) -> Result<u64, String> {
 }
 
 /// Slurm keeps a time limit as 32-bit minutes, the largest value meaning "infinite".
-pub const MAX_TIME_LIMIT_MIN: u64 = u32::MAX as u64 - 1;
+const MAX_TIME_LIMIT_MIN: u64 = u32::MAX as u64 - 1;
 
 /// Why `name` cannot name a template: templates are looked up by a relative name inside the
 /// template directories, never by a path that leaves them.
-pub fn template_name_error(name: &str) -> Option<&'static str> {
+pub(crate) fn template_name_error(name: &str) -> Option<&'static str> {
     let p = Path::new(name);
     if name.is_empty() {
         Some("a template name cannot be empty")

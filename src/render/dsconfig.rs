@@ -7,7 +7,7 @@ use crate::expand::{Point, toml_to_json};
 use crate::spec::LoadedSweep;
 
 /// Whether a point gets a `ds_config.json`: training points (those with a micro-batch).
-pub fn applies(p: &Point) -> bool {
+pub(crate) fn applies(p: &Point) -> bool {
     p.batch.micro_batch.is_some()
 }
 
@@ -40,7 +40,7 @@ fn set_path(cfg: &mut Json, dotted: &str, v: Json) {
     }
 }
 
-pub fn build(sweep: &LoadedSweep, p: &Point) -> Json {
+pub(crate) fn build(sweep: &LoadedSweep, p: &Point) -> Json {
     let mut cfg = json!({});
     if let Some(base) = &sweep.spec.deepspeed {
         merge(&mut cfg, &toml_to_json(&toml::Value::Table(base.clone())));

@@ -14,10 +14,10 @@ use serde_json::{Value as Json, json};
 
 use crate::expand::Point;
 use crate::profile::{Profile, cpu_mask_hex, format_cpulist};
-pub use crate::values::template_name_error;
+pub(crate) use crate::values::template_name_error;
 
 /// Templates compiled into the binary: what `sweep` uses when no user directory overrides them.
-pub const BUILTIN: &[(&str, &str)] = &[
+const BUILTIN: &[(&str, &str)] = &[
     (
         "deepspeed-train.sbatch.j2",
         include_str!("../../job-templates/deepspeed-train.sbatch.j2"),
@@ -62,12 +62,12 @@ pub const BUILTIN: &[(&str, &str)] = &[
 
 /// Instructions one render may execute: the built-in templates need well under a hundredth of
 /// it; a template that loops away (two nested `range(100000)`) stops with a clear error.
-pub const TEMPLATE_FUEL: u64 = 20_000_000;
+const TEMPLATE_FUEL: u64 = 20_000_000;
 /// Largest script one render may produce, so that a runaway template cannot fill memory.
-pub const MAX_RENDERED_BYTES: usize = 64 << 20;
+const MAX_RENDERED_BYTES: usize = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
-pub enum RenderError {
+pub(crate) enum RenderError {
     #[error("template `{name}`: {message}")]
     NotFound { name: String, message: String },
     #[error("{template}:{line}: {message}")]
@@ -92,14 +92,14 @@ impl TemplateSource {
 
     /// Like `new`, but a directory that does not exist is an error: a typo in `--templates`
     /// must not quietly render with the built-in set instead of the site's.
-    pub fn existing(dirs: Vec<PathBuf>) -> anyhow::Result<Self> {
+    pub(crate) fn existing(dirs: Vec<PathBuf>) -> anyhow::Result<Self> {
         if let Some(d) = dirs.iter().find(|d| !d.is_dir()) {
             anyhow::bail!("templates directory {}: no such directory", d.display());
         }
         Ok(TemplateSource { dirs })
     }
 
-    pub fn lookup(&self, name: &str) -> Option<(String, String)> {
+    pub(crate) fn lookup(&self, name: &str) -> Option<(String, String)> {
         if template_name_error(name).is_some() {
             return None;
         }
@@ -116,7 +116,7 @@ impl TemplateSource {
     }
 
     /// Every template name visible, with where it comes from.
-    pub fn list(&self) -> Vec<(String, String)> {
+    pub(crate) fn list(&self) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = Vec::new();
         for d in &self.dirs {
             for e in walkdir::WalkDir::new(d).into_iter().filter_map(|e| e.ok()) {
@@ -139,7 +139,7 @@ impl TemplateSource {
         out
     }
 
-    pub fn environment(&self) -> Environment<'static> {
+    pub(crate) fn environment(&self) -> Environment<'static> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         // The error that names an undefined variable needs the template's source, which
@@ -167,7 +167,7 @@ impl TemplateSource {
 }
 
 /// Quotes a value for POSIX shells: the result is one word whatever the value holds.
-pub fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     shell_word(s).into_owned()
 }
 
@@ -365,7 +365,7 @@ fn profile_vars(profile: &Profile, gpn: usize) -> Value {
 }
 
 /// The Slurm job name: carries campaign and job id so Slurm itself tells which jobs are ours.
-pub fn slurm_job_name(campaign: &str, job_id: &str) -> String {
+pub(crate) fn slurm_job_name(campaign: &str, job_id: &str) -> String {
     format!("{campaign}:{job_id}")
 }
 
@@ -383,7 +383,13 @@ impl Renderer {
     }
 
     /// The variables a job template sees (documented in the README's template reference).
-    pub fn context(&self, campaign: &str, p: &Point, profile: &Profile, ds_config: bool) -> Value {
+    pub(crate) fn context(
+        &self,
+        campaign: &str,
+        p: &Point,
+        profile: &Profile,
+        ds_config: bool,
+    ) -> Value {
         let gpn = p.batch.gpus_per_node as usize;
         let shared = {
             let mut cache = self.shared.lock().unwrap_or_else(|e| e.into_inner());
@@ -446,11 +452,13 @@ impl Renderer {
         minijinja::context! { ..Value::from(minijinja::value::Serde(own)), ..shared }
     }
 
-    pub fn render_json(&self, template: &str, ctx: &Json) -> Result<String, RenderError> {
+    /// Renders with a JSON context (the tests' way of giving one).
+    #[cfg(test)]
+    pub(crate) fn render_json(&self, template: &str, ctx: &Json) -> Result<String, RenderError> {
         self.render(template, Value::from(minijinja::value::Serde(ctx)))
     }
 
-    pub fn render(&self, template: &str, ctx: Value) -> Result<String, RenderError> {
+    pub(crate) fn render(&self, template: &str, ctx: Value) -> Result<String, RenderError> {
         let tmpl = self.env.get_template(template).map_err(|e| match e.kind() {
             minijinja::ErrorKind::TemplateNotFound => RenderError::NotFound {
                 name: template.to_string(),
@@ -577,7 +585,7 @@ fn first_missing(expr: &str, ctx: &Value) -> Option<String> {
 }
 
 /// A sample point for `templates check`: the first point of an embedded demo campaign.
-pub fn check_with_bash(script: &str) -> Result<(), String> {
+pub(crate) fn check_with_bash(script: &str) -> Result<(), String> {
     let mut child = std::process::Command::new("bash")
         .arg("-n")
         .stdin(std::process::Stdio::piped())
@@ -600,7 +608,7 @@ pub fn check_with_bash(script: &str) -> Result<(), String> {
     }
 }
 
-pub fn templates_dir_of(sweep_file: &Path, dir: &str) -> PathBuf {
+pub(crate) fn templates_dir_of(sweep_file: &Path, dir: &str) -> PathBuf {
     let p = Path::new(dir);
     if p.is_absolute() {
         p.to_path_buf()

@@ -141,7 +141,7 @@ fn params_of(r: &RunRow) -> Vec<(&str, String)> {
 /// Scaling groups: weak (same point but the node count; the global batch grows) and strong
 /// (same global batch; the accumulation shrinks). Efficiency = throughput(N) / (throughput(base)
 /// x N / base), base the smallest node count of the group.
-pub fn scaling(runs: &[RunRow]) -> Vec<ScalingRow> {
+pub(crate) fn scaling(runs: &[RunRow]) -> Vec<ScalingRow> {
     let mut out = Vec::new();
     for (kind, also) in [("weak", "global_batch"), ("strong", "grad_accum")] {
         let mut groups: BTreeMap<String, Vec<&RunRow>> = BTreeMap::new();
@@ -243,7 +243,7 @@ pub fn scaling(runs: &[RunRow]) -> Vec<ScalingRow> {
 
 /// Peak and plateau bus bandwidth per run and collective, against NVLink (one node) or the
 /// node's NIC line rate (several nodes; NCCL spreads a node's traffic over all its NICs).
-pub fn nccl_summary(
+pub(crate) fn nccl_summary(
     nccl: &[NcclRow],
     runs: &[RunRow],
     profile: Option<&Profile>,
@@ -327,7 +327,7 @@ fn describe(t: &TargetSpec) -> String {
 }
 
 /// Every target with the best measured value of the jobs it selects.
-pub fn targets(
+pub(crate) fn targets(
     ts: &[TargetSpec],
     runs: &[RunRow],
     scaling: &[ScalingRow],
@@ -445,7 +445,7 @@ pub fn targets(
 type Figure = fn(&RunRow) -> Option<f64>;
 
 /// Repeats of one point (`-r0`, `-r1`, ...): mean, min, max and coefficient of variation.
-pub fn repeats(runs: &[RunRow]) -> Vec<RepeatSummary> {
+pub(crate) fn repeats(runs: &[RunRow]) -> Vec<RepeatSummary> {
     let mut groups: BTreeMap<String, Vec<&RunRow>> = BTreeMap::new();
     for r in runs {
         let key: Vec<String> = params_of(r)
@@ -483,7 +483,7 @@ pub fn repeats(runs: &[RunRow]) -> Vec<RepeatSummary> {
     out
 }
 
-pub fn jobs(runs: &[RunRow], gpu: &[GpuRow]) -> Vec<JobSummary> {
+pub(crate) fn jobs(runs: &[RunRow], gpu: &[GpuRow]) -> Vec<JobSummary> {
     runs.iter()
         .map(|r| {
             let run = r.run.as_str();
@@ -521,7 +521,7 @@ pub fn jobs(runs: &[RunRow], gpu: &[GpuRow]) -> Vec<JobSummary> {
 
 /// The node-by-node table of the pairwise link tests, from logs named
 /// `pair=<node a>=<node b>=sendrecv.log` and `...=latency.log`.
-pub fn links(nccl: &[NcclRow], profile: Option<&Profile>) -> Vec<LinkRow> {
+pub(crate) fn links(nccl: &[NcclRow], profile: Option<&Profile>) -> Vec<LinkRow> {
     type Acc = (Option<f64>, Option<(u64, f64)>);
     let mut pairs: BTreeMap<(String, String, String), Acc> = BTreeMap::new();
     for r in nccl.iter().filter(|r| r.placement != "in_place") {
@@ -572,7 +572,7 @@ pub fn links(nccl: &[NcclRow], profile: Option<&Profile>) -> Vec<LinkRow> {
 }
 
 /// Analyses a campaign whose tables `collect` wrote into `results`.
-pub fn analyze(campaign: &Path, results: &Path) -> Result<Analysis> {
+pub(crate) fn analyze(campaign: &Path, results: &Path) -> Result<Analysis> {
     let runs = RunRow::read_all(&results.join("runs.csv"))?;
     let nccl: Vec<NcclRow> = crate::rows::read(&results.join("nccl.csv"))?;
     let gpu: Vec<GpuRow> = crate::rows::read(&results.join("gpu.csv"))?;
@@ -605,7 +605,7 @@ fn opt(v: Option<f64>) -> String {
 }
 
 /// Writes `scaling.csv`, `nccl_summary.csv`, `targets.csv`, `repeats.csv` and `jobs.csv`.
-pub fn write_tables(a: &Analysis, out: &Path) -> Result<Vec<String>> {
+pub(crate) fn write_tables(a: &Analysis, out: &Path) -> Result<Vec<String>> {
     let mut w = CsvTables {
         out,
         written: Vec::new(),
@@ -824,7 +824,7 @@ fn jobs_table(rows: &[JobSummary]) -> (&'static [&'static str], Vec<Vec<String>>
     (header, rows)
 }
 
-pub fn render(a: &Analysis) -> String {
+pub(crate) fn render(a: &Analysis) -> String {
     use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
     let mut out = String::new();
     let n = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());

@@ -31,7 +31,7 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(127, 127, 127),
 ];
 
-pub fn esc(s: &str) -> String {
+fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -262,7 +262,7 @@ fn n(v: Option<f64>) -> String {
     .unwrap_or_else(|| "-".into())
 }
 
-pub struct ReportInputs<'a> {
+pub(crate) struct ReportInputs<'a> {
     pub campaign_dir: &'a Path,
     pub results: &'a Path,
     pub campaign: &'a str,
@@ -296,7 +296,7 @@ struct Headlines<'r> {
 }
 
 /// Writes `report.html` and `summary.md` into `out`; returns their paths.
-pub fn write(inp: &ReportInputs<'_>, out: &Path) -> Result<(PathBuf, PathBuf)> {
+pub(crate) fn write(inp: &ReportInputs<'_>, out: &Path) -> Result<(PathBuf, PathBuf)> {
     std::fs::create_dir_all(out)?;
     let s = Sections::load(inp)?;
     let hl = s.headlines();

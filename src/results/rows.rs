@@ -2,10 +2,10 @@
 //! them back. A column is a field, so renaming one is a compile error in every reader rather
 //! than a lookup that silently finds nothing.
 //!
-//! Field names and order are the tables' columns. Numbers are written by [`fmt_into`] (the
+//! Field names and order are the tables' columns. Numbers are written by `fmt_into` (the
 //! bytes every table has always had) and read back as `None` when a cell is empty or not a
 //! finite number (not a measurement). runs.csv has columns that depend on the campaign (the
-//! point's parameters, `[[collect.pattern]]` columns): [`RunRow`] reads and writes them itself,
+//! point's parameters, `[[collect.pattern]]` columns): `RunRow` reads and writes them itself,
 //! since the csv crate's serde cannot flatten a map.
 
 use std::borrow::Cow;
@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Every row of a table with fixed columns (all but runs.csv), matched to the header by name.
-pub fn read<T: DeserializeOwned>(p: &Path) -> Result<Vec<T>> {
+pub(crate) fn read<T: DeserializeOwned>(p: &Path) -> Result<Vec<T>> {
     let mut r = csv::Reader::from_path(p).with_context(|| format!("reading {}", p.display()))?;
     r.deserialize()
         .collect::<Result<Vec<T>, _>>()
@@ -40,14 +40,14 @@ fn write<T: Serialize>(columns: &[&str], rows: &[T]) -> Result<Vec<u8>> {
 
 /// A number as every table writes it: an integer without a fraction, else four decimals;
 /// nothing for `None` (not measured).
-pub fn fmt_opt(v: Option<f64>) -> String {
+fn fmt_opt(v: Option<f64>) -> String {
     let mut s = String::new();
     fmt_into(&mut s, v);
     s
 }
 
 /// [`fmt_opt`] appended to `buf` (no allocation per value).
-pub fn fmt_into(buf: &mut String, v: Option<f64>) {
+fn fmt_into(buf: &mut String, v: Option<f64>) {
     use std::fmt::Write as _;
     if let Some(x) = v {
         // Writing to a String cannot fail.
@@ -70,7 +70,7 @@ pub fn fmt_into(buf: &mut String, v: Option<f64>) {
 /// half to even (as `std` rounds the exact value) is an integer division and a comparison;
 /// `std`'s general exact formatter costs several times more per value. False (nothing
 /// written) for other values.
-pub(crate) fn fixed4(buf: &mut String, x: f64) -> bool {
+fn fixed4(buf: &mut String, x: f64) -> bool {
     if !x.is_finite() || x.abs() >= 1e15 {
         return false;
     }
@@ -114,7 +114,7 @@ pub(crate) fn fixed4(buf: &mut String, x: f64) -> bool {
 /// `field` as the csv crate writes a field of a record of several (its default
 /// `QuoteStyle::Necessary`): quoted, with quotes doubled, when it holds a comma, a quote or a
 /// line break (the tests hold the two to the same bytes).
-pub(crate) fn push_csv_field(out: &mut Vec<u8>, field: &str) {
+fn push_csv_field(out: &mut Vec<u8>, field: &str) {
     let b = field.as_bytes();
     if !b.iter().any(|c| matches!(c, b',' | b'"' | b'\n' | b'\r')) {
         out.extend_from_slice(b);
@@ -152,11 +152,11 @@ impl<T, F: Fn(&str) -> T> serde::de::Visitor<'_> for Text<F> {
 pub(crate) mod num {
     use serde::{Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&super::fmt_opt(*v))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
         d.deserialize_str(super::Text(super::parse_num))
     }
 }
@@ -167,14 +167,14 @@ pub(crate) mod num {
 mod exp {
     use serde::{Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
         match v {
             Some(e) => s.serialize_str(&format!("{e:e}")),
             None => s.serialize_str(""),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
         d.deserialize_str(super::Text(super::parse_num))
     }
 }
@@ -183,18 +183,18 @@ mod exp {
 /// no such counter or source (never empty). Kept as written, `NaN` and `inf` included, so that
 /// the report shows the cell's text; [`Avail::value`] is the measurement.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Avail(pub Option<f64>);
+pub(crate) struct Avail(pub Option<f64>);
 
 const NOT_AVAILABLE: &str = "not available";
 
 impl Avail {
     /// The value, `None` when not available or not finite.
-    pub fn value(self) -> Option<f64> {
+    pub(crate) fn value(self) -> Option<f64> {
         self.0.filter(|x| x.is_finite())
     }
 
     /// The cell's text.
-    pub fn text(self) -> String {
+    pub(crate) fn text(self) -> String {
         match self.0 {
             Some(x) => fmt_opt(Some(x)),
             None => NOT_AVAILABLE.to_string(),
@@ -218,7 +218,7 @@ impl<'de> Deserialize<'de> for Avail {
 /// collective. Borrowed when collect writes it (tens of thousands of rows, no copy of their
 /// text), owned when read back.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct NcclRow<'a> {
+pub(crate) struct NcclRow<'a> {
     pub source: Cow<'a, str>,
     pub line: u64,
     pub collective: Cow<'a, str>,
@@ -247,7 +247,7 @@ pub struct NcclRow<'a> {
 }
 
 impl NcclRow<'_> {
-    pub const COLUMNS: [&'static str; 18] = [
+    pub(crate) const COLUMNS: [&'static str; 18] = [
         "source",
         "line",
         "collective",
@@ -269,13 +269,13 @@ impl NcclRow<'_> {
     ];
 
     /// The header line, as the csv crate writes it.
-    pub fn header() -> Result<Vec<u8>> {
+    pub(crate) fn header() -> Result<Vec<u8>> {
         write::<NcclRow>(&Self::COLUMNS, &[])
     }
 
     /// Appends the row's line: the bytes `csv::Writer::serialize` makes of it (the tests hold
     /// the two together), pushed field by field with no `String` per field; `num` is scratch.
-    pub fn write_csv(&self, out: &mut Vec<u8>, num: &mut String) {
+    pub(crate) fn write_csv(&self, out: &mut Vec<u8>, num: &mut String) {
         let mut int = itoa::Buffer::new();
         let text = |out: &mut Vec<u8>, t: &str| {
             push_csv_field(out, t);
@@ -316,7 +316,7 @@ impl NcclRow<'_> {
 
 /// One row of steps.csv (long format): one value of one step. Borrowed when collect writes it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct StepRow<'a> {
+pub(crate) struct StepRow<'a> {
     pub run: Cow<'a, str>,
     pub source: Cow<'a, str>,
     pub rank: Option<u32>,
@@ -330,17 +330,17 @@ pub struct StepRow<'a> {
 }
 
 impl StepRow<'_> {
-    pub const COLUMNS: [&'static str; 7] =
+    pub(crate) const COLUMNS: [&'static str; 7] =
         ["run", "source", "rank", "step", "warmup", "name", "value"];
 
     /// The header line, as the csv crate writes it.
-    pub fn header() -> Result<Vec<u8>> {
+    pub(crate) fn header() -> Result<Vec<u8>> {
         write::<StepRow>(&Self::COLUMNS, &[])
     }
 
     /// `run` and `source` with their commas: the fields a file's rows share, encoded once per
     /// file (the table's rows are mostly repeats).
-    pub fn write_file_head(&self, out: &mut Vec<u8>) {
+    pub(crate) fn write_file_head(&self, out: &mut Vec<u8>) {
         push_csv_field(out, &self.run);
         out.push(b',');
         push_csv_field(out, &self.source);
@@ -349,7 +349,7 @@ impl StepRow<'_> {
 
     /// `rank`, `step` and `warmup` with their commas: the fields a step's rows share, after
     /// the file's.
-    pub fn write_step_head(&self, out: &mut Vec<u8>) {
+    pub(crate) fn write_step_head(&self, out: &mut Vec<u8>) {
         if let Some(r) = self.rank {
             out.extend_from_slice(itoa::Buffer::new().format(r).as_bytes());
         }
@@ -362,7 +362,7 @@ impl StepRow<'_> {
     /// Appends the row's line after its `head` (what [`Self::write_file_head`] and
     /// [`Self::write_step_head`] made of it): the bytes `csv::Writer::serialize` makes of the
     /// row; `num` is scratch.
-    pub fn write_tail(&self, head: &[u8], out: &mut Vec<u8>, num: &mut String) {
+    pub(crate) fn write_tail(&self, head: &[u8], out: &mut Vec<u8>, num: &mut String) {
         out.extend_from_slice(head);
         push_csv_field(out, &self.name);
         out.push(b',');
@@ -375,7 +375,7 @@ impl StepRow<'_> {
 
 /// One row of gpu.csv: a run's GPU over its samples.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct GpuRow {
+pub(crate) struct GpuRow {
     pub run: String,
     pub node: String,
     pub gpu: String,
@@ -400,7 +400,7 @@ pub struct GpuRow {
 }
 
 impl GpuRow {
-    pub const COLUMNS: [&'static str; 13] = [
+    pub(crate) const COLUMNS: [&'static str; 13] = [
         "run",
         "node",
         "gpu",
@@ -416,28 +416,33 @@ impl GpuRow {
         "mem_temp_max_c",
     ];
 
-    pub fn write_all(rows: &[Self]) -> Result<Vec<u8>> {
+    pub(crate) fn write_all(rows: &[Self]) -> Result<Vec<u8>> {
         write(&Self::COLUMNS, rows)
     }
 }
 
 /// An optional failure class as the tables and reports write it: the class's word, or an
 /// empty cell (`null` would change what `--json` printed before the class was typed).
-pub fn class_str(c: Option<FailureClass>) -> &'static str {
+pub(crate) fn class_str(c: Option<FailureClass>) -> &'static str {
     c.map_or("", FailureClass::as_str)
 }
 
 /// `#[serde(with)]` for an optional failure class written as [`class_str`] writes it.
-pub mod class_text {
+pub(crate) mod class_text {
     use serde::{Deserialize, Deserializer, Serializer};
 
     use crate::parsers::failures::FailureClass;
 
-    pub fn serialize<S: Serializer>(c: &Option<FailureClass>, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(
+        c: &Option<FailureClass>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_str(super::class_str(*c))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<FailureClass>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<FailureClass>, D::Error> {
         let t = String::deserialize(d)?;
         if t.is_empty() {
             return Ok(None);
@@ -448,7 +453,7 @@ pub mod class_text {
 
 /// One row of failures.csv: a failure signature found in a file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FailureRow {
+pub(crate) struct FailureRow {
     pub source: String,
     pub line: u64,
     pub class: FailureClass,
@@ -459,16 +464,17 @@ pub struct FailureRow {
 }
 
 impl FailureRow {
-    pub const COLUMNS: [&'static str; 6] = ["source", "line", "class", "kind", "weak", "message"];
+    pub(crate) const COLUMNS: [&'static str; 6] =
+        ["source", "line", "class", "kind", "weak", "message"];
 
-    pub fn write_all(rows: &[Self]) -> Result<Vec<u8>> {
+    pub(crate) fn write_all(rows: &[Self]) -> Result<Vec<u8>> {
         write(&Self::COLUMNS, rows)
     }
 }
 
 /// One row of binding.csv: a rank's binding against the profile's.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct BindingRow {
+pub(crate) struct BindingRow {
     pub run: String,
     pub node: String,
     pub rank: Option<u32>,
@@ -483,7 +489,7 @@ pub struct BindingRow {
 }
 
 impl BindingRow {
-    pub const COLUMNS: [&'static str; 11] = [
+    pub(crate) const COLUMNS: [&'static str; 11] = [
         "run",
         "node",
         "rank",
@@ -497,7 +503,7 @@ impl BindingRow {
         "nic",
     ];
 
-    pub fn write_all(rows: &[Self]) -> Result<Vec<u8>> {
+    pub(crate) fn write_all(rows: &[Self]) -> Result<Vec<u8>> {
         write(&Self::COLUMNS, rows)
     }
 }
@@ -505,7 +511,7 @@ impl BindingRow {
 /// One row of net.csv: what a NIC or RDMA port carried between a job's first and last
 /// snapshot on a node.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct NetRow {
+pub(crate) struct NetRow {
     pub run: String,
     pub node: String,
     /// `net` / `ib`.
@@ -538,7 +544,7 @@ pub struct NetRow {
 }
 
 impl NetRow {
-    pub const COLUMNS: [&'static str; 27] = [
+    pub(crate) const COLUMNS: [&'static str; 27] = [
         "run",
         "node",
         "kind",
@@ -570,9 +576,10 @@ impl NetRow {
 
     /// The loss, retransmission and congestion counters (`drops` to
     /// `np_ecn_marked_roce_packets`): their names, then their cells in [`Self::losses`].
-    pub const LOSS_COLUMNS: &'static [&'static str] = Self::COLUMNS.split_at(12).1.split_at(12).0;
+    pub(crate) const LOSS_COLUMNS: &'static [&'static str] =
+        Self::COLUMNS.split_at(12).1.split_at(12).0;
 
-    pub fn losses(&self) -> [Avail; 12] {
+    pub(crate) fn losses(&self) -> [Avail; 12] {
         [
             self.drops,
             self.errors,
@@ -591,7 +598,7 @@ impl NetRow {
 
     /// The IB counters after the data, packet, discard and error ones, in
     /// `telemetry::IB_COUNTERS` order (`link_downed` on).
-    pub fn ib_counters_mut(&mut self) -> [&mut Avail; 10] {
+    pub(crate) fn ib_counters_mut(&mut self) -> [&mut Avail; 10] {
         [
             &mut self.link_downed,
             &mut self.out_of_sequence,
@@ -606,14 +613,14 @@ impl NetRow {
         ]
     }
 
-    pub fn write_all(rows: &[Self]) -> Result<Vec<u8>> {
+    pub(crate) fn write_all(rows: &[Self]) -> Result<Vec<u8>> {
         write(&Self::COLUMNS, rows)
     }
 }
 
 /// One row of power.csv: a node's (or a node's GPU's) power from one source.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PowerRow {
+pub(crate) struct PowerRow {
     pub run: String,
     pub node: String,
     /// `ipmitool` / `dcgmi`.
@@ -624,7 +631,7 @@ pub struct PowerRow {
 }
 
 impl PowerRow {
-    pub const COLUMNS: [&'static str; 6] = [
+    pub(crate) const COLUMNS: [&'static str; 6] = [
         "run",
         "node",
         "source",
@@ -633,14 +640,14 @@ impl PowerRow {
         "watts_max",
     ];
 
-    pub fn write_all(rows: &[Self]) -> Result<Vec<u8>> {
+    pub(crate) fn write_all(rows: &[Self]) -> Result<Vec<u8>> {
         write(&Self::COLUMNS, rows)
     }
 }
 
 /// One row of preflight.csv: a preflight check on a node.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PreflightRow {
+pub(crate) struct PreflightRow {
     pub run: String,
     pub node: String,
     pub check: String,
@@ -651,9 +658,10 @@ pub struct PreflightRow {
 }
 
 impl PreflightRow {
-    pub const COLUMNS: [&'static str; 6] = ["run", "node", "check", "status", "expected", "found"];
+    pub(crate) const COLUMNS: [&'static str; 6] =
+        ["run", "node", "check", "status", "expected", "found"];
 
-    pub fn write_all(rows: &[Self]) -> Result<Vec<u8>> {
+    pub(crate) fn write_all(rows: &[Self]) -> Result<Vec<u8>> {
         write(&Self::COLUMNS, rows)
     }
 }
@@ -663,15 +671,15 @@ macro_rules! figures {
     ($($(#[$doc:meta])* $name:ident,)*) => {
         /// A run's figures, runs.csv's columns after `failure_evidence` (empty: not measured).
         #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-        pub struct Figures {
+        pub(crate) struct Figures {
             $($(#[$doc])* #[serde(with = "num")] pub $name: Option<f64>,)*
         }
 
         impl Figures {
-            pub const COLUMNS: &'static [&'static str] = &[$(stringify!($name),)*];
+            pub(crate) const COLUMNS: &'static [&'static str] = &[$(stringify!($name),)*];
 
             /// The cells in column order.
-            pub fn values(&self) -> Vec<Option<f64>> {
+            pub(crate) fn values(&self) -> Vec<Option<f64>> {
                 vec![$(self.$name,)*]
             }
 
@@ -714,7 +722,7 @@ figures! {
 /// What NCCL's debug output says of a run, runs.csv's last columns: lists joined by `;`, the
 /// counts empty without NCCL debug lines.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct NcclColumns {
+pub(crate) struct NcclColumns {
     pub nccl_version: String,
     pub nccl_nranks: Option<u64>,
     pub nccl_nodes: Option<u64>,
@@ -727,7 +735,7 @@ pub struct NcclColumns {
 }
 
 impl NcclColumns {
-    pub const COLUMNS: [&'static str; 9] = [
+    pub(crate) const COLUMNS: [&'static str; 9] = [
         "nccl_version",
         "nccl_nranks",
         "nccl_nodes",
@@ -740,7 +748,7 @@ impl NcclColumns {
     ];
 
     /// The cells' text in column order.
-    pub fn cells(&self) -> [String; 9] {
+    fn cells(&self) -> [String; 9] {
         let num = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_default();
         [
             self.nccl_version.clone(),
@@ -778,7 +786,7 @@ impl NcclColumns {
 /// failure_class, failure_evidence`, the [`Figures`], one column per `[[collect.pattern]]`,
 /// and the [`NcclColumns`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RunRow {
+pub(crate) struct RunRow {
     pub run: String,
     pub stage: String,
     /// The point's parameters as runs.csv writes them (by name: they are the campaign's).
@@ -815,18 +823,18 @@ enum RunColumn {
 
 impl RunRow {
     /// A parameter's cell (`""` when the point has none of that name).
-    pub fn param(&self, name: &str) -> &str {
+    pub(crate) fn param(&self, name: &str) -> &str {
         self.params.get(name).map(String::as_str).unwrap_or("")
     }
 
     /// A parameter as a number (`None`: absent, not a number or not finite).
-    pub fn param_f64(&self, name: &str) -> Option<f64> {
+    pub(crate) fn param_f64(&self, name: &str) -> Option<f64> {
         parse_num(self.param(name))
     }
 
     /// runs.csv: parameter columns are the union of the rows' in order of appearance, pattern
     /// columns the first row's; no figure or pattern columns without rows (as always).
-    pub fn write_all(rows: &[Self]) -> Result<Vec<u8>> {
+    pub(crate) fn write_all(rows: &[Self]) -> Result<Vec<u8>> {
         let mut pcols: Vec<&str> = Vec::new();
         for r in rows {
             for k in r.params.keys() {
@@ -873,7 +881,7 @@ impl RunRow {
 
     /// Reads runs.csv: the columns by name, those between `stage` and `status` the
     /// parameters, the unknown ones after them the pattern columns.
-    pub fn read_all(p: &Path) -> Result<Vec<Self>> {
+    pub(crate) fn read_all(p: &Path) -> Result<Vec<Self>> {
         let mut r =
             csv::Reader::from_path(p).with_context(|| format!("reading {}", p.display()))?;
         let mut after_params = false;
@@ -939,7 +947,7 @@ impl RunRow {
     }
 
     /// Sets the figure of that column, or adds a pattern column of that name.
-    pub fn set_figure(&mut self, column: &str, v: Option<f64>) {
+    pub(crate) fn set_figure(&mut self, column: &str, v: Option<f64>) {
         match self.figures.slot(column) {
             Some(slot) => *slot = v,
             None => {
@@ -951,7 +959,7 @@ impl RunRow {
     /// The cells that tell points apart, by column name, as text, empty ones left out: the
     /// stage, the parameters, and (as runs have always been grouped, the columns being read
     /// by name) the pattern columns, the NCCL columns and `preflight_failed_checks`.
-    pub fn point_cells(&self) -> std::collections::BTreeMap<&str, String> {
+    pub(crate) fn point_cells(&self) -> std::collections::BTreeMap<&str, String> {
         let mut m = std::collections::BTreeMap::new();
         m.insert(STAGE, self.stage.clone());
         for (k, v) in &self.params {

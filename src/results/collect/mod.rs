@@ -179,8 +179,14 @@ pub(crate) fn collect_campaign(dir: &Path, opts: &Options) -> Result<Report> {
         } else {
             JobState::Unsubmitted
         });
+        // A finished marker speaks for the current attempt unless status saw Slurm requeue the
+        // job after the attempt that wrote it (then the job is Slurm's again, as status says).
         if let Some(sid) = &js.slurm_id
-            && let Some(f) = crate::markers::read_finished(&jd).filter(|f| &f.slurm_job_id == sid)
+            && let Some(f) = crate::markers::read_finished(&jd).filter(|f| {
+                &f.slurm_job_id == sid
+                    && !(js.state.as_ref().is_some_and(JobState::is_active)
+                        && js.restarts.unwrap_or(0) > f.restart_count)
+            })
         {
             status = crate::markers::state_from_marker(&jd, &f).0;
         }

@@ -295,9 +295,9 @@ fn run_job(
     let id = start_attempt(dir, job)?;
     let out_path = job_dir.join(format!("slurm-{id}.out"));
     std::fs::File::create(&out_path).with_context(|| format!("creating {}", out_path.display()))?;
-    // O_APPEND, as slurmstepd opens it with `--open-mode=append`: every write lands at the end of
-    // the file whoever else writes there (the time-limit line is written through a descriptor
-    // of its own, which a shared offset would let the job's next writes overwrite).
+    // Emptied first (Slurm's default `--open-mode=truncate`), then written O_APPEND: every write
+    // lands at the end of the file whoever else writes there (the time-limit line goes through
+    // a descriptor of its own, which the job's next writes at a shared offset would overwrite).
     let out = std::fs::OpenOptions::new()
         .append(true)
         .open(&out_path)

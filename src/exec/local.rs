@@ -15,7 +15,7 @@
 //! run and reported `lost`; it is never started twice without `--rerun`.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -293,8 +293,14 @@ fn run_job(
 ) -> Result<(JobState, i32)> {
     let id = start_attempt(dir, job)?;
     let out_path = job_dir.join(format!("slurm-{id}.out"));
-    let out = std::fs::File::create(&out_path)
-        .with_context(|| format!("creating {}", out_path.display()))?;
+    std::fs::File::create(&out_path).with_context(|| format!("creating {}", out_path.display()))?;
+    // Emptied first (Slurm's default `--open-mode=truncate`), then written O_APPEND: every write
+    // lands at the end of the file whoever else writes there (the time-limit line goes through
+    // a descriptor of its own, which the job's next writes at a shared offset would overwrite).
+    let out = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&out_path)
+        .with_context(|| format!("opening {}", out_path.display()))?;
     let mut c = job_command(job, job_dir, bin, host, &id, out)?;
     catch_signals();
     let mut child = c.spawn().context("starting bash for the job script")?;
@@ -822,15 +828,11 @@ pub(crate) fn srun(args: &[String]) -> Result<i32> {
     let s = Step::resolve(parse_srun(args)?)?;
     catch_signals();
     let mut children = Vec::new();
-    let mut pumps = Vec::new();
+    let mut streams = Vec::new();
     for t in 0..s.ntasks {
-        children.push(Some(s.spawn_task(t, &mut pumps)?));
+        children.push(Some(s.spawn_task(t, &mut streams)?));
     }
-    let code = s.wait_tasks(&mut children)?;
-    for p in pumps {
-        let _ = p.join();
-    }
-    Ok(code)
+    s.wait_tasks(&mut children, &mut streams)
 }
 
 impl Step {
@@ -970,8 +972,10 @@ impl Step {
         set
     }
 
-    /// Points task `t`'s output at `--output`/`--error`, or at pipes for `--label`; returns
-    /// whether its output is to be pumped through a label.
+    /// Points task `t`'s output at `--output`/`--error`, or else at pipes that srun reads and
+    /// forwards to its own stdout/stderr in whole lines ([`TaskStream`]), as Slurm's srun does
+    /// without `--unbuffered`: tasks writing straight into the job's output file would glue a
+    /// line of one into a line another writes in pieces. Returns whether it is piped.
     fn redirect_output(&self, c: &mut Command, t: u32) -> Result<bool> {
         let a = &self.args;
         let name = |p: &String| output_name(p, t, &self.job, self.step, &self.host);
@@ -984,8 +988,8 @@ impl Step {
                 .open(p)
                 .with_context(|| format!("srun: cannot open {p}"))
         };
-        match (&out_file, a.label) {
-            (Some(p), _) => {
+        match &out_file {
+            Some(p) => {
                 let f = open(p)?;
                 let e = match &err_file {
                     Some(ep) => open(ep)?,
@@ -993,22 +997,17 @@ impl Step {
                 };
                 c.stdout(f).stderr(e);
             }
-            (None, true) => {
+            None => {
                 c.stdout(Stdio::piped()).stderr(Stdio::piped());
             }
-            (None, false) => {}
         }
-        Ok(out_file.is_none() && a.label)
+        Ok(out_file.is_none())
     }
 
-    fn spawn_task(
-        &self,
-        t: u32,
-        pumps: &mut Vec<std::thread::JoinHandle<()>>,
-    ) -> Result<std::process::Child> {
+    fn spawn_task(&self, t: u32, streams: &mut Vec<TaskStream>) -> Result<std::process::Child> {
         let mut c = self.task_command(t);
         let set = self.bind_cpus(&mut c, t);
-        let labelled = self.redirect_output(&mut c, t)?;
+        let piped = self.redirect_output(&mut c, t)?;
         let mut child = c
             .spawn()
             .with_context(|| format!("srun: cannot start `{}`", self.args.command[0]))?;
@@ -1024,20 +1023,25 @@ impl Step {
                 child.id()
             ));
         }
-        if labelled {
+        if piped {
+            let label = self.args.label.then_some(t);
             if let Some(o) = child.stdout.take() {
-                pumps.push(std::thread::spawn(move || pump(o, t, false)));
+                streams.push(TaskStream::new(o.into(), label, false)?);
             }
             if let Some(e) = child.stderr.take() {
-                pumps.push(std::thread::spawn(move || pump(e, t, true)));
+                streams.push(TaskStream::new(e.into(), label, true)?);
             }
         }
         Ok(child)
     }
 
-    /// Waits for every task, forwarding signals and honouring `--kill-on-bad-exit`; returns
-    /// srun's exit code.
-    fn wait_tasks(&self, children: &mut [Option<std::process::Child>]) -> Result<i32> {
+    /// Waits for every task, forwarding their output, signals and honouring
+    /// `--kill-on-bad-exit`; returns srun's exit code.
+    fn wait_tasks(
+        &self,
+        children: &mut [Option<std::process::Child>],
+        streams: &mut [TaskStream],
+    ) -> Result<i32> {
         let (host, job, step) = (&self.host, &self.job, self.step);
         let mut codes: BTreeMap<u32, i32> = BTreeMap::new();
         let mut killing = false;
@@ -1076,8 +1080,18 @@ impl Step {
                 }
             }
             if sig == 0 {
-                std::thread::sleep(Duration::from_millis(20));
+                TaskStream::wait_any(streams, 20);
             }
+            for s in streams.iter_mut() {
+                s.forward();
+            }
+        }
+        // What the tasks wrote before they ended is in the pipes now: forward it to the last
+        // byte, without waiting for the end of a pipe that something a task left running
+        // still holds open (Slurm ends what a step's tasks leave behind).
+        for s in streams.iter_mut() {
+            s.forward();
+            s.finish();
         }
         Ok(codes
             .values()
@@ -1122,15 +1136,122 @@ fn stderr_line(line: std::fmt::Arguments<'_>) {
     let _ = std::io::Write::write_all(&mut std::io::stderr(), s.as_bytes());
 }
 
-fn pump(r: impl std::io::Read, t: u32, err: bool) {
-    let br = std::io::BufReader::new(r);
-    for line in br.split(b'\n').map_while(|l| l.ok()) {
-        let text = String::from_utf8_lossy(&line);
-        if err {
-            stderr_line(format_args!("{t}: {text}"));
-        } else {
-            let _ = writeln!(std::io::stdout(), "{t}: {text}");
+/// Longest part of a line a task stream holds back waiting for its newline; a longer one (a
+/// progress bar redrawn with `\r` for a whole run) is forwarded as it is.
+const MAX_HELD: usize = 64 * 1024;
+
+/// One task's stdout or stderr as srun reads it from a pipe (non-blocking) and forwards it to
+/// its own, in whole lines with one write each (`N: ` before each with `--label`).
+struct TaskStream {
+    fd: std::os::fd::OwnedFd,
+    label: Option<u32>,
+    err: bool,
+    /// The start of a line whose newline has not come yet.
+    held: Vec<u8>,
+    open: bool,
+}
+
+impl TaskStream {
+    fn new(fd: std::os::fd::OwnedFd, label: Option<u32>, err: bool) -> Result<TaskStream> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: fcntl on a descriptor this stream owns.
+        unsafe {
+            let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+            if fl < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK) < 0 {
+                return Err(std::io::Error::last_os_error()).context("srun: task output pipe");
+            }
         }
+        Ok(TaskStream {
+            fd,
+            label,
+            err,
+            held: Vec::new(),
+            open: true,
+        })
+    }
+
+    /// Waits up to `ms` milliseconds for output on any open stream (or a signal).
+    fn wait_any(streams: &[TaskStream], ms: i32) {
+        use std::os::fd::AsRawFd;
+        let mut fds: Vec<libc::pollfd> = streams
+            .iter()
+            .filter(|s| s.open)
+            .map(|s| libc::pollfd {
+                fd: s.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: `fds` is valid for its length (an empty set just sleeps).
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+    }
+
+    /// Reads all there is now, without waiting, and forwards the whole lines of it.
+    fn forward(&mut self) {
+        use std::os::fd::AsRawFd;
+        let mut buf = [0u8; 64 * 1024];
+        // Bounded, so that a process a task left behind cannot keep srun here by writing on.
+        for _ in 0..1024 {
+            if !self.open {
+                return;
+            }
+            // SAFETY: reading into a buffer valid for its length.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n < 0 {
+                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // EAGAIN: nothing more for now (any other error ends the stream).
+                if std::io::Error::last_os_error().kind() != std::io::ErrorKind::WouldBlock {
+                    self.open = false;
+                }
+                return;
+            }
+            if n == 0 {
+                self.open = false;
+                return;
+            }
+            let data = &buf[..n as usize];
+            match data.iter().rposition(|&b| b == b'\n') {
+                Some(last) => {
+                    self.held.extend_from_slice(&data[..=last]);
+                    let lines = std::mem::take(&mut self.held);
+                    for line in lines.split_inclusive(|&b| b == b'\n') {
+                        self.write(line);
+                    }
+                    self.held.extend_from_slice(&data[last + 1..]);
+                }
+                None => self.held.extend_from_slice(data),
+            }
+            if self.held.len() >= MAX_HELD {
+                let part = std::mem::take(&mut self.held);
+                self.write(&part);
+            }
+        }
+    }
+
+    /// Forwards the last line, which ended without a newline, with one.
+    fn finish(&mut self) {
+        if !self.held.is_empty() {
+            let mut last = std::mem::take(&mut self.held);
+            last.push(b'\n');
+            self.write(&last);
+        }
+    }
+
+    /// One write of `line` (its label first) to srun's stdout or stderr.
+    fn write(&self, line: &[u8]) {
+        let mut out = Vec::with_capacity(line.len() + 8);
+        if let Some(t) = self.label {
+            out.extend_from_slice(format!("{t}: ").as_bytes());
+        }
+        out.extend_from_slice(line);
+        let _ = if self.err {
+            std::io::stderr().write_all(&out)
+        } else {
+            let mut o = std::io::stdout().lock();
+            o.write_all(&out).and_then(|_| o.flush())
+        };
     }
 }
 

@@ -413,3 +413,93 @@ unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+/// The tasks of a step share the job's output file. A task that writes a line in pieces (bash's
+/// `printf` per piece, Python's `-u` print writing the text and its newline apart, a C
+/// program's stdio flushing a full buffer mid-line) must not let another task's line land
+/// inside it: srun without `--unbuffered` forwards each task's output in whole lines, so does
+/// the local executor. Issue 23: a rank's `sweep-bind` line glued after another's partial line
+/// was missed by `collect` (8 binding rows of 9).
+#[test]
+fn tasks_output_reaches_the_job_file_in_whole_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    const LINES: usize = 150;
+    // Each of the 8 tasks writes every line in three writes, on stdout and on stderr, while
+    // the others do the same on 2..N CPUs: pieces of different tasks interleave wherever
+    // the tasks write straight into the file.
+    let command = format!(
+        "for i in $(seq 1 {LINES}); do printf \"task=%s \" \"$RANK\"; printf \"line=%s \" \"$i\"; printf \"end\\n\"; printf \"err-task=%s \" \"$RANK\" >&2; printf \"line=%s end\\n\" \"$i\" >&2; done"
+    );
+    let dir = campaign(
+        tmp.path(),
+        "lines",
+        None,
+        &format!(
+            "[[stage]]\nname = \"l\"\ntemplate = \"cpu-smoke.sbatch.j2\"\nparams = {{ command = {} }}\nmatrix = {{ nodes = [1] }}\n",
+            toml_string(&command)
+        ),
+    );
+    ok(submit_local("-q", &dir));
+    let job = std::fs::read_dir(dir.join("jobs"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let out_path = std::fs::read_dir(&job)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("slurm-")
+        })
+        .unwrap();
+    let out = std::fs::read_to_string(&out_path).unwrap();
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    let mut bad = Vec::new();
+    for l in out.lines() {
+        let whole = l.starts_with("task=") || l.starts_with("err-task=");
+        if whole && l.ends_with(" end") && l.matches("task=").count() == 1 {
+            *seen.entry(l.to_string()).or_default() += 1;
+        } else if l.contains("task=") || l.contains("line=") || l.contains("end") {
+            bad.push(l.to_string());
+        }
+    }
+    let ntasks = 8;
+    let mut missing = 0;
+    for t in 0..ntasks {
+        for i in 1..=LINES {
+            for want in [
+                format!("task={t} line={i} end"),
+                format!("err-task={t} line={i} end"),
+            ] {
+                if seen.get(&want) != Some(&1) {
+                    missing += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        bad.is_empty() && missing == 0,
+        "{missing} line(s) not found whole exactly once; {} broken or glued line(s), the first: {:#?}",
+        bad.len(),
+        &bad[..bad.len().min(5)]
+    );
+    for t in 0..ntasks {
+        assert_eq!(
+            out.lines()
+                .filter(|l| l.starts_with(&format!("sweep-bind rank={t} ")))
+                .count(),
+            1,
+            "rank {t}'s binding line, whole, at a line start:\n{out}"
+        );
+    }
+}
+
+/// `s` as a TOML basic string.
+fn toml_string(s: &str) -> String {
+    format!("{:?}", s)
+}

@@ -301,13 +301,27 @@ impl<'de> Deserialize<'de> for Record<'de> {
     }
 }
 
+/// The fields of the rank wrapper's `sweep-bind` record on a line: at its start, or glued
+/// behind other output (another task's line that was cut where this one landed, as tasks'
+/// output can be where srun forwards it unbuffered, `srun -u`). Not one inside quotes: that is
+/// a command that prints the record (a shell trace, a script), not the record.
+fn bind_record(text: &str) -> Option<&str> {
+    if let Some(rest) = text.strip_prefix(BIND_PREFIX) {
+        return Some(rest);
+    }
+    let at = text.find(BIND_PREFIX)?;
+    let quoted = matches!(text.as_bytes()[at - 1], b'\'' | b'"');
+    (!quoted && text[at + BIND_PREFIX.len()..].starts_with("rank="))
+        .then(|| &text[at + BIND_PREFIX.len()..])
+}
+
 impl Parser {
     pub fn new() -> Self {
         Self::default()
     }
 
     pub fn feed(&mut self, l: &Line<'_>, w: &mut Warnings) {
-        if let Some(rest) = l.text.strip_prefix(BIND_PREFIX) {
+        if let Some(rest) = bind_record(l.text) {
             self.bind(l, rest);
             return;
         }
@@ -619,6 +633,24 @@ mod tests {
             ),
             ("0-7", "0-7")
         );
+    }
+
+    #[test]
+    fn a_bind_record_glued_behind_another_tasks_output_is_read() {
+        let rec = "sweep-bind rank=2 local_rank=2 node=n1 cpus=4-5 expect_cpus=4-5 numa=0 cuda_visible_devices=2 expect_gpu=2 nic=";
+        let log = format!(
+            "{rec}\ntask=5 {}\nline=27 end\n+ echo '{rec}'\necho \"{rec}\"\n",
+            rec.replace("rank=2 local_rank=2", "rank=3 local_rank=3")
+        );
+        let p = parse_str("slurm-1.out", &log);
+        let ranks: Vec<Option<u32>> = p.payload.binds.iter().map(|b| b.rank).collect();
+        assert_eq!(
+            ranks,
+            vec![Some(2), Some(3)],
+            "the record at a line start and the glued one; not those quoted in commands"
+        );
+        assert_eq!(p.payload.binds[1].cpus, "4-5");
+        assert_eq!(p.payload.binds[1].line, 2);
     }
 
     #[test]

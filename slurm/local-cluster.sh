@@ -325,6 +325,7 @@ ReturnToService=2
 EnforcePartLimits=ALL
 KillWait=2
 MinJobAge=600
+MaxJobCount=${SWEEP_SLURM_MAX_JOBS:-40000}
 InactiveLimit=0
 SchedulerType=sched/backfill
 SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,default_queue_depth=1000

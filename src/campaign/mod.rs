@@ -307,10 +307,21 @@ pub fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
     {
         return Ok(false);
     }
-    let tmp = path.with_extension("sweep-tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} into place", tmp.display()))?;
+    // Unique per process, and removed when any step fails (a full disk must not leave one
+    // behind in every job directory).
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = path.with_file_name(format!(".{name}.{}.sweep-tmp", std::process::id()));
+    let written = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| {
+            format!(
+                "writing {} (through {}; the previous version, if any, is intact)",
+                path.display(),
+                tmp.display()
+            )
+        });
+    }
     Ok(true)
 }
 
@@ -451,8 +462,17 @@ pub fn write(
             Ok((existed, changed))
         })
         .collect();
+    let total = counts.len();
+    let done = counts.iter().filter(|c| c.is_ok()).count();
     for c in counts {
-        match c? {
+        let c = c.with_context(|| {
+            format!(
+                "{done} of {total} job directories were written, the campaign's manifest not \
+                 yet; once there is room, run the same `sweep expand` again (add --force if it \
+                 refuses the directory: nothing in it was submitted)"
+            )
+        })?;
+        match c {
             (false, _) => report.created += 1,
             (true, true) => report.updated += 1,
             (true, false) => report.unchanged += 1,

@@ -410,3 +410,57 @@ fn the_readme_sweep_file_example_is_valid() {
     assert_eq!(v["excluded"].as_array().unwrap().len(), 8);
     assert_eq!(v["jobs"], 8 + 28 * 3);
 }
+
+/// A small tmpfs, unmounted when dropped; `None` where this process may not mount (not root).
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let d = tempfile::tempdir().ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(d.path())
+            .output()
+            .is_ok_and(|o| o.status.success());
+        ok.then_some(Tmpfs(d))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_names_the_file_says_how_far_expand_got_and_leaves_no_temporary_file() {
+    let Some(fs) = Tmpfs::mount("600k") else {
+        eprintln!("*** SKIPPING full-disk test: cannot mount a tmpfs here (needs root) ***");
+        return;
+    };
+    let out = fs.0.path().join("camp");
+    let o = cargo_bin_cmd!("sweep")
+        .args([
+            "expand",
+            seed().to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "600 KiB cannot hold the seed campaign");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains("job directories were written"), "{err}");
+    assert!(
+        err.contains(&out.display().to_string()),
+        "names the file: {err}"
+    );
+    let leftovers: Vec<_> = walkdir::WalkDir::new(&out)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("sweep-tmp"))
+        .map(|e| e.path().display().to_string())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -340,22 +340,50 @@ pub fn cancel(
     }
     let mut report = CancelReport::default();
     let mut ids = Vec::new();
+    // What Slurm says now, read after the state: a job a killed earlier cancel already ended
+    // is not cancelled (and reported) again, and its end is recorded.
+    let queue = slurm.squeue(&format!("{}:", m.campaign))?;
+    let mut learned = Vec::new();
     for j in &m.jobs {
         if (!stages.is_empty() && !stages.contains(&j.stage))
             || (!only.is_empty() && !only.contains(&j.id))
         {
             continue;
         }
-        match st.jobs.get(&j.id) {
-            Some(s) if !Executor::of(s).known_to_slurm() => report.not_active.push(j.id.clone()),
-            Some(s) if s.slurm_id.is_some() && !s.is_terminal() => {
-                let sid = s.slurm_id.clone().unwrap_or_default();
+        let Some(s) = st.jobs.get(&j.id) else {
+            report.not_active.push(j.id.clone());
+            continue;
+        };
+        let Some(sid) = s.slurm_id.clone() else {
+            report.not_active.push(j.id.clone());
+            continue;
+        };
+        if !Executor::of(s).known_to_slurm() || s.is_terminal() {
+            report.not_active.push(j.id.clone());
+            continue;
+        }
+        let job_dir = dir.join(&j.dir);
+        let in_queue = queue.iter().find(|q| {
+            q.id == sid
+                && q.name == j.slurm_name
+                && (q.work_dir.is_empty() || crate::reconcile::same_dir(&q.work_dir, &job_dir))
+        });
+        match in_queue {
+            Some(q) if q.state.is_active() => {
                 ids.push(sid.clone());
                 report.cancelled.push((j.id.clone(), sid));
             }
-            _ => report.not_active.push(j.id.clone()),
+            Some(q) => {
+                let js = st.job(&j.id);
+                js.state = Some(q.state.clone());
+                learned.push(j.id.clone());
+                report.not_active.push(j.id.clone());
+            }
+            // Left the queue: status finds out how it ended.
+            None => report.not_active.push(j.id.clone()),
         }
     }
+    st.record_many(&lock, dir, &learned)?;
     slurm.scancel(&ids)?;
     Ok(report)
 }

@@ -27,14 +27,14 @@ use crate::status::StatusReport;
 use crate::submit::{self, CancelReport, SubmitReport};
 
 /// Built-in sample campaign, used by `templates check` when no sweep file is given.
-pub const SAMPLE_SWEEP: &str = include_str!("../sweeps/h200-llama2.toml");
-pub const SAMPLE_PROFILE: &str = include_str!("../slurm/clusters/fukushima-h200.toml");
+pub(crate) const SAMPLE_SWEEP: &str = include_str!("../sweeps/h200-llama2.toml");
+pub(crate) const SAMPLE_PROFILE: &str = include_str!("../slurm/clusters/fukushima-h200.toml");
 /// The embedded default: sweep's own demo campaign and the local profile, compiled in.
 const DEMO_SWEEP: &str = include_str!("../sweeps/demo.toml");
 const DEMO_PROFILE: &str = include_str!("../slurm/clusters/local.toml");
 
 /// What a pipeline says while it runs. Every default says nothing.
-pub trait Reporter {
+pub(crate) trait Reporter {
     /// The plan check's warnings and errors (`serious`), before anything is written.
     fn plan_findings(&self, _serious: &[&Finding], _checked: &CheckReport, _sweep: &Path) {}
     /// What `--force` is about to replace.
@@ -44,12 +44,12 @@ pub trait Reporter {
 }
 
 /// A reporter that says nothing: a pipeline run inside another.
-pub struct Silent;
+pub(crate) struct Silent;
 
 impl Reporter for Silent {}
 
 /// Loads a sweep file and its profile; errors point at the user's files.
-pub fn load(
+pub(crate) fn load(
     sweep_path: &Path,
     profile_override: Option<&Path>,
 ) -> Result<(LoadedSweep, Profile, String)> {
@@ -72,7 +72,7 @@ pub fn load(
 }
 
 #[derive(Debug, Clone)]
-pub struct ExpandOptions {
+pub(crate) struct ExpandOptions {
     pub sweep: PathBuf,
     /// Default: runs/<campaign name>.
     pub out: Option<PathBuf>,
@@ -84,7 +84,7 @@ pub struct ExpandOptions {
     pub force: bool,
 }
 
-pub enum ExpandOutcome {
+pub(crate) enum ExpandOutcome {
     /// `--dry-run`: every job rendered in memory, nothing written.
     Planned(PlanSummary),
     Written {
@@ -95,7 +95,7 @@ pub enum ExpandOutcome {
 }
 
 /// Load, template check, expand (capped), plan check, render, out-dir check, write.
-pub fn expand(o: &ExpandOptions, reporter: &dyn Reporter) -> Result<ExpandOutcome> {
+pub(crate) fn expand(o: &ExpandOptions, reporter: &dyn Reporter) -> Result<ExpandOutcome> {
     let (sweep, profile, profile_text) = load(&o.sweep, o.profile.as_deref())?;
     let templates = campaign::default_templates(&sweep, o.templates.clone())?;
     campaign::check_templates(&sweep, &templates)?;
@@ -138,7 +138,7 @@ pub fn expand(o: &ExpandOptions, reporter: &dyn Reporter) -> Result<ExpandOutcom
     })
 }
 
-pub struct CheckOutcome {
+pub(crate) struct CheckOutcome {
     pub report: CheckReport,
     /// Warnings count as errors too.
     pub strict: bool,
@@ -146,7 +146,7 @@ pub struct CheckOutcome {
 
 impl CheckOutcome {
     /// The exit status: an error-level finding (or, strict, a warning) fails the check.
-    pub fn verdict(&self) -> Result<()> {
+    pub(crate) fn verdict(&self) -> Result<()> {
         let errors = self.report.count(Level::Error);
         let warnings = self.report.count(Level::Warning);
         if errors > 0 || (self.strict && warnings > 0) {
@@ -156,7 +156,7 @@ impl CheckOutcome {
     }
 }
 
-pub fn check(
+pub(crate) fn check(
     sweep: &Path,
     profile: Option<&Path>,
     max_points: u64,
@@ -171,12 +171,12 @@ pub fn check(
 }
 
 /// The templates visible from `dir` (user directories first, then built-in): (name, source).
-pub fn templates_list(dir: Option<PathBuf>) -> Result<Vec<(String, String)>> {
+pub(crate) fn templates_list(dir: Option<PathBuf>) -> Result<Vec<(String, String)>> {
     Ok(TemplateSource::existing(dir.into_iter().collect())?.list())
 }
 
 /// A template's source text.
-pub fn template_source(name: &str, dir: Option<PathBuf>) -> Result<String> {
+pub(crate) fn template_source(name: &str, dir: Option<PathBuf>) -> Result<String> {
     let src = TemplateSource::existing(dir.into_iter().collect())?;
     if let Some(why) = render::template_name_error(name) {
         bail!("`{name}`: {why}");
@@ -187,14 +187,14 @@ pub fn template_source(name: &str, dir: Option<PathBuf>) -> Result<String> {
     }
 }
 
-pub struct TemplateCheck {
+pub(crate) struct TemplateCheck {
     /// The sample job it was rendered for.
     pub job: String,
     pub script: String,
 }
 
 /// Renders a template file with a sample point and runs `bash -n` on the result.
-pub fn template_check(file: &Path, sweep: Option<&Path>) -> Result<TemplateCheck> {
+pub(crate) fn template_check(file: &Path, sweep: Option<&Path>) -> Result<TemplateCheck> {
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -242,7 +242,7 @@ pub fn template_check(file: &Path, sweep: Option<&Path>) -> Result<TemplateCheck
     })
 }
 
-pub struct ProfileImport {
+pub(crate) struct ProfileImport {
     /// `nvidia-smi topo -m` output (`-` for standard input).
     pub topo: PathBuf,
     /// `lscpu` output.
@@ -253,14 +253,14 @@ pub struct ProfileImport {
     pub options: ImportOptions,
 }
 
-pub struct ImportedProfile {
+pub(crate) struct ImportedProfile {
     pub text: String,
     /// Where it was written, if anywhere.
     pub written: Option<PathBuf>,
 }
 
 /// Writes a profile from a node's topology, refusing to overwrite a file.
-pub fn profile_import(p: ProfileImport) -> Result<ImportedProfile> {
+pub(crate) fn profile_import(p: ProfileImport) -> Result<ImportedProfile> {
     let read = |p: &Path| -> Result<String> {
         if p == Path::new("-") {
             let mut s = String::new();
@@ -298,21 +298,21 @@ pub fn profile_import(p: ProfileImport) -> Result<ImportedProfile> {
     })
 }
 
-pub struct SubmitRequest {
+pub(crate) struct SubmitRequest {
     pub executor: Executor,
     pub slurm: submit::SubmitOptions,
     /// Local executor: run again jobs that already ran.
     pub rerun: bool,
 }
 
-pub enum SubmitOutcome {
+pub(crate) enum SubmitOutcome {
     Slurm(SubmitReport),
     Local(LocalReport),
 }
 
 impl SubmitOutcome {
     /// The exit status: a job Slurm rejected fails the submit (after the rest was submitted).
-    pub fn verdict(&self) -> Result<()> {
+    pub(crate) fn verdict(&self) -> Result<()> {
         if let SubmitOutcome::Slurm(r) = self
             && !r.rejected.is_empty()
         {
@@ -326,7 +326,7 @@ impl SubmitOutcome {
 }
 
 /// Submits the campaign's unsubmitted jobs with sbatch, or runs them here (local executor).
-pub fn submit(campaign: &Path, r: SubmitRequest) -> Result<SubmitOutcome> {
+pub(crate) fn submit(campaign: &Path, r: SubmitRequest) -> Result<SubmitOutcome> {
     if r.executor == Executor::Local {
         let opts = local::LocalOptions {
             stages: r.slurm.stages,
@@ -359,19 +359,19 @@ impl std::fmt::Display for ExitStatus {
 impl std::error::Error for ExitStatus {}
 
 /// `status`: Slurm's controller did not answer (`--watch`: for longer than it waits).
-pub const EXIT_CONTROLLER_DOWN: i32 = 3;
+pub(crate) const EXIT_CONTROLLER_DOWN: i32 = 3;
 /// `status --watch`: every job left waits on a dependency that can never be satisfied.
-pub const EXIT_BLOCKED: i32 = 4;
+pub(crate) const EXIT_BLOCKED: i32 = 4;
 /// `status --watch`: every job ended, but some are `lost` or `unknown`.
-pub const EXIT_UNACCOUNTED: i32 = 5;
+pub(crate) const EXIT_UNACCOUNTED: i32 = 5;
 
 /// One look at the campaign's jobs (one squeue call).
-pub fn status(campaign: &Path) -> Result<StatusReport> {
+pub(crate) fn status(campaign: &Path) -> Result<StatusReport> {
     crate::status::poll(campaign, &Slurm::default())
 }
 
 /// The exit status of a status report: the controller's silence is not a success.
-pub fn status_verdict(r: &StatusReport) -> Result<()> {
+pub(crate) fn status_verdict(r: &StatusReport) -> Result<()> {
     if !r.controller_ok() {
         return Err(ExitStatus {
             code: EXIT_CONTROLLER_DOWN,
@@ -386,7 +386,7 @@ pub fn status_verdict(r: &StatusReport) -> Result<()> {
 }
 
 /// Rebuilds the campaign state from Slurm (queue and accounting) and the job markers.
-pub fn rebuild_status(campaign: &Path) -> Result<crate::reconcile::Rebuilt> {
+pub(crate) fn rebuild_status(campaign: &Path) -> Result<crate::reconcile::Rebuilt> {
     crate::reconcile::rebuild(campaign, &Slurm::default())
 }
 
@@ -394,7 +394,7 @@ pub fn rebuild_status(campaign: &Path) -> Result<crate::reconcile::Rebuilt> {
 /// poll with its counts (`RUNNING=2 PENDING=1`) and whether they changed since the last.
 /// Ends early, with its own exit status, when the controller stays silent for `give_up`, or
 /// when all that is left waits on a dependency that can never be satisfied.
-pub fn watch_status(
+pub(crate) fn watch_status(
     campaign: &Path,
     give_up: std::time::Duration,
     on_poll: &mut dyn FnMut(&StatusReport, &str, bool) -> Result<()>,
@@ -470,11 +470,11 @@ pub fn watch_status(
 }
 
 /// Cancels a campaign's active jobs: all, a stage's, or the named ones.
-pub fn cancel(campaign: &Path, stages: &[String], jobs: &[String]) -> Result<CancelReport> {
+pub(crate) fn cancel(campaign: &Path, stages: &[String], jobs: &[String]) -> Result<CancelReport> {
     submit::cancel(campaign, stages, jobs, &Slurm::default())
 }
 
-pub struct CollectRequest {
+pub(crate) struct CollectRequest {
     /// A campaign directory, or else `logs`: any tree of logs, each file a source.
     pub campaign: Option<PathBuf>,
     pub logs: Option<PathBuf>,
@@ -489,7 +489,7 @@ pub struct CollectRequest {
 }
 
 /// Parses a campaign's logs (or any directory of logs) into tables and a summary.
-pub fn collect(r: &CollectRequest) -> Result<collect::Report> {
+pub(crate) fn collect(r: &CollectRequest) -> Result<collect::Report> {
     let patterns = match &r.patterns {
         Some(p) => spec::load(p)?.spec.collect.patterns,
         None => Vec::new(),
@@ -528,14 +528,14 @@ pub fn collect(r: &CollectRequest) -> Result<collect::Report> {
     }
 }
 
-pub struct DemoOutcome {
+pub(crate) struct DemoOutcome {
     pub dir: PathBuf,
     pub local: LocalReport,
     pub collect: collect::Report,
 }
 
 /// Expands the built-in demo campaign into `out`, runs it with the local executor, collects it.
-pub fn demo(
+pub(crate) fn demo(
     out: Option<PathBuf>,
     results: Option<PathBuf>,
     progress: bool,
@@ -588,7 +588,10 @@ pub fn demo(
 }
 
 /// Collects a campaign (incrementally) into `out` and analyses it; returns where the tables are.
-pub fn collect_and_analyze(dir: &Path, out_dir: Option<PathBuf>) -> Result<(PathBuf, Analysis)> {
+pub(crate) fn collect_and_analyze(
+    dir: &Path,
+    out_dir: Option<PathBuf>,
+) -> Result<(PathBuf, Analysis)> {
     let m = Manifest::load(dir)?;
     let dest = out_dir.unwrap_or_else(|| PathBuf::from("results").join(&m.campaign));
     collect::collect_campaign(
@@ -603,14 +606,14 @@ pub fn collect_and_analyze(dir: &Path, out_dir: Option<PathBuf>) -> Result<(Path
     Ok((dest, a))
 }
 
-pub struct ReportOutcome {
+pub(crate) struct ReportOutcome {
     pub html: PathBuf,
     pub summary: PathBuf,
     pub tables: PathBuf,
 }
 
 /// Collects and analyses a campaign, then writes report.html and summary.md beside its tables.
-pub fn report(campaign: &Path, out: Option<PathBuf>) -> Result<ReportOutcome> {
+pub(crate) fn report(campaign: &Path, out: Option<PathBuf>) -> Result<ReportOutcome> {
     let m = Manifest::load(campaign)?;
     let (dest, an) = collect_and_analyze(campaign, out)?;
     // The plan check of the campaign as expanded (its own copies of the sweep file and profile).

@@ -82,7 +82,7 @@ const WORDS: &[(JobState, &str)] = &[
 
 impl JobState {
     /// The order `sweep status` counts states in; states not listed follow in the order met.
-    pub const DISPLAY_ORDER: &[JobState] = &[
+    pub(crate) const DISPLAY_ORDER: &[JobState] = &[
         JobState::Unsubmitted,
         JobState::Rejected,
         JobState::Pending,
@@ -105,11 +105,11 @@ impl JobState {
 
     /// A state as Slurm's commands print it: sacct writes `CANCELLED by 0` and may append `+`
     /// to a truncated word.
-    pub fn from_slurm(word: &str) -> JobState {
+    pub(crate) fn from_slurm(word: &str) -> JobState {
         JobState::from(normalize(word))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             JobState::Other(s) => s,
             known => WORDS
@@ -121,7 +121,7 @@ impl JobState {
     }
 
     /// The job has ended and will not run again by itself.
-    pub fn is_terminal(&self) -> bool {
+    pub(crate) fn is_terminal(&self) -> bool {
         match self {
             JobState::Completed
             | JobState::Failed
@@ -143,7 +143,7 @@ impl JobState {
     }
 
     /// The job is still Slurm's business: it may run, or run again.
-    pub fn is_active(&self) -> bool {
+    pub(crate) fn is_active(&self) -> bool {
         match self {
             JobState::Pending
             | JobState::Configuring

@@ -19,10 +19,10 @@ use crate::spec::{Dependency, LoadedSweep};
 use crate::{dsconfig, render};
 
 pub use crate::layout::MANIFEST;
-pub const FORMAT: u32 = 1;
+pub(crate) const FORMAT: u32 = 1;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Manifest {
+pub(crate) struct Manifest {
     pub format: u32,
     pub campaign: String,
     pub sweep_file: String,
@@ -32,7 +32,7 @@ pub struct Manifest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ManifestStage {
+pub(crate) struct ManifestStage {
     pub name: String,
     pub template: String,
     pub after: Vec<String>,
@@ -40,7 +40,7 @@ pub struct ManifestStage {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ManifestJob {
+pub(crate) struct ManifestJob {
     pub id: String,
     pub stage: String,
     /// Relative to the campaign directory.
@@ -53,7 +53,7 @@ pub struct ManifestJob {
 }
 
 impl Manifest {
-    pub fn load(dir: &Path) -> Result<Manifest> {
+    pub(crate) fn load(dir: &Path) -> Result<Manifest> {
         let p = dir.join(MANIFEST);
         let text = std::fs::read_to_string(&p).with_context(|| {
             format!(
@@ -94,7 +94,7 @@ impl Manifest {
     }
 
     /// Each stage's position in the sweep file: submit and the local executor go stage by stage.
-    pub fn stage_order(&self) -> HashMap<&str, usize> {
+    pub(crate) fn stage_order(&self) -> HashMap<&str, usize> {
         self.stages
             .iter()
             .enumerate()
@@ -112,14 +112,14 @@ pub struct WriteReport {
     pub stale: Vec<String>,
 }
 
-pub fn job_dir_rel(id: &str) -> String {
+pub(crate) fn job_dir_rel(id: &str) -> String {
     format!("jobs/{id}")
 }
 
 /// Ids of jobs the campaign state says were submitted (their files must not change under them).
 /// A state that cannot be read is an error: taking it for "nothing submitted" would let a
 /// re-expand rewrite the scripts of running jobs.
-pub fn submitted_ids(dir: &Path) -> Result<HashSet<String>> {
+pub(crate) fn submitted_ids(dir: &Path) -> Result<HashSet<String>> {
     let st = crate::state::State::load(dir)?;
     Ok(st
         .jobs
@@ -132,7 +132,7 @@ pub fn submitted_ids(dir: &Path) -> Result<HashSet<String>> {
 /// What `expand` may write into `out`: nothing but a new or empty directory, or this campaign's
 /// own directory, unless `force` (then the list says what it replaces). Checked before anything
 /// is written.
-pub fn check_out_dir(
+pub(crate) fn check_out_dir(
     sweep: &LoadedSweep,
     plan: &Plan,
     out: &Path,
@@ -298,7 +298,7 @@ fn pretty(v: &Json) -> Vec<u8> {
 }
 
 /// Writes `bytes` to `path` only when they differ, atomically; returns whether it wrote.
-pub fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
+pub(crate) fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
     // A file of another size differs: not read.
     let same_size = std::fs::metadata(path).is_ok_and(|m| m.len() == bytes.len() as u64);
     if same_size
@@ -325,7 +325,7 @@ pub fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
     Ok(true)
 }
 
-pub fn manifest(sweep: &LoadedSweep, profile: &Profile, plan: &Plan) -> Manifest {
+pub(crate) fn manifest(sweep: &LoadedSweep, profile: &Profile, plan: &Plan) -> Manifest {
     Manifest {
         format: FORMAT,
         campaign: sweep.spec.name.clone(),
@@ -360,7 +360,7 @@ pub fn manifest(sweep: &LoadedSweep, profile: &Profile, plan: &Plan) -> Manifest
 }
 
 /// `jobs.csv`: one row per job with every axis of every stage (empty where a stage lacks it).
-pub fn jobs_csv(plan: &Plan) -> Result<Vec<u8>> {
+pub(crate) fn jobs_csv(plan: &Plan) -> Result<Vec<u8>> {
     let mut axis_cols: Vec<String> = Vec::new();
     for p in &plan.points {
         for k in p.axes.keys() {
@@ -498,7 +498,7 @@ pub fn write(
 }
 
 /// Payload scripts shipped with sweep, copied into the campaign so jobs are self-contained.
-pub const PAYLOADS: &[(&str, &str)] = &[(
+pub(crate) const PAYLOADS: &[(&str, &str)] = &[(
     "llama_bench.py",
     include_str!("../../job-templates/payloads/llama_bench.py"),
 )];
@@ -514,7 +514,7 @@ fn write_payloads(out: &Path) -> Result<()> {
 
 /// Every stage's template must exist before anything is rendered: say which stage names a
 /// missing one, at its line in the sweep file.
-pub fn check_templates(
+pub(crate) fn check_templates(
     sweep: &LoadedSweep,
     templates: &render::TemplateSource,
 ) -> Result<(), crate::diag::InputError> {

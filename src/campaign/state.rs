@@ -91,7 +91,7 @@ pub struct PastAttempt {
 }
 
 impl JobRecord {
-    pub fn is_terminal(&self) -> bool {
+    pub(crate) fn is_terminal(&self) -> bool {
         self.state.as_ref().is_some_and(JobState::is_terminal)
     }
 }
@@ -118,7 +118,7 @@ impl Lock {
     }
 
     /// The lock if no one holds it, else `None` (read-only commands do not wait for a submit).
-    pub fn try_acquire(dir: &Path) -> Result<Option<Lock>> {
+    pub(crate) fn try_acquire(dir: &Path) -> Result<Option<Lock>> {
         Self::take(dir, false)
     }
 
@@ -171,7 +171,7 @@ impl Lock {
     }
 
     /// Who holds the campaign's lock, as the holder wrote it.
-    pub fn holder(dir: &Path) -> String {
+    pub(crate) fn holder(dir: &Path) -> String {
         match File::open(dir.join(LOCK)) {
             Ok(mut f) => holder_of(&mut f),
             Err(_) => "another sweep process".into(),
@@ -180,7 +180,7 @@ impl Lock {
 
     /// Fails if the lock file was removed or replaced since it was locked: another process
     /// may then hold a lock of its own, and writing on would make two writers.
-    pub fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         let now = std::fs::metadata(&self.path).map(|m| file_ident(&m)).ok();
         if now != Some(self.ident) {
             bail!(
@@ -232,11 +232,11 @@ fn compact_after(jobs: usize) -> usize {
 }
 
 impl State {
-    pub fn path(dir: &Path) -> PathBuf {
+    pub(crate) fn path(dir: &Path) -> PathBuf {
         dir.join(STATE)
     }
 
-    pub fn journal_path(dir: &Path) -> PathBuf {
+    pub(crate) fn journal_path(dir: &Path) -> PathBuf {
         dir.join(JOURNAL)
     }
 
@@ -334,12 +334,12 @@ impl State {
 
     /// Records one job's record durably: one journal line and one fsync, O(1) however large
     /// the campaign; now and then the whole state is written and the journal started anew.
-    pub fn record(&mut self, lock: &Lock, dir: &Path, job: &str) -> Result<()> {
+    pub(crate) fn record(&mut self, lock: &Lock, dir: &Path, job: &str) -> Result<()> {
         self.record_many(lock, dir, &[job.to_string()])
     }
 
     /// Records several jobs' records with one write and one fsync.
-    pub fn record_many(&mut self, lock: &Lock, dir: &Path, jobs: &[String]) -> Result<()> {
+    pub(crate) fn record_many(&mut self, lock: &Lock, dir: &Path, jobs: &[String]) -> Result<()> {
         if jobs.is_empty() {
             return Ok(());
         }
@@ -463,18 +463,18 @@ fn sync_dir(dir: &Path) {
 }
 
 /// UTC now as `YYYY-MM-DDTHH:MM:SS`, the format sacct takes for `--starttime`.
-pub fn now_utc() -> String {
+pub(crate) fn now_utc() -> String {
     utc_from_unix(now_unix())
 }
 
-pub fn now_unix() -> u64 {
+pub(crate) fn now_unix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
 
-pub fn utc_from_unix(secs: u64) -> String {
+pub(crate) fn utc_from_unix(secs: u64) -> String {
     let days = (secs / 86400) as i64;
     let rem = secs % 86400;
     // Howard Hinnant's civil-from-days.
@@ -497,7 +497,7 @@ pub fn utc_from_unix(secs: u64) -> String {
 }
 
 /// Refuses to run against a directory that is not a campaign.
-pub fn ensure_campaign(dir: &Path) -> Result<()> {
+pub(crate) fn ensure_campaign(dir: &Path) -> Result<()> {
     if !dir.join(crate::layout::MANIFEST).exists() {
         bail!(
             "{} is not a campaign directory (no {}; run `sweep expand` first)",

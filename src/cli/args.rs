@@ -14,13 +14,13 @@ use crate::expand;
 )]
 pub struct Cli {
     #[command(flatten)]
-    pub output: OutputArgs,
+    pub(crate) output: OutputArgs,
     #[command(subcommand)]
-    pub cmd: Cmd,
+    pub(crate) cmd: Cmd,
 }
 
 #[derive(Args, Debug, Clone, Copy)]
-pub struct OutputArgs {
+pub(crate) struct OutputArgs {
     /// Print machine-readable JSON instead of tables.
     #[arg(long, global = true, conflicts_with = "quiet")]
     pub json: bool,
@@ -30,7 +30,7 @@ pub struct OutputArgs {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Cmd {
+pub(crate) enum Cmd {
     /// Expand a sweep file into one directory per job (or print the plan with --dry-run).
     Expand(ExpandArgs),
     /// Inspect and check job templates.
@@ -66,7 +66,7 @@ pub enum Cmd {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum ProfileCmd {
+pub(crate) enum ProfileCmd {
     /// Write a profile from `nvidia-smi topo -m` output: GPU -> NUMA -> CPUs -> nearest NIC.
     Import {
         /// A file holding `nvidia-smi topo -m` output (`-` for standard input).
@@ -98,7 +98,7 @@ pub enum ProfileCmd {
 }
 
 #[derive(Args, Debug)]
-pub struct AnalyzeArgs {
+pub(crate) struct AnalyzeArgs {
     pub campaign: PathBuf,
     /// Where `collect` writes its tables and the analysis goes (default: results/<campaign>).
     #[arg(long)]
@@ -106,7 +106,7 @@ pub struct AnalyzeArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     /// The sweep file (TOML).
     pub sweep: PathBuf,
     /// Cluster profile file, instead of the one the sweep file names.
@@ -124,7 +124,7 @@ pub struct CheckArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Campaign directory (default: runs/demo).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -134,7 +134,7 @@ pub struct DemoArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct CollectArgs {
+pub(crate) struct CollectArgs {
     /// Campaign directory (from `sweep expand`).
     #[arg(required_unless_present = "logs", conflicts_with = "logs")]
     pub campaign: Option<PathBuf>,
@@ -153,7 +153,7 @@ pub struct CollectArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct SubmitArgs {
+pub(crate) struct SubmitArgs {
     pub campaign: PathBuf,
     /// Only these stages (repeatable).
     #[arg(long = "stage")]
@@ -181,7 +181,7 @@ pub struct SubmitArgs {
 pub use crate::executor::Executor;
 
 #[derive(Args, Debug)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     pub campaign: PathBuf,
     /// Poll until every job has ended, backing off while nothing changes.
     #[arg(long)]
@@ -199,7 +199,7 @@ pub struct StatusArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct CancelArgs {
+pub(crate) struct CancelArgs {
     pub campaign: PathBuf,
     #[arg(long = "stage")]
     pub stages: Vec<String>,
@@ -208,7 +208,7 @@ pub struct CancelArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct ExpandArgs {
+pub(crate) struct ExpandArgs {
     /// The sweep file (TOML).
     pub sweep: PathBuf,
     /// Campaign directory to write (default: runs/<campaign name>).
@@ -239,7 +239,7 @@ pub struct ExpandArgs {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum TemplatesCmd {
+pub(crate) enum TemplatesCmd {
     /// List the templates visible (user directories first, then built-in).
     List {
         #[arg(long)]

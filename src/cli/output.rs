@@ -23,7 +23,7 @@ const PLAN_ROWS: usize = 200;
 const CHECK_ROWS: usize = 40;
 
 /// Picks the output once, for the whole run.
-pub fn choose(args: OutputArgs) -> Box<dyn Output> {
+pub(crate) fn choose(args: OutputArgs) -> Box<dyn Output> {
     if args.json {
         Box::new(Json)
     } else if args.quiet {
@@ -37,7 +37,7 @@ pub fn choose(args: OutputArgs) -> Box<dyn Output> {
 /// ([`Reporter`]). The defaults are `--quiet`'s: nothing on stdout, except where a command's
 /// output is its whole purpose (a template's source, a profile written to stdout), which every
 /// mode prints.
-pub trait Output: Reporter {
+pub(crate) trait Output: Reporter {
     /// Whether a long step may draw a progress bar (a person is watching stderr).
     fn progress(&self) -> bool {
         false
@@ -109,11 +109,11 @@ pub trait Output: Reporter {
 }
 
 /// Tables and sentences for a person.
-pub struct Human;
+pub(crate) struct Human;
 /// One JSON document per result on stdout (one line per change for `status --watch`).
-pub struct Json;
+pub(crate) struct Json;
 /// Only errors.
-pub struct Quiet;
+pub(crate) struct Quiet;
 
 impl Output for Quiet {}
 impl Reporter for Quiet {}
@@ -425,13 +425,13 @@ impl Output for Json {
 
 /// `status --watch`: a progress bar while a person watches stderr, else a line (or a JSON
 /// document) each time the counts change; the pollers' warnings go to stderr in every mode.
-pub struct StatusWatch<'a> {
+pub(crate) struct StatusWatch<'a> {
     out: &'a dyn Output,
     bar: Option<indicatif::ProgressBar>,
 }
 
 impl<'a> StatusWatch<'a> {
-    pub fn new(out: &'a dyn Output) -> Self {
+    pub(crate) fn new(out: &'a dyn Output) -> Self {
         let bar = out.progress().then(|| {
             let b = indicatif::ProgressBar::new(0);
             if let Ok(style) =
@@ -444,7 +444,7 @@ impl<'a> StatusWatch<'a> {
         StatusWatch { out, bar }
     }
 
-    pub fn polled(&self, r: &StatusReport, counts: &str, changed: bool) -> Result<()> {
+    pub(crate) fn polled(&self, r: &StatusReport, counts: &str, changed: bool) -> Result<()> {
         if let Some(b) = &self.bar {
             let ended = r.jobs.iter().filter(|j| j.state.is_terminal()).count();
             b.set_length(r.jobs.len() as u64);
@@ -459,7 +459,7 @@ impl<'a> StatusWatch<'a> {
         Ok(())
     }
 
-    pub fn ended(self, r: &StatusReport, all: bool) {
+    pub(crate) fn ended(self, r: &StatusReport, all: bool) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }

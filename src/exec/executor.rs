@@ -14,7 +14,7 @@ pub enum Executor {
 impl Executor {
     /// The executor that ran a job, as its record tells it. Slurm's jobs record none (their
     /// records predate the field), and a name sweep does not know is Slurm's too, as it was.
-    pub fn of(record: &JobRecord) -> Executor {
+    pub(crate) fn of(record: &JobRecord) -> Executor {
         match record.executor.as_deref() {
             Some(n) if n == Executor::Local.name() => Executor::Local,
             _ => Executor::Slurm,
@@ -23,7 +23,7 @@ impl Executor {
 
     /// The name a job's record (state.json's `executor`) and its `SWEEP_EXECUTOR` carry, the
     /// same word `--executor` takes.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Executor::Slurm => "slurm",
             Executor::Local => "local",
@@ -32,7 +32,7 @@ impl Executor {
 
     /// Whether Slurm knows the job: squeue and sacct can tell its state and scancel can stop
     /// it. A local job is known only to the sweep process that runs it (Ctrl-C there stops it).
-    pub fn known_to_slurm(self) -> bool {
+    pub(crate) fn known_to_slurm(self) -> bool {
         match self {
             Executor::Slurm => true,
             Executor::Local => false,

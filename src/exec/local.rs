@@ -40,7 +40,7 @@ pub(crate) struct LocalOptions {
 }
 
 #[derive(Debug, Default, Serialize)]
-pub struct LocalReport {
+pub(crate) struct LocalReport {
     /// (job, local id, final state, exit code)
     pub ran: Vec<(String, String, JobState, i32)>,
     pub already: usize,

@@ -9,7 +9,7 @@ use crate::job_state::JobState;
 
 /// What a finished marker says: exit code and the signal that ended the script, if any.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Finished {
+pub(crate) struct Finished {
     pub slurm_job_id: String,
     pub exit_code: i32,
     pub signal: String,
@@ -17,7 +17,7 @@ pub struct Finished {
     pub restart_count: u32,
 }
 
-pub fn read_finished(job_dir: &Path) -> Option<Finished> {
+pub(crate) fn read_finished(job_dir: &Path) -> Option<Finished> {
     let text = std::fs::read_to_string(job_dir.join("finished")).ok()?;
     let get = |k: &str| {
         text.lines()
@@ -36,7 +36,7 @@ pub fn read_finished(job_dir: &Path) -> Option<Finished> {
 
 /// What the job's Slurm output says about how it ended: slurmstepd's and srun's own messages.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct LogVerdict {
+pub(crate) struct LogVerdict {
     pub time_limit: bool,
     pub node_failure: bool,
     pub preempted: bool,
@@ -44,7 +44,7 @@ pub struct LogVerdict {
     pub step_oom: bool,
 }
 
-pub fn scan_slurm_output(job_dir: &Path, slurm_id: &str) -> LogVerdict {
+pub(crate) fn scan_slurm_output(job_dir: &Path, slurm_id: &str) -> LogVerdict {
     use std::io::BufRead;
     let mut v = LogVerdict::default();
     let Ok(f) = std::fs::File::open(job_dir.join(format!("slurm-{slurm_id}.out"))) else {
@@ -79,7 +79,7 @@ pub fn scan_slurm_output(job_dir: &Path, slurm_id: &str) -> LogVerdict {
 }
 
 /// The job's end as its finished marker and its Slurm output tell it: (state, step OOM).
-pub fn state_from_marker(job_dir: &Path, f: &Finished) -> (JobState, bool) {
+pub(crate) fn state_from_marker(job_dir: &Path, f: &Finished) -> (JobState, bool) {
     let v = scan_slurm_output(job_dir, &f.slurm_job_id);
     let state = if v.batch_oom {
         JobState::OutOfMemory
@@ -100,12 +100,12 @@ pub fn state_from_marker(job_dir: &Path, f: &Finished) -> (JobState, bool) {
 }
 
 /// The Slurm id a job's `started` marker records, if the job got that far.
-pub fn started_id(job_dir: &Path) -> Option<String> {
+pub(crate) fn started_id(job_dir: &Path) -> Option<String> {
     started_field(job_dir, "slurm_job_id=")
 }
 
 /// Slurm's restart count of the attempt that last started (`SLURM_RESTART_COUNT`), if any.
-pub fn started_restarts(job_dir: &Path) -> Option<u32> {
+pub(crate) fn started_restarts(job_dir: &Path) -> Option<u32> {
     started_field(job_dir, "restart_count=")?.parse().ok()
 }
 

@@ -15,22 +15,20 @@ use crate::slurm::{AcctJob, QueueJob, Slurm};
 use crate::state::{JobRecord, Lock, State};
 
 /// Seconds a write-ahead record must age before "not in the queue" means "never submitted".
-pub const SETTLE_S: u64 = 2;
+pub(crate) const SETTLE_S: u64 = 2;
 
 /// What Slurm holds under the campaign's name: the queue, and accounting where it answers.
-pub struct Inventory {
-    pub queue: Vec<QueueJob>,
-    /// `None`: accounting was not asked, or did not answer (then the queue and the markers are
-    /// all there is to go on).
-    pub accounting: Option<Vec<AcctJob>>,
-    pub accounting_error: Option<String>,
+pub(crate) struct Inventory {
+    /// Why accounting could not be asked, where it could not (then the queue and the markers
+    /// are all there is to go on).
+    pub(crate) accounting_error: Option<String>,
     /// Job name -> (id, submit time, working directory), from both.
     by_name: HashMap<String, Vec<(String, String, String)>>,
 }
 
 impl Inventory {
     /// One squeue and one sacct call for the whole campaign (sacct over the last 30 days).
-    pub fn fetch(m: &Manifest, slurm: &Slurm, with_accounting: bool) -> Result<Inventory> {
+    pub(crate) fn fetch(m: &Manifest, slurm: &Slurm, with_accounting: bool) -> Result<Inventory> {
         let prefix = format!("{}:", m.campaign);
         let queue = slurm.squeue(&prefix)?;
         let (accounting, accounting_error) = if with_accounting {
@@ -41,11 +39,11 @@ impl Inventory {
         } else {
             (None, None)
         };
-        Ok(Inventory::new(queue, accounting, accounting_error))
+        Ok(Inventory::new(&queue, accounting, accounting_error))
     }
 
-    pub fn new(
-        queue: Vec<QueueJob>,
+    pub(crate) fn new(
+        queue: &[QueueJob],
         accounting: Option<Vec<AcctJob>>,
         accounting_error: Option<String>,
     ) -> Inventory {
@@ -62,8 +60,6 @@ impl Inventory {
             }
         }
         Inventory {
-            queue,
-            accounting,
             accounting_error,
             by_name,
         }
@@ -87,7 +83,7 @@ impl Inventory {
 
 /// sacct's default window is only today, which silently misses jobs submitted earlier: ask
 /// for the last 30 days (the ids or the names bound the query anyway).
-pub fn since_window() -> String {
+pub(crate) fn since_window() -> String {
     crate::state::utc_from_unix(crate::state::now_unix().saturating_sub(30 * 86400))
 }
 
@@ -101,7 +97,7 @@ fn job_number(id: &str) -> u64 {
 /// For `submit` and `cancel`, holding the lock: adopts what Slurm has for every job whose
 /// write-ahead record is pending or that has no id at all, and drops write-ahead records that
 /// Slurm does not know (that sbatch never created a job). Returns the adopted `(job, id)`s.
-pub fn reconcile(
+pub(crate) fn reconcile(
     lock: &Lock,
     dir: &Path,
     m: &Manifest,
@@ -140,7 +136,7 @@ pub fn reconcile(
 }
 
 /// A change [`adopt`] made to one job's record.
-pub struct Adopted {
+pub(crate) struct Adopted {
     pub job: String,
     /// The id adopted; `None` where a write-ahead record was dropped.
     pub slurm_id: Option<String>,
@@ -149,7 +145,7 @@ pub struct Adopted {
 }
 
 /// Who may conclude what in [`adopt`].
-pub struct AdoptRules {
+pub(crate) struct AdoptRules {
     /// Clear write-ahead records Slurm does not know. Only the lock holder may: an sbatch of
     /// its own is then the only one that could still be in flight, and it has none.
     pub drop_unfound: bool,
@@ -160,12 +156,12 @@ pub struct AdoptRules {
 
 impl AdoptRules {
     /// `submit`, `cancel`, `status --rebuild`: holding the lock.
-    pub const LOCK_HOLDER: AdoptRules = AdoptRules {
+    pub(crate) const LOCK_HOLDER: AdoptRules = AdoptRules {
         drop_unfound: true,
         unrecorded_from_markers: true,
     };
     /// A read-only `status`: adopts what the queue shows, concludes nothing from absence.
-    pub const STATUS: AdoptRules = AdoptRules {
+    pub(crate) const STATUS: AdoptRules = AdoptRules {
         drop_unfound: false,
         unrecorded_from_markers: false,
     };
@@ -174,7 +170,7 @@ impl AdoptRules {
 /// The part of [`reconcile`] that works on an inventory already fetched: for each job without
 /// an id whose sbatch may have run (a write-ahead record) or that has no record at all, the
 /// newest id Slurm or its `started` marker has that is not an earlier attempt.
-pub fn adopt(
+pub(crate) fn adopt(
     dir: &Path,
     m: &Manifest,
     st: &mut State,
@@ -243,7 +239,7 @@ fn known_ids(rec: &JobRecord) -> Vec<String> {
 
 /// Whether a directory Slurm reports is the job directory we mean (either may be reached
 /// through a symlink).
-pub fn same_dir(reported: &str, ours: &Path) -> bool {
+pub(crate) fn same_dir(reported: &str, ours: &Path) -> bool {
     let a = std::fs::canonicalize(reported).unwrap_or_else(|_| reported.into());
     let b = std::fs::canonicalize(ours).unwrap_or_else(|_| ours.to_path_buf());
     a == b
@@ -251,7 +247,7 @@ pub fn same_dir(reported: &str, ours: &Path) -> bool {
 
 /// What `status --rebuild` did.
 #[derive(Debug, Default, serde::Serialize)]
-pub struct Rebuilt {
+pub(crate) struct Rebuilt {
     /// Where an unreadable state was moved (kept for inspection, never deleted).
     pub set_aside: Vec<String>,
     /// `(job, Slurm id)` adopted.
@@ -266,7 +262,7 @@ pub struct Rebuilt {
 }
 
 impl Rebuilt {
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut s = String::new();
         for p in &self.set_aside {
             s.push_str(&format!("kept the unreadable state as {p}\n"));
@@ -290,7 +286,7 @@ impl Rebuilt {
 /// job the state has no id for is looked up in the queue, in accounting (30 days) and in its
 /// `started` marker by name and working directory; the newest id found is the current attempt,
 /// older ones its history. The lookup the state's writers make anyway, made for every job.
-pub fn rebuild(dir: &Path, slurm: &Slurm) -> Result<Rebuilt> {
+pub(crate) fn rebuild(dir: &Path, slurm: &Slurm) -> Result<Rebuilt> {
     crate::state::ensure_campaign(dir)?;
     let m = Manifest::load(dir)?;
     let lock = Lock::acquire(dir)?;

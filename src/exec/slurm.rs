@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::job_state::JobState;
 
 #[derive(Debug, thiserror::Error)]
-pub enum SlurmError {
+pub(crate) enum SlurmError {
     /// The controller (or slurmdbd) did not answer; the same call may succeed later.
     #[error("{cmd}: Slurm is not answering: {message}")]
     Transient { cmd: String, message: String },
@@ -19,12 +19,6 @@ pub enum SlurmError {
     Rejected { cmd: String, message: String },
     #[error("{cmd}: {message}")]
     Unavailable { cmd: String, message: String },
-}
-
-impl SlurmError {
-    pub fn is_transient(&self) -> bool {
-        matches!(self, SlurmError::Transient { .. })
-    }
 }
 
 /// Messages that mean "try again": the controller or database did not answer in time.
@@ -41,7 +35,7 @@ const TRANSIENT: &[&str] = &[
     "timed out after",
 ];
 
-pub struct Slurm {
+pub(crate) struct Slurm {
     pub timeout: Duration,
 }
 
@@ -54,7 +48,7 @@ impl Default for Slurm {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct QueueJob {
+pub(crate) struct QueueJob {
     pub id: String,
     pub name: String,
     pub state: JobState,
@@ -65,7 +59,7 @@ pub struct QueueJob {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct AcctJob {
+pub(crate) struct AcctJob {
     pub id: String,
     pub name: String,
     pub state: JobState,
@@ -132,7 +126,7 @@ impl Slurm {
     }
 
     /// `sbatch --parsable ARGS SCRIPT` run in the job directory; returns the job id.
-    pub fn sbatch(&self, job_dir: &Path, args: &[String]) -> Result<String, SlurmError> {
+    pub(crate) fn sbatch(&self, job_dir: &Path, args: &[String]) -> Result<String, SlurmError> {
         let mut a = vec!["--parsable".to_string()];
         a.extend(args.iter().cloned());
         a.push("job.sbatch".into());
@@ -154,7 +148,7 @@ impl Slurm {
 
     /// One `squeue` call for every job of the user in every state, filtered to names that start
     /// with `prefix` (the campaign's).
-    pub fn squeue(&self, prefix: &str) -> Result<Vec<QueueJob>, SlurmError> {
+    pub(crate) fn squeue(&self, prefix: &str) -> Result<Vec<QueueJob>, SlurmError> {
         let args: Vec<String> = [
             "--me",
             "--noheader",
@@ -170,7 +164,7 @@ impl Slurm {
     }
 
     /// One `sacct` call for the given ids, steps included, bounded below by `since`.
-    pub fn sacct(&self, ids: &[String], since: &str) -> Result<Vec<AcctJob>, SlurmError> {
+    pub(crate) fn sacct(&self, ids: &[String], since: &str) -> Result<Vec<AcctJob>, SlurmError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -207,7 +201,11 @@ impl Slurm {
 
     /// Every job of this user whose name starts with `prefix` that accounting knows since
     /// `since` (allocations only): what a campaign has in Slurm when its state is gone.
-    pub fn sacct_named(&self, prefix: &str, since: &str) -> Result<Vec<AcctJob>, SlurmError> {
+    pub(crate) fn sacct_named(
+        &self,
+        prefix: &str,
+        since: &str,
+    ) -> Result<Vec<AcctJob>, SlurmError> {
         let args = vec![
             "--noheader".to_string(),
             "--parsable2".into(),
@@ -222,7 +220,7 @@ impl Slurm {
         Ok(jobs)
     }
 
-    pub fn scancel(&self, ids: &[String]) -> Result<(), SlurmError> {
+    pub(crate) fn scancel(&self, ids: &[String]) -> Result<(), SlurmError> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -274,7 +272,7 @@ fn wait_timeout(
     }
 }
 
-pub fn parse_squeue(out: &str, prefix: &str) -> Vec<QueueJob> {
+pub(crate) fn parse_squeue(out: &str, prefix: &str) -> Vec<QueueJob> {
     out.lines()
         .filter_map(|l| {
             // The name is last, so a `|` inside a foreign job's name cannot shift our fields.
@@ -297,71 +295,7 @@ pub fn parse_squeue(out: &str, prefix: &str) -> Vec<QueueJob> {
         .collect()
 }
 
-/// A number in Slurm's JSON: plain (22.05) or `{"set": true, "number": N}` (23.02 and later).
-fn json_num(v: &serde_json::Value) -> Option<i64> {
-    match v {
-        serde_json::Value::Number(n) => n.as_i64(),
-        serde_json::Value::Object(o) if o.get("set").and_then(|s| s.as_bool()) != Some(false) => {
-            o.get("number").and_then(|n| n.as_i64())
-        }
-        _ => None,
-    }
-}
-
-/// A state in Slurm's JSON: a string (22.05) or a list of flags whose first is the state (23.02+).
-fn json_state(v: &serde_json::Value) -> Option<String> {
-    match v {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Array(a) => a.first().and_then(|x| x.as_str()).map(String::from),
-        _ => None,
-    }
-}
-
-/// `squeue --json` output; `None` when it is not the JSON Slurm prints.
-pub fn parse_squeue_json(out: &str, prefix: &str) -> Option<Vec<QueueJob>> {
-    let v: serde_json::Value = serde_json::from_str(out).ok()?;
-    let jobs = v.get("jobs")?.as_array()?;
-    let mut res = Vec::new();
-    for j in jobs {
-        let name = j.get("name").and_then(|n| n.as_str()).unwrap_or("");
-        if !name.starts_with(prefix) {
-            continue;
-        }
-        let id = json_num(j.get("job_id")?)?;
-        let task = j.get("array_task_id").and_then(json_num);
-        let array_job = j.get("array_job_id").and_then(json_num).filter(|a| *a != 0);
-        let id = match (array_job, task) {
-            (Some(a), Some(t)) => format!("{a}_{t}"),
-            _ => id.to_string(),
-        };
-        let submit = j
-            .get("submit_time")
-            .and_then(json_num)
-            .map(|t| crate::state::utc_from_unix(t.max(0) as u64))
-            .unwrap_or_default();
-        res.push(QueueJob {
-            id,
-            name: name.to_string(),
-            state: JobState::from_slurm(
-                &j.get("job_state").and_then(json_state).unwrap_or_default(),
-            ),
-            reason: j
-                .get("state_reason")
-                .and_then(|r| r.as_str())
-                .unwrap_or("")
-                .to_string(),
-            submit_time: submit,
-            work_dir: j
-                .get("current_working_directory")
-                .and_then(|d| d.as_str())
-                .unwrap_or("")
-                .to_string(),
-        });
-    }
-    Some(res)
-}
-
-pub fn parse_sacct(out: &str) -> Vec<AcctJob> {
+pub(crate) fn parse_sacct(out: &str) -> Vec<AcctJob> {
     let mut jobs: Vec<AcctJob> = Vec::new();
     for l in out.lines() {
         let f: Vec<&str> = l.trim().split('|').collect();
@@ -438,22 +372,5 @@ mod tests {
             JobState::from_slurm("CANCELLED by 0").is_terminal()
                 && !JobState::from_slurm("PENDING").is_terminal()
         );
-    }
-
-    #[test]
-    fn recorded_squeue_json_filters_by_campaign_and_keeps_identity() {
-        let text = fixture("squeue-json-22.05.json");
-        let v = parse_squeue_json(&text, "fx:").unwrap();
-        assert_eq!(v.len(), 3);
-        let held = v.iter().find(|j| j.name == "fx:held").unwrap();
-        assert_eq!(
-            (held.id.as_str(), held.state.as_str(), held.reason.as_str()),
-            ("5", "PENDING", "JobHeldUser")
-        );
-        assert_eq!(held.work_dir, "/tmp");
-        assert!(held.submit_time.starts_with("2026-11-25T"));
-        let tl = parse_squeue_json(&text, "tl:").unwrap();
-        assert_eq!(tl[0].state, "TIMEOUT");
-        assert!(parse_squeue_json("squeue: error: something", "x").is_none());
     }
 }

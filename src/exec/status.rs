@@ -17,7 +17,7 @@ use crate::slurm::{QueueJob, Slurm};
 use crate::state::{Lock, State};
 
 #[derive(Debug, Clone, Serialize)]
-pub struct JobStatus {
+pub(crate) struct JobStatus {
     pub id: String,
     pub stage: String,
     pub slurm_id: Option<String>,
@@ -34,7 +34,7 @@ pub struct JobStatus {
 }
 
 #[derive(Debug, Serialize)]
-pub struct StatusReport {
+pub(crate) struct StatusReport {
     pub campaign: String,
     pub jobs: Vec<JobStatus>,
     pub counts: IndexMap<JobState, usize>,
@@ -56,12 +56,12 @@ pub struct StatusReport {
 
 impl StatusReport {
     /// Whether the controller answered this poll.
-    pub fn controller_ok(&self) -> bool {
+    pub(crate) fn controller_ok(&self) -> bool {
         self.controller == "ok"
     }
 
     /// Every job not yet ended waits on a dependency that can never be satisfied.
-    pub fn all_blocked(&self) -> bool {
+    pub(crate) fn all_blocked(&self) -> bool {
         !self.blocked.is_empty()
             && self
                 .jobs
@@ -117,7 +117,7 @@ pub(crate) fn poll(dir: &Path, slurm: &Slurm) -> Result<StatusReport> {
     let mut view = before.clone();
     let adopted = match &queue {
         Some(q) => {
-            let inv = Inventory::new(q.clone(), None, None);
+            let inv = Inventory::new(q, None, None);
             adopt(dir, &m, &mut view, &inv, AdoptRules::STATUS)
         }
         None => Vec::new(),

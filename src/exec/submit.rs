@@ -16,7 +16,7 @@ use crate::slurm::{Slurm, SlurmError};
 use crate::state::{Lock, PendingSubmit, State, now_utc};
 
 #[derive(Debug, Default, Clone)]
-pub struct SubmitOptions {
+pub(crate) struct SubmitOptions {
     pub stages: Vec<String>,
     pub max_in_flight: Option<usize>,
     pub dry_run: bool,
@@ -27,7 +27,7 @@ pub struct SubmitOptions {
 }
 
 #[derive(Debug, Default, Serialize)]
-pub struct SubmitReport {
+pub(crate) struct SubmitReport {
     pub submitted: Vec<(String, String)>,
     pub already: usize,
     pub reconciled: Vec<(String, String)>,
@@ -39,7 +39,7 @@ pub struct SubmitReport {
     pub warnings: Vec<String>,
 }
 
-pub fn submit(dir: &Path, opts: &SubmitOptions, slurm: &Slurm) -> Result<SubmitReport> {
+pub(crate) fn submit(dir: &Path, opts: &SubmitOptions, slurm: &Slurm) -> Result<SubmitReport> {
     crate::state::ensure_campaign(dir)?;
     let m = Manifest::load(dir)?;
     for s in &opts.stages {
@@ -307,7 +307,7 @@ fn submit_one(
 }
 
 /// +-20 % so that many clients backing off do not retry in lockstep.
-pub fn jitter(d: Duration) -> Duration {
+pub(crate) fn jitter(d: Duration) -> Duration {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|x| x.subsec_nanos())
@@ -317,12 +317,12 @@ pub fn jitter(d: Duration) -> Duration {
 }
 
 #[derive(Debug, Default, Serialize)]
-pub struct CancelReport {
+pub(crate) struct CancelReport {
     pub cancelled: Vec<(String, String)>,
     pub not_active: Vec<String>,
 }
 
-pub fn cancel(
+pub(crate) fn cancel(
     dir: &Path,
     stages: &[String],
     only: &[String],

@@ -62,34 +62,7 @@ pub(crate) fn submit(dir: &Path, opts: &SubmitOptions, slurm: &Slurm) -> Result<
         ..SubmitReport::default()
     };
     if !opts.dry_run {
-        let before: Vec<bool> = m
-            .jobs
-            .iter()
-            .map(|j| {
-                st.jobs
-                    .get(&j.id)
-                    .is_some_and(|r| r.pending_submit.is_some())
-            })
-            .collect();
-        report.reconciled = crate::reconcile::reconcile(&lock, dir, &m, &mut st, slurm)?;
-        let unrecorded = report
-            .reconciled
-            .iter()
-            .filter(|(j, _)| {
-                m.jobs
-                    .iter()
-                    .position(|x| &x.id == j)
-                    .is_some_and(|i| !before[i])
-            })
-            .count();
-        if unrecorded > 0 {
-            report.warnings.push(format!(
-                "the campaign state did not know {unrecorded} job(s) that Slurm or their \
-                 markers have under this campaign's name and directory (was {} deleted or \
-                 reset?): their ids were adopted and they were not submitted again",
-                crate::state::STATE
-            ));
-        }
+        report.reconciled = reconcile_loudly(&lock, dir, &m, &mut st, slurm, &mut report.warnings)?;
     }
     let order = m.stage_order();
     let mut jobs: Vec<&ManifestJob> = m
@@ -205,7 +178,46 @@ pub(crate) fn submit(dir: &Path, opts: &SubmitOptions, slurm: &Slurm) -> Result<
     Ok(report)
 }
 
-/// One job: write-ahead record, sbatch, record the id. `Ok(Err(msg))` is a rejection by Slurm.
+/// Reconciles before submitting, and says so loudly where Slurm had jobs the state did not
+/// know at all (a deleted or reset state), not only ones a crash left a write-ahead record of.
+fn reconcile_loudly(
+    lock: &Lock,
+    dir: &Path,
+    m: &Manifest,
+    st: &mut State,
+    slurm: &Slurm,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<(String, String)>> {
+    let before: Vec<bool> = m
+        .jobs
+        .iter()
+        .map(|j| {
+            st.jobs
+                .get(&j.id)
+                .is_some_and(|r| r.pending_submit.is_some())
+        })
+        .collect();
+    let reconciled = crate::reconcile::reconcile(lock, dir, m, st, slurm)?;
+    let unrecorded = reconciled
+        .iter()
+        .filter(|(j, _)| {
+            m.jobs
+                .iter()
+                .position(|x| &x.id == j)
+                .is_some_and(|i| !before[i])
+        })
+        .count();
+    if unrecorded > 0 {
+        warnings.push(format!(
+            "the campaign state did not know {unrecorded} job(s) that Slurm or their markers \
+             have under this campaign's name and directory (was {} deleted or reset?): their \
+             ids were adopted and they were not submitted again",
+            crate::state::STATE
+        ));
+    }
+    Ok(reconciled)
+}
+
 /// The campaign a job is submitted from and the Slurm it goes to: the same for every job of
 /// one `submit`.
 struct SubmitTo<'a> {
@@ -217,6 +229,7 @@ struct SubmitTo<'a> {
     retries: u32,
 }
 
+/// One job: write-ahead record, sbatch, record the id. `Ok(Err(msg))` is a rejection by Slurm.
 fn submit_one(
     to: &SubmitTo,
     st: &mut State,

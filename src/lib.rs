@@ -23,5 +23,6 @@ pub use sweep_logs as parsers;
 pub use campaign::{job_state, layout, state};
 pub use exec::{executor, local, markers, reconcile, slurm, status, submit};
 pub use plan::{check, diag, expand, model, profile, profile_import, spec, values};
+pub(crate) use plan::{params, sets};
 pub use render::dsconfig;
 pub use results::{analyze, collect, report, rows};

@@ -82,6 +82,8 @@ pub(crate) struct ExpandOptions {
     pub strict: bool,
     pub max_points: u64,
     pub force: bool,
+    /// `--set KEY=VALUE` overrides, applied to every stage.
+    pub sets: Vec<String>,
 }
 
 pub(crate) enum ExpandOutcome {
@@ -98,11 +100,18 @@ pub(crate) enum ExpandOutcome {
 pub(crate) fn expand(o: &ExpandOptions, reporter: &dyn Reporter) -> Result<ExpandOutcome> {
     let (sweep, profile, profile_text) = load(&o.sweep, o.profile.as_deref())?;
     let templates = campaign::default_templates(&sweep, o.templates.clone())?;
+    let sweep = if o.sets.is_empty() {
+        sweep
+    } else {
+        let reads = crate::params::all_template_reads(&templates);
+        crate::sets::apply(&sweep, &o.sets, &reads)?
+    };
     campaign::check_templates(&sweep, &templates)?;
     let plan = expand::expand_capped(&sweep, &profile, o.max_points)?;
     let renderer = Renderer::new(&templates);
     let summary = plan::summarize(&plan);
-    let checked = crate::check::check(&sweep, &profile, &plan);
+    let mut checked = crate::check::check(&sweep, &profile, &plan);
+    checked.add(crate::params::unread(&sweep, &templates));
     let serious: Vec<&Finding> = checked
         .findings
         .iter()
@@ -162,12 +171,29 @@ pub(crate) fn check(
     max_points: u64,
     strict: bool,
 ) -> Result<CheckOutcome> {
-    let (sweep, profile, _) = load(sweep, profile)?;
+    // A campaign directory: its own copies, as expanded (with any --set).
+    let campaign_profile;
+    let (sweep, profile) = if sweep.is_dir() {
+        let copy = sweep.join("sweep.toml");
+        if !copy.is_file() {
+            bail!(
+                "{}: a directory but no campaign (no sweep.toml; give a sweep file or a directory `sweep expand` wrote)",
+                sweep.display()
+            );
+        }
+        campaign_profile = sweep.join("profile.toml");
+        (copy, Some(profile.unwrap_or(&campaign_profile)))
+    } else {
+        (sweep.to_path_buf(), profile)
+    };
+    let (sweep, profile, _) = load(&sweep, profile)?;
     let plan = expand::expand_capped(&sweep, &profile, max_points)?;
-    Ok(CheckOutcome {
-        report: crate::check::check(&sweep, &profile, &plan),
-        strict,
-    })
+    let mut report = crate::check::check(&sweep, &profile, &plan);
+    // A campaign's copy may name a templates directory relative to the original: the built-in
+    // set stands in, and a stage whose template is not there is not checked for unread keys.
+    let templates = campaign::default_templates(&sweep, None).unwrap_or_default();
+    report.add(crate::params::unread(&sweep, &templates));
+    Ok(CheckOutcome { report, strict })
 }
 
 /// The templates visible from `dir` (user directories first, then built-in): (name, source).
@@ -301,6 +327,8 @@ pub(crate) fn profile_import(p: ProfileImport) -> Result<ImportedProfile> {
 pub(crate) struct SubmitRequest {
     pub executor: Executor,
     pub slurm: submit::SubmitOptions,
+    /// Submit jobs with error-level plan-check findings too.
+    pub force: bool,
     /// Local executor: run again jobs that already ran.
     pub rerun: bool,
 }
@@ -335,11 +363,46 @@ pub(crate) fn submit(campaign: &Path, r: SubmitRequest) -> Result<SubmitOutcome>
         };
         return Ok(SubmitOutcome::Local(local::run(campaign, &opts)?));
     }
+    let mut opts = r.slurm;
+    if !r.force {
+        opts.flagged = plan_gate(campaign)?;
+    }
     Ok(SubmitOutcome::Slurm(submit::submit(
         campaign,
-        &r.slurm,
+        &opts,
         &Slurm::default(),
     )?))
+}
+
+/// The gate of `submit`: each job with error-level plan-check findings, with them. The check is
+/// computed again from the campaign's own copies of the sweep file (with any `--set`) and the
+/// profile, as `sweep check DIR` does, so the gate, `check` and the report always agree.
+pub(crate) fn plan_gate(campaign: &Path) -> Result<std::collections::BTreeMap<String, String>> {
+    crate::state::ensure_campaign(campaign)?;
+    let (sw, prof, _) = load(
+        &campaign.join("sweep.toml"),
+        Some(&campaign.join("profile.toml")),
+    )
+    .with_context(|| {
+        format!(
+            "{}: cannot check the plan of this campaign (--force submits without the check)",
+            campaign.display()
+        )
+    })?;
+    let plan = expand::expand(&sw, &prof)?;
+    let report = crate::check::check(&sw, &prof, &plan);
+    let mut out = std::collections::BTreeMap::<String, String>::new();
+    for f in report.findings.iter().filter(|f| f.level == Level::Error) {
+        if plan.points.iter().any(|p| p.id == f.subject) {
+            out.entry(f.subject.clone())
+                .and_modify(|m| {
+                    m.push_str("; ");
+                    m.push_str(&f.message)
+                })
+                .or_insert_with(|| f.message.clone());
+        }
+    }
+    Ok(out)
 }
 
 /// An outcome that is not an error of sweep's but must end the process with its own exit
@@ -558,6 +621,7 @@ pub(crate) fn demo(
             strict: false,
             max_points: expand::DEFAULT_MAX_POINTS,
             force: false,
+            sets: Vec::new(),
         },
         &Silent,
     );

@@ -38,6 +38,9 @@ pub enum JobState {
     Unsubmitted,
     /// sweep's: sbatch refused it (the message is kept as the job's reason).
     Rejected,
+    /// sweep's: `submit --skip-flagged` left it unsubmitted for its plan-check errors (the
+    /// reason is kept).
+    Skipped,
     /// sweep's: left the queue with no finished marker and no accounting record, or its local
     /// run's sweep died and left no marker: nobody can account for it.
     Lost,
@@ -76,6 +79,7 @@ const WORDS: &[(JobState, &str)] = &[
     (JobState::Stopped, "STOPPED"),
     (JobState::Unsubmitted, "unsubmitted"),
     (JobState::Rejected, "rejected"),
+    (JobState::Skipped, "skipped"),
     (JobState::Lost, "lost"),
     (JobState::Unknown, "unknown"),
 ];
@@ -84,6 +88,7 @@ impl JobState {
     /// The order `sweep status` counts states in; states not listed follow in the order met.
     pub(crate) const DISPLAY_ORDER: &[JobState] = &[
         JobState::Unsubmitted,
+        JobState::Skipped,
         JobState::Rejected,
         JobState::Pending,
         JobState::Configuring,

@@ -37,6 +37,25 @@ pub(crate) struct ManifestStage {
     pub template: String,
     pub after: Vec<String>,
     pub dependency: Dependency,
+    /// Upstream stages whose kind of dependency is not `dependency`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub kinds: std::collections::BTreeMap<String, Dependency>,
+}
+
+impl ManifestStage {
+    /// The kind of dependency on upstream stage `after`.
+    pub(crate) fn kind_of(&self, after: &str) -> Dependency {
+        self.kinds.get(after).copied().unwrap_or(self.dependency)
+    }
+
+    /// `--dependency=` for Slurm ids by upstream stage: `afterok:1:2,afterany:3` (all must hold).
+    pub(crate) fn describe(&self) -> String {
+        self.after
+            .iter()
+            .map(|a| format!("{}:{a}", self.kind_of(a).as_str()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -338,8 +357,13 @@ pub(crate) fn manifest(sweep: &LoadedSweep, profile: &Profile, plan: &Plan) -> M
             .map(|s| ManifestStage {
                 name: s.name.clone(),
                 template: s.template.clone(),
-                after: s.after.clone(),
+                after: s.after_names(),
                 dependency: s.dependency,
+                kinds: s
+                    .upstream()
+                    .into_iter()
+                    .filter(|(_, k)| *k != s.dependency)
+                    .collect(),
             })
             .collect(),
         jobs: plan

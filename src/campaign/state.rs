@@ -63,6 +63,9 @@ pub struct JobRecord {
     /// Slurm's message when sbatch rejected the job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Why `submit --skip-flagged` left the job unsubmitted (its plan-check errors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
     /// `local` when the local executor ran the job (its id is then sweep's, not Slurm's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub executor: Option<String>,

@@ -107,7 +107,7 @@ pub(crate) struct AnalyzeArgs {
 
 #[derive(Args, Debug)]
 pub(crate) struct CheckArgs {
-    /// The sweep file (TOML).
+    /// The sweep file (TOML), or a campaign directory (its copies of the sweep file and profile).
     pub sweep: PathBuf,
     /// Cluster profile file, instead of the one the sweep file names.
     #[arg(long)]
@@ -176,6 +176,13 @@ pub(crate) struct SubmitArgs {
     /// Local executor: run again jobs that already ran.
     #[arg(long)]
     pub rerun: bool,
+    /// Submit jobs with error-level plan-check findings (predicted out of memory, ...) too.
+    #[arg(long, conflicts_with = "skip_flagged")]
+    pub force: bool,
+    /// Submit the jobs without error-level plan-check findings; record the others as
+    /// `skipped` with the reason (`sweep status` shows it), never submitted.
+    #[arg(long)]
+    pub skip_flagged: bool,
 }
 
 pub use crate::executor::Executor;
@@ -236,6 +243,11 @@ pub(crate) struct ExpandArgs {
     /// jobs have run: says what it replaces.
     #[arg(long)]
     pub force: bool,
+    /// Override a parameter in every stage (`steps=5`, `nodes=[1]`, `slurm.time="00:10:00"`;
+    /// the value is TOML), repeatable: a smoke variant without editing the file. The campaign's
+    /// copy of the sweep file records the values.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]

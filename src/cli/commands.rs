@@ -39,6 +39,7 @@ fn expand(a: ExpandArgs, out: &dyn Output) -> Result<()> {
         strict: a.strict,
         max_points: a.max_points,
         force: a.force,
+        sets: a.sets,
     };
     match pipeline::expand(&options, out)? {
         ExpandOutcome::Planned(plan) => out.expand_planned(&plan, a.all),
@@ -111,7 +112,10 @@ fn submit(a: SubmitArgs, out: &dyn Output) -> Result<()> {
             dry_run: a.dry_run,
             hold: a.hold,
             retries: a.retries,
+            skip_flagged: a.skip_flagged,
+            ..Default::default()
         },
+        force: a.force,
         rerun: a.rerun,
     };
     let outcome = pipeline::submit(&a.campaign, request)?;

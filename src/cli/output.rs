@@ -308,13 +308,16 @@ fn print_submitted(r: &SubmitReport, dry_run: bool) {
     for (j, why) in &r.skipped {
         println!("skipped {j}: {why}");
     }
+    for (j, why) in &r.flagged {
+        println!("skipped {j} (plan check): {why}");
+    }
     if !dry_run {
         println!(
             "{} submitted, {} already submitted, {} rejected, {} skipped",
             r.submitted.len(),
             r.already,
             r.rejected.len(),
-            r.skipped.len()
+            r.skipped.len() + r.flagged.len()
         );
     }
 }

@@ -226,40 +226,35 @@ fn blocked_by_dependency(dir: &Path, m: &Manifest, job: &ManifestJob) -> Result<
         return Ok(None);
     }
     let st = State::load(dir)?;
-    let states: Vec<Option<JobState>> = m
-        .jobs
-        .iter()
-        .filter(|j| stage.after.contains(&j.stage))
-        .map(|j| st.jobs.get(&j.id).and_then(|s| s.state.clone()))
-        .collect();
-    let kind = stage.dependency.as_str();
-    let failed = states.iter().any(|s| {
+    let state_of = |j: &ManifestJob| st.jobs.get(&j.id).and_then(|s| s.state.clone());
+    let upstream = |kind: &str| -> Vec<Option<JobState>> {
+        m.jobs
+            .iter()
+            .filter(|j| stage.after.contains(&j.stage) && stage.kind_of(&j.stage).as_str() == kind)
+            .map(state_of)
+            .collect()
+    };
+    let deps = stage.describe();
+    let failed = upstream("afterok").iter().any(|s| {
         s.as_ref()
             .is_some_and(|x| x.is_terminal() && *x != JobState::Completed)
     });
-    if kind == "afterok" && failed {
+    if failed {
         return Ok(Some(format!(
-            "{kind} on stage(s) {}: a job there did not complete (DependencyNeverSatisfied)",
-            stage.after.join(", ")
+            "{deps}: a job there did not complete (DependencyNeverSatisfied)"
         )));
     }
-    let all_ended = states
+    let all_ended = m
+        .jobs
         .iter()
-        .all(|s| s.as_ref().is_some_and(JobState::is_terminal));
+        .filter(|j| stage.after.contains(&j.stage))
+        .all(|j| state_of(j).as_ref().is_some_and(JobState::is_terminal));
     if !all_ended {
-        return Ok(Some(format!(
-            "waits for stage(s) {} ({kind}), not all run",
-            stage.after.join(", ")
-        )));
+        return Ok(Some(format!("waits for {deps}, not all run")));
     }
-    let ok = states.iter().all(|s| *s == Some(JobState::Completed));
-    Ok(match kind {
-        "afternotok" if ok => Some(format!(
-            "{kind} on stage(s) {}: every job completed",
-            stage.after.join(", ")
-        )),
-        _ => None,
-    })
+    let notok = upstream("afternotok");
+    let ok = !notok.is_empty() && notok.iter().all(|s| *s == Some(JobState::Completed));
+    Ok(ok.then(|| format!("{deps}: every job completed")))
 }
 
 static SIGNAL: AtomicI32 = AtomicI32::new(0);

@@ -74,7 +74,10 @@ impl StatusReport {
 /// could say how is not waited for: polling again cannot tell more).
 fn waiting(j: &JobStatus) -> bool {
     let settled = j.state.is_terminal()
-        || matches!(j.state, JobState::Unsubmitted | JobState::Rejected)
+        || matches!(
+            j.state,
+            JobState::Unsubmitted | JobState::Rejected | JobState::Skipped
+        )
         || (j.state == JobState::Unknown && j.source == "none");
     !settled
 }
@@ -206,6 +209,7 @@ fn blocked_jobs(m: &Manifest, out: &[JobStatus]) -> Vec<(String, String)> {
             .zip(out)
             .filter(|(j, o)| {
                 stage.after.contains(&j.stage)
+                    && stage.kind_of(&j.stage) != crate::spec::Dependency::Afterany
                     && o.state.is_terminal()
                     && o.state != JobState::Completed
             })
@@ -214,9 +218,8 @@ fn blocked_jobs(m: &Manifest, out: &[JobStatus]) -> Vec<(String, String)> {
         blocked.push((
             job.id.clone(),
             format!(
-                "--dependency={}:{} can never be satisfied{}",
-                stage.dependency.as_str(),
-                stage.after.join(","),
+                "--dependency={} can never be satisfied{}",
+                stage.describe(),
                 if failed.is_empty() {
                     String::new()
                 } else {
@@ -251,6 +254,11 @@ fn job_status(
         return (
             match (&js.last_error, &js.pending_submit) {
                 (_, Some(_)) => base(JobState::Unknown, "state"),
+                (None, None) if js.skipped.is_some() => {
+                    let mut s = base(JobState::Skipped, "state");
+                    s.reason = js.skipped.clone();
+                    s
+                }
                 (Some(e), None) => {
                     let mut s = base(JobState::Rejected, "state");
                     s.reason = Some(e.clone());

@@ -24,6 +24,10 @@ pub(crate) struct SubmitOptions {
     pub hold: bool,
     /// Retries of a transient sbatch failure (after reconciling by name each time).
     pub retries: u32,
+    /// Jobs with error-level plan-check findings, each with them (empty with `--force`).
+    pub flagged: BTreeMap<String, String>,
+    /// Submit the rest and record the flagged jobs as skipped, instead of refusing.
+    pub skip_flagged: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -33,6 +37,8 @@ pub(crate) struct SubmitReport {
     pub reconciled: Vec<(String, String)>,
     pub rejected: Vec<(String, String)>,
     pub skipped: Vec<(String, String)>,
+    /// Jobs left unsubmitted for their plan-check errors (`--skip-flagged`), with them.
+    pub flagged: Vec<(String, String)>,
     /// The exact sbatch command lines (dry run).
     pub commands: Vec<String>,
     /// What the campaign state needed mending for (a torn journal record, jobs it had lost).
@@ -71,6 +77,36 @@ pub(crate) fn submit(dir: &Path, opts: &SubmitOptions, slurm: &Slurm) -> Result<
         .filter(|j| opts.stages.is_empty() || opts.stages.contains(&j.stage))
         .collect();
     jobs.sort_by_key(|j| order.get(j.stage.as_str()).copied().unwrap_or(usize::MAX));
+    let unsubmitted = |id: &str| st.jobs.get(id).is_none_or(|s| s.slurm_id.is_none());
+    let flagged: Vec<(String, String)> = jobs
+        .iter()
+        .filter(|j| unsubmitted(&j.id))
+        .filter_map(|j| opts.flagged.get(&j.id).map(|f| (j.id.clone(), f.clone())))
+        .collect();
+    if !flagged.is_empty() && !opts.skip_flagged {
+        bail!(
+            "{} job(s) have error-level plan-check findings and were not submitted (nothing was):\n{}\n\
+             `sweep check {}` says more and what would fit; --skip-flagged submits the rest and \
+             records these as skipped; --force submits them anyway",
+            flagged.len(),
+            flagged
+                .iter()
+                .take(10)
+                .map(|(id, f)| format!("  {id}: {f}"))
+                .chain((flagged.len() > 10).then(|| format!("  ... {} more", flagged.len() - 10)))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            dir.display()
+        );
+    }
+    if !opts.dry_run && !flagged.is_empty() {
+        let ids: Vec<String> = flagged.iter().map(|(id, _)| id.clone()).collect();
+        for (id, f) in &flagged {
+            st.job(id).skipped = Some(format!("plan check: {f}"));
+        }
+        st.record_many(&lock, dir, &ids)?;
+    }
+    let is_flagged = |id: &str| flagged.iter().any(|(f, _)| f == id);
 
     let mut in_flight = st
         .jobs
@@ -83,12 +119,18 @@ pub(crate) fn submit(dir: &Path, opts: &SubmitOptions, slurm: &Slurm) -> Result<
     for j in &m.jobs {
         match st.jobs.get(&j.id).and_then(|s| s.slurm_id.clone()) {
             Some(id) => stage_ids.entry(j.stage.clone()).or_default().push(id),
+            // A job skipped for its plan-check errors is never submitted: nothing waits for it.
+            None if is_flagged(&j.id) => {}
             None => *stage_unsubmitted.entry(j.stage.clone()).or_default() += 1,
         }
     }
     for job in jobs {
         if st.jobs.get(&job.id).is_some_and(|s| s.slurm_id.is_some()) {
             report.already += 1;
+            continue;
+        }
+        if let Some((_, f)) = flagged.iter().find(|(f, _)| f == &job.id) {
+            report.flagged.push((job.id.clone(), f.clone()));
             continue;
         }
         if let Some(max) = opts.max_in_flight
@@ -102,7 +144,8 @@ pub(crate) fn submit(dir: &Path, opts: &SubmitOptions, slurm: &Slurm) -> Result<
         let Some(stage) = m.stages.iter().find(|s| s.name == job.stage) else {
             continue;
         };
-        let mut deps = Vec::new();
+        // Slurm ids by kind of dependency, in the order the kinds first appear.
+        let mut deps: Vec<(&str, Vec<String>)> = Vec::new();
         let mut blocked = None;
         for after in &stage.after {
             // In a dry run, jobs of earlier stages count as if submitted.
@@ -113,9 +156,17 @@ pub(crate) fn submit(dir: &Path, opts: &SubmitOptions, slurm: &Slurm) -> Result<
                 ));
                 break;
             }
-            deps.extend(stage_ids.get(after).cloned().unwrap_or_default());
+            let kind = stage.kind_of(after).as_str();
+            let mut ids = stage_ids.get(after).cloned().unwrap_or_default();
             if opts.dry_run && waiting > 0 {
-                deps.push(format!("<{after}>"));
+                ids.push(format!("<{after}>"));
+            }
+            if ids.is_empty() {
+                continue;
+            }
+            match deps.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, v)) => v.extend(ids),
+                None => deps.push((kind, ids)),
             }
         }
         if let Some(why) = blocked {
@@ -124,10 +175,13 @@ pub(crate) fn submit(dir: &Path, opts: &SubmitOptions, slurm: &Slurm) -> Result<
         }
         let mut args = Vec::new();
         if !deps.is_empty() {
+            // `,` joins the kinds: every one must hold.
             args.push(format!(
-                "--dependency={}:{}",
-                stage.dependency.as_str(),
-                deps.join(":")
+                "--dependency={}",
+                deps.iter()
+                    .map(|(k, ids)| format!("{k}:{}", ids.join(":")))
+                    .collect::<Vec<_>>()
+                    .join(",")
             ));
         }
         if opts.hold {
@@ -254,6 +308,7 @@ fn submit_one(
                 at: crate::state::now_unix(),
             });
             js.last_error = None;
+            js.skipped = None;
         }
         st.record(lock, dir, &job.id)?;
         if std::env::var_os("SWEEP_TEST_CRASH_AFTER_WAL").is_some() {

@@ -146,6 +146,82 @@ pub(crate) fn memory(m: &ModelShape, p: &Point, hbm_gib: f64) -> Option<MemEstim
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
+/// What would fit instead of a point predicted out of memory: the largest micro-batch at the
+/// same global batch (micro x accumulation constant, the accumulation growing), and whether
+/// activation checkpointing would fit at the point's micro-batch (and with the smaller one).
+fn oom_fixes(m: &ModelShape, p: &Point, hbm_gib: f64) -> String {
+    let Some(micro) = p.batch.micro_batch else {
+        return String::new();
+    };
+    let accum = p.batch.grad_accum.unwrap_or(1);
+    let per_rank = micro as u64 * accum as u64;
+    let with = |mb: u32, ac: bool| -> Option<MemEstimate> {
+        let mut q = p.clone();
+        q.batch.micro_batch = Some(mb);
+        q.batch.grad_accum = Some((per_rank / mb as u64) as u32);
+        if ac {
+            q.params.insert(
+                "activation_checkpointing".into(),
+                serde_json::Value::Bool(true),
+            );
+        }
+        memory(m, &q, hbm_gib)
+    };
+    let fits = |e: &MemEstimate| e.total <= e.hbm;
+    let ac_on = p
+        .params
+        .get("activation_checkpointing")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let mut out = Vec::new();
+    // Divisors of micro x accumulation below the micro-batch, largest first.
+    let smaller = (1..micro)
+        .rev()
+        .filter(|d| per_rank.is_multiple_of(*d as u64))
+        .find(|&d| with(d, ac_on).is_some_and(|e| fits(&e)));
+    match smaller {
+        Some(d) => out.push(format!(
+            "fits at micro {d} x accumulation {} (same global batch; estimated {})",
+            per_rank / d as u64,
+            gib(with(d, ac_on).map(|e| e.total).unwrap_or(0.0))
+        )),
+        None => out.push(format!(
+            "no micro-batch fits at the same global batch{}",
+            if ac_on {
+                " even with checkpointing"
+            } else {
+                " without checkpointing"
+            }
+        )),
+    }
+    if !ac_on {
+        let e = with(micro, true);
+        match e {
+            Some(e) if fits(&e) => out.push(format!(
+                "activation checkpointing would fit at micro {micro} ({})",
+                gib(e.total)
+            )),
+            Some(e) => {
+                let best = (1..micro)
+                    .rev()
+                    .filter(|d| per_rank.is_multiple_of(*d as u64))
+                    .find(|&d| with(d, true).is_some_and(|e| fits(&e)));
+                out.push(format!(
+                    "activation checkpointing would not fit at micro {micro} ({}){}",
+                    gib(e.total),
+                    best.map(|d| format!(
+                        ", with it micro {d} x accumulation {} would",
+                        per_rank / d as u64
+                    ))
+                    .unwrap_or_default()
+                ));
+            }
+            None => {}
+        }
+    }
+    format!(". Fix: {}", out.join("; "))
+}
+
 /// One point of the plan, as the check sees it.
 #[derive(Debug, Clone, Serialize)]
 pub struct PointCheck {
@@ -190,6 +266,13 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
+    /// Adds findings made elsewhere (the sweep file's unread keys), keeping the order.
+    pub(crate) fn add(&mut self, more: Vec<Finding>) {
+        self.findings.extend(more);
+        self.findings
+            .sort_by_key(|f| (f.level, !f.subject.starts_with("target ")));
+    }
+
     pub(crate) fn count(&self, level: Level) -> usize {
         self.findings.iter().filter(|f| f.level == level).count()
     }
@@ -273,10 +356,15 @@ pub(crate) fn check(sweep: &LoadedSweep, profile: &Profile, plan: &Plan) -> Chec
                 gib(e.logits),
             );
             if e.total > e.hbm {
+                let fix = p
+                    .model
+                    .as_ref()
+                    .map(|m| oom_fixes(m, p, profile.gpu.hbm_gib))
+                    .unwrap_or_default();
                 findings.push(Finding {
                     level: Level::Error,
                     subject: p.id.clone(),
-                    message: format!("likely out of memory: estimated {what}"),
+                    message: format!("likely out of memory: estimated {what}{fix}"),
                 });
             } else if e.total > MEM_WARN_FRACTION * e.hbm {
                 findings.push(Finding {

@@ -680,7 +680,7 @@ impl PointCtx<'_> {
             model,
             batch,
             slurm,
-            after: stage.after.clone(),
+            after: stage.after_names(),
             dependency: stage.dependency,
             time_limit_min,
         }))

@@ -272,8 +272,10 @@ pub struct StageSpec {
     pub template: String,
     #[serde(default)]
     pub description: String,
+    /// Upstream stages: a name (waits as `dependency` says) or `{ stage = "x", kind = "afterany" }`.
     #[serde(default)]
-    pub after: Vec<String>,
+    pub after: Vec<After>,
+    /// The kind of dependency on every upstream stage named without its own `kind`.
     #[serde(default)]
     pub dependency: Dependency,
     #[serde(default = "one")]
@@ -308,6 +310,49 @@ pub struct StageSpec {
 
 fn one() -> u32 {
     1
+}
+
+/// One upstream stage of `after`: its name alone, or a table naming the kind of dependency
+/// (`afterok`: a gate whose failure stops this stage; `afterany`: a measurement that must only
+/// have ended).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum After {
+    Name(String),
+    Kind(AfterKind),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AfterKind {
+    pub stage: String,
+    pub kind: Dependency,
+}
+
+impl After {
+    pub(crate) fn stage(&self) -> &str {
+        match self {
+            After::Name(s) => s,
+            After::Kind(k) => &k.stage,
+        }
+    }
+}
+
+impl StageSpec {
+    /// Every upstream stage with the kind of dependency on it.
+    pub(crate) fn upstream(&self) -> Vec<(String, Dependency)> {
+        self.after
+            .iter()
+            .map(|a| match a {
+                After::Name(s) => (s.clone(), self.dependency),
+                After::Kind(k) => (k.stage.clone(), k.kind),
+            })
+            .collect()
+    }
+
+    pub(crate) fn after_names(&self) -> Vec<String> {
+        self.after.iter().map(|a| a.stage().to_string()).collect()
+    }
 }
 
 /// Parameter names the tool itself understands; any other name is free for templates.
@@ -671,6 +716,10 @@ fn validate_derived(
 fn validate_after(src: &Source, s: &SweepFile, i: usize, st: &StageSpec) -> Result<(), InputError> {
     for (j, dep) in st.after.iter().enumerate() {
         let p = path!["stage", i, "after", j];
+        let dep = &dep.stage().to_string();
+        if st.after[..j].iter().any(|o| o.stage() == dep) {
+            return Err(src.error(&p, format!("stage `{dep}` is named twice in `after`")));
+        }
         match s.stages.iter().position(|o| &o.name == dep) {
             None => {
                 return Err(src.error(&p, format!("no stage named `{dep}` in this sweep file")));

@@ -412,3 +412,22 @@ fn target_with_an_unknown_metric_or_unit_or_model() {
         "unknown model `gpt-5`",
     );
 }
+
+#[test]
+fn dependency_kind_on_an_unknown_stage_or_named_twice() {
+    let t = base().replace(
+        "after = [\"nccl\"]",
+        "after = [{ stage = \"ncl\", kind = \"afterany\" }]",
+    );
+    assert_points_at(
+        &t,
+        "stage = \"ncl\"",
+        "stage[1].after[0]",
+        "no stage named `ncl`",
+    );
+    let t = base().replace(
+        "after = [\"nccl\"]",
+        "after = [\"nccl\", { stage = \"nccl\", kind = \"afterany\" }]",
+    );
+    assert_points_at(&t, "after = [", "stage[1].after[1]", "named twice");
+}

@@ -464,3 +464,145 @@ fn a_full_disk_names_the_file_says_how_far_expand_got_and_leaves_no_temporary_fi
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// The link stage of the seed (8 nodes) runs its 28 pairs in 7 rounds of 4 disjoint pairs, each
+/// round's pairs at once, and still writes `pair=<a>=<b>=sendrecv.log` / `...=latency.log` for
+/// every pair. Run with stand-ins for `srun` (logs each 2-node step's start and end) and
+/// `scontrol` (8 host names).
+#[test]
+fn link_stage_runs_rounds_of_disjoint_pairs_concurrently() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("c");
+    expand_to(&seed(), &out);
+    let job = find_job(&out, "links-");
+    let bin = tmp.path().join("bin");
+    let tests = tmp.path().join("nccl-tests");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&tests).unwrap();
+    let steps = tmp.path().join("steps.log");
+    let write_exe = |p: &Path, text: &str| {
+        std::fs::write(p, text).unwrap();
+        Command::new("chmod").arg("+x").arg(p).status().unwrap();
+    };
+    write_exe(
+        &bin.join("scontrol"),
+        "#!/bin/bash\nfor i in 1 2 3 4 5 6 7 8; do echo node0$i; done\n",
+    );
+    write_exe(
+        &bin.join("srun"),
+        &format!(
+            "#!/bin/bash\nnl=\nfor a in \"$@\"; do case $a in --nodelist=*) nl=${{a#--nodelist=}};; esac; done\n\
+             [ -z \"$nl\" ] && exit 0\necho \"begin $nl\" >> {s}\nsleep 0.4\necho \"end $nl\" >> {s}\necho \"# Avg bus bandwidth : 1.0\"\n",
+            s = steps.display()
+        ),
+    );
+    for b in ["sendrecv_perf", "all_reduce_perf"] {
+        write_exe(&tests.join(b), "#!/bin/bash\n");
+    }
+    let script = std::fs::read_to_string(job.join("job.sbatch")).unwrap();
+    let script: String = script
+        .lines()
+        .map(|l| {
+            if l.starts_with("NCCL_TESTS_DIR=") {
+                format!("NCCL_TESTS_DIR={}", tests.display())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(job.join("job.sbatch"), script).unwrap();
+    let o = Command::new("bash")
+        .arg("job.sbatch")
+        .current_dir(&job)
+        .env(
+            "PATH",
+            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+        )
+        .env("SWEEP_JOB_DIR", &job)
+        .env("SLURM_JOB_NODELIST", "node0[1-8]")
+        .env("SLURM_NNODES", "8")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(stdout.matches("round ").count(), 7, "{stdout}");
+    // Replay the steps: at most 4 at once, never two on one node, every pair twice.
+    let log = std::fs::read_to_string(&steps).unwrap();
+    let mut active: Vec<String> = Vec::new();
+    let mut most = 0;
+    let mut begun = std::collections::BTreeMap::<String, usize>::new();
+    for l in log.lines() {
+        let (what, nl) = l.split_once(' ').unwrap();
+        if what == "begin" {
+            for n in nl.split(',') {
+                assert!(
+                    !active.iter().any(|a| a.split(',').any(|x| x == n)),
+                    "{n} in two steps at once:\n{log}"
+                );
+            }
+            active.push(nl.to_string());
+            most = most.max(active.len());
+            *begun.entry(nl.to_string()).or_default() += 1;
+        } else {
+            active.retain(|a| a != nl);
+        }
+    }
+    assert_eq!(most, 4, "{log}");
+    assert_eq!(begun.len(), 28, "{begun:?}");
+    assert!(begun.values().all(|&n| n == 2), "{begun:?}");
+    for pair in begun.keys() {
+        let (a, b) = pair.split_once(',').unwrap();
+        for kind in ["sendrecv", "latency"] {
+            assert!(
+                job.join(format!("pair={a}={b}={kind}.log")).is_file(),
+                "no log of {pair} {kind}"
+            );
+        }
+    }
+}
+
+/// The seed's training stages wait `afterok` on the preflight (a gate) and `afterany` on the
+/// link and NCCL measurements, in one `--dependency` (`,`: every kind must hold).
+#[test]
+fn seed_training_waits_afterok_on_the_gate_and_afterany_on_measurements() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("c");
+    expand_to(&seed(), &out);
+    let o = cargo_bin_cmd!("sweep")
+        .args([
+            "submit",
+            out.to_str().unwrap(),
+            "--dry-run",
+            "--force",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let cmds: Vec<&str> = v["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let of = |prefix: &str| {
+        cmds.iter()
+            .find(|c| c.contains(&format!("/jobs/{prefix}")))
+            .unwrap_or_else(|| panic!("no {prefix} in {cmds:?}"))
+            .to_string()
+    };
+    assert!(of("links-").contains("'--dependency=afterok:<preflight>'"));
+    for stage in ["p2-7b-2n-", "p3-13b-4n-", "p4-70b-"] {
+        assert!(
+            of(stage).contains("'--dependency=afterok:<preflight>,afterany:<links>:<nccl>'"),
+            "{}",
+            of(stage)
+        );
+    }
+}

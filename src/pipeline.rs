@@ -63,7 +63,24 @@ pub(crate) fn load(
         return Err(src
             .error(
                 &crate::path!["cluster"],
-                format!("cluster profile not found: {}", ppath.display()),
+                {
+                    let name = &sweep.spec.cluster;
+                    let searched = Profile::searched(name, sweep_path);
+                    let found = Profile::found_near(name, sweep_path);
+                    format!(
+                        "cluster profile `{name}` not found; looked for {}; {}",
+                        searched
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        if found.is_empty() {
+                            "found no profile there (`sweep profile import` writes one; --profile FILE names one)".to_string()
+                        } else {
+                            format!("profiles found there: {}", found.join(", "))
+                        }
+                    )
+                },
             )
             .into());
     }

@@ -73,12 +73,17 @@ pub struct InputError {
 
 impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
+        // No position known (a file that cannot be read): the file alone, never `file:0:0`.
+        if self.line == 0 {
+            write!(f, "{}: ", self.file.display())?;
+        } else {
+            write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
+        }
         if !self.key.is_empty() {
             write!(f, "key `{}`: ", self.key)?;
         }
         write!(f, "{}", self.message)?;
-        if let Some(src) = &self.source_line {
+        if let Some(src) = self.source_line.as_ref().filter(|_| self.line > 0) {
             let gutter = self.line.to_string().len();
             write!(
                 f,

@@ -385,6 +385,57 @@ impl Profile {
 
     /// Resolves `name` as a path if it looks like one, else as `slurm/clusters/<name>.toml` found
     /// next to the sweep file's project (walking up) or in the current directory.
+    /// Where `find` looks for a profile, in order.
+    pub(crate) fn searched(name: &str, sweep_file: &Path) -> Vec<PathBuf> {
+        let as_path = Path::new(name);
+        if name.ends_with(".toml") || name.contains('/') {
+            if as_path.is_absolute() {
+                return vec![as_path.to_path_buf()];
+            }
+            let base = sweep_file.parent().unwrap_or(Path::new("."));
+            return vec![base.join(as_path), as_path.to_path_buf()];
+        }
+        let file = format!("{name}.toml");
+        let mut out = Vec::new();
+        let mut dir = sweep_file.parent().map(|p| p.to_path_buf());
+        while let Some(d) = dir {
+            out.push(d.join("slurm").join("clusters").join(&file));
+            dir = d.parent().map(|p| p.to_path_buf());
+        }
+        let cwd = Path::new("slurm").join("clusters").join(file);
+        if !out.contains(&cwd) {
+            out.push(cwd);
+        }
+        out
+    }
+
+    /// The profiles in the directories `searched` looked in: `name (path)`.
+    pub(crate) fn found_near(name: &str, sweep_file: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for p in Self::searched(name, sweep_file) {
+            if let Some(d) = p.parent().filter(|d| d.is_dir())
+                && !dirs.iter().any(|x| x == d)
+            {
+                dirs.push(d.to_path_buf());
+            }
+        }
+        for d in dirs {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            let mut names: Vec<String> = rd
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .map(|p| p.display().to_string())
+                .collect();
+            names.sort();
+            out.extend(names);
+        }
+        out
+    }
+
     pub(crate) fn find(name: &str, sweep_file: &Path) -> PathBuf {
         let as_path = Path::new(name);
         if name.ends_with(".toml") || name.contains('/') {

@@ -70,7 +70,7 @@ const MAX_RENDERED_BYTES: usize = 64 << 20;
 pub(crate) enum RenderError {
     #[error("template `{name}`: {message}")]
     NotFound { name: String, message: String },
-    #[error("{template}:{line}: {message}")]
+    #[error("{template}{}: {message}", if *line > 0 { format!(":{line}") } else { String::new() })]
     Template {
         template: String,
         line: usize,

@@ -182,3 +182,329 @@ fn expand_warns_and_strict_stops_it() {
     assert!(!o.status.success());
     assert!(!out2.exists(), "--strict writes nothing");
 }
+
+/// The seed's OOM findings name what would fit: the largest micro-batch at the same global
+/// batch, and whether activation checkpointing would.
+#[test]
+fn an_oom_finding_names_the_micro_batch_and_checkpointing_that_fit() {
+    let (code, v, err) = check("sweeps/h200-llama2.toml", &["--all"]);
+    assert_eq!(code, 1, "{err}");
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| {
+            f["subject"]
+                .as_str()
+                .unwrap()
+                .starts_with("p2-7b-2n-7b-n2-mb16-ga4-")
+        })
+        .expect("the 7B micro 16 point is flagged");
+    let m = f["message"].as_str().unwrap();
+    assert!(m.contains("likely out of memory"), "{m}");
+    assert!(
+        m.contains("fits at micro 4 x accumulation 16 (same global batch"),
+        "{m}"
+    );
+    assert!(
+        m.contains("activation checkpointing would fit at micro 16"),
+        "{m}"
+    );
+}
+
+fn expand_dir(
+    sweep: &std::path::Path,
+    out: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
+        "expand".to_string(),
+        sweep.display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+        "-q".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Command::new(bin())
+        .args(&args)
+        .current_dir(root())
+        .output()
+        .unwrap()
+}
+
+fn submit_json(dir: &std::path::Path, extra: &[&str], path: Option<&str>) -> std::process::Output {
+    let mut c = Command::new(bin());
+    c.args(["--json", "submit", dir.to_str().unwrap()])
+        .args(extra)
+        .current_dir(root());
+    if let Some(p) = path {
+        c.env("PATH", p);
+    }
+    c.output().unwrap()
+}
+
+/// `submit` refuses a campaign with error-level findings (nothing submitted, the jobs named);
+/// `--force` submits all; `--skip-flagged` the rest (dry run: the flagged listed, no state).
+#[test]
+fn submit_gate_refuses_flagged_points_unless_forced_or_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("c");
+    let o = expand_dir(&root().join("sweeps/h200-llama2.toml"), &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = submit_json(&out, &["--dry-run"], None);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("27 job(s) have error-level plan-check findings")
+            && err.contains("p2-7b-2n-7b-n2-mb16-ga4-"),
+        "{err}"
+    );
+    assert!(
+        err.contains("--skip-flagged") && err.contains("--force"),
+        "{err}"
+    );
+    let o = submit_json(&out, &["--dry-run", "--force"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["commands"].as_array().unwrap().len(), 43);
+    let o = submit_json(&out, &["--dry-run", "--skip-flagged"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["commands"].as_array().unwrap().len(), 43 - 27);
+    assert_eq!(v["flagged"].as_array().unwrap().len(), 27);
+    assert!(
+        !out.join("state.json").exists(),
+        "a dry run records nothing"
+    );
+}
+
+/// `--skip-flagged` for real (stand-ins for sbatch and squeue): the rest is submitted, each
+/// flagged job recorded `skipped` with its reason, which `status` shows; never submitted.
+#[test]
+fn skip_flagged_records_the_flagged_jobs_as_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep = tmp.path().join("s.toml");
+    std::fs::write(
+        &sweep,
+        format!(
+            r#"name = "gate"
+cluster = "{}"
+[defaults]
+zero_stage = 3
+[[stage]]
+name = "train"
+template = "deepspeed-train.sbatch.j2"
+scaling = "weak"
+[stage.matrix]
+model = ["llama2-7b"]
+nodes = [2]
+micro_batch = [2, 64]
+grad_accum = [1]
+"#,
+            root().join("slurm/clusters/fukushima-h200.toml").display()
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("c");
+    let o = expand_dir(&sweep, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bin_dir = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let calls = tmp.path().join("calls");
+    for (name, body) in [
+        (
+            "sbatch",
+            format!("echo \"$@\" >> {}\necho 4242", calls.display()),
+        ),
+        ("squeue", String::new()),
+        ("sacct", String::new()),
+    ] {
+        let p = bin_dir.join(name);
+        std::fs::write(&p, format!("#!/bin/bash\n{body}\n")).unwrap();
+        Command::new("chmod").arg("+x").arg(&p).status().unwrap();
+    }
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+    let o = submit_json(&out, &["--skip-flagged"], Some(&path));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["submitted"].as_array().unwrap().len(), 1, "{v}");
+    let flagged = v["flagged"].as_array().unwrap();
+    assert_eq!(flagged.len(), 1, "{v}");
+    let flagged_id = flagged[0][0].as_str().unwrap().to_string();
+    assert!(flagged_id.contains("mb64"), "{flagged_id}");
+    let sbatched = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(sbatched.lines().count(), 1, "{sbatched}");
+    let o = Command::new(bin())
+        .args(["--json", "status", out.to_str().unwrap()])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let job = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["id"] == flagged_id.as_str())
+        .unwrap();
+    assert_eq!(job["state"], "skipped", "{job}");
+    let reason = job["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("plan check: likely out of memory"),
+        "{reason}"
+    );
+    // Submitting again submits nothing more and keeps it skipped.
+    let o = submit_json(&out, &["--skip-flagged"], Some(&path));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&calls).unwrap().lines().count(), 1);
+}
+
+/// `expand --set`: a smoke variant without editing the file; the campaign's sweep.toml records
+/// the values, and `check DIR` checks that copy.
+#[test]
+fn expand_set_makes_a_smoke_variant_recorded_in_the_campaign() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("c");
+    let o = expand_dir(
+        &root().join("sweeps/h200-llama2.toml"),
+        &out,
+        &[
+            "--set",
+            "steps=5",
+            "--set",
+            "nodes=[1]",
+            "--set",
+            "slurm.time=\"00:10:00\"",
+            "--set",
+            "micro_batch=1",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let copy = std::fs::read_to_string(out.join("sweep.toml")).unwrap();
+    assert!(copy.contains("#   --set steps=5"), "{copy}");
+    assert!(copy.contains("#   --set nodes=[1]"), "{copy}");
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("campaign.json")).unwrap()).unwrap();
+    let jobs = manifest["jobs"].as_array().unwrap();
+    assert!(
+        jobs.iter().all(|j| j["nodes"] == 1),
+        "every job on one node"
+    );
+    assert!(
+        jobs.iter().all(|j| j["time_limit_min"] == 10),
+        "every limit 10 min"
+    );
+    let train = jobs.iter().find(|j| j["stage"] == "p2-7b-2n").unwrap();
+    let point: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join(train["dir"].as_str().unwrap()).join("point.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(point["params"]["steps"], 5, "{point}");
+    // The campaign directory is checked as expanded: no memory error left at micro 1.
+    let (_, v, err) = check(out.to_str().unwrap(), &["--all"]);
+    assert!(v.is_object(), "{err}");
+    assert!(
+        !v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["message"].as_str().unwrap().contains("out of memory")),
+        "{v}"
+    );
+    assert!(
+        v["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["nodes"] == 1)
+    );
+    // An unknown key is named, with the closest one.
+    let o = expand_dir(
+        &root().join("sweeps/h200-llama2.toml"),
+        &tmp.path().join("d"),
+        &["--set", "stepz=5"],
+    );
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("--set `stepz`") && err.contains("did you mean `steps`"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("d").exists());
+}
+
+/// A parameter no template of its stage reads (and sweep does not use) is a warning naming the
+/// file, line and key with the closest known parameter; --strict makes it an error.
+#[test]
+fn unread_parameters_are_named_with_the_closest_known_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let seed = std::fs::read_to_string(root().join("sweeps/h200-llama2.toml")).unwrap();
+    let text = seed
+        .replace(
+            "cluster = \"fukushima-h200\"",
+            &format!(
+                "cluster = \"{}\"",
+                root().join("slurm/clusters/fukushima-h200.toml").display()
+            ),
+        )
+        .replace(
+            "gpu_sample_ms = 1000 ",
+            "gpu_sample_ms = 1000\nactivation_checkpoint = true ",
+        )
+        .replace(
+            "[stage.params]\nactivation_checkpointing = true\n",
+            "[stage.params]\nactivation_checkpointing = true\nmicro_bach = 4\n",
+        )
+        .replace(
+            "grad_accum = [4, 8, 16]",
+            "grad_accum = [4, 8, 16]\ngrad_acum = [1, 2]",
+        );
+    let f = tmp.path().join("careless.toml");
+    std::fs::write(&f, &text).unwrap();
+    let (_, v, err) = check(f.to_str().unwrap(), &["--all"]);
+    let warnings: Vec<(String, String)> = v["findings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{err}"))
+        .iter()
+        .filter(|x| x["level"] == "warning")
+        .map(|x| {
+            (
+                x["subject"].as_str().unwrap().to_string(),
+                x["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let has = |needle: &str, key: &str, suggestion: &str| {
+        let line = crate::util::line_of(&text, needle);
+        let at = format!("{}:{line}", f.display());
+        assert!(
+            warnings.iter().any(|(s, m)| s == &at
+                && m.contains(&format!("key `{key}`"))
+                && m.contains(&format!("did you mean `{suggestion}`"))),
+            "want {at} {key} -> {suggestion} in {warnings:#?}"
+        );
+    };
+    has(
+        "activation_checkpoint = true",
+        "defaults.activation_checkpoint",
+        "activation_checkpointing",
+    );
+    has(
+        "micro_bach = 4",
+        "stage[8].params.micro_bach",
+        "micro_batch",
+    );
+    has(
+        "grad_acum = [1, 2]",
+        "stage[3].matrix.grad_acum",
+        "grad_accum",
+    );
+    assert_eq!(warnings.len(), 3, "{warnings:#?}");
+    // --strict: the warnings fail the check and stop an expand.
+    let (code, _, _) = check(f.to_str().unwrap(), &["--strict"]);
+    assert_eq!(code, 1);
+    let out = tmp.path().join("c");
+    let o = expand_dir(&f, &out, &["--strict"]);
+    assert!(!o.status.success());
+    assert!(!out.exists());
+}

@@ -431,3 +431,55 @@ fn dependency_kind_on_an_unknown_stage_or_named_twice() {
     );
     assert_points_at(&t, "after = [", "stage[1].after[1]", "named twice");
 }
+
+#[test]
+fn profile_not_found_lists_the_paths_searched_and_the_profiles_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clusters = tmp.path().join("slurm/clusters");
+    std::fs::create_dir_all(&clusters).unwrap();
+    std::fs::copy(profile(), clusters.join("mine.toml")).unwrap();
+    let text = base().replace(
+        &format!("cluster = \"{}\"", profile().display()),
+        "cluster = \"nope\"",
+    );
+    let f = tmp.path().join("s.toml");
+    std::fs::write(&f, &text).unwrap();
+    let o = cargo_bin_cmd!("sweep")
+        .args(["check", f.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(!o.status.success());
+    assert!(err.contains(&format!("{}:2:", f.display())), "{err}");
+    assert!(
+        err.contains(&clusters.join("nope.toml").display().to_string()),
+        "the path searched: {err}"
+    );
+    assert!(
+        err.contains(&clusters.join("mine.toml").display().to_string()),
+        "the profile found: {err}"
+    );
+}
+
+#[test]
+fn an_unreadable_file_is_named_without_a_position() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("missing.toml");
+    let o = cargo_bin_cmd!("sweep")
+        .args(["check", f.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("{}: cannot read", f.display())),
+        "{err}"
+    );
+    assert!(!err.contains(":0:"), "{err}");
+    let t = base().replace(
+        &profile().display().to_string(),
+        &tmp.path().join("gone.toml").display().to_string(),
+    );
+    let (run, _, _tmp) = expand(&t);
+    assert_ne!(run.code, 0);
+    assert!(!run.stderr.contains(":0:"), "{}", run.stderr);
+}

@@ -411,12 +411,16 @@ pub(crate) fn plan_gate(campaign: &Path) -> Result<std::collections::BTreeMap<St
     let mut out = std::collections::BTreeMap::<String, String>::new();
     for f in report.findings.iter().filter(|f| f.level == Level::Error) {
         if plan.points.iter().any(|p| p.id == f.subject) {
+            let what = match &f.fix {
+                Some(fix) => format!("{}. What fits: {fix}", f.message),
+                None => f.message.clone(),
+            };
             out.entry(f.subject.clone())
                 .and_modify(|m| {
                     m.push_str("; ");
-                    m.push_str(&f.message)
+                    m.push_str(&what)
                 })
-                .or_insert_with(|| f.message.clone());
+                .or_insert(what);
         }
     }
     Ok(out)

@@ -45,6 +45,10 @@ pub struct Finding {
     /// A job id or `target N`.
     pub subject: String,
     pub message: String,
+    /// What would fit instead (a point predicted out of memory): the largest micro-batch at the
+    /// same global batch, and whether activation checkpointing would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
 }
 
 /// The memory estimate of one GPU, in bytes (see `memory`).
@@ -149,10 +153,8 @@ const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 /// What would fit instead of a point predicted out of memory: the largest micro-batch at the
 /// same global batch (micro x accumulation constant, the accumulation growing), and whether
 /// activation checkpointing would fit at the point's micro-batch (and with the smaller one).
-fn oom_fixes(m: &ModelShape, p: &Point, hbm_gib: f64) -> String {
-    let Some(micro) = p.batch.micro_batch else {
-        return String::new();
-    };
+fn oom_fixes(m: &ModelShape, p: &Point, hbm_gib: f64) -> Option<String> {
+    let micro = p.batch.micro_batch?;
     let accum = p.batch.grad_accum.unwrap_or(1);
     let per_rank = micro as u64 * accum as u64;
     let with = |mb: u32, ac: bool| -> Option<MemEstimate> {
@@ -181,12 +183,12 @@ fn oom_fixes(m: &ModelShape, p: &Point, hbm_gib: f64) -> String {
         .find(|&d| with(d, ac_on).is_some_and(|e| fits(&e)));
     match smaller {
         Some(d) => out.push(format!(
-            "fits at micro {d} x accumulation {} (same global batch; estimated {})",
+            "micro {d} x accumulation {} at the same global batch ({})",
             per_rank / d as u64,
             gib(with(d, ac_on).map(|e| e.total).unwrap_or(0.0))
         )),
         None => out.push(format!(
-            "no micro-batch fits at the same global batch{}",
+            "no micro-batch at the same global batch{}",
             if ac_on {
                 " even with checkpointing"
             } else {
@@ -198,7 +200,7 @@ fn oom_fixes(m: &ModelShape, p: &Point, hbm_gib: f64) -> String {
         let e = with(micro, true);
         match e {
             Some(e) if fits(&e) => out.push(format!(
-                "activation checkpointing would fit at micro {micro} ({})",
+                "activation checkpointing at micro {micro} ({})",
                 gib(e.total)
             )),
             Some(e) => {
@@ -207,10 +209,10 @@ fn oom_fixes(m: &ModelShape, p: &Point, hbm_gib: f64) -> String {
                     .filter(|d| per_rank.is_multiple_of(*d as u64))
                     .find(|&d| with(d, true).is_some_and(|e| fits(&e)));
                 out.push(format!(
-                    "activation checkpointing would not fit at micro {micro} ({}){}",
+                    "not activation checkpointing at micro {micro} ({}){}",
                     gib(e.total),
                     best.map(|d| format!(
-                        ", with it micro {d} x accumulation {} would",
+                        ", but with it micro {d} x accumulation {}",
                         per_rank / d as u64
                     ))
                     .unwrap_or_default()
@@ -219,7 +221,7 @@ fn oom_fixes(m: &ModelShape, p: &Point, hbm_gib: f64) -> String {
             None => {}
         }
     }
-    format!(". Fix: {}", out.join("; "))
+    Some(out.join("; "))
 }
 
 /// One point of the plan, as the check sees it.
@@ -300,6 +302,7 @@ pub(crate) fn check(sweep: &LoadedSweep, profile: &Profile, plan: &Plan) -> Chec
                 level: Level::Warning,
                 subject: format!("profile {}", profile.name),
                 message: format!("{key} is 0 (not known): no {what} without it"),
+                fix: None,
             });
         }
     }
@@ -310,6 +313,7 @@ pub(crate) fn check(sweep: &LoadedSweep, profile: &Profile, plan: &Plan) -> Chec
             message: format!(
                 "gpu_map[{gpu}].cpus: CPU {cpu} is also in GPU {other}'s list: ranks of both GPUs would share that core"
             ),
+            fix: None,
         });
     }
     for p in &plan.points {
@@ -331,6 +335,7 @@ pub(crate) fn check(sweep: &LoadedSweep, profile: &Profile, plan: &Plan) -> Chec
                     "global batch {b} != micro {mb} x accumulation {ga} x {} data-parallel ranks",
                     p.batch.dp
                 ),
+                fix: None,
             });
         }
         if let Some(e) = &mem {
@@ -359,18 +364,19 @@ pub(crate) fn check(sweep: &LoadedSweep, profile: &Profile, plan: &Plan) -> Chec
                 let fix = p
                     .model
                     .as_ref()
-                    .map(|m| oom_fixes(m, p, profile.gpu.hbm_gib))
-                    .unwrap_or_default();
+                    .and_then(|m| oom_fixes(m, p, profile.gpu.hbm_gib));
                 findings.push(Finding {
                     level: Level::Error,
                     subject: p.id.clone(),
-                    message: format!("likely out of memory: estimated {what}{fix}"),
+                    message: format!("likely out of memory: estimated {what}"),
+                    fix,
                 });
             } else if e.total > MEM_WARN_FRACTION * e.hbm {
                 findings.push(Finding {
                     level: Level::Warning,
                     subject: p.id.clone(),
                     message: format!("tight on memory: estimated {what}"),
+                    fix: None,
                 });
             }
         }
@@ -395,6 +401,7 @@ pub(crate) fn check(sweep: &LoadedSweep, profile: &Profile, plan: &Plan) -> Chec
                 level: tc.level,
                 subject: format!("target {}", i + 1),
                 message: tc.verdict.clone(),
+                fix: None,
             });
         }
         targets.push(tc);
@@ -646,7 +653,10 @@ pub(crate) fn render(r: &CheckReport, max_rows: usize) -> String {
         t.add_row(vec![
             f.level.as_str().to_string(),
             f.subject.clone(),
-            f.message.clone(),
+            match &f.fix {
+                Some(fix) => format!("{}. What fits: {fix}", f.message),
+                None => f.message.clone(),
+            },
         ]);
     }
     if !r.findings.is_empty() {

@@ -60,7 +60,11 @@ fn reads_into(
         reads_into(src, &c[1], out, seen)?;
     }
     if text.contains("payloads/") {
-        let get = regex::Regex::new(r#"params\.get\("([A-Za-z0-9_.]+)""#).expect("regex");
+        // `params.get("X")` and `(point.get("params") or {}).get("X")`.
+        let get = regex::Regex::new(
+            r#"(?:params|\.get\("params"\)\s*or\s*\{\}\))\.get\("([A-Za-z0-9_.]+)""#,
+        )
+        .expect("regex");
         for (_, payload) in crate::campaign::PAYLOADS {
             for c in get.captures_iter(payload) {
                 out.insert(c[1].to_string());
@@ -81,11 +85,13 @@ pub(crate) fn all_template_reads(src: &TemplateSource) -> BTreeSet<String> {
     out
 }
 
-/// Whether sweep itself reads `key` (whatever the templates do).
+/// Whether sweep itself reads `key` (whatever the templates do): its own parameters, `ds.*`
+/// (the job's ds_config) and UPPER_CASE names (exported into the job's environment).
 pub(crate) fn sweep_reads(key: &str) -> bool {
     SWEEP_READS.contains(&key)
         || key.starts_with("ds.")
         || crate::spec::COMPUTED_PARAMS.contains(&key)
+        || (crate::profile::is_env_name(key) && key.chars().all(|c| !c.is_ascii_lowercase()))
 }
 
 /// The closest of `known` to `key`, when close enough to be a typo.
@@ -129,6 +135,7 @@ pub(crate) fn unread(sweep: &LoadedSweep, templates: &TemplateSource) -> Vec<Fin
                 "key `{}`: `{key}` is read by no template of {whose} and not used by sweep{hint}",
                 e.key
             ),
+            fix: None,
         });
     };
     let used_by_exprs = |st: &crate::spec::StageSpec, key: &str| {
@@ -197,12 +204,33 @@ mod tests {
     fn built_in_templates_read_what_they_use() {
         let src = TemplateSource::default();
         let train = template_reads(&src, "deepspeed-train.sbatch.j2").unwrap();
-        for k in ["steps", "warmup_steps", "gpu_sample_ms", "train_script"] {
+        for k in [
+            "steps",
+            "warmup_steps",
+            "gpu_sample_ms",
+            "train_script",
+            "payload_mode",
+            "collective",
+        ] {
             assert!(train.contains(k), "{k} not in {train:?}");
         }
         let pairs = template_reads(&src, "nccl-pairs.sbatch.j2").unwrap();
         assert!(pairs.contains("pairs_all_max"), "{pairs:?}");
         assert!(!pairs.contains("steps"), "{pairs:?}");
+    }
+
+    #[test]
+    fn sweep_reads_its_own_ds_and_environment_names() {
+        for k in [
+            "micro_batch",
+            "ds.zero_optimization.stage",
+            "NCCL_ALGO",
+            "gpus",
+        ] {
+            assert!(sweep_reads(k), "{k}");
+        }
+        assert!(!sweep_reads("micro_bach"));
+        assert!(!sweep_reads("Nccl_algo"));
     }
 
     #[test]

@@ -121,7 +121,7 @@ pub(crate) fn apply(
             }
             continue;
         }
-        if !known.contains(&key) {
+        if !known.contains(&key) && !crate::params::sweep_reads(&key) {
             let hint = crate::params::closest(&key, known.iter().map(|s| s.as_str()))
                 .map(|c| format!(" (did you mean `{c}`?)"))
                 .unwrap_or_default();

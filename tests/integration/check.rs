@@ -202,13 +202,32 @@ fn an_oom_finding_names_the_micro_batch_and_checkpointing_that_fit() {
         .expect("the 7B micro 16 point is flagged");
     let m = f["message"].as_str().unwrap();
     assert!(m.contains("likely out of memory"), "{m}");
+    let fix = f["fix"].as_str().unwrap();
     assert!(
-        m.contains("fits at micro 4 x accumulation 16 (same global batch"),
-        "{m}"
+        fix.contains("micro 4 x accumulation 16 at the same global batch"),
+        "{fix}"
     );
     assert!(
-        m.contains("activation checkpointing would fit at micro 16"),
-        "{m}"
+        fix.contains("activation checkpointing at micro 16 ("),
+        "{fix}"
+    );
+    // A point whose micro-batch is too large even with checkpointing says which one would fit.
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| {
+            f["subject"]
+                .as_str()
+                .unwrap()
+                .starts_with("p2-7b-2n-7b-n2-mb64-ga4-")
+        })
+        .unwrap();
+    let fix = f["fix"].as_str().unwrap();
+    assert!(
+        fix.contains("not activation checkpointing at micro 64")
+            && fix.contains("but with it micro 32 x accumulation 8"),
+        "{fix}"
     );
 }
 
@@ -263,6 +282,7 @@ fn submit_gate_refuses_flagged_points_unless_forced_or_skipped() {
         err.contains("--skip-flagged") && err.contains("--force"),
         "{err}"
     );
+    assert!(err.contains("What fits: micro 4 x accumulation"), "{err}");
     let o = submit_json(&out, &["--dry-run", "--force"], None);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();

@@ -131,6 +131,9 @@ fn pretty<T: serde::Serialize + ?Sized>(v: &T) -> Result<()> {
 fn eprint_plan_findings(serious: &[&Finding], checked: &CheckReport, sweep: &Path) {
     for f in serious.iter().take(10) {
         eprintln!("{}: {}: {}", f.level.as_str(), f.subject, f.message);
+        if let Some(fix) = &f.fix {
+            eprintln!("  what fits: {fix}");
+        }
     }
     if serious.len() > 10 {
         eprintln!("... {} more plan-check findings", serious.len() - 10);
@@ -141,6 +144,19 @@ fn eprint_plan_findings(serious: &[&Finding], checked: &CheckReport, sweep: &Pat
         checked.count(Level::Warning),
         sweep.display()
     );
+    let mut gated: Vec<&str> = checked
+        .findings
+        .iter()
+        .filter(|f| f.level == Level::Error && checked.points.iter().any(|p| p.id == f.subject))
+        .map(|f| f.subject.as_str())
+        .collect();
+    gated.dedup();
+    if !gated.is_empty() {
+        eprintln!(
+            "`sweep submit` refuses the {} job(s) with error-level findings unless --skip-flagged (submit the rest) or --force",
+            gated.len()
+        );
+    }
 }
 
 fn eprint_replaced(replaced: &[String]) {

@@ -99,12 +99,18 @@ pub(crate) fn submit(dir: &Path, opts: &SubmitOptions, slurm: &Slurm) -> Result<
             dir.display()
         );
     }
-    if !opts.dry_run && !flagged.is_empty() {
-        let ids: Vec<String> = flagged.iter().map(|(id, _)| id.clone()).collect();
+    if !opts.dry_run {
+        // Recorded once: a later `submit --skip-flagged` writes nothing for an unchanged reason.
+        let mut changed = Vec::new();
         for (id, f) in &flagged {
-            st.job(id).skipped = Some(format!("plan check: {f}"));
+            let why = Some(format!("plan check: {f}"));
+            let js = st.job(id);
+            if js.skipped != why {
+                js.skipped = why;
+                changed.push(id.clone());
+            }
         }
-        st.record_many(&lock, dir, &ids)?;
+        st.record_many(&lock, dir, &changed)?;
     }
     let is_flagged = |id: &str| flagged.iter().any(|(f, _)| f == id);
 

@@ -389,13 +389,23 @@ fn deleted_reset_or_garbled_state_is_recovered_from_slurm() {
     let sid = ids.values().next().unwrap().clone();
     if accounting() {
         // slurmctld sends accounting its records in the background (later still just after
-        // a slurmdbd restart): wait for this one.
-        wait_until(60, "accounting to record the job COMPLETED", || {
-            run(
+        // a slurmdbd restart), and a job that ends before its start record arrived is first
+        // recorded COMPLETED under the placeholder name `allocation` with no working
+        // directory: wait for the whole record, as sweep looks jobs up by name and directory.
+        wait_until(60, "accounting to record the job whole", || {
+            let acct = run(
                 "sacct",
-                &["-n", "-X", "-P", "-j", &sid, "-o", "JobID,State"],
-            )
-            .contains(&format!("{sid}|COMPLETED"))
+                &[
+                    "-n",
+                    "-X",
+                    "-P",
+                    "-j",
+                    &sid,
+                    "-o",
+                    "JobID,JobName,State,WorkDir",
+                ],
+            );
+            acct.contains(&format!("{sid}|lostdone:")) && acct.contains("|COMPLETED|/")
         });
     }
     remove_state(&c.dir);
@@ -405,6 +415,58 @@ fn deleted_reset_or_garbled_state_is_recovered_from_slurm() {
     assert!(out.contains("rebuilt: 1 adopted"), "{out}");
     assert_eq!(recorded(&c.dir), ids);
     assert_eq!(state_of(&status(&c.dir), "t"), "COMPLETED");
+    if !accounting() {
+        return;
+    }
+    // Had it left the queue (MinJobAge is 600 s here): an `squeue` first on PATH that hides
+    // it, and no markers either, so only accounting can tell.
+    let real = run("sh", &["-c", "command -v squeue"]).trim().to_string();
+    let wrap = tempfile::tempdir().unwrap();
+    let sq = wrap.path().join("squeue");
+    std::fs::write(
+        &sq,
+        format!(
+            "#!/bin/sh\nout=$('{real}' \"$@\")\nrc=$?\nprintf '%s\\n' \"$out\" | grep -v '|lostdone:'\nexit $rc\n"
+        ),
+    )
+    .unwrap();
+    run("chmod", &["+x", sq.to_str().unwrap()]);
+    let path = format!(
+        "{}:{}",
+        wrap.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let hidden = |args: &[&str]| {
+        Command::new(bin())
+            .args(args)
+            .env("PATH", &path)
+            .output()
+            .unwrap()
+    };
+    let jd = std::fs::read_dir(c.dir.join("jobs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for m in ["started", "finished"] {
+        std::fs::remove_file(jd.join(m)).unwrap();
+    }
+    remove_state(&c.dir);
+    let o = hidden(&["status", c.dir.to_str().unwrap(), "--rebuild"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("rebuilt: 1 adopted") && out.contains("accounting: ok"),
+        "{out}"
+    );
+    assert_eq!(recorded(&c.dir), ids, "adopted from accounting");
+    let o = hidden(&["--json", "status", c.dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = json_of(&o);
+    assert_eq!(state_of(&v, "t"), "COMPLETED", "{v:#}");
+    // Slurm's `0:0`, not a marker's `0`: learned from accounting (by the rebuild's own poll).
+    assert_eq!(job(&v, "t")["exit_code"], "0:0", "{v:#}");
 }
 
 /// 5. Accounting down: a job cancelled before it started (no marker) is CANCELLED while the

@@ -121,6 +121,13 @@ fn status_beside_a_submit_never_reports_lost() {
     assert_eq!(lost, vec![0, 0, 0], "jobs called lost beside a submit");
     let v = status(&c.dir);
     assert_eq!(v["counts"]["PENDING"], 300, "{:#}", v["counts"]);
+    let held = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["reason"] == "JobHeldUser")
+        .count();
+    assert_eq!(held, 300, "every job PENDING because held");
     let t = tally(&c.dir, "concur");
     eprintln!(
         "concurrent status: lost per poll {lost:?}, {} in Slurm, duplicates={}, wrong ids={}",
@@ -577,6 +584,7 @@ fn watch_ends_with_4_when_all_that_is_left_can_never_start() {
     }
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     let err = stderr(&o);
+    eprintln!("never-satisfied dependency: --watch said: {}", err.trim());
     assert!(
         err.contains("DependencyNeverSatisfied")
             && err.contains(&format!(
@@ -805,6 +813,26 @@ matrix = { nodes = [1] }
         job(&v, "rq")["exit_code"].is_null(),
         "stale exit code: {v:#}"
     );
+    // A node that really fails runs no trap: the first attempt may leave no `finished` marker
+    // (here it sometimes does not either). The controller's restart count still tells.
+    let jd = std::fs::read_dir(c.dir.join("jobs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let _ = std::fs::remove_file(jd.join("finished"));
+    {
+        // ... nor had an earlier poll seen one.
+        let lock = sweep::state::Lock::acquire(&c.dir).unwrap();
+        let mut st = sweep::state::State::load(&c.dir).unwrap();
+        let id = job(&v, "rq")["id"].as_str().unwrap().to_string();
+        st.job(&id).restarts = None;
+        st.save(&lock, &c.dir).unwrap();
+    }
+    let v = status(&c.dir);
+    assert!(job(&v, "rq")["restarts"].as_u64() >= Some(1), "{v:#}");
+    assert!(job(&v, "rq")["exit_code"].is_null(), "{v:#}");
     // Slurm holds a requeued job back 2 minutes (BeginTime); let it go now, but not to the
     // failed node: its first attempt may still be ending there, and Slurm drains a node that
     // is sent a job id it still runs ("Duplicate jobid"). The first attempt's `finished`
@@ -830,12 +858,6 @@ matrix = { nodes = [1] }
     assert_eq!(j["slurm_id"].as_str(), Some(sid.as_str()));
     assert!(j["restarts"].as_u64() >= Some(1), "{v:#}");
     assert_eq!(j["exit_code"], "0");
-    let jd = std::fs::read_dir(c.dir.join("jobs"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
     let out = std::fs::read_to_string(jd.join(format!("slurm-{sid}.out"))).unwrap();
     assert!(
         out.contains("attempt-one") && out.contains("attempt-two"),

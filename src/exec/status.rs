@@ -283,6 +283,8 @@ fn job_status(
     match (in_queue, &marker) {
         (Some(q), _) => {
             s.state = q.state.clone();
+            // The controller's count: the only one where the failed attempt left no marker.
+            s.restarts = s.restarts.max(q.restarts);
             s.reason = (!q.reason.is_empty() && q.reason != "None").then(|| q.reason.clone());
             s.source = "squeue".into();
             match &marker {

@@ -385,6 +385,9 @@ impl State {
         if created {
             sync_dir(dir);
         }
+        // Again after the write: a lock file removed while it was being written would let a
+        // second writer read the state without this record.
+        lock.check()?;
         self.journal_records += jobs.len();
         if self.journal_records > compact_after(self.jobs.len()) {
             self.save(lock, dir)?;

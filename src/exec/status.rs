@@ -360,6 +360,18 @@ fn ask_accounting(
                         out[i].source = "sacct".into();
                         out[i].reason = None;
                     }
+                    // slurmdbd first records a job under the placeholder name `allocation`,
+                    // with no working directory, and completes the record moments later: not
+                    // yet evidence either way.
+                    None if rows.iter().any(|r| r.id == sid && r.name == "allocation") => {
+                        out[i].state = JobState::Unknown;
+                        out[i].reason = Some(
+                            "accounting's record of this id is not complete yet (name \
+                             `allocation`); the next poll asks again"
+                                .into(),
+                        );
+                        out[i].source = "sacct".into();
+                    }
                     None => {
                         out[i].state = JobState::Lost;
                         out[i].reason = Some(

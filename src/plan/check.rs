@@ -583,7 +583,7 @@ fn render_schedule(sc: &ScheduleReport) -> String {
     }
     let unest = sc.jobs.iter().filter(|j| !j.estimated).count();
     format!(
-        "{t}\nschedule on {} node(s){}: makespan {}{}; critical path {}{}\n",
+        "{t}\nschedule on {} node(s){}: makespan {}{}; critical path {} (from {}){}\n",
         sc.nodes,
         sc.start
             .as_deref()
@@ -596,6 +596,7 @@ fn render_schedule(sc: &ScheduleReport) -> String {
             _ => String::new(),
         },
         sc.critical_stages.join(" -> "),
+        sc.critical_from,
         if unest > 0 {
             format!(" ({unest} job(s) without an estimate counted at their time limit)")
         } else {

@@ -124,6 +124,8 @@ pub struct ScheduleReport {
     /// The jobs whose chain ends last, first to last, and the stages they belong to.
     pub critical_path: Vec<String>,
     pub critical_stages: Vec<String>,
+    /// Where the critical path begins: `reservation start` or `window of <stage>`.
+    pub critical_from: String,
     pub stages: Vec<StageSlot>,
     pub jobs: Vec<JobSlot>,
     /// Jobs asking for more nodes than the reservation has (not scheduled).
@@ -218,10 +220,16 @@ pub fn schedule(
     let makespan_s = last.map_or(0.0, |i| jobs[i].end_s);
     let mut critical_path = Vec::new();
     let mut at = last;
+    let mut first = None;
     while let Some(i) = at {
         critical_path.push(jobs[i].id.clone());
+        first = Some(i);
         at = pred[i];
     }
+    let critical_from = match first {
+        Some(i) if jobs[i].start_s > 0.0 => format!("the window of {}", jobs[i].stage),
+        _ => "the reservation's start".to_string(),
+    };
     critical_path.reverse();
     let mut critical_stages: Vec<String> = Vec::new();
     for id in &critical_path {
@@ -260,6 +268,7 @@ pub fn schedule(
         fits_reservation: sc.map(|s| makespan_s <= s.hours * 3600.0 + 1e-6),
         critical_path,
         critical_stages,
+        critical_from,
         stages,
         jobs,
         unschedulable,

@@ -96,27 +96,25 @@ impl Measured {
             "activation_checkpointing",
             "seq_len",
         ];
-        let mut v: Vec<f64> = self
-            .rows
-            .iter()
-            .filter(|r| {
-                keys.iter().all(|k| {
-                    let cell = r.param(k);
-                    let mine = p.params.get(*k).map(json_short);
-                    match (cell.is_empty(), mine) {
-                        (true, None) => true,
-                        (false, Some(m)) => m == cell,
-                        // A column the point lacks, or the reverse: only "false" is a match
-                        // for a flag that is not set.
-                        (false, None) => cell == "false",
-                        (true, Some(m)) => m == "false",
-                    }
+        let mut v: Vec<f64> =
+            self.rows
+                .iter()
+                .filter(|r| {
+                    keys.iter().all(|k| {
+                        // A column runs.csv lacks (or leaves empty) does not tell points apart; a
+                        // flag the point does not set is false.
+                        let cell = r.param(k);
+                        let mine =
+                            p.params.get(*k).map(json_short).or_else(|| {
+                                (*k == "activation_checkpointing").then(|| "false".into())
+                            });
+                        cell.is_empty() || mine.as_deref() == Some(cell)
+                    })
                 })
-            })
-            .filter_map(|r| r.figures.step_time_ms_p50)
-            .filter(|x| x.is_finite() && *x > 0.0)
-            .map(|ms| ms / 1000.0)
-            .collect();
+                .filter_map(|r| r.figures.step_time_ms_p50)
+                .filter(|x| x.is_finite() && *x > 0.0)
+                .map(|ms| ms / 1000.0)
+                .collect();
         if v.is_empty() {
             return None;
         }

@@ -339,6 +339,16 @@ pub(crate) fn check_with(
             .collect();
         let s = crate::schedule::schedule(&sweep.spec, plan, &durations, profile.slurm.nodes);
         crate::schedule::findings(&s, &mut findings);
+        if s.nodes > profile.slurm.nodes {
+            findings.push(Finding {
+                level: Level::Warning,
+                subject: "schedule".into(),
+                message: format!(
+                    "the reservation's {} nodes are more than the profile's {}",
+                    s.nodes, profile.slurm.nodes
+                ),
+            });
+        }
         s
     });
     let mut targets = Vec::new();

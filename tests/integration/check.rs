@@ -505,3 +505,72 @@ fn schedule_keys_are_checked_with_file_line_and_key() {
     let (_, _, err) = check(&sweep, &[]);
     assert!(err.contains("needs a `[schedule]`"), "{err}");
 }
+
+#[test]
+fn the_report_draws_the_planned_schedule() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (c, r) = (tmp.path().join("c"), tmp.path().join("r"));
+    for args in [
+        vec![
+            "expand",
+            "sweeps/h200-llama2.toml",
+            "--out",
+            c.to_str().unwrap(),
+        ],
+        vec!["report", c.to_str().unwrap(), "--out", r.to_str().unwrap()],
+    ] {
+        let o = Command::new(bin())
+            .args(&args)
+            .current_dir(root())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    }
+    let html = std::fs::read_to_string(r.join("report.html")).unwrap();
+    let at = html
+        .find("<h3>Schedule (estimated)</h3>")
+        .expect("schedule section");
+    let part = &html[at..];
+    assert!(part.contains("<svg") && part.contains("<title>p4-70b day2 16:00 - day2 17:20"));
+    assert!(
+        part.contains("Makespan 32:19:53 on 8 node(s)"),
+        "{}",
+        &part[..2000.min(part.len())]
+    );
+}
+
+#[test]
+fn profile_timing_keys_are_checked_and_change_the_estimate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root().join("slurm/clusters/fukushima-h200.toml")).unwrap();
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        text.replace("expected_mfu = 0.40", "expected_mfu = 40"),
+    )
+    .unwrap();
+    let (code, _, err) = check(
+        "sweeps/h200-llama2.toml",
+        &["--profile", bad.to_str().unwrap()],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("bad.toml:")
+            && err.contains("timing.expected_mfu")
+            && err.contains("0.4 for 40 %"),
+        "{err}"
+    );
+    // At 20 % MFU a step takes twice as long: the seed's limits no longer hold.
+    let slow = tmp.path().join("slow.toml");
+    std::fs::write(
+        &slow,
+        text.replace("expected_mfu = 0.40", "expected_mfu = 0.20"),
+    )
+    .unwrap();
+    let (_, v, _) = check(
+        "sweeps/h200-llama2.toml",
+        &["--profile", slow.to_str().unwrap()],
+    );
+    assert_eq!(v["timing"]["expected_mfu"], 0.2);
+    assert!(!time_errors(&v).is_empty());
+}

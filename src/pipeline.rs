@@ -161,11 +161,16 @@ pub(crate) fn check(
     profile: Option<&Path>,
     max_points: u64,
     strict: bool,
+    measured: Option<&Path>,
 ) -> Result<CheckOutcome> {
     let (sweep, profile, _) = load(sweep, profile)?;
     let plan = expand::expand_capped(&sweep, &profile, max_points)?;
+    let measured = measured
+        .map(crate::timing::Measured::load)
+        .transpose()
+        .context("--measured: a results directory of `sweep collect` (runs.csv)")?;
     Ok(CheckOutcome {
-        report: crate::check::check(&sweep, &profile, &plan),
+        report: crate::check::check_with(&sweep, &profile, &plan, measured.as_ref()),
         strict,
     })
 }

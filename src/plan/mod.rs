@@ -7,8 +7,10 @@ pub mod expand;
 pub mod model;
 pub mod profile;
 pub mod profile_import;
+pub mod schedule;
 pub mod spec;
 pub(crate) mod table;
+pub mod timing;
 pub mod values;
 
 pub(crate) use table::*;

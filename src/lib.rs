@@ -22,7 +22,9 @@ pub use sweep_logs as parsers;
 // and the benches name them.
 pub use campaign::{job_state, layout, state};
 pub use exec::{executor, local, markers, reconcile, slurm, status, submit};
-pub use plan::{check, diag, expand, model, profile, profile_import, spec, values};
+pub use plan::{
+    check, diag, expand, model, profile, profile_import, schedule, spec, timing, values,
+};
 pub(crate) use plan::{params, sets};
 pub use render::dsconfig;
 pub use results::{analyze, collect, report, rows};

@@ -187,6 +187,7 @@ pub(crate) fn check(
     profile: Option<&Path>,
     max_points: u64,
     strict: bool,
+    measured: Option<&Path>,
 ) -> Result<CheckOutcome> {
     // A campaign directory: its own copies, as expanded (with any --set).
     let campaign_profile;
@@ -205,7 +206,11 @@ pub(crate) fn check(
     };
     let (sweep, profile, _) = load(&sweep, profile)?;
     let plan = expand::expand_capped(&sweep, &profile, max_points)?;
-    let mut report = crate::check::check(&sweep, &profile, &plan);
+    let measured = measured
+        .map(crate::timing::Measured::load)
+        .transpose()
+        .context("--measured: a results directory of `sweep collect` (runs.csv)")?;
+    let mut report = crate::check::check_with(&sweep, &profile, &plan, measured.as_ref());
     // A campaign's copy may name a templates directory relative to the original: the built-in
     // set stands in, and a stage whose template is not there is not checked for unread keys.
     let templates = campaign::default_templates(&sweep, None).unwrap_or_default();

@@ -168,7 +168,11 @@ impl Lock {
                 now_utc()
             );
             // Who holds it, for the next one to wait; a failure to say so is no reason to stop.
-            let _ = file.set_len(0).and_then(|_| file.write_all(me.as_bytes()));
+            // At offset 0 whatever this descriptor read while it waited.
+            let _ = file.set_len(0).and_then(|_| {
+                use std::os::unix::fs::FileExt;
+                file.write_all_at(me.as_bytes(), 0)
+            });
             return Ok(Some(Lock { file, path, ident }));
         }
     }
@@ -384,6 +388,9 @@ impl State {
         if created {
             sync_dir(dir);
         }
+        // Again after the write: a lock file removed while it was being written would let a
+        // second writer read the state without this record.
+        lock.check()?;
         self.journal_records += jobs.len();
         if self.journal_records > compact_after(self.jobs.len()) {
             self.save(lock, dir)?;
@@ -612,6 +619,20 @@ mod tests {
         let back = State::load(d.path()).unwrap();
         assert_eq!(back.jobs, st.jobs);
         assert_eq!(back.jobs["j9"].slurm_id.as_deref(), Some("1099"));
+    }
+
+    #[test]
+    fn a_waiter_that_gets_the_lock_says_it_holds_it_from_the_first_byte() {
+        let d = tempfile::tempdir().unwrap();
+        let first = Lock::acquire(d.path()).unwrap();
+        let dir = d.path().to_path_buf();
+        let waiter = std::thread::spawn(move || Lock::acquire(&dir).map(|_| ()));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        drop(first);
+        waiter.join().unwrap().unwrap();
+        let held = std::fs::read(d.path().join(LOCK)).unwrap();
+        assert!(held.starts_with(b"pid "), "{held:?}");
+        assert!(!held.contains(&0), "no hole before the holder's line");
     }
 
     #[test]

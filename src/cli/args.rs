@@ -121,6 +121,10 @@ pub(crate) struct CheckArgs {
     /// Refuse a sweep that asks for more points than this (before building any).
     #[arg(long, default_value_t = expand::DEFAULT_MAX_POINTS)]
     pub max_points: u64,
+    /// Results directory of a collected campaign of the same cluster (runs.csv): its measured
+    /// step times replace the expected-MFU estimate for the same points.
+    #[arg(long)]
+    pub measured: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -171,7 +171,13 @@ fn demo(a: DemoArgs, out: &dyn Output) -> Result<()> {
 }
 
 fn check(a: CheckArgs, out: &dyn Output) -> Result<()> {
-    let c = pipeline::check(&a.sweep, a.profile.as_deref(), a.max_points, a.strict)?;
+    let c = pipeline::check(
+        &a.sweep,
+        a.profile.as_deref(),
+        a.max_points,
+        a.strict,
+        a.measured.as_deref(),
+    )?;
     out.checked(&c.report, a.all)?;
     c.verdict()
 }

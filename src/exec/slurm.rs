@@ -56,6 +56,9 @@ pub(crate) struct QueueJob {
     pub submit_time: String,
     /// The job's working directory: with the name, tells our job from a namesake elsewhere.
     pub work_dir: String,
+    /// Times Slurm requeued the job (node failure, preemption): the controller's count, known
+    /// even when the failed attempt could write no marker (its node died).
+    pub restarts: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -154,7 +157,9 @@ impl Slurm {
             "--noheader",
             "--states=all",
             "--array",
-            "--format=%i|%T|%r|%V|%Z|%j",
+            // `--format`'s `%` letters have no restart count: the same fields by name
+            // (`JobArrayID` is `%i`), each ended by `|` and never padded or cut.
+            "--Format=JobArrayID:|,State:|,Reason:|,SubmitTime:|,WorkDir:|,RestartCnt:|,Name:",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -282,7 +287,14 @@ pub(crate) fn parse_squeue(out: &str, prefix: &str) -> Vec<QueueJob> {
             let reason = f.next()?.trim().to_string();
             let submit_time = f.next()?.trim().to_string();
             let work_dir = f.next()?.trim().to_string();
-            let name = f.next()?.trim().to_string();
+            let rest = f.next()?.trim();
+            // `RESTARTS|NAME` as sweep asks; a bare `NAME` as `--format=%i|%T|%r|%V|%Z|%j` gave.
+            let (restarts, name) = match rest.split_once('|') {
+                Some((n, name)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                    (n.parse().unwrap_or(0), name.trim().to_string())
+                }
+                _ => (0, rest.to_string()),
+            };
             name.starts_with(prefix).then_some(QueueJob {
                 id,
                 name,
@@ -290,6 +302,7 @@ pub(crate) fn parse_squeue(out: &str, prefix: &str) -> Vec<QueueJob> {
                 reason,
                 submit_time,
                 work_dir,
+                restarts,
             })
         })
         .collect()
@@ -343,6 +356,26 @@ mod tests {
         assert_eq!(
             parse_squeue(&fixture("squeue-text-22.05.txt"), "tl:")[0].state,
             "TIMEOUT"
+        );
+    }
+
+    #[test]
+    fn squeue_by_field_name_carries_the_restart_count() {
+        // As `squeue --Format=JobArrayID:|,...,RestartCnt:|,Name:` printed it on 22.05 for a
+        // job requeued after a node failure, and a foreign job with a `|` in its name.
+        let out = "5017|PENDING|BeginTime|2026-12-07T12:02:45|/tmp/c/jobs/rq|1|rq:rq-n1\n\
+                   5018|PENDING|None|2026-12-07T12:02:46|/tmp|0|other|name\n";
+        let v = parse_squeue(out, "rq:");
+        assert_eq!(v.len(), 1);
+        assert_eq!(
+            (v[0].id.as_str(), v[0].restarts, v[0].name.as_str()),
+            ("5017", 1, "rq:rq-n1")
+        );
+        assert_eq!(parse_squeue(out, "other")[0].name, "other|name");
+        assert!(
+            parse_squeue(&fixture("squeue-text-22.05.txt"), "fx:")
+                .iter()
+                .all(|j| j.restarts == 0)
         );
     }
 

@@ -291,6 +291,8 @@ fn job_status(
     match (in_queue, &marker) {
         (Some(q), _) => {
             s.state = q.state.clone();
+            // The controller's count: the only one where the failed attempt left no marker.
+            s.restarts = s.restarts.max(q.restarts);
             s.reason = (!q.reason.is_empty() && q.reason != "None").then(|| q.reason.clone());
             s.source = "squeue".into();
             match &marker {
@@ -365,6 +367,18 @@ fn ask_accounting(
                             r.steps.iter().any(|(_, s, _)| *s == JobState::OutOfMemory);
                         out[i].source = "sacct".into();
                         out[i].reason = None;
+                    }
+                    // slurmdbd first records a job under the placeholder name `allocation`,
+                    // with no working directory, and completes the record moments later: not
+                    // yet evidence either way.
+                    None if rows.iter().any(|r| r.id == sid && r.name == "allocation") => {
+                        out[i].state = JobState::Unknown;
+                        out[i].reason = Some(
+                            "accounting's record of this id is not complete yet (name \
+                             `allocation`); the next poll asks again"
+                                .into(),
+                        );
+                        out[i].source = "sacct".into();
                     }
                     None => {
                         out[i].state = JobState::Lost;

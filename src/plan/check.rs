@@ -12,7 +12,9 @@ use serde::Serialize;
 use crate::expand::{Plan, Point};
 use crate::model::ModelShape;
 use crate::profile::Profile;
+use crate::schedule::ScheduleReport;
 use crate::spec::{LoadedSweep, TargetMetric, TargetSpec};
+use crate::timing::{JobTime, Measured, TimingFigures};
 
 /// An implied MFU above this is flagged: well-tuned large-model training reaches 40-60 %.
 const MFU_WARN_PCT: f64 = 60.0;
@@ -237,6 +239,11 @@ pub struct PointCheck {
     pub global_batch: Option<u64>,
     pub tokens_per_step: Option<u64>,
     pub memory: Option<MemEstimate>,
+    /// Estimated run time, seconds (`timing.rs`); None for a template it cannot estimate.
+    pub est_time_s: Option<f64>,
+    pub time: Option<JobTime>,
+    /// The job's time limit, seconds, and the signal's lead before it.
+    pub time_limit_s: Option<f64>,
 }
 
 /// One target of the sweep file and what it implies.
@@ -265,6 +272,12 @@ pub struct CheckReport {
     pub points: Vec<PointCheck>,
     pub targets: Vec<TargetCheck>,
     pub findings: Vec<Finding>,
+    /// The `[timing]` figures the estimates used (defaults filled in).
+    pub timing: TimingFigures,
+    /// The collected campaign whose step times were used (`--measured`).
+    pub measured: Option<String>,
+    /// The jobs on the reservation (`[schedule]`).
+    pub schedule: Option<ScheduleReport>,
 }
 
 impl CheckReport {
@@ -285,6 +298,17 @@ fn gib(b: f64) -> String {
 }
 
 pub(crate) fn check(sweep: &LoadedSweep, profile: &Profile, plan: &Plan) -> CheckReport {
+    check_with(sweep, profile, plan, None)
+}
+
+/// The check, with the step times of a collected campaign of the same cluster where it has
+/// the same point.
+pub(crate) fn check_with(
+    sweep: &LoadedSweep,
+    profile: &Profile,
+    plan: &Plan,
+    measured: Option<&Measured>,
+) -> CheckReport {
     let mut findings = Vec::new();
     let mut points = Vec::new();
     // 0 is how a profile says "not known" (an import of an unknown GPU): no figure is divided
@@ -391,8 +415,37 @@ pub(crate) fn check(sweep: &LoadedSweep, profile: &Profile, plan: &Plan) -> Chec
             global_batch: p.batch.global_batch,
             tokens_per_step: p.batch.tokens_per_step,
             memory: mem,
+            est_time_s: None,
+            time: None,
+            time_limit_s: None,
         });
+        let pc = points.last_mut().expect("just pushed");
+        crate::timing::check_point(p, profile, measured, pc, &mut findings);
     }
+    let schedule = sweep.spec.schedule.as_ref().map(|_| {
+        let durations: Vec<(f64, bool)> = points
+            .iter()
+            .map(|pc| match (pc.est_time_s, pc.time_limit_s) {
+                (Some(e), _) => (e, true),
+                (None, Some(l)) => (l, false),
+                (None, None) => (0.0, false),
+            })
+            .collect();
+        let s = crate::schedule::schedule(&sweep.spec, plan, &durations, profile.slurm.nodes);
+        crate::schedule::findings(&s, &mut findings);
+        if s.nodes > profile.slurm.nodes {
+            findings.push(Finding {
+                level: Level::Warning,
+                subject: "schedule".into(),
+                message: format!(
+                    "the reservation's {} nodes are more than the profile's {}",
+                    s.nodes, profile.slurm.nodes
+                ),
+                fix: None,
+            });
+        }
+        s
+    });
     let mut targets = Vec::new();
     for (i, t) in sweep.spec.targets.iter().enumerate() {
         let tc = check_target(i, t, sweep, profile, plan);
@@ -414,6 +467,9 @@ pub(crate) fn check(sweep: &LoadedSweep, profile: &Profile, plan: &Plan) -> Chec
         points,
         targets,
         findings,
+        timing: TimingFigures::of(profile),
+        measured: measured.map(|m| m.dir.display().to_string()),
+        schedule,
     }
 }
 
@@ -604,6 +660,57 @@ fn check_bandwidth(tc: &mut TargetCheck, t: &TargetSpec, profile: &Profile) {
     };
 }
 
+/// The schedule: one row per stage, then the makespan and the critical path.
+fn render_schedule(sc: &ScheduleReport) -> String {
+    use crate::timing::hms;
+    use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(140);
+    t.set_header(["stage", "jobs", "start", "end", "time", "window", "fits"]);
+    for s in &sc.stages {
+        t.add_row(vec![
+            s.stage.clone(),
+            s.jobs.to_string(),
+            s.start.clone(),
+            s.end.clone(),
+            hms(s.end_s - s.start_s),
+            match (&s.window_start, &s.window_end) {
+                (Some(a), Some(b)) => format!("{a} - {b}"),
+                _ => "-".into(),
+            },
+            match s.fits_window {
+                Some(true) => "yes".into(),
+                Some(false) => "NO".into(),
+                None => "-".into(),
+            },
+        ]);
+    }
+    let unest = sc.jobs.iter().filter(|j| !j.estimated).count();
+    format!(
+        "{t}\nschedule on {} node(s){}: makespan {}{}; critical path {} (from {}){}\n",
+        sc.nodes,
+        sc.start
+            .as_deref()
+            .map(|s| format!(" from {s}"))
+            .unwrap_or_default(),
+        hms(sc.makespan_s),
+        match (sc.hours, sc.fits_reservation) {
+            (Some(h), Some(true)) => format!(", inside the {h}-hour reservation"),
+            (Some(h), _) => format!(", PAST the {h}-hour reservation"),
+            _ => String::new(),
+        },
+        sc.critical_stages.join(" -> "),
+        sc.critical_from,
+        if unest > 0 {
+            format!(" ({unest} job(s) without an estimate counted at their time limit)")
+        } else {
+            String::new()
+        }
+    )
+}
+
 /// The findings as a table, most severe first.
 pub(crate) fn render(r: &CheckReport, max_rows: usize) -> String {
     use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
@@ -643,6 +750,9 @@ pub(crate) fn render(r: &CheckReport, max_rows: usize) -> String {
             ]);
         }
         out.push_str(&format!("{t}\n"));
+    }
+    if let Some(sc) = &r.schedule {
+        out.push_str(&render_schedule(sc));
     }
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED)

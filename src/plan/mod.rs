@@ -8,9 +8,11 @@ pub mod model;
 pub(crate) mod params;
 pub mod profile;
 pub mod profile_import;
+pub mod schedule;
 pub(crate) mod sets;
 pub mod spec;
 pub(crate) mod table;
+pub mod timing;
 pub mod values;
 
 pub(crate) use table::*;

@@ -28,6 +28,30 @@ pub struct Profile {
     pub env: IndexMap<String, String>,
     #[serde(default)]
     pub paths: ProfilePaths,
+    /// What the plan check's time estimate assumes on this cluster (`[timing]`).
+    #[serde(default)]
+    pub timing: ProfileTiming,
+}
+
+/// `[timing]`: the figures of the run-time estimate (`timing.rs`). Each is optional; the
+/// documented default stands in for one not given.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileTiming {
+    /// Seconds from a training job's start to its first step: interpreter and imports, model
+    /// build, DeepSpeed (ZeRO-3 partitioning) and NCCL initialisation. Default 120.
+    #[serde(default)]
+    pub startup_s: Option<f64>,
+    /// Model-FLOPs utilisation a training step is expected to reach, 0-1. Default 0.40.
+    #[serde(default)]
+    pub expected_mfu: Option<f64>,
+    /// Share of the theoretical bus bandwidth (NVLink in a node, the NICs' line rate between
+    /// nodes) nccl-tests is expected to reach, 0-1. Default 0.80.
+    #[serde(default)]
+    pub busbw_fraction: Option<f64>,
+    /// Seconds to launch one `srun` of nccl-tests (MPI wire-up and NCCL init). Default 10.
+    #[serde(default)]
+    pub launch_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -228,6 +252,26 @@ impl Profile {
                     format!(
                         "must be a positive number, not {x} (utilisation and MFU are divided by it)"
                     ),
+                );
+            }
+        }
+        let t = &self.timing;
+        for (k, v, max) in [
+            ("startup_s", t.startup_s, f64::INFINITY),
+            ("expected_mfu", t.expected_mfu, 1.0),
+            ("busbw_fraction", t.busbw_fraction, 1.0),
+            ("launch_s", t.launch_s, f64::INFINITY),
+        ] {
+            if let Some(x) = v
+                && !(x.is_finite() && x >= 0.0 && x <= max && (x > 0.0 || k.ends_with("_s")))
+            {
+                return err(
+                    &path!["timing", k],
+                    if max.is_finite() {
+                        format!("must be a fraction above 0 and at most 1 (0.4 for 40 %), not {x}")
+                    } else {
+                        format!("must be a number of seconds, 0 or more, not {x}")
+                    },
                 );
             }
         }

@@ -43,6 +43,31 @@ pub struct SweepFile {
     /// What `sweep collect` adds to its tables.
     #[serde(default)]
     pub collect: CollectSpec,
+    /// The reservation the campaign runs in (`[schedule]`), for the plan check's schedule.
+    #[serde(default)]
+    pub schedule: Option<ScheduleSpec>,
+}
+
+/// `[schedule]`: `start = "2026-12-14T09:00"`, `hours = 48`, `nodes = 8` (default: the
+/// profile's nodes).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSpec {
+    /// Local wall-clock time the reservation begins, `YYYY-MM-DDTHH:MM`.
+    pub start: String,
+    /// Length of the reservation, hours.
+    pub hours: f64,
+    #[serde(default)]
+    pub nodes: Option<u32>,
+}
+
+/// A stage's window: `{ start = "day1 09:00", end = "day1 12:00" }`, days counted from the
+/// reservation's first day (day1).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSpec {
+    pub start: String,
+    pub end: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -306,6 +331,9 @@ pub struct StageSpec {
     /// DeepSpeed config keys of this stage, merged over the sweep's `[deepspeed]`.
     #[serde(default)]
     pub deepspeed: Option<toml::Table>,
+    /// When the stage should run inside the reservation (`[schedule]`).
+    #[serde(default)]
+    pub window: Option<WindowSpec>,
 }
 
 fn one() -> u32 {
@@ -586,7 +614,60 @@ fn validate(l: &LoadedSweep) -> Result<(), InputError> {
         validate_stage(&src, s, i, st)?;
     }
     validate_collect_patterns(&src, s)?;
+    validate_schedule(&src, s)?;
     validate_targets(l, &src)
+}
+
+/// `[schedule]` and the stages' windows: times that parse, a positive length, windows inside
+/// the reservation and ending after they start; a window needs a `[schedule]` to count from.
+fn validate_schedule(src: &Source, s: &SweepFile) -> Result<(), InputError> {
+    use crate::schedule::{parse_day_time, parse_start};
+    let mut start_min = None;
+    if let Some(sc) = &s.schedule {
+        let m = parse_start(&sc.start).map_err(|m| src.error(&path!["schedule", "start"], m))?;
+        start_min = Some(m % 1440);
+        if !(sc.hours.is_finite() && sc.hours > 0.0 && sc.hours <= 24.0 * 366.0) {
+            return Err(src.error(
+                &path!["schedule", "hours"],
+                format!(
+                    "the reservation's length in hours must be above 0 (at most a year), not {}",
+                    sc.hours
+                ),
+            ));
+        }
+        if sc.nodes == Some(0) {
+            return Err(src.error(&path!["schedule", "nodes"], "must be at least 1"));
+        }
+    }
+    for (i, st) in s.stages.iter().enumerate() {
+        let Some(w) = &st.window else { continue };
+        let Some(day0) = start_min else {
+            return Err(src.error(
+                &path!["stage", i, "window"],
+                "a stage window needs a `[schedule]` (the reservation's start) to count days from",
+            ));
+        };
+        let a = parse_day_time(&w.start)
+            .map_err(|m| src.error(&path!["stage", i, "window", "start"], m))?;
+        let b = parse_day_time(&w.end)
+            .map_err(|m| src.error(&path!["stage", i, "window", "end"], m))?;
+        if b <= a {
+            return Err(src.error(
+                &path!["stage", i, "window", "end"],
+                format!(
+                    "the window ends (`{}`) before it starts (`{}`)",
+                    w.end, w.start
+                ),
+            ));
+        }
+        if a < day0 {
+            return Err(src.error(
+                &path!["stage", i, "window", "start"],
+                format!("`{}` is before the reservation starts", w.start),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// One stage: its names, Slurm options, parameters, axes, exclusions, derived values and

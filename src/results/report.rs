@@ -126,6 +126,112 @@ fn line_chart(
     Some(svg)
 }
 
+/// The plan check's schedule: one bar per stage on the reservation's hours (its window behind
+/// it, grey; red when the stage ends past it), then the stage table.
+fn schedule_chart(h: &mut String, sc: &crate::schedule::ScheduleReport) {
+    use crate::timing::hms;
+    h.push_str("<h3>Schedule (estimated)</h3>");
+    let win = |w: &Option<String>| {
+        w.as_deref()
+            .and_then(|w| crate::schedule::parse_day_time(w).ok())
+    };
+    let start_of_day = sc
+        .start
+        .as_deref()
+        .and_then(|s| crate::schedule::parse_start(s).ok())
+        .map_or(0, |m| m.rem_euclid(1440));
+    let span = sc
+        .hours
+        .map_or(sc.makespan_s, |x| x * 3600.0)
+        .max(sc.makespan_s)
+        .max(1.0);
+    let (w, row, left) = (900.0, 22.0, 110.0);
+    let x = |t: f64| left + (w - left - 10.0) * t / span;
+    let height = row * sc.stages.len() as f64 + 30.0;
+    let _ = write!(
+        h,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{height}\" font-size=\"11\">"
+    );
+    for (i, st) in sc.stages.iter().enumerate() {
+        let y = 5.0 + row * i as f64;
+        if let (Some(a), Some(b)) = (win(&st.window_start), win(&st.window_end)) {
+            let (a, b) = (
+                ((a - start_of_day) * 60) as f64,
+                ((b - start_of_day) * 60) as f64,
+            );
+            let _ = write!(
+                h,
+                "<rect x=\"{:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#ddd\"/>",
+                x(a),
+                (x(b) - x(a)).max(1.0),
+                row - 4.0
+            );
+        }
+        let colour = if st.fits_window == Some(false) {
+            "#c0392b"
+        } else {
+            "#2e86c1"
+        };
+        let _ = write!(
+            h,
+            "<text x=\"2\" y=\"{:.1}\">{}</text><rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{colour}\"><title>{} {} - {} ({})</title></rect>",
+            y + row / 2.0 + 2.0,
+            esc(&st.stage),
+            x(st.start_s),
+            y + 3.0,
+            (x(st.end_s) - x(st.start_s)).max(1.0),
+            row - 10.0,
+            esc(&st.stage),
+            esc(&st.start),
+            esc(&st.end),
+            hms(st.end_s - st.start_s)
+        );
+    }
+    let _ = write!(
+        h,
+        "<text x=\"{left}\" y=\"{:.1}\">{}</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text></svg>",
+        height - 6.0,
+        esc(&crate::schedule::day_time(start_of_day, 0.0)),
+        w - 10.0,
+        height - 6.0,
+        esc(&crate::schedule::day_time(start_of_day, span)),
+    );
+    let rows: Vec<Vec<String>> = sc
+        .stages
+        .iter()
+        .map(|s| {
+            vec![
+                s.stage.clone(),
+                s.jobs.to_string(),
+                s.start.clone(),
+                s.end.clone(),
+                match (&s.window_start, &s.window_end) {
+                    (Some(a), Some(b)) => format!("{a} - {b}"),
+                    _ => "-".into(),
+                },
+                match s.fits_window {
+                    Some(true) => "yes".into(),
+                    Some(false) => "no".into(),
+                    None => "-".into(),
+                },
+            ]
+        })
+        .collect();
+    table(
+        h,
+        &["stage", "jobs", "start", "end", "window", "fits"],
+        &rows,
+    );
+    let _ = write!(
+        h,
+        "<p class=\"note\">Makespan {} on {} node(s); critical path {} (from {}).</p>",
+        hms(sc.makespan_s),
+        sc.nodes,
+        esc(&sc.critical_stages.join(" -> ")),
+        esc(&sc.critical_from)
+    );
+}
+
 fn human_bytes(b: f64) -> String {
     let units = ["B", "K", "M", "G", "T"];
     let mut v = b;
@@ -971,6 +1077,9 @@ impl<'a> Sections<'a> {
                 h.push_str("<p class=\"note\">No findings.</p>");
             } else {
                 table(h, &["level", "subject", "finding"], &rows);
+            }
+            if let Some(sc) = &c.schedule {
+                schedule_chart(h, sc);
             }
         }
     }

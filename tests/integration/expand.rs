@@ -210,7 +210,7 @@ fn job_ids_are_stable_across_expands_and_reexpand_updates_only_what_changed() {
 
     // Change one stage's time limit: only that stage's jobs are rewritten.
     let text = std::fs::read_to_string(seed()).unwrap().replace(
-        "slurm = { time = \"01:00:00\" }",
+        "slurm = { time = \"01:10:00\" }",
         "slurm = { time = \"02:00:00\" }",
     );
     let sweep2 = tmp.path().join("seed2.toml");
@@ -253,7 +253,7 @@ fn reexpand_refuses_to_change_submitted_jobs_and_writes_nothing() {
     let text = std::fs::read_to_string(seed())
         .unwrap()
         .replace(
-            "slurm = { time = \"01:00:00\" }",
+            "slurm = { time = \"01:10:00\" }",
             "slurm = { time = \"02:00:00\" }",
         )
         .replace(
@@ -304,8 +304,11 @@ fn dry_run_prints_plan_with_totals_and_writes_nothing() {
         s.contains("│ nccl      ┆   12 ┆                          90.0 │"),
         "{s}"
     );
-    // + preflight 64 GPUs x 10 min + links 64 GPUs x 30 min = 658 + 10.7 + 32 = 700.7.
-    assert!(s.contains("700.7"), "{s}");
+    // Training at the seed's limits (sized by the plan check's time estimate): p2 9 x 16 GPUs x
+    // 100 min = 240, p3-7b 2 x 32 x 30 min = 32, p3-13b 6 x 32 x 50 min = 160, p4-weak 4 x 64 x
+    // 50 min = 213.3, p4-strong (16 + 32 + 64) x 2 x 30 min = 112, p4-70b 2 x 64 x 70 min =
+    // 149.3; + NCCL 90 = 996.7, + preflight 64 GPUs x 10 min + links 64 GPUs x 30 min = 1039.3.
+    assert!(s.contains("1039.3"), "{s}");
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
 
     let o = cargo_bin_cmd!("sweep")
@@ -314,7 +317,7 @@ fn dry_run_prints_plan_with_totals_and_writes_nothing() {
         .unwrap();
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["jobs"], 43);
-    assert!((v["gpu_hours"].as_f64().unwrap() - (658.0 + 64.0 / 6.0 + 32.0)).abs() < 1e-9);
+    assert!((v["gpu_hours"].as_f64().unwrap() - (2990.0 / 3.0 + 64.0 / 6.0 + 32.0)).abs() < 1e-9);
     assert_eq!(v["rows"].as_array().unwrap().len(), 43);
 }
 

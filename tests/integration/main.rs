@@ -16,4 +16,5 @@ mod parsers_fuzz;
 mod public_fixtures;
 mod report;
 mod slurm;
+mod state_faults;
 mod tables;

@@ -14,11 +14,11 @@ use crate::util::{bin, csv_rows, hostile, require_slurm, root, sweep};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn slurm_dir() -> PathBuf {
+pub(crate) fn slurm_dir() -> PathBuf {
     PathBuf::from(std::env::var("SWEEP_SLURM_DIR").unwrap_or_else(|_| "/tmp/sweep-slurm".into()))
 }
 
-fn accounting() -> bool {
+pub(crate) fn accounting() -> bool {
     std::fs::read_to_string(slurm_dir().join("mode"))
         .map(|m| m.trim() == "accounting")
         .unwrap_or(false)
@@ -30,17 +30,17 @@ fn cgroup_mode() -> bool {
         .unwrap_or(false)
 }
 
-fn lock() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn lock() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-struct Camp {
+pub(crate) struct Camp {
     _tmp: tempfile::TempDir,
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
 }
 
 /// Expands a sweep (stages only; header added) against the local profile into a temp dir.
-fn campaign(name: &str, stages: &str) -> Camp {
+pub(crate) fn campaign(name: &str, stages: &str) -> Camp {
     let tmp = tempfile::tempdir().unwrap();
     let prof = root().join("slurm/clusters/local.toml");
     let text = format!(
@@ -61,19 +61,19 @@ fn campaign(name: &str, stages: &str) -> Camp {
     Camp { _tmp: tmp, dir }
 }
 
-fn submit(dir: &Path, extra: &[&str]) -> Output {
+pub(crate) fn submit(dir: &Path, extra: &[&str]) -> Output {
     let mut a = vec!["--json", "submit", dir.to_str().unwrap()];
     a.extend_from_slice(extra);
     sweep(&a)
 }
 
-fn status(dir: &Path) -> Value {
+pub(crate) fn status(dir: &Path) -> Value {
     let o = sweep(&["--json", "status", dir.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-fn job<'a>(v: &'a Value, prefix: &str) -> &'a Value {
+pub(crate) fn job<'a>(v: &'a Value, prefix: &str) -> &'a Value {
     v["jobs"]
         .as_array()
         .unwrap()
@@ -82,7 +82,7 @@ fn job<'a>(v: &'a Value, prefix: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no job {prefix} in {v}"))
 }
 
-fn wait_for(dir: &Path, secs: u64, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+pub(crate) fn wait_for(dir: &Path, secs: u64, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
     let start = Instant::now();
     loop {
         let v = status(dir);
@@ -100,7 +100,7 @@ fn wait_for(dir: &Path, secs: u64, what: &str, pred: impl Fn(&Value) -> bool) ->
 }
 
 /// Every job's Slurm output, so a failed wait shows what the jobs printed.
-fn job_outputs(dir: &Path) -> String {
+pub(crate) fn job_outputs(dir: &Path) -> String {
     let mut s = String::new();
     for e in walkdir::WalkDir::new(dir.join("jobs"))
         .into_iter()
@@ -120,11 +120,11 @@ fn job_outputs(dir: &Path) -> String {
     s
 }
 
-fn state_of(v: &Value, prefix: &str) -> String {
+pub(crate) fn state_of(v: &Value, prefix: &str) -> String {
     job(v, prefix)["state"].as_str().unwrap_or("").to_string()
 }
 
-fn run(cmd: &str, args: &[&str]) -> String {
+pub(crate) fn run(cmd: &str, args: &[&str]) -> String {
     let o = Command::new(cmd).args(args).output().unwrap();
     String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
 }
@@ -704,41 +704,15 @@ fn kill_dash_nine_during_submit_never_duplicates_or_loses_a_job() {
     }
     let o = submit(&c.dir, &["--hold"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    // Ground truth from Slurm itself: every job of this campaign (by name, and by working
-    // directory: an earlier run of this test leaves same-named jobs in the queue for MinJobAge).
-    let q = run("squeue", &["--me", "-h", "-t", "all", "-o", "%i|%Z|%j"]);
-    let root_dir = std::fs::canonicalize(&c.dir).unwrap();
-    let mut by_name: std::collections::HashMap<String, Vec<String>> = Default::default();
-    for l in q.lines() {
-        let mut it = l.trim().splitn(3, '|');
-        let (Some(id), Some(wd), Some(name)) = (it.next(), it.next(), it.next()) else {
-            continue;
-        };
-        if name.starts_with("kill9:") && std::path::Path::new(wd).starts_with(&root_dir) {
-            by_name
-                .entry(name.to_string())
-                .or_default()
-                .push(id.to_string());
-        }
-    }
-    let state = state_json(&c.dir);
-    let duplicates: usize = by_name.values().map(|v| v.len().saturating_sub(1)).sum();
-    let mut lost = 0;
-    for (id, js) in state["jobs"].as_object().unwrap() {
-        let name = format!("kill9:{id}");
-        let recorded = js["slurm_id"].as_str().unwrap_or("");
-        if by_name.get(&name).map(|v| v.as_slice()) != Some(&[recorded.to_string()][..]) {
-            lost += 1;
-        }
-    }
+    let t = tally(&c.dir, "kill9");
     eprintln!(
-        "kill -9 test: {kills} kills, {} jobs in Slurm, duplicates={duplicates}, lost={lost}",
-        by_name.values().map(|v| v.len()).sum::<usize>()
+        "kill -9 test: {kills} kills, {} jobs in Slurm, duplicates={}, lost={}",
+        t.in_slurm, t.duplicates, t.lost
     );
-    assert_eq!(by_name.len(), 120);
-    assert_eq!(duplicates, 0);
-    assert_eq!(lost, 0);
-    assert_eq!(state["jobs"].as_object().unwrap().len(), 120);
+    assert_eq!(t.names, 120);
+    assert_eq!(t.duplicates, 0);
+    assert_eq!(t.lost, 0);
+    assert_eq!(t.recorded, 120);
     assert!(
         sweep(&["-q", "cancel", c.dir.to_str().unwrap()])
             .status
@@ -746,7 +720,67 @@ fn kill_dash_nine_during_submit_never_duplicates_or_loses_a_job() {
     );
 }
 
-fn daemon(action: &str, name: &str) {
+/// Slurm's own count of a campaign's jobs against its state, by job name and by working
+/// directory (an earlier run of the same test leaves same-named jobs in the queue for
+/// MinJobAge, in a directory of its own).
+pub(crate) struct Tally {
+    /// Distinct job names Slurm has for the campaign.
+    pub(crate) names: usize,
+    /// Jobs Slurm has for the campaign.
+    pub(crate) in_slurm: usize,
+    /// Jobs beyond the first of the same name: submitted twice.
+    pub(crate) duplicates: usize,
+    /// Jobs of the state whose recorded id is not the one job Slurm has under their name.
+    pub(crate) lost: usize,
+    /// Jobs the state has.
+    pub(crate) recorded: usize,
+}
+
+/// Slurm's jobs of a campaign (every state, from squeue): job name -> ids.
+pub(crate) fn slurm_ids_by_name(
+    dir: &Path,
+    campaign: &str,
+) -> std::collections::HashMap<String, Vec<String>> {
+    let q = run("squeue", &["--me", "-h", "-t", "all", "-o", "%i|%Z|%j"]);
+    let root_dir = std::fs::canonicalize(dir).unwrap();
+    let mut by_name: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for l in q.lines() {
+        let mut it = l.trim().splitn(3, '|');
+        let (Some(id), Some(wd), Some(name)) = (it.next(), it.next(), it.next()) else {
+            continue;
+        };
+        if name.starts_with(&format!("{campaign}:")) && Path::new(wd).starts_with(&root_dir) {
+            by_name
+                .entry(name.to_string())
+                .or_default()
+                .push(id.to_string());
+        }
+    }
+    by_name
+}
+
+pub(crate) fn tally(dir: &Path, campaign: &str) -> Tally {
+    let by_name = slurm_ids_by_name(dir, campaign);
+    let state = state_json(dir);
+    let jobs = state["jobs"].as_object().unwrap();
+    let mut lost = 0;
+    for (id, js) in jobs {
+        let recorded = js["slurm_id"].as_str().unwrap_or("");
+        let name = format!("{campaign}:{id}");
+        if by_name.get(&name).map(|v| v.as_slice()) != Some(&[recorded.to_string()][..]) {
+            lost += 1;
+        }
+    }
+    Tally {
+        names: by_name.len(),
+        in_slurm: by_name.values().map(|v| v.len()).sum(),
+        duplicates: by_name.values().map(|v| v.len().saturating_sub(1)).sum(),
+        lost,
+        recorded: jobs.len(),
+    }
+}
+
+pub(crate) fn daemon(action: &str, name: &str) {
     let st = Command::new("bash")
         .arg(root().join("slurm/local-cluster.sh"))
         .args([action, name])
@@ -757,7 +791,7 @@ fn daemon(action: &str, name: &str) {
 
 /// Starts a daemon again when dropped, so that a failed assertion in a test that stopped it
 /// does not leave the cluster broken for the tests after it.
-struct Restart(&'static str);
+pub(crate) struct Restart(pub(crate) &'static str);
 
 impl Drop for Restart {
     fn drop(&mut self) {
@@ -769,7 +803,7 @@ impl Drop for Restart {
 }
 
 /// `sweep --json status` with its exit code, which need not be 0.
-fn status_coded(dir: &Path) -> (Value, Option<i32>) {
+pub(crate) fn status_coded(dir: &Path) -> (Value, Option<i32>) {
     let o = sweep(&["--json", "status", dir.to_str().unwrap()]);
     let v = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
@@ -777,12 +811,12 @@ fn status_coded(dir: &Path) -> (Value, Option<i32>) {
 }
 
 /// The campaign state as sweep reads it (`state.json` and its journal), as JSON.
-fn state_json(dir: &Path) -> Value {
+pub(crate) fn state_json(dir: &Path) -> Value {
     serde_json::to_value(sweep::state::State::load(dir).unwrap()).unwrap()
 }
 
 /// The campaign's state files, byte for byte (to prove a command saved nothing).
-fn state_bytes(dir: &Path) -> Vec<Option<Vec<u8>>> {
+pub(crate) fn state_bytes(dir: &Path) -> Vec<Option<Vec<u8>>> {
     ["state.json", "state.journal"]
         .iter()
         .map(|n| std::fs::read(dir.join(n)).ok())

@@ -925,3 +925,32 @@ fn profile_timing_keys_are_checked_and_change_the_estimate() {
     assert_eq!(v["timing"]["expected_mfu"], 0.2);
     assert!(!time_errors(&v).is_empty());
 }
+
+/// The README's smoke variant of the seed (one node, micro-batch 1, 2 + 1 steps, 20 minutes)
+/// has no error-level finding on any job, so `submit` passes its gate without flags.
+#[test]
+fn the_seed_smoke_variant_passes_the_submit_gate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("smoke");
+    let o = expand_dir(
+        &root().join("sweeps/h200-llama2.toml"),
+        &out,
+        &[
+            "--set",
+            "steps=2",
+            "--set",
+            "warmup_steps=1",
+            "--set",
+            "nodes=[1]",
+            "--set",
+            "micro_batch=1",
+            "--set",
+            "slurm.time=\"00:20:00\"",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = submit_json(&out, &["--dry-run"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["commands"].as_array().unwrap().len(), 17, "{v}");
+}

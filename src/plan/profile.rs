@@ -612,6 +612,63 @@ mod tests {
     }
 
     #[test]
+    fn network_keys_become_the_bootstrap_environment() {
+        let local = include_str!("../../slurm/clusters/local.toml");
+        let with = |net: &str| {
+            Profile::parse(
+                Path::new("p.toml"),
+                &local.replacen("[paths]", &format!("[network]\n{net}\n\n[paths]"), 1),
+            )
+        };
+        let env = |net: &str| with(net).unwrap().network.env();
+        let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+        // Gloo follows NCCL where NCCL names interfaces (its `=` dropped: Gloo's are exact).
+        assert_eq!(
+            env("socket_ifname = \"=eth0,eth1\"\nroce_gid_index = 3"),
+            vec![
+                kv("NCCL_SOCKET_IFNAME", "=eth0,eth1"),
+                kv("GLOO_SOCKET_IFNAME", "eth0,eth1"),
+                kv("NCCL_IB_GID_INDEX", "3"),
+            ]
+        );
+        // An exclusion says nothing Gloo can use.
+        assert_eq!(
+            env("socket_ifname = \"^docker,lo\""),
+            vec![kv("NCCL_SOCKET_IFNAME", "^docker,lo")]
+        );
+        assert_eq!(
+            env("socket_ifname = \"^lo\"\ngloo_socket_ifname = \"ens1\""),
+            vec![
+                kv("NCCL_SOCKET_IFNAME", "^lo"),
+                kv("GLOO_SOCKET_IFNAME", "ens1")
+            ]
+        );
+        assert!(env("").is_empty());
+        // The same value in [env] is no contradiction; another is.
+        assert!(
+            Profile::parse(
+                Path::new("p.toml"),
+                &local
+                    .replacen("[env]", "[env]\nNCCL_IB_GID_INDEX = \"3\"", 1)
+                    .replacen("[paths]", "[network]\nroce_gid_index = 3\n\n[paths]", 1),
+            )
+            .is_ok()
+        );
+        for bad in [
+            "socket_ifname = \"\"",
+            "socket_ifname = \"^\"",
+            "socket_ifname = \"eth0,,eth1\"",
+            "socket_ifname = \"eth 0\"",
+            "gloo_socket_ifname = \"=eth0\"",
+            "mtu = 1500",
+            "netdev_mtu = 0",
+            "unknown = 1",
+        ] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn masks_match_slurm_notation() {
         assert_eq!(cpu_mask_hex(&[0, 1, 2, 3]), "0xf");
         assert_eq!(cpu_mask_hex(&parse_cpulist("0-13").unwrap()), "0x3fff");

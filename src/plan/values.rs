@@ -149,11 +149,6 @@ pub(crate) fn ifname_list_error(s: &str, nccl: bool) -> Option<String> {
         if name.is_empty() {
             return Some(format!("{s:?} has an empty name between commas"));
         }
-        if name.len() > 15 {
-            return Some(format!(
-                "{name:?} is longer than an interface name can be (15 characters)"
-            ));
-        }
         if let Some(c) = name
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
@@ -165,6 +160,11 @@ pub(crate) fn ifname_list_error(s: &str, nccl: bool) -> Option<String> {
                 } else {
                     ""
                 }
+            ));
+        }
+        if name.len() > 15 {
+            return Some(format!(
+                "{name:?} is longer than an interface name can be (15 characters)"
             ));
         }
     }

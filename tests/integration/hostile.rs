@@ -771,6 +771,55 @@ fn hostile_profiles_are_refused_at_file_line_and_key() {
             "gpu.model",
             "control character '\\0'",
         ),
+        (
+            profile_with(
+                "[paths]",
+                "[network]\nsocket_ifname = \"eth0;touch /tmp/x\"\n\n[paths]",
+            ),
+            "socket_ifname",
+            "network.socket_ifname",
+            "';' is not allowed in an interface name",
+        ),
+        (
+            profile_with(
+                "[paths]",
+                "[network]\ngloo_socket_ifname = \"^eth0\"\n\n[paths]",
+            ),
+            "gloo_socket_ifname",
+            "network.gloo_socket_ifname",
+            "'^' is not allowed in an interface name",
+        ),
+        (
+            profile_with(
+                "[paths]",
+                "[network]\nsocket_ifname = \"averyveryverylongname0\"\n\n[paths]",
+            ),
+            "socket_ifname",
+            "network.socket_ifname",
+            "longer than an interface name can be",
+        ),
+        (
+            profile_with("[paths]", "[network]\nmtu = 9000\n\n[paths]"),
+            "mtu = 9000",
+            "network.mtu",
+            "an RDMA MTU is 256, 512, 1024, 2048 or 4096",
+        ),
+        (
+            profile_with("[paths]", "[network]\nnetdev_mtu = 70000\n\n[paths]"),
+            "netdev_mtu",
+            "network.netdev_mtu",
+            "an interface MTU is 68 to 65535",
+        ),
+        (
+            profile_with("[env]", "[env]\nNCCL_IB_GID_INDEX = \"1\"").replacen(
+                "[paths]",
+                "[network]\nroce_gid_index = 3\n\n[paths]",
+                1,
+            ),
+            "NCCL_IB_GID_INDEX",
+            "env.NCCL_IB_GID_INDEX",
+            "contradicts [network]",
+        ),
     ];
     let sweep_text = plain_sweep();
     for (text, at, key, message) in &cases {
@@ -1150,6 +1199,7 @@ fn hostile_values_in_every_template_parameter_env_and_profile_string_never_execu
         "expect_deepspeed",
         "expect_cuda",
         "expect_nccl",
+        "expect_memlock_kib",
         "python",
         "train_script",
         "train_args",

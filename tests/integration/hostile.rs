@@ -113,6 +113,13 @@ const SWEEP_CASES: &[Case] = &[
         "`expect_nic_gbps` must be a positive number",
     ),
     case(
+        "expect_memlock_kib as a command substitution",
+        ["expect_memlock_kib = \"$(touch /tmp/x)\"", "", "", ""],
+        "expect_memlock_kib",
+        "defaults.expect_memlock_kib",
+        "`expect_memlock_kib` must be a whole number of KiB from 0 or \"unlimited\"",
+    ),
+    case(
         "steps zero",
         ["", "", "params = { steps = 0 }", ""],
         "params = { steps",
@@ -1199,7 +1206,6 @@ fn hostile_values_in_every_template_parameter_env_and_profile_string_never_execu
         "expect_deepspeed",
         "expect_cuda",
         "expect_nccl",
-        "expect_memlock_kib",
         "python",
         "train_script",
         "train_args",

@@ -1191,13 +1191,17 @@ fn hostile_values_in_every_template_parameter_env_and_profile_string_never_execu
     // Every free parameter the built-in templates read, env entries at every level, an upper-case
     // parameter (exported), and an extra sbatch option. One stage per built-in template.
     let mut text = format!(
-        "name = \"hostile\"\ncluster = {}\ndescription = {}\n\n[defaults]\ngpus_per_node = 2\nlabel = {}\nSWEEP_POINT_ENV = {}\n\n[slurm]\ntime = \"00:05:00\"\nextra = [{}]\n\n[env]\nSWEEP_S_ENV = {}\n",
+        "name = \"hostile\"\ncluster = {}\ndescription = {}\n\n[defaults]\ngpus_per_node = 2\nlabel = {}\nSWEEP_POINT_ENV = {}\n\n[slurm]\ntime = \"00:05:00\"\nextra = [{}]\n\n[env]\nSWEEP_S_ENV = {}\nNCCL_SOCKET_IFNAME = {}\nGLOO_SOCKET_IFNAME = {}\nNCCL_IB_GID_INDEX = {}\n",
         toml_str(p.to_str().unwrap()),
         h("s-description"),
         h("label"),
         h("point-env"),
         toml_str(&format!("--comment={}", hostile(&canary, "extra"))),
         h("s-env"),
+        // Read at run time by the preflight's interface and GID checks.
+        h("nccl-ifname"),
+        h("gloo-ifname"),
+        h("gid-index"),
     );
     let free = [
         "expect_gpu_name",

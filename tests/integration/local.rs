@@ -793,4 +793,10 @@ fn preflight_functions_read_real_command_output() {
     );
     assert_eq!(run(&format!("states_verdict '{states}' Enabled")), "fail");
     assert_eq!(run("states_verdict '' Enabled"), "n/a");
+    // Documentation-derived, not a capture: nvidia-smi's manual page says unsupported data is
+    // shown as "N/A" (manpages.ubuntu.com, nvidia-smi(1)). A GPU that says so is no failure;
+    // only GPUs that all say so make the check n/a.
+    assert_eq!(run("states_verdict '0=N/A;1=N/A' Enabled"), "n/a");
+    assert_eq!(run("states_verdict '0=Enabled;1=N/A' Enabled"), "pass");
+    assert_eq!(run("states_verdict '0=Enabled;1=Disabled' Enabled"), "fail");
 }

@@ -894,9 +894,10 @@ impl PointCtx<'_> {
         Ok(None)
     }
 
-    /// The job's environment: the profile's, the sweep's, the stage's, then upper-case params.
+    /// The job's environment: the profile's (`[network]`, then `[env]`), the sweep's, the stage's, then upper-case params.
     fn job_env(&self, params: &IndexMap<String, Json>) -> IndexMap<String, String> {
-        let mut env: IndexMap<String, String> = self.profile.env.clone();
+        let mut env: IndexMap<String, String> = self.profile.network.env().into_iter().collect();
+        env.extend(self.profile.env.clone());
         for (k, v) in self.sweep.spec.env.iter().chain(self.stage.spec.env.iter()) {
             env.insert(k.clone(), json_short(&toml_to_json(v)));
         }

@@ -31,6 +31,9 @@ pub struct Profile {
     /// What the plan check's time estimate assumes on this cluster (`[timing]`).
     #[serde(default)]
     pub timing: ProfileTiming,
+    /// The bootstrap interfaces and the RDMA network's settings (`[network]`).
+    #[serde(default)]
+    pub network: Network,
 }
 
 /// `[timing]`: the figures of the run-time estimate (`timing.rs`). Each is optional; the
@@ -52,6 +55,59 @@ pub struct ProfileTiming {
     /// Seconds to launch one `srun` of nccl-tests (MPI wire-up and NCCL init). Default 10.
     #[serde(default)]
     pub launch_s: Option<f64>,
+}
+
+/// `[network]`: what NCCL's and Gloo's bootstrap sockets use and what the RoCE ports should be.
+/// Each key set is exported by every job (`socket_ifname` as `NCCL_SOCKET_IFNAME`,
+/// `gloo_socket_ifname` as `GLOO_SOCKET_IFNAME`, `roce_gid_index` as `NCCL_IB_GID_INDEX`) and
+/// checked by the preflight on every node.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// `NCCL_SOCKET_IFNAME`, in NCCL's syntax: a comma list of interface-name prefixes, `^`
+    /// first to exclude them, `=` (after any `^`) for exact names (`eth0`, `=eth0`, `^docker,lo`).
+    #[serde(default)]
+    pub socket_ifname: Option<String>,
+    /// `GLOO_SOCKET_IFNAME`: a comma list of exact interface names. Defaults to
+    /// `socket_ifname` when that names interfaces (no `^`), its `=` removed.
+    #[serde(default)]
+    pub gloo_socket_ifname: Option<String>,
+    /// `NCCL_IB_GID_INDEX`: the GID of each RoCE port NCCL uses (a RoCE v2 one).
+    #[serde(default)]
+    pub roce_gid_index: Option<u32>,
+    /// The RDMA ports' active MTU (`ibv_devinfo`'s `active_mtu`: 256, 512, 1024, 2048 or 4096).
+    #[serde(default)]
+    pub mtu: Option<u32>,
+    /// The MTU of the RoCE ports' netdevs (`/sys/class/net/<dev>/mtu`, e.g. 9000).
+    #[serde(default)]
+    pub netdev_mtu: Option<u32>,
+}
+
+impl Network {
+    /// The Gloo interfaces: the key, else `socket_ifname` when it names interfaces.
+    pub fn gloo_ifname(&self) -> Option<String> {
+        self.gloo_socket_ifname.clone().or_else(|| {
+            self.socket_ifname
+                .as_deref()
+                .filter(|s| !s.starts_with('^'))
+                .map(|s| s.trim_start_matches('=').to_string())
+        })
+    }
+
+    /// The environment the keys stand for, in a fixed order.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env = Vec::new();
+        if let Some(s) = &self.socket_ifname {
+            env.push(("NCCL_SOCKET_IFNAME".to_string(), s.clone()));
+        }
+        if let Some(s) = self.gloo_ifname() {
+            env.push(("GLOO_SOCKET_IFNAME".to_string(), s));
+        }
+        if let Some(i) = self.roce_gid_index {
+            env.push(("NCCL_IB_GID_INDEX".to_string(), i.to_string()));
+        }
+        env
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -329,6 +385,51 @@ impl Profile {
                 return err(&path!["env", k.as_str()], m);
             }
         }
+        self.validate_network(src)
+    }
+
+    /// `[network]`: interface lists in NCCL's and Gloo's syntax, MTUs in range, and no
+    /// `[env]` entry that says otherwise.
+    fn validate_network(&self, src: &Source) -> Result<(), InputError> {
+        use crate::values::ifname_list_error;
+        let n = &self.network;
+        let err = |k: &str, m: String| Err(src.error(&path!["network", k], m));
+        if let Some(m) = n
+            .socket_ifname
+            .as_deref()
+            .and_then(|s| ifname_list_error(s, true))
+        {
+            return err("socket_ifname", m);
+        }
+        if let Some(m) = n
+            .gloo_socket_ifname
+            .as_deref()
+            .and_then(|s| ifname_list_error(s, false))
+        {
+            return err("gloo_socket_ifname", m);
+        }
+        if let Some(m) = n.mtu.filter(|m| ![256, 512, 1024, 2048, 4096].contains(m)) {
+            return err(
+                "mtu",
+                format!("an RDMA MTU is 256, 512, 1024, 2048 or 4096, not {m}"),
+            );
+        }
+        if let Some(m) = n.netdev_mtu.filter(|m| !(68..=65535).contains(m)) {
+            return err(
+                "netdev_mtu",
+                format!("an interface MTU is 68 to 65535, not {m}"),
+            );
+        }
+        for (k, v) in n.env() {
+            if let Some(e) = self.env.get(&k).filter(|e| **e != v) {
+                return Err(src.error(
+                    &path!["env", k.as_str()],
+                    format!(
+                        "`{k} = {e:?}` contradicts [network], which exports {k}={v:?}: keep one"
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -603,6 +704,63 @@ mod tests {
         assert_eq!(parse_cpulist("0-7:2").unwrap(), vec![0, 2, 4, 6]);
         assert!(parse_cpulist("4-1").is_err());
         assert!(parse_cpulist("x").is_err());
+    }
+
+    #[test]
+    fn network_keys_become_the_bootstrap_environment() {
+        let local = include_str!("../../slurm/clusters/local.toml");
+        let with = |net: &str| {
+            Profile::parse(
+                Path::new("p.toml"),
+                &local.replacen("[paths]", &format!("[network]\n{net}\n\n[paths]"), 1),
+            )
+        };
+        let env = |net: &str| with(net).unwrap().network.env();
+        let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+        // Gloo follows NCCL where NCCL names interfaces (its `=` dropped: Gloo's are exact).
+        assert_eq!(
+            env("socket_ifname = \"=eth0,eth1\"\nroce_gid_index = 3"),
+            vec![
+                kv("NCCL_SOCKET_IFNAME", "=eth0,eth1"),
+                kv("GLOO_SOCKET_IFNAME", "eth0,eth1"),
+                kv("NCCL_IB_GID_INDEX", "3"),
+            ]
+        );
+        // An exclusion says nothing Gloo can use.
+        assert_eq!(
+            env("socket_ifname = \"^docker,lo\""),
+            vec![kv("NCCL_SOCKET_IFNAME", "^docker,lo")]
+        );
+        assert_eq!(
+            env("socket_ifname = \"^lo\"\ngloo_socket_ifname = \"ens1\""),
+            vec![
+                kv("NCCL_SOCKET_IFNAME", "^lo"),
+                kv("GLOO_SOCKET_IFNAME", "ens1")
+            ]
+        );
+        assert!(env("").is_empty());
+        // The same value in [env] is no contradiction; another is.
+        assert!(
+            Profile::parse(
+                Path::new("p.toml"),
+                &local
+                    .replacen("[env]", "[env]\nNCCL_IB_GID_INDEX = \"3\"", 1)
+                    .replacen("[paths]", "[network]\nroce_gid_index = 3\n\n[paths]", 1),
+            )
+            .is_ok()
+        );
+        for bad in [
+            "socket_ifname = \"\"",
+            "socket_ifname = \"^\"",
+            "socket_ifname = \"eth0,,eth1\"",
+            "socket_ifname = \"eth 0\"",
+            "gloo_socket_ifname = \"=eth0\"",
+            "mtu = 1500",
+            "netdev_mtu = 0",
+            "unknown = 1",
+        ] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

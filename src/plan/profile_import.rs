@@ -91,8 +91,29 @@ pub(crate) fn import(topo_text: &str, opts: &ImportOptions) -> Result<String> {
     write_cpu(&mut s, t, opts);
     write_nics(&mut s, t, opts);
     write_gpu_map(&mut s, t);
+    write_network(&mut s, t);
     let _ = writeln!(s, "\n[env]\n\n[paths]\npython = \"python3\"\nsetup = []");
     Ok(s)
+}
+
+/// `[network]`: neither `nvidia-smi topo -m` nor `lscpu` says which interface the bootstrap
+/// sockets use, which GID is RoCE v2 or what the MTU is, so the keys are written commented
+/// out, with where to read each on a node (the preflight checks them once set).
+fn write_network(s: &mut String, t: &Topology) {
+    let nic = t
+        .nics
+        .first()
+        .map(|n| n.device.as_str())
+        .unwrap_or("mlx5_0");
+    let _ = writeln!(
+        s,
+        "\n[network]\n\
+         # CHOSEN: not in the input. Set each from a node; the preflight checks them:\n\
+         # socket_ifname = \"=eno1\"   # NCCL_SOCKET_IFNAME (and GLOO_SOCKET_IFNAME): `ip -o addr`, the hosts' interface\n\
+         # roce_gid_index = 3          # NCCL_IB_GID_INDEX: N where /sys/class/infiniband/{nic}/ports/1/gid_attrs/types/N is \"RoCE v2\"\n\
+         # mtu = 4096                  # `ibv_devinfo -d {nic}`: active_mtu\n\
+         # netdev_mtu = 9000           # /sys/class/infiniband/{nic}/device/net/*/mtu"
+    );
 }
 
 fn check_nic_names(topo_text: &str, t: &Topology) -> Result<()> {

@@ -466,6 +466,7 @@ const TYPED_PARAMS: &[(&str, ParamType)] = &[
     ("net_sample_s", ParamType::NonNegativeInt),
     ("expect_gpus_per_node", ParamType::NonNegativeInt),
     ("expect_nic_gbps", ParamType::PositiveNumber),
+    ("expect_memlock_kib", ParamType::KibOrUnlimited),
     ("iters", ParamType::PositiveInt),
     ("warmup_iters", ParamType::NonNegativeInt),
     ("step_factor", ParamType::PositiveInt),
@@ -484,6 +485,8 @@ enum ParamType {
     PositiveNumber,
     ByteSize,
     Bool,
+    /// A `ulimit -l` value: KiB from 0, or `"unlimited"`.
+    KibOrUnlimited,
 }
 
 /// Checks a value of a typed parameter; JSON because derived values are checked too.
@@ -517,6 +520,13 @@ pub(crate) fn typed_param_error(key: &str, v: &serde_json::Value) -> Option<Stri
             )),
         },
         ParamType::Bool => (!v.is_boolean()).then(|| format!("`{key}` must be true or false")),
+        ParamType::KibOrUnlimited => match (int, v.as_str()) {
+            (Some(n), _) if n >= 0 => None,
+            (_, Some("unlimited")) => None,
+            _ => Some(format!(
+                "`{key}` must be a whole number of KiB from 0 or \"unlimited\" (as `ulimit -l` says), not {v}"
+            )),
+        },
     }
 }
 

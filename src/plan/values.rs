@@ -133,6 +133,44 @@ pub(crate) fn nic_name_error(s: &str) -> Option<String> {
         })
 }
 
+/// An interface list: comma-separated netdev names (at most 15 characters, the kernel's
+/// limit). With `nccl` it may start with NCCL_SOCKET_IFNAME's `^` (exclude) and then `=`
+/// (exact names), and the names may be prefixes.
+pub(crate) fn ifname_list_error(s: &str, nccl: bool) -> Option<String> {
+    let mut names = s;
+    if nccl {
+        names = names.strip_prefix('^').unwrap_or(names);
+        names = names.strip_prefix('=').unwrap_or(names);
+    }
+    if names.is_empty() {
+        return Some("name at least one interface".into());
+    }
+    for name in names.split(',') {
+        if name.is_empty() {
+            return Some(format!("{s:?} has an empty name between commas"));
+        }
+        if let Some(c) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
+        {
+            return Some(format!(
+                "{c:?} is not allowed in an interface name: use letters, digits, '-', '_', '.' and ':'{}",
+                if nccl {
+                    " (a leading '^' excludes, then '=' makes names exact)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        if name.len() > 15 {
+            return Some(format!(
+                "{name:?} is longer than an interface name can be (15 characters)"
+            ));
+        }
+    }
+    None
+}
+
 /// A Slurm hostlist expression (`hgx-[0001-0008],login1`).
 pub(crate) fn hostlist_error(s: &str) -> Option<String> {
     s.chars()

@@ -870,6 +870,25 @@ impl<'a> Sections<'a> {
                 preflight.len() - passes - fails.len()
             );
             if !fails.is_empty() {
+                // Node by node, what failed there: the node to drain and why, at a glance.
+                let mut by_node: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+                for r in preflight.iter().filter(|r| r.status == "fail") {
+                    let checks = by_node.entry(r.node.as_str()).or_default();
+                    if !checks.contains(&r.check.as_str()) {
+                        checks.push(r.check.as_str());
+                    }
+                }
+                h.push_str("<p>Failed: ");
+                for (i, (node, checks)) in by_node.iter().enumerate() {
+                    let _ = write!(
+                        h,
+                        "{}<b>{}</b> ({})",
+                        if i > 0 { "; " } else { "" },
+                        esc(node),
+                        esc(&checks.join(", "))
+                    );
+                }
+                h.push_str(".</p>");
                 table(
                     h,
                     &["job", "node", "check", "status", "expected", "found"],

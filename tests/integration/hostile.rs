@@ -113,6 +113,13 @@ const SWEEP_CASES: &[Case] = &[
         "`expect_nic_gbps` must be a positive number",
     ),
     case(
+        "expect_memlock_kib as a command substitution",
+        ["expect_memlock_kib = \"$(touch /tmp/x)\"", "", "", ""],
+        "expect_memlock_kib",
+        "defaults.expect_memlock_kib",
+        "`expect_memlock_kib` must be a whole number of KiB from 0 or \"unlimited\"",
+    ),
+    case(
         "steps zero",
         ["", "", "params = { steps = 0 }", ""],
         "params = { steps",
@@ -771,6 +778,55 @@ fn hostile_profiles_are_refused_at_file_line_and_key() {
             "gpu.model",
             "control character '\\0'",
         ),
+        (
+            profile_with(
+                "[paths]",
+                "[network]\nsocket_ifname = \"eth0;touch /tmp/x\"\n\n[paths]",
+            ),
+            "socket_ifname",
+            "network.socket_ifname",
+            "';' is not allowed in an interface name",
+        ),
+        (
+            profile_with(
+                "[paths]",
+                "[network]\ngloo_socket_ifname = \"^eth0\"\n\n[paths]",
+            ),
+            "gloo_socket_ifname",
+            "network.gloo_socket_ifname",
+            "'^' is not allowed in an interface name",
+        ),
+        (
+            profile_with(
+                "[paths]",
+                "[network]\nsocket_ifname = \"averyveryverylongname0\"\n\n[paths]",
+            ),
+            "socket_ifname",
+            "network.socket_ifname",
+            "longer than an interface name can be",
+        ),
+        (
+            profile_with("[paths]", "[network]\nmtu = 9000\n\n[paths]"),
+            "mtu = 9000",
+            "network.mtu",
+            "an RDMA MTU is 256, 512, 1024, 2048 or 4096",
+        ),
+        (
+            profile_with("[paths]", "[network]\nnetdev_mtu = 70000\n\n[paths]"),
+            "netdev_mtu",
+            "network.netdev_mtu",
+            "an interface MTU is 68 to 65535",
+        ),
+        (
+            profile_with("[env]", "[env]\nNCCL_IB_GID_INDEX = \"1\"").replacen(
+                "[paths]",
+                "[network]\nroce_gid_index = 3\n\n[paths]",
+                1,
+            ),
+            "NCCL_IB_GID_INDEX",
+            "env.NCCL_IB_GID_INDEX",
+            "contradicts [network]",
+        ),
     ];
     let sweep_text = plain_sweep();
     for (text, at, key, message) in &cases {
@@ -1135,13 +1191,17 @@ fn hostile_values_in_every_template_parameter_env_and_profile_string_never_execu
     // Every free parameter the built-in templates read, env entries at every level, an upper-case
     // parameter (exported), and an extra sbatch option. One stage per built-in template.
     let mut text = format!(
-        "name = \"hostile\"\ncluster = {}\ndescription = {}\n\n[defaults]\ngpus_per_node = 2\nlabel = {}\nSWEEP_POINT_ENV = {}\n\n[slurm]\ntime = \"00:05:00\"\nextra = [{}]\n\n[env]\nSWEEP_S_ENV = {}\n",
+        "name = \"hostile\"\ncluster = {}\ndescription = {}\n\n[defaults]\ngpus_per_node = 2\nlabel = {}\nSWEEP_POINT_ENV = {}\n\n[slurm]\ntime = \"00:05:00\"\nextra = [{}]\n\n[env]\nSWEEP_S_ENV = {}\nNCCL_SOCKET_IFNAME = {}\nGLOO_SOCKET_IFNAME = {}\nNCCL_IB_GID_INDEX = {}\n",
         toml_str(p.to_str().unwrap()),
         h("s-description"),
         h("label"),
         h("point-env"),
         toml_str(&format!("--comment={}", hostile(&canary, "extra"))),
         h("s-env"),
+        // Read at run time by the preflight's interface and GID checks.
+        h("nccl-ifname"),
+        h("gloo-ifname"),
+        h("gid-index"),
     );
     let free = [
         "expect_gpu_name",

@@ -503,3 +503,300 @@ fn tasks_output_reaches_the_job_file_in_whole_lines() {
 fn toml_string(s: &str) -> String {
     format!("{:?}", s)
 }
+
+/// The local profile with an RDMA NIC this machine lacks and a `[network]` section.
+fn network_profile(tmp: &Path, network: &str) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("slurm/clusters/local.toml")).unwrap();
+    let text = text
+        .replacen(
+            "[[gpu_map]]",
+            "[[nic]]\nname = \"mlx5_0\"\nport = 1\nnuma = 0\nrate_gbps = 400.0\nkind = \"RoCEv2\"\n\n[[gpu_map]]",
+            1,
+        )
+        .replacen("[paths]", &format!("[network]\n{network}\n\n[paths]"), 1);
+    let p = tmp.join("net-profile.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// What a command prints on this machine (the tests compare the probe with it).
+fn sh(cmd: &str) -> String {
+    let o = Command::new("bash").arg("-c").arg(cmd).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// The preflight run for real on this machine, which has no GPU and no RDMA device: every GPU
+/// and RDMA check is `n/a` with the reason, never pass or fail; the locked-memory limit and the
+/// bootstrap interfaces are checked for real; `collect` puts every check in preflight.csv and
+/// the report names the failing node and checks.
+#[test]
+fn preflight_on_a_node_without_gpu_or_rdma_says_n_a_and_checks_memlock_and_sockets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = network_profile(
+        tmp.path(),
+        "socket_ifname = \"=lo\"\ngloo_socket_ifname = \"lo,nosuch0\"\nroce_gid_index = 3\nmtu = 4096\nnetdev_mtu = 9000",
+    );
+    // The limit as a task of this machine sees it; one KiB more than that cannot be met.
+    let limit = sh("ulimit -l");
+    let (want, memlock) = if limit == "unlimited" {
+        ("\"unlimited\"".to_string(), "pass")
+    } else {
+        (format!("{}", limit.parse::<u64>().unwrap() + 1), "fail")
+    };
+    let dir = campaign(
+        tmp.path(),
+        "pf",
+        Some(&profile),
+        &format!(
+            "[[stage]]\nname = \"preflight\"\ntemplate = \"preflight.sbatch.j2\"\n[stage.params]\ngpus_per_node = 1\nexpect_memlock_kib = {want}\n\n\
+             [[stage]]\nname = \"pfok\"\ntemplate = \"preflight.sbatch.j2\"\n[stage.params]\ngpus_per_node = 1\nexpect_memlock_kib = 0\n[stage.env]\nNCCL_SOCKET_IFNAME = \"^nosuch\"\nGLOO_SOCKET_IFNAME = \"lo\"\n"
+        ),
+    );
+    let script = std::fs::read_dir(dir.join("jobs"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("job.sbatch"))
+        .find(|p| {
+            p.parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("preflight")
+        })
+        .unwrap();
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(
+        text.contains("export NCCL_SOCKET_IFNAME==lo\n")
+            && text.contains("export GLOO_SOCKET_IFNAME=lo,nosuch0\n")
+            && text.contains("export NCCL_IB_GID_INDEX=3\n"),
+        "[network] is exported:\n{text}"
+    );
+    submit_local("-q", &dir);
+    let res = tmp.path().join("res");
+    ok(sweep(&[
+        "-q",
+        "collect",
+        dir.to_str().unwrap(),
+        "--out",
+        res.to_str().unwrap(),
+    ]));
+    let csv = std::fs::read_to_string(res.join("preflight.csv")).unwrap();
+    let mut rdr = csv::Reader::from_reader(csv.as_bytes());
+    let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+    assert_eq!(
+        rdr.headers().unwrap().iter().collect::<Vec<_>>(),
+        ["run", "node", "check", "status", "expected", "found"]
+    );
+    let get = |run: &str, check: &str| -> (String, String, String) {
+        let r = rows
+            .iter()
+            .find(|r| r[0].starts_with(run) && &r[2] == check)
+            .unwrap_or_else(|| panic!("no {check} of {run} in\n{csv}"));
+        (r[3].to_string(), r[4].to_string(), r[5].to_string())
+    };
+    let no_gpu = "no NVIDIA GPU here (nvidia-smi absent or lists none)";
+    for c in [
+        "persistence_mode",
+        "ecc_mode",
+        "row_remap",
+        "nvlink",
+        "fabric_manager",
+        "gpudirect_rdma",
+    ] {
+        let (status, _, found) = get("preflight", c);
+        assert_eq!((status.as_str(), found.as_str()), ("n/a", no_gpu), "{c}");
+    }
+    for c in ["gid.mlx5_0", "mtu.mlx5_0"] {
+        let (status, _, found) = get("preflight", c);
+        assert_eq!(
+            (status.as_str(), found.as_str()),
+            ("n/a", "no RDMA port mlx5_0/1 on this node"),
+            "{c}"
+        );
+    }
+    let (status, _, found) = get("preflight", "memlock");
+    assert_eq!(
+        (status.as_str(), found),
+        (memlock, format!("{limit} (ulimit -l)"))
+    );
+    assert_eq!(get("pfok", "memlock").0, "pass");
+    // lo, read the way the probe reads it: up, with the address `ip` gives it.
+    let lo_addr =
+        sh("ip -o addr show dev lo | awk '$3 == \"inet\" || $3 == \"inet6\" {print $4; exit}'");
+    assert!(!lo_addr.is_empty());
+    let (status, expected, found) = get("preflight", "nccl_socket_ifname");
+    assert_eq!(
+        (status.as_str(), expected.as_str(), found),
+        (
+            "pass",
+            "=lo: an interface up with an address",
+            format!("lo up {lo_addr}")
+        )
+    );
+    let (status, _, found) = get("preflight", "gloo_socket_ifname");
+    assert_eq!(
+        (status.as_str(), found),
+        (
+            "fail",
+            format!("lo up {lo_addr}, nosuch0: no such interface")
+        )
+    );
+    // `^nosuch` excludes nothing here: every interface this machine has that is up with an
+    // address passes, lo among them.
+    let (status, _, found) = get("pfok", "nccl_socket_ifname");
+    assert_eq!(status, "pass");
+    assert!(found.contains(&format!("lo up {lo_addr}")), "{found}");
+    assert_eq!(get("pfok", "gloo_socket_ifname").0, "pass");
+
+    // The report names the node and the failed checks.
+    ok(sweep(&[
+        "-q",
+        "report",
+        dir.to_str().unwrap(),
+        "--out",
+        res.to_str().unwrap(),
+    ]));
+    let html = std::fs::read_to_string(res.join("report.html")).unwrap();
+    let node = rows.iter().find(|r| r[0].starts_with("preflight")).unwrap()[1].to_string();
+    assert!(
+        html.contains(&format!("<td>{node}</td><td>gloo_socket_ifname</td>")),
+        "the failing node and check in the report"
+    );
+    // One line per node: every check that failed there (both jobs ran on this one node, with
+    // no GPU and no mlx5_0: gpus_per_node and nic.mlx5_0 fail too).
+    let line = html
+        .split("<p>Failed: ")
+        .nth(1)
+        .and_then(|s| s.split("</p>").next())
+        .expect("a failed-checks line");
+    let mut want = vec!["gpus_per_node", "nic.mlx5_0", "gloo_socket_ifname"];
+    if memlock == "fail" {
+        want.insert(2, "memlock");
+    }
+    assert_eq!(line, format!("<b>{node}</b> ({}).", want.join(", ")));
+}
+
+/// The probe's parsing functions, taken from a rendered preflight script and run by bash on
+/// output captured from this machine's own commands (and, for nvidia-smi, a real H100 capture).
+#[test]
+fn preflight_functions_read_real_command_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = campaign(
+        tmp.path(),
+        "pff",
+        None,
+        "[[stage]]\nname = \"preflight\"\ntemplate = \"preflight.sbatch.j2\"\n",
+    );
+    let script = std::fs::read_dir(dir.join("jobs"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("job.sbatch"))
+        .next()
+        .unwrap();
+    let text = std::fs::read_to_string(script).unwrap();
+    let start = text.find("# >>> sweep-preflight-functions").unwrap();
+    let end = text.find("# <<< sweep-preflight-functions").unwrap();
+    let functions = &text[start..end];
+    let run = |body: &str| -> String {
+        let o = Command::new("bash")
+            .arg("-c")
+            .arg(format!("{functions}\n{body}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim_end().to_string()
+    };
+    // ulimit -l of this machine, against itself, one more and unlimited.
+    let limit = sh("ulimit -l");
+    assert_eq!(
+        run(&format!(
+            "memlock_ok {limit} {limit} && echo a; memlock_ok {limit} unlimited || echo b; memlock_ok unlimited 1 && echo c"
+        )),
+        if limit == "unlimited" {
+            "a\nc"
+        } else {
+            "a\nb\nc"
+        }
+    );
+    if limit != "unlimited" {
+        let more = limit.parse::<u64>().unwrap() + 1;
+        assert_eq!(
+            run(&format!("memlock_ok {limit} {more} || echo short")),
+            "short"
+        );
+    }
+    // uname -r of this machine (e.g. 6.18.44-fc-v1300) against 5.12 and against itself + 1.
+    let rel = sh("uname -r");
+    let major: u32 = rel.split('.').next().unwrap().parse().unwrap();
+    assert_eq!(
+        run(&format!(
+            "kernel_at_least {rel} 5 12 && echo new; kernel_at_least {rel} {} 0 || echo old",
+            major + 1
+        )),
+        if major > 5 { "new\nold" } else { "old" }
+    );
+    // The interfaces of this machine: `^` excludes, `=` matches whole names, prefixes match.
+    let ifaces: Vec<String> = sh("ls /sys/class/net")
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let list = ifaces.join(" ");
+    assert_eq!(run(&format!("ifname_select lo {list}")), "lo");
+    assert_eq!(run(&format!("ifname_select =l {list}")), "");
+    assert_eq!(run(&format!("ifname_select l {list}")), "lo");
+    let others: Vec<&str> = ifaces
+        .iter()
+        .map(String::as_str)
+        .filter(|n| *n != "lo")
+        .collect();
+    assert_eq!(
+        run(&format!("ifname_select ^=lo {list}")),
+        others.join("\n")
+    );
+    assert_eq!(
+        run(&format!("ifname_select ^lo,nosuch {list}")),
+        others.join("\n")
+    );
+    // lo is up with an address; an interface that does not exist is said so.
+    let lo = run("iface_ready lo; echo $?");
+    assert!(lo.starts_with("lo up ") && lo.ends_with("\n0"), "{lo}");
+    assert_eq!(
+        run("iface_ready nosuch0; echo $?"),
+        "nosuch0: no such interface\n1"
+    );
+    // An interface that is down, where this machine has one (its flags say so).
+    if let Some(down) = ifaces
+        .iter()
+        .find(|n| sh(&format!("cat /sys/class/net/{n}/operstate")) == "down")
+    {
+        let out = run(&format!("iface_ready {down}; echo $?"));
+        assert!(
+            out.starts_with(&format!("{down} down (flags 0x")) && out.ends_with("\n1"),
+            "{out}"
+        );
+    }
+    // `nvidia-smi --query-gpu=... --format=csv,noheader` separates fields with ", ": columns 2
+    // and 3 (index, name) of a real sample of the H100 run.
+    let csv = std::fs::read_to_string(
+        root().join("tests/fixtures/device-h100-2026-11-24/nvsmi-train.csv"),
+    )
+    .unwrap();
+    let line = csv.lines().next().unwrap();
+    let idx_name: Vec<&str> = line.split(", ").skip(1).take(2).collect();
+    let input = idx_name.join(", ");
+    assert_eq!(input, "0, NVIDIA H100 80GB HBM3");
+    let states = run(&format!("printf '%s\\n' '{input}' '{input}' | gpu_states"));
+    assert_eq!(states, "0=NVIDIA H100 80GB HBM3;0=NVIDIA H100 80GB HBM3");
+    assert_eq!(
+        run(&format!(
+            "states_verdict '{states}' 'NVIDIA H100 80GB HBM3'"
+        )),
+        "pass"
+    );
+    assert_eq!(run(&format!("states_verdict '{states}' Enabled")), "fail");
+    assert_eq!(run("states_verdict '' Enabled"), "n/a");
+    // Documentation-derived, not a capture: nvidia-smi's manual page says unsupported data is
+    // shown as "N/A" (manpages.ubuntu.com, nvidia-smi(1)). A GPU that says so is no failure;
+    // only GPUs that all say so make the check n/a.
+    assert_eq!(run("states_verdict '0=N/A;1=N/A' Enabled"), "n/a");
+    assert_eq!(run("states_verdict '0=Enabled;1=N/A' Enabled"), "pass");
+    assert_eq!(run("states_verdict '0=Enabled;1=Disabled' Enabled"), "fail");
+}

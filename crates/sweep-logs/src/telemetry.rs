@@ -451,6 +451,87 @@ mod tests {
 }
 
 #[cfg(test)]
+mod node_health_tests {
+    use crate::parse_str;
+
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(format!(
+            "{}/../../tests/fixtures/local-preflight-2026-12-07/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    /// The record of a real preflight on a machine without GPU, RDMA device, nvidia-smi or
+    /// ibv_devinfo (see the fixture's PROVENANCE.md): every node-health check is read, the GPU
+    /// and RDMA ones n/a with their reason, locked memory and the interfaces as found.
+    #[test]
+    fn real_record_of_a_node_without_gpu_or_rdma() {
+        let p = parse_str("preflight-vm.txt", &fixture("preflight-vm.txt"));
+        let r = &p.telemetry.preflight[0];
+        assert_eq!((r.node.as_str(), r.result.as_deref()), ("vm", Some("fail")));
+        let check = |c: &str| {
+            let x = r
+                .checks
+                .iter()
+                .find(|x| x.0 == c)
+                .unwrap_or_else(|| panic!("{c}"));
+            (x.1.as_str(), x.2.as_str(), x.3.as_str())
+        };
+        let no_gpu = "no NVIDIA GPU here (nvidia-smi absent or lists none)";
+        for c in [
+            "persistence_mode",
+            "ecc_mode",
+            "row_remap",
+            "nvlink",
+            "fabric_manager",
+            "gpudirect_rdma",
+        ] {
+            assert_eq!((check(c).0, check(c).2), ("n/a", no_gpu), "{c}");
+        }
+        for nic in ["mlx5_0", "mlx5_1"] {
+            let why = format!("no RDMA port {nic}/1 on this node");
+            assert_eq!(check(&format!("gid.{nic}")).0, "n/a");
+            assert_eq!(check(&format!("gid.{nic}")).2, why);
+            assert_eq!(
+                check(&format!("mtu.{nic}")),
+                ("n/a", "4096 active, netdev 9000", why.as_str())
+            );
+        }
+        assert_eq!(
+            check("memlock"),
+            ("pass", "at least 8192 KiB", "8192 (ulimit -l)")
+        );
+        assert_eq!(
+            check("nccl_socket_ifname"),
+            (
+                "pass",
+                "^ifb: an interface up with an address",
+                "eth0 up 192.0.2.2/24, lo up 127.0.0.1/8"
+            )
+        );
+        assert_eq!(
+            check("gloo_socket_ifname"),
+            (
+                "fail",
+                "ifb0: each up with an address",
+                "ifb0 down (flags 0x82)"
+            )
+        );
+        // The job's output names the node and the first failed check.
+        let out = parse_str("slurm-1.out", &fixture("preflight-slurm-1.out"));
+        let f = out.primary_failure().unwrap();
+        assert_eq!(f.class.as_str(), "preflight");
+        assert!(f.evidence.message.contains("node=vm check=gpus_per_node"));
+        assert!(
+            out.failures
+                .iter()
+                .any(|f| f.message.contains("check=gloo_socket_ifname"))
+        );
+    }
+}
+
+#[cfg(test)]
 mod gpu_tests {
     use super::*;
     use crate::parse_str;

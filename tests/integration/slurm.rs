@@ -1115,3 +1115,87 @@ matrix = {{ nodes = [2] }}
         );
     }
 }
+
+/// The link stage on the real cluster: every pair of the allocation's 4 nodes, in 3 rounds of
+/// 2 disjoint pairs, each pair's steps on exactly its two nodes, and the pairs of a round at
+/// once. The nccl-tests binaries are stand-ins that note their step's nodes and times: what is
+/// tested is how the steps are placed, not what they measure.
+#[test]
+fn link_pairs_run_in_rounds_of_disjoint_pairs_on_real_slurm() {
+    require_slurm!();
+    let _g = lock();
+    let bins = tempfile::tempdir().unwrap();
+    let log = bins.path().join("steps.log");
+    for b in ["sendrecv_perf", "all_reduce_perf"] {
+        let p = bins.path().join(b);
+        std::fs::write(
+            &p,
+            format!(
+                "#!/bin/bash\n[ \"$SLURM_PROCID\" = 0 ] || exit 0\n\
+                 echo \"begin $(date +%s.%N) $SLURM_STEP_NODELIST {b}\" >> {log}\nsleep 2\n\
+                 echo \"end $(date +%s.%N) $SLURM_STEP_NODELIST {b}\" >> {log}\n",
+                log = log.display()
+            ),
+        )
+        .unwrap();
+        Command::new("chmod").arg("755").arg(&p).status().unwrap();
+    }
+    let c = campaign(
+        "links",
+        &format!(
+            "[[stage]]\nname = \"links\"\ntemplate = \"nccl-pairs.sbatch.j2\"\n\
+             params = {{ nccl_tests_dir = {:?} }}\nmatrix = {{ nodes = [4] }}\n",
+            bins.path().display().to_string()
+        ),
+    );
+    assert!(submit(&c.dir, &[]).status.success());
+    let v = wait_for(&c.dir, 120, "the link job to end", |v| {
+        matches!(
+            state_of(v, "links").as_str(),
+            "COMPLETED" | "FAILED" | "CANCELLED" | "TIMEOUT" | "NODE_FAIL"
+        )
+    });
+    let out = job_outputs(&c.dir);
+    assert_eq!(state_of(&v, "links"), "COMPLETED", "{out}");
+    // (step nodelist, begin, end) of every step.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut steps: Vec<(String, f64, f64)> = Vec::new();
+    for l in text.lines().filter(|l| l.starts_with("begin ")) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let end = text
+            .lines()
+            .find(|e| e.starts_with("end ") && e.ends_with(&format!(" {} {}", f[2], f[3])))
+            .and_then(|e| e.split_whitespace().nth(1))
+            .and_then(|t| t.parse::<f64>().ok())
+            .unwrap();
+        steps.push((f[2].to_string(), f[1].parse().unwrap(), end));
+    }
+    let pairs: std::collections::BTreeSet<&str> = steps.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(steps.len(), 12, "6 pairs x 2 steps:\n{text}\n{out}");
+    assert_eq!(
+        pairs.len(),
+        6,
+        "every pair of 4 nodes, each on its own 2 nodes: {pairs:?}"
+    );
+    let nodes_of = |nl: &str| -> Vec<String> {
+        run("scontrol", &["show", "hostnames", nl])
+            .lines()
+            .map(String::from)
+            .collect()
+    };
+    let mut overlapped = 0;
+    for (i, a) in steps.iter().enumerate() {
+        assert_eq!(nodes_of(&a.0).len(), 2, "{a:?}");
+        for b in &steps[i + 1..] {
+            if a.1 < b.2 && b.1 < a.2 {
+                overlapped += 1;
+                let (na, nb) = (nodes_of(&a.0), nodes_of(&b.0));
+                assert!(
+                    na.iter().all(|n| !nb.contains(n)),
+                    "two steps at once on one node: {a:?} {b:?}"
+                );
+            }
+        }
+    }
+    assert!(overlapped > 0, "no two pairs ran at once:\n{text}");
+}

@@ -96,6 +96,17 @@ pub struct BindOut {
     pub nic: String,
     pub cpus_ok: bool,
     pub gpu_ok: bool,
+    /// Expected CPUs the rank may not run on, and allowed CPUs the plan did not give it.
+    #[serde(default)]
+    pub cpus_missing: String,
+    #[serde(default)]
+    pub cpus_extra: String,
+    #[serde(default)]
+    pub gpu_devices: Option<u32>,
+    #[serde(default)]
+    pub gpus_open: Option<Vec<u32>>,
+    #[serde(default)]
+    pub gpus_on_node: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

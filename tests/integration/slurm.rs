@@ -1129,13 +1129,32 @@ fn smt_profile(dir: &Path, cpus: u32, gpus: u32, cpus_of: impl Fn(u32) -> String
 
 /// Expands, submits and collects one cpu-smoke job of `gpn` ranks a node on 2 nodes; the rows
 /// of binding.csv.
-fn binding_rows(prof: &Path, gpn: u32) -> Vec<std::collections::HashMap<String, String>> {
+fn binding_rows(
+    prof: &Path,
+    gpn: u32,
+    per_rank_gpu_bind: bool,
+) -> Vec<std::collections::HashMap<String, String>> {
     let tmp = tempfile::tempdir().unwrap();
     let f = tmp.path().join("bind.toml");
+    // The launch the templates had before: `--gpu-bind=map_gpu:` (a template of the campaign's
+    // own overriding the built-in cpu-smoke).
+    let templates = if per_rank_gpu_bind {
+        let dir = tmp.path().join("tpl");
+        std::fs::create_dir_all(&dir).unwrap();
+        let t = std::fs::read_to_string(root().join("job-templates/cpu-smoke.sbatch.j2")).unwrap();
+        let t = t.replace(
+            "--cpu-bind=verbose,{{ cpu_bind }}",
+            "--cpu-bind=verbose,{{ cpu_bind }} --gpu-bind={{ gpu_bind }}",
+        );
+        std::fs::write(dir.join("cpu-smoke.sbatch.j2"), t).unwrap();
+        "templates = \"tpl\"\n"
+    } else {
+        ""
+    };
     std::fs::write(
         &f,
         format!(
-            "name = \"bind\"\ncluster = {:?}\n[slurm]\ntime = \"00:05:00\"\n\n[[stage]]\nname = \"bind\"\ntemplate = \"cpu-smoke.sbatch.j2\"\nparams = {{ command = \"true\" }}\nmatrix = {{ nodes = [2], gpus_per_node = [{gpn}] }}\n",
+            "name = \"bind\"\ncluster = {:?}\n{templates}[slurm]\ntime = \"00:05:00\"\n\n[[stage]]\nname = \"bind\"\ntemplate = \"cpu-smoke.sbatch.j2\"\nparams = {{ command = \"true\" }}\nmatrix = {{ nodes = [2], gpus_per_node = [{gpn}] }}\n",
             prof.to_str().unwrap()
         ),
     )
@@ -1155,7 +1174,11 @@ fn binding_rows(prof: &Path, gpn: u32) -> Vec<std::collections::HashMap<String, 
         .find(|e| e.file_name() == "job.sbatch")
         .map(|e| std::fs::read_to_string(e.path()).unwrap())
         .unwrap_or_default();
-    assert!(!script.contains("--gpu-bind"), "no per-rank GPU binding");
+    assert_eq!(
+        script.contains("--gpu-bind"),
+        per_rank_gpu_bind,
+        "per-rank GPU binding only where asked"
+    );
     let o = submit(&dir, &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     wait_for(&dir, 60, "the binding job to complete", |v| {
@@ -1212,15 +1235,25 @@ fn binding_holds_under_smt_and_device_cgroups() {
     };
     // A whole core (first core: CPUs 0 and 1 as Slurm numbers its threads) for the one rank.
     let whole = smt_profile(tmp.path(), cpus, 1, |_| "0-1".into());
-    let rows = binding_rows(&whole, 1);
+    let rows = binding_rows(&whole, 1, false);
     check(&rows, 2, "1");
     assert!(rows.iter().all(|r| r["cpus"] == "0-1"), "{rows:#?}");
     // One rank per hardware thread, each GPU of the node shared by both ranks' view.
     let per_thread = smt_profile(tmp.path(), cpus, 2, |g| g.to_string());
-    let rows = binding_rows(&per_thread, 2);
+    let rows = binding_rows(&per_thread, 2, false);
     check(&rows, 4, "2");
     for r in &rows {
         assert_eq!(r["cpus"], r["local_rank"], "rank on its own thread: {r:?}");
         assert_eq!(r["gpus_open"], "0,1", "{r:?}");
+    }
+    // The old launch, `--gpu-bind=map_gpu:0,1` under ConstrainDevices: each rank can open only
+    // its own GPU (what cuts NCCL's peer access), and binding.csv says so.
+    let rows = binding_rows(&per_thread, 2, true);
+    assert_eq!(rows.len(), 4, "{rows:#?}");
+    for r in &rows {
+        assert_eq!(r["gpus_reachable"], "1", "{r:?}");
+        assert_eq!(r["gpus_open"], r["local_rank"], "{r:?}");
+        assert_eq!(r["gpus_ok"], "false", "{r:?}");
+        assert_eq!(r["cpus_ok"], "true", "{r:?}");
     }
 }

@@ -109,6 +109,17 @@ pub struct BindOut {
     pub gpus_on_node: Option<u32>,
 }
 
+impl BindOut {
+    /// Whether the rank could open every GPU its job has on the node (else every GPU device
+    /// file of the node); `None` for records of wrappers that did not check.
+    pub fn gpus_ok(&self) -> Option<bool> {
+        self.gpus_open.as_ref().map(|g| {
+            let want = self.gpus_on_node.or(self.gpu_devices).unwrap_or(0) as usize;
+            g.len() >= want
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FailOut {
     pub line: u64,

@@ -245,11 +245,7 @@ impl Tables {
                 }),
                 gpus_reachable: b.gpus_open.as_ref().map(|g| g.len() as u32),
                 gpus_on_node: b.gpus_on_node,
-                // Every GPU the job has on the node (else every device file) can be opened.
-                gpus_ok: b.gpus_open.as_ref().map(|g| {
-                    let want = b.gpus_on_node.or(b.gpu_devices).unwrap_or(0) as usize;
-                    g.len() >= want
-                }),
+                gpus_ok: b.gpus_ok(),
             })
             .collect()
     }

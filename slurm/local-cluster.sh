@@ -13,7 +13,8 @@
 # each node 2 sockets x 8 cores x 1 thread = 16 CPUs, RealMemory=32000 MB and Gres=gpu:h200:8
 # backed by fake NVIDIA character devices (major 195) under the state directory: jobs get
 # CUDA_VISIBLE_DEVICES and GPU binding works, but no GPU program can run. CPU binding is accepted,
-# not enforced (no task/affinity). With accounting (default), slurmdbd + a private MariaDB give
+# not enforced (no task/affinity), except in binding mode (SWEEP_SLURM_SMT=2 below: nodes of this
+# host's real CPUs as 2-thread cores, masks and cpusets enforced). With accounting (default), slurmdbd + a private MariaDB give
 # `sacct` with steps; with --no-accounting, `sacct -c` reads jobcomp/filetxt (jobs only).
 #
 # Runs as root, without systemd; installs missing packages with apt-get. Every daemon is started
@@ -304,12 +305,12 @@ binding_options() {  # cgmode
     [[ $SMT == 1 || $SMT == 2 ]] || die "SWEEP_SLURM_SMT must be 1 or 2"
     [[ $CONSTRAIN_DEVICES == 0 || $CONSTRAIN_DEVICES == 1 ]] || die "SWEEP_SLURM_CONSTRAIN_DEVICES must be 0 or 1"
     if ((SMT == 2)); then
-        [[ $cg == cgroup ]] || die "SWEEP_SLURM_SMT=2 needs cgroup mode (task/cgroup ConstrainCores): this host has no writable cgroup v1 memory+freezer"
+        [[ $cg == cgroup ]] || die "SWEEP_SLURM_SMT=2 needs cgroup mode (task/cgroup ConstrainCores), not linuxproc mode (no writable cgroup v1 memory+freezer here, or SWEEP_SLURM_FORCE_PROCTRACK=linuxproc)"
         [[ -d /sys/fs/cgroup/cpuset && -w /sys/fs/cgroup/cpuset ]] || die "SWEEP_SLURM_SMT=2 needs a writable cgroup v1 cpuset controller (/sys/fs/cgroup/cpuset)"
         ((HOST_CPUS >= 2 && HOST_CPUS % 2 == 0)) || die "SWEEP_SLURM_SMT=2 needs an even number of host CPUs (this host: $HOST_CPUS)"
     fi
     if ((CONSTRAIN_DEVICES)); then
-        [[ $cg == cgroup ]] || die "SWEEP_SLURM_CONSTRAIN_DEVICES=1 needs cgroup mode: this host has no writable cgroup v1 memory+freezer"
+        [[ $cg == cgroup ]] || die "SWEEP_SLURM_CONSTRAIN_DEVICES=1 needs cgroup mode, not linuxproc mode (no writable cgroup v1 memory+freezer here, or SWEEP_SLURM_FORCE_PROCTRACK=linuxproc)"
         [[ -e /sys/fs/cgroup/devices/devices.allow && -w /sys/fs/cgroup/devices ]] || die "SWEEP_SLURM_CONSTRAIN_DEVICES=1 needs a writable cgroup v1 devices controller (/sys/fs/cgroup/devices)"
     fi
     local dflt=8
@@ -598,6 +599,12 @@ check_health() {  # quiet(0|1)
     }
     ((quiet)) || echo "directory:   $DIR"
     ((quiet)) || echo "mode:        $acct, $(state_get cgroup) process tracking, $n nodes"
+    local b; b=$(state_get binding)
+    if ((!quiet)) && [[ $b == 2\ * || $b == *\ 1\ * ]]; then
+        # shellcheck disable=SC2086
+        set -- $b
+        echo "binding:     ThreadsPerCore=$1$( (($1 == 2)) && echo ", ConstrainCores=yes")$( (($2)) && echo ", ConstrainDevices=yes"), $3 GPUs a node"
+    fi
     alive munged "$MUNGE_DIR/munged.pid" munged
     if [[ $acct == accounting ]]; then
         alive mariadb "$RUN/mariadb.pid" mariadbd
@@ -677,7 +684,7 @@ cmd_up() {
                 echo "$ENV_FILE"
                 return 0
             fi
-            die "already running with $(state_get mode), $(state_get nodes) nodes; run '$0 down' first"
+            die "already running with $(state_get mode), $(state_get nodes) nodes, binding '$(state_get binding)' (SMT CONSTRAIN_DEVICES GPUS); run '$0 down' first"
         fi
         say "a previous cluster is partly running: stopping it first"
         cmd_down >/dev/null

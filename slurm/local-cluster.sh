@@ -13,7 +13,8 @@
 # each node 2 sockets x 8 cores x 1 thread = 16 CPUs, RealMemory=32000 MB and Gres=gpu:h200:8
 # backed by fake NVIDIA character devices (major 195) under the state directory: jobs get
 # CUDA_VISIBLE_DEVICES and GPU binding works, but no GPU program can run. CPU binding is accepted,
-# not enforced (no task/affinity). With accounting (default), slurmdbd + a private MariaDB give
+# not enforced (no task/affinity), except in binding mode (SWEEP_SLURM_SMT=2 below: nodes of this
+# host's real CPUs as 2-thread cores, masks and cpusets enforced). With accounting (default), slurmdbd + a private MariaDB give
 # `sacct` with steps; with --no-accounting, `sacct -c` reads jobcomp/filetxt (jobs only).
 #
 # Runs as root, without systemd; installs missing packages with apt-get. Every daemon is started
@@ -23,6 +24,12 @@
 # Environment: SWEEP_SLURM_DIR (state directory), SWEEP_SLURM_PORT_BASE (default 16800; uses
 # base+6 MariaDB, base+17 slurmctld, base+19 slurmdbd, base+100.. one per slurmd),
 # SWEEP_SLURM_FORCE_PROCTRACK=linuxproc (use the no-cgroup mode even where cgroups would work),
+# SWEEP_SLURM_SMT=2 (binding mode: each node is this host's real CPUs as cores of 2 hardware
+# threads, ThreadsPerCore=2, with task/cgroup ConstrainCores=yes + task/affinity so that CPU
+# binding is enforced; needs cgroup mode and an even number of host CPUs),
+# SWEEP_SLURM_CONSTRAIN_DEVICES=1 (cgroup.conf ConstrainDevices=yes: a job's processes can open
+# only its own GPUs' device files; needs cgroup mode and a writable v1 devices controller),
+# SWEEP_SLURM_GPUS (fake GPUs per node: default 8, or 2 with SWEEP_SLURM_SMT=2),
 # SWEEP_SLURM_TRACE=1 (print how long each step of `up` took), SWEEP_SLURM_KEEP_ON_FAILURE=1 (a
 # failed `up` leaves its daemons running for inspection; by default it stops them).
 set -euo pipefail
@@ -288,6 +295,30 @@ cgroup_mode() {
     echo cgroup
 }
 
+# The binding options (SWEEP_SLURM_SMT, SWEEP_SLURM_CONSTRAIN_DEVICES, SWEEP_SLURM_GPUS), checked
+# against what this host supports; sets SMT, CONSTRAIN_DEVICES, NGPUS, HOST_CPUS.
+binding_options() {  # cgmode
+    local cg=$1
+    SMT=${SWEEP_SLURM_SMT:-1}
+    CONSTRAIN_DEVICES=${SWEEP_SLURM_CONSTRAIN_DEVICES:-0}
+    HOST_CPUS=$(nproc --all 2>/dev/null || nproc)
+    [[ $SMT == 1 || $SMT == 2 ]] || die "SWEEP_SLURM_SMT must be 1 or 2"
+    [[ $CONSTRAIN_DEVICES == 0 || $CONSTRAIN_DEVICES == 1 ]] || die "SWEEP_SLURM_CONSTRAIN_DEVICES must be 0 or 1"
+    if ((SMT == 2)); then
+        [[ $cg == cgroup ]] || die "SWEEP_SLURM_SMT=2 needs cgroup mode (task/cgroup ConstrainCores), not linuxproc mode (no writable cgroup v1 memory+freezer here, or SWEEP_SLURM_FORCE_PROCTRACK=linuxproc)"
+        [[ -d /sys/fs/cgroup/cpuset && -w /sys/fs/cgroup/cpuset ]] || die "SWEEP_SLURM_SMT=2 needs a writable cgroup v1 cpuset controller (/sys/fs/cgroup/cpuset)"
+        ((HOST_CPUS >= 2 && HOST_CPUS % 2 == 0)) || die "SWEEP_SLURM_SMT=2 needs an even number of host CPUs (this host: $HOST_CPUS)"
+    fi
+    if ((CONSTRAIN_DEVICES)); then
+        [[ $cg == cgroup ]] || die "SWEEP_SLURM_CONSTRAIN_DEVICES=1 needs cgroup mode, not linuxproc mode (no writable cgroup v1 memory+freezer here, or SWEEP_SLURM_FORCE_PROCTRACK=linuxproc)"
+        [[ -e /sys/fs/cgroup/devices/devices.allow && -w /sys/fs/cgroup/devices ]] || die "SWEEP_SLURM_CONSTRAIN_DEVICES=1 needs a writable cgroup v1 devices controller (/sys/fs/cgroup/devices)"
+    fi
+    local dflt=8
+    ((SMT == 2)) && dflt=2
+    NGPUS=${SWEEP_SLURM_GPUS:-$dflt}
+    [[ $NGPUS =~ ^[1-8]$ ]] || die "SWEEP_SLURM_GPUS must be 1..8"
+}
+
 write_configs() {  # nodes accounting cgmode
     local n=$1 acct=$2 cg=$3
     local nodes; nodes=$(node_list "$n")
@@ -295,7 +326,11 @@ write_configs() {  # nodes accounting cgmode
     local i
     for ((i = 1; i <= n; i++)); do mkdir -p "$SPOOL/$(node_name "$i")" "$TMPD/$(node_name "$i")"; done
     for ((i = 0; i < 8; i++)); do
-        [[ -c $DEV/nvidia$i ]] || { rm -f "$DEV/nvidia$i"; mknod -m 600 "$DEV/nvidia$i" c 195 "$i"; }
+        if ((i < NGPUS)); then
+            [[ -c $DEV/nvidia$i ]] || { rm -f "$DEV/nvidia$i"; mknod -m 600 "$DEV/nvidia$i" c 195 "$i"; }
+        else
+            rm -f "$DEV/nvidia$i"  # a node has exactly its GPUs' device files
+        fi
     done
 
     {
@@ -336,7 +371,11 @@ GresTypes=gpu
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=task=2
 EOF
-        if [[ $cg == cgroup ]]; then
+        if [[ $cg == cgroup ]] && ((SMT == 2)); then
+            # Binding enforced: the step's cpuset (task/cgroup) and each task's mask (task/affinity).
+            echo "ProctrackType=proctrack/cgroup"
+            echo "TaskPlugin=task/cgroup,task/affinity"
+        elif [[ $cg == cgroup ]]; then
             echo "ProctrackType=proctrack/cgroup"
             echo "TaskPlugin=task/cgroup"
         else
@@ -356,13 +395,16 @@ EOF
             echo "JobCompType=jobcomp/filetxt"
             echo "JobCompLoc=$LOG/jobcomp.txt"
         fi
-        echo "NodeName=$nodes NodeHostname=localhost NodeAddr=127.0.0.1 Port=$PORT_SLURMD-$((PORT_SLURMD + n - 1)) Sockets=2 CoresPerSocket=8 ThreadsPerCore=1 CPUs=16 RealMemory=32000 Gres=gpu:h200:8 State=UNKNOWN"
+        local shape="Sockets=2 CoresPerSocket=8 ThreadsPerCore=1 CPUs=16"
+        # SMT: this host's real CPUs (so that cpusets and masks are real), as cores of 2 threads.
+        ((SMT == 2)) && shape="Sockets=1 CoresPerSocket=$((HOST_CPUS / 2)) ThreadsPerCore=2 CPUs=$HOST_CPUS"
+        echo "NodeName=$nodes NodeHostname=localhost NodeAddr=127.0.0.1 Port=$PORT_SLURMD-$((PORT_SLURMD + n - 1)) $shape RealMemory=32000 Gres=gpu:h200:$NGPUS State=UNKNOWN"
         echo "PartitionName=gpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP"
     } >"$CONF"
 
     cat >"$ETC/gres.conf" <<EOF
 AutoDetect=off
-Name=gpu Type=h200 File=$DEV/nvidia[0-7]
+Name=gpu Type=h200 File=$DEV/nvidia[0-$((NGPUS - 1))]
 EOF
 
     if [[ $cg == cgroup ]]; then
@@ -375,8 +417,8 @@ EOF
                 echo "ConstrainSwapSpace=yes"
                 echo "AllowedSwapSpace=0"
             fi
-            echo "ConstrainCores=no"
-            echo "ConstrainDevices=no"
+            if ((SMT == 2)); then echo "ConstrainCores=yes"; else echo "ConstrainCores=no"; fi
+            if ((CONSTRAIN_DEVICES)); then echo "ConstrainDevices=yes"; else echo "ConstrainDevices=no"; fi
         } >"$ETC/cgroup.conf"
     else
         rm -f "$ETC/cgroup.conf"
@@ -420,6 +462,11 @@ export SWEEP_SLURM_ACCOUNTING=$2
 export SWEEP_SLURM_NODES=$1
 export SWEEP_SLURM_NODELIST='$(node_list "$1")'
 export SWEEP_SLURM_CGROUP=$3
+export SWEEP_SLURM_SMT=$SMT
+export SWEEP_SLURM_CONSTRAIN_DEVICES=$CONSTRAIN_DEVICES
+export SWEEP_SLURM_GPUS=$NGPUS
+# The rank wrapper's GPU reachability check: this cluster's fake device files.
+export SWEEP_GPU_DEVICES='$DEV/nvidia[0-9]*'
 EOF
 }
 
@@ -552,6 +599,12 @@ check_health() {  # quiet(0|1)
     }
     ((quiet)) || echo "directory:   $DIR"
     ((quiet)) || echo "mode:        $acct, $(state_get cgroup) process tracking, $n nodes"
+    local b; b=$(state_get binding)
+    if ((!quiet)) && [[ $b == 2\ * || $b == *\ 1\ * ]]; then
+        # shellcheck disable=SC2086
+        set -- $b
+        echo "binding:     ThreadsPerCore=$1$( (($1 == 2)) && echo ", ConstrainCores=yes")$( (($2)) && echo ", ConstrainDevices=yes"), $3 GPUs a node"
+    fi
     alive munged "$MUNGE_DIR/munged.pid" munged
     if [[ $acct == accounting ]]; then
         alive mariadb "$RUN/mariadb.pid" mariadbd
@@ -625,12 +678,13 @@ cmd_up() {
 
     if [[ -e $DIR/$MARKER ]] && anything_running; then
         if check_health 1; then
-            if [[ $(state_get mode) == "$want_mode" && $(state_get nodes) == "$n" ]]; then
+            if [[ $(state_get mode) == "$want_mode" && $(state_get nodes) == "$n" &&
+                $(state_get binding) == "${SWEEP_SLURM_SMT:-1} ${SWEEP_SLURM_CONSTRAIN_DEVICES:-0} "* ]]; then
                 say "already running and healthy ($want_mode, $n nodes)"
                 echo "$ENV_FILE"
                 return 0
             fi
-            die "already running with $(state_get mode), $(state_get nodes) nodes; run '$0 down' first"
+            die "already running with $(state_get mode), $(state_get nodes) nodes, binding '$(state_get binding)' (SMT CONSTRAIN_DEVICES GPUS); run '$0 down' first"
         fi
         say "a previous cluster is partly running: stopping it first"
         cmd_down >/dev/null
@@ -661,7 +715,11 @@ cmd_up() {
     else
         say "linuxproc mode: no writable cgroup v1 memory+freezer: proctrack/linuxproc + task/none, memory limits by OverMemoryKill"
     fi
+    binding_options "$cg"
+    ((SMT == 2)) && say "binding mode: ThreadsPerCore=2 ($HOST_CPUS CPUs a node), ConstrainCores=yes, task/cgroup,task/affinity"
+    ((CONSTRAIN_DEVICES)) && say "ConstrainDevices=yes: a job opens only its own GPUs' device files"
     write_configs "$n" "$acct" "$cg"
+    echo "$SMT $CONSTRAIN_DEVICES $NGPUS" >"$DIR/binding"
     echo "$want_mode" >"$DIR/mode"
     echo "$n" >"$DIR/nodes"
     echo "$cg" >"$DIR/cgroup"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README's test command and CI run it: unit and integration tests,
 # then the real-Slurm tests against a local Slurm cluster (slurm/local-cluster.sh), first with
-# accounting (slurmdbd + MariaDB), then again without it. Installs what it needs (as root).
+# accounting (slurmdbd + MariaDB), then again without it, then the binding test on a cluster in
+# binding mode (ThreadsPerCore=2, cores and devices constrained). Installs what it needs (as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,4 +50,17 @@ cluster up --no-accounting
 source "$(cluster env)"
 # The real-Slurm tests only: the `slurm` module of the integration binary.
 cargo test --test integration slurm:: 2>&1
+
+echo "== local Slurm cluster in binding mode (ThreadsPerCore=2, ConstrainCores, ConstrainDevices)"
+cluster down
+# Where this host cannot (no writable cgroup v1 cpuset/devices, an odd CPU count), `up` says why
+# and the binding test is not run: reported loudly, and a failure under CI=true.
+if SWEEP_SLURM_SMT=2 SWEEP_SLURM_CONSTRAIN_DEVICES=1 cluster up --no-accounting; then
+  # shellcheck disable=SC1090
+  source "$(cluster env)"
+  cargo test --test integration slurm::binding 2>&1
+else
+  echo "*** binding mode is not available on this host: slurm::binding_holds_under_smt_and_device_cgroups not run ***"
+  [[ ${CI:-} != true ]] || exit 1
+fi
 cluster down

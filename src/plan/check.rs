@@ -340,6 +340,19 @@ pub(crate) fn check_with(
             fix: None,
         });
     }
+    if let Some(gpu) = profile.without_smt_siblings() {
+        findings.push(Finding {
+            level: Level::Warning,
+            subject: format!("profile {}", profile.name),
+            message: format!(
+                "gpu_map[{gpu}].cpus = {:?} names no SMT sibling although threads_per_core = {}: list logical CPUs, siblings included (`lscpu -e`), or the rank gets {} of its cores' threads",
+                profile.gpu_map[gpu].cpus,
+                profile.cpu.threads_per_core,
+                if profile.cpu.threads_per_core == 2 { "half" } else { "a fraction" }
+            ),
+            fix: None,
+        });
+    }
     for p in &plan.points {
         let mem = p
             .model

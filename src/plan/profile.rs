@@ -520,6 +520,21 @@ impl Profile {
         None
     }
 
+    /// The first GPU whose `cpus` names no second hardware thread although `threads_per_core` > 1:
+    /// Linux numbers a core's siblings `sockets x cores_per_socket` above its first thread, so a
+    /// list entirely below that is physical cores written without their siblings (the convention
+    /// is logical CPUs, siblings included): Slurm, counting threads, would give the rank half the
+    /// cores, or masks outside its step.
+    pub(crate) fn without_smt_siblings(&self) -> Option<usize> {
+        if self.cpu.threads_per_core < 2 {
+            return None;
+        }
+        let cores = self.cpu.sockets * self.cpu.cores_per_socket;
+        self.gpu_map
+            .iter()
+            .position(|g| parse_cpulist(&g.cpus).is_ok_and(|c| c.iter().all(|&x| x < cores)))
+    }
+
     /// Logical CPUs a rank on local GPU `gpu` may use.
     pub(crate) fn cpus_of(&self, gpu: usize) -> Vec<u32> {
         self.gpu_map

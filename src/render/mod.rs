@@ -364,6 +364,19 @@ fn profile_vars(profile: &Profile, gpn: usize) -> Value {
     })))
 }
 
+/// `--cpus-per-task` for ranks of `gpn` GPUs per node: the logical CPUs of a rank's `gpu_map`
+/// entry (the fewest of any rank). `cpus` lists hardware threads, SMT siblings included (the one
+/// CPU convention, README "Cluster profile reference"), and Slurm counts CPUs as threads on nodes
+/// of `ThreadsPerCore=2`: so this is cores x `threads_per_core`, and with `srun -c` implying
+/// `--exact` (Slurm 21.08+) the step's CPUs are exactly the ones the masks name.
+pub(crate) fn cpus_per_task(profile: &Profile, gpn: usize) -> usize {
+    (0..gpn)
+        .map(|g| profile.cpus_of(g).len())
+        .min()
+        .unwrap_or(1)
+        .max(1)
+}
+
 /// The Slurm job name: carries campaign and job id so Slurm itself tells which jobs are ours.
 pub(crate) fn slurm_job_name(campaign: &str, job_id: &str) -> String {
     format!("{campaign}:{job_id}")
@@ -398,11 +411,7 @@ impl Renderer {
                 .or_insert_with(|| profile_vars(profile, gpn))
                 .clone()
         };
-        let cpus_per_task = (0..gpn)
-            .map(|g| profile.cpus_of(g).len())
-            .min()
-            .unwrap_or(1)
-            .max(1);
+        let cpus_per_task = cpus_per_task(profile, gpn);
         let gpus_flag = if profile.slurm.gpus_per_node_flag {
             format!("--gpus-per-node={gpn}")
         } else {
@@ -620,6 +629,73 @@ pub(crate) fn templates_dir_of(sweep_file: &Path, dir: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn profile(file: &str) -> Profile {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("slurm/clusters")
+            .join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        Profile::parse(&path, &text).unwrap()
+    }
+
+    #[test]
+    fn binding_under_one_and_two_threads_per_core() {
+        // threads_per_core = 1: two cores a rank, `-c 2`, masks of those two CPUs.
+        let local = profile("local.toml");
+        assert_eq!(local.cpu.threads_per_core, 1);
+        assert_eq!(cpus_per_task(&local, 8), 2);
+        let v = profile_vars(&local, 8);
+        let cpu_bind = v.get_attr("cpu_bind").unwrap().to_string();
+        assert_eq!(
+            cpu_bind,
+            "mask_cpu:0x3,0xc,0x30,0xc0,0x300,0xc00,0x3000,0xc000"
+        );
+        // threads_per_core = 2: 14 cores a rank with their siblings = 28 CPUs (Slurm counts
+        // hardware threads), and each mask covers both threads of every core.
+        let smt = profile("fukushima-h200.toml");
+        assert_eq!(smt.cpu.threads_per_core, 2);
+        assert_eq!(cpus_per_task(&smt, 8), 28);
+        assert_eq!(
+            cpus_per_task(&smt, 8),
+            14 * smt.cpu.threads_per_core as usize
+        );
+        let v = profile_vars(&smt, 8);
+        let cpu_bind = v.get_attr("cpu_bind").unwrap().to_string();
+        let masks: Vec<&str> = cpu_bind
+            .strip_prefix("mask_cpu:")
+            .unwrap()
+            .split(',')
+            .collect();
+        assert_eq!(masks.len(), 8);
+        let rank0 = u128::from_str_radix(masks[0].trim_start_matches("0x"), 16).unwrap();
+        assert_eq!(rank0.count_ones(), 28);
+        assert_eq!(
+            rank0,
+            0x3fff | (0x3fff << 112),
+            "cores 0-13 and their siblings 112-125"
+        );
+        let aff = v.get_attr("affinity").unwrap();
+        let a7 = aff.get_item(&Value::from(7)).unwrap();
+        assert_eq!(a7.get_attr("cpus").unwrap().to_string(), "98-111,210-223");
+        // The same profile written in physical cores (the old convention) is caught.
+        assert_eq!(smt.without_smt_siblings(), None);
+        assert_eq!(local.without_smt_siblings(), None);
+        let mut cores_only = smt.clone();
+        cores_only.gpu_map[3].cpus = "42-55".into();
+        assert_eq!(cores_only.without_smt_siblings(), Some(3));
+        // The built-in launches no longer bind GPUs per rank (every rank sees the job's GPUs
+        // and picks its own by LOCAL_RANK, so NCCL keeps peer access under ConstrainDevices).
+        for t in ["nccl-tests", "deepspeed-train", "nccl-pairs", "cpu-smoke"] {
+            let src = std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("job-templates")
+                    .join(format!("{t}.sbatch.j2")),
+            )
+            .unwrap();
+            assert!(src.contains("--cpu-bind=verbose,{{ cpu_bind }}"), "{t}");
+            assert!(!src.contains("--gpu-bind"), "{t}");
+        }
+    }
 
     #[test]
     fn shell_quote_makes_one_word() {

@@ -486,10 +486,20 @@ pub(crate) struct BindingRow {
     pub expect_gpu: String,
     pub gpu_ok: bool,
     pub nic: String,
+    /// Expected CPUs the rank may not use / allowed CPUs the plan did not give it (cpulists).
+    pub cpus_missing: String,
+    pub cpus_extra: String,
+    /// The node's GPU device files, which of them the rank could open, how many, the job's
+    /// GPUs on the node, and whether the rank reaches all of those.
+    pub gpu_devices: Option<u32>,
+    pub gpus_open: String,
+    pub gpus_reachable: Option<u32>,
+    pub gpus_on_node: Option<u32>,
+    pub gpus_ok: Option<bool>,
 }
 
 impl BindingRow {
-    pub(crate) const COLUMNS: [&'static str; 11] = [
+    pub(crate) const COLUMNS: [&'static str; 18] = [
         "run",
         "node",
         "rank",
@@ -501,6 +511,13 @@ impl BindingRow {
         "expect_gpu",
         "gpu_ok",
         "nic",
+        "cpus_missing",
+        "cpus_extra",
+        "gpu_devices",
+        "gpus_open",
+        "gpus_reachable",
+        "gpus_on_node",
+        "gpus_ok",
     ];
 
     pub(crate) fn write_all(rows: &[Self]) -> Result<Vec<u8>> {

@@ -311,7 +311,7 @@ fn malformed_profile_names_the_profile_file_line_and_key() {
     let tmp = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(profile())
         .unwrap()
-        .replace("cpus = \"14-27\"", "cpus = \"27-14\"");
+        .replace("cpus = \"14-27,126-139\"", "cpus = \"27-14\"");
     let prof = tmp.path().join("p.toml");
     std::fs::write(&prof, &text).unwrap();
     let sweep = tmp.path().join("s.toml");

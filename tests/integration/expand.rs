@@ -147,20 +147,22 @@ fn every_rendered_script_passes_bash_n_and_carries_affinity_and_nccl_env() {
         if name.starts_with("preflight-") {
             // One task per node, no binding: it checks the binding the others will get.
             assert!(
-                text.contains("gpu=7; numa=1; cpus=98-111\n"),
+                text.contains("gpu=7; numa=1; cpus=98-111,210-223\n"),
                 "{}",
                 script.display()
             );
             continue;
         }
         assert!(
-            text.contains("--cpu-bind=verbose,mask_cpu:0x3fff,0xfffc000,"),
+            text.contains("--cpus-per-task=28 ")
+                && text.contains("--cpu-bind=verbose,mask_cpu:0x3fff0000000000000000000000003fff,"),
             "{}",
             script.display()
         );
-        assert!(text.contains("--gpu-bind=map_gpu:0,1,2,3,4,5,6,7"));
+        // No per-rank GPU binding: each rank sees the job's GPUs and takes its LOCAL_RANK's.
+        assert!(!text.contains("--gpu-bind"), "{}", script.display());
         assert!(text.contains(
-            "7) SWEEP_EXPECT_CPUS=98-111; SWEEP_EXPECT_GPU=7; SWEEP_NUMA=1; SWEEP_NIC=mlx5_1 ;;"
+            "7) SWEEP_EXPECT_CPUS=98-111,210-223; SWEEP_EXPECT_GPU=7; SWEEP_NUMA=1; SWEEP_NIC=mlx5_1 ;;"
         ));
         assert!(text.contains(&format!("#SBATCH --job-name=h200-llama2:{name}\n")));
     }

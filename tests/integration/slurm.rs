@@ -1199,3 +1199,181 @@ fn link_pairs_run_in_rounds_of_disjoint_pairs_on_real_slurm() {
     }
     assert!(overlapped > 0, "no two pairs ran at once:\n{text}");
 }
+
+/// The local cluster's binding mode (`SWEEP_SLURM_SMT=2 SWEEP_SLURM_CONSTRAIN_DEVICES=1
+/// slurm/local-cluster.sh up`): (CPUs a node, GPUs a node), or `None`, saying why the caller
+/// skips, when the cluster runs without ThreadsPerCore=2, enforced cores and device cgroups.
+fn binding_mode(test: &str) -> Option<(u32, u32)> {
+    let state = std::fs::read_to_string(slurm_dir().join("binding")).unwrap_or_default();
+    let f: Vec<u32> = state
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if f.len() != 3 || f[0] != 2 || f[1] != 1 {
+        eprintln!(
+            "SKIPPED {test}: the local cluster is not in binding mode (ThreadsPerCore=2, \
+             ConstrainCores, ConstrainDevices); start it with SWEEP_SLURM_SMT=2 \
+             SWEEP_SLURM_CONSTRAIN_DEVICES=1 slurm/local-cluster.sh up (tests/run-all.sh does)"
+        );
+        return None;
+    }
+    let conf = std::fs::read_to_string(slurm_dir().join("etc/slurm.conf")).unwrap();
+    let cpus = conf
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("CPUs="))
+        .and_then(|c| c.parse().ok())
+        .unwrap();
+    Some((cpus, f[2]))
+}
+
+/// A profile of the binding-mode cluster: one socket of `cpus / 2` cores x 2 threads, `gpus`
+/// GPUs, each GPU's ranks on `cpus_of(gpu)` (logical CPUs, siblings included).
+fn smt_profile(dir: &Path, cpus: u32, gpus: u32, cpus_of: impl Fn(u32) -> String) -> PathBuf {
+    let base = std::fs::read_to_string(root().join("slurm/clusters/local.toml")).unwrap();
+    let head = &base[..base.find("[cpu]").unwrap()];
+    let mut text = head.replace("per_node = 8", &format!("per_node = {gpus}"));
+    text.push_str(&format!(
+        "[cpu]\nsockets = 1\ncores_per_socket = {}\nthreads_per_core = 2\nnuma_nodes = 1\n",
+        cpus / 2
+    ));
+    for g in 0..gpus {
+        text.push_str(&format!(
+            "\n[[gpu_map]]\ngpu = {g}\nnuma = 0\ncpus = {:?}\n",
+            cpus_of(g)
+        ));
+    }
+    let p = dir.join(format!("smt-{gpus}.toml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Expands, submits and collects one cpu-smoke job of `gpn` ranks a node on 2 nodes; the rows
+/// of binding.csv.
+fn binding_rows(
+    prof: &Path,
+    gpn: u32,
+    per_rank_gpu_bind: bool,
+) -> Vec<std::collections::HashMap<String, String>> {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("bind.toml");
+    // The launch the templates had before: `--gpu-bind=map_gpu:` (a template of the campaign's
+    // own overriding the built-in cpu-smoke).
+    let templates = if per_rank_gpu_bind {
+        let dir = tmp.path().join("tpl");
+        std::fs::create_dir_all(&dir).unwrap();
+        let t = std::fs::read_to_string(root().join("job-templates/cpu-smoke.sbatch.j2")).unwrap();
+        let t = t.replace(
+            "--cpu-bind=verbose,{{ cpu_bind }}",
+            "--cpu-bind=verbose,{{ cpu_bind }} --gpu-bind={{ gpu_bind }}",
+        );
+        std::fs::write(dir.join("cpu-smoke.sbatch.j2"), t).unwrap();
+        "templates = \"tpl\"\n"
+    } else {
+        ""
+    };
+    std::fs::write(
+        &f,
+        format!(
+            "name = \"bind\"\ncluster = {:?}\n{templates}[slurm]\ntime = \"00:05:00\"\n\n[[stage]]\nname = \"bind\"\ntemplate = \"cpu-smoke.sbatch.j2\"\nparams = {{ command = \"true\" }}\nmatrix = {{ nodes = [2], gpus_per_node = [{gpn}] }}\n",
+            prof.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let dir = tmp.path().join("camp");
+    let o = sweep(&[
+        "-q",
+        "expand",
+        f.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let script = walkdir::WalkDir::new(dir.join("jobs"))
+        .into_iter()
+        .flatten()
+        .find(|e| e.file_name() == "job.sbatch")
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .unwrap_or_default();
+    assert_eq!(
+        script.contains("--gpu-bind"),
+        per_rank_gpu_bind,
+        "per-rank GPU binding only where asked"
+    );
+    let o = submit(&dir, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    wait_for(&dir, 60, "the binding job to complete", |v| {
+        state_of(v, "bind") == "COMPLETED"
+    });
+    let out = tmp.path().join("res");
+    let o = sweep(&[
+        "-q",
+        "collect",
+        dir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    csv_rows(&out.join("binding.csv"))
+}
+
+/// Under ThreadsPerCore=2 with cores and devices constrained: one rank a node on a whole core
+/// (both its threads, `-c 2`), then one rank per hardware thread with every GPU of the node:
+/// every rank runs exactly on its planned CPUs and can open every GPU its job has on its node.
+#[test]
+fn binding_holds_under_smt_and_device_cgroups() {
+    require_slurm!();
+    let _g = lock();
+    let Some((cpus, gpus)) = binding_mode("binding_holds_under_smt_and_device_cgroups") else {
+        return;
+    };
+    assert!(
+        cpus >= 2 && gpus >= 2,
+        "binding mode: {cpus} CPUs, {gpus} GPUs a node"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let check = |rows: &[std::collections::HashMap<String, String>], ranks: usize, gpn: &str| {
+        assert_eq!(rows.len(), ranks, "{rows:#?}");
+        let nodes: std::collections::BTreeSet<&str> =
+            rows.iter().map(|r| r["node"].as_str()).collect();
+        assert_eq!(nodes.len(), 2, "{rows:#?}");
+        for r in rows {
+            assert_eq!(r["cpus"], r["expect_cpus"], "allowed CPUs == plan: {r:?}");
+            assert_eq!(r["cpus_ok"], "true", "{r:?}");
+            assert_eq!(
+                (r["cpus_missing"].as_str(), r["cpus_extra"].as_str()),
+                ("", "")
+            );
+            assert_eq!(r["gpu_devices"], gpus.to_string(), "{r:?}");
+            assert_eq!(r["gpus_on_node"], gpn, "{r:?}");
+            assert_eq!(
+                r["gpus_reachable"], gpn,
+                "every GPU of the job on the node: {r:?}"
+            );
+            assert_eq!(r["gpus_ok"], "true", "{r:?}");
+            assert_eq!(r["gpu_ok"], "true", "{r:?}");
+        }
+    };
+    // A whole core (first core: CPUs 0 and 1 as Slurm numbers its threads) for the one rank.
+    let whole = smt_profile(tmp.path(), cpus, 1, |_| "0-1".into());
+    let rows = binding_rows(&whole, 1, false);
+    check(&rows, 2, "1");
+    assert!(rows.iter().all(|r| r["cpus"] == "0-1"), "{rows:#?}");
+    // One rank per hardware thread, each GPU of the node shared by both ranks' view.
+    let per_thread = smt_profile(tmp.path(), cpus, 2, |g| g.to_string());
+    let rows = binding_rows(&per_thread, 2, false);
+    check(&rows, 4, "2");
+    for r in &rows {
+        assert_eq!(r["cpus"], r["local_rank"], "rank on its own thread: {r:?}");
+        assert_eq!(r["gpus_open"], "0,1", "{r:?}");
+    }
+    // The old launch, `--gpu-bind=map_gpu:0,1` under ConstrainDevices: each rank can open only
+    // its own GPU (what cuts NCCL's peer access), and binding.csv says so.
+    let rows = binding_rows(&per_thread, 2, true);
+    assert_eq!(rows.len(), 4, "{rows:#?}");
+    for r in &rows {
+        assert_eq!(r["gpus_reachable"], "1", "{r:?}");
+        assert_eq!(r["gpus_open"], r["local_rank"], "{r:?}");
+        assert_eq!(r["gpus_ok"], "false", "{r:?}");
+        assert_eq!(r["cpus_ok"], "true", "{r:?}");
+    }
+}

@@ -102,6 +102,12 @@ pub struct Bind {
     pub gpu: String,
     pub expect_gpu: String,
     pub nic: String,
+    /// GPU device files the node has (`/dev/nvidia[0-9]*`); `None` on lines of older wrappers.
+    pub gpu_devices: Option<u32>,
+    /// Indices of the device files this rank could open (a device cgroup refuses the others).
+    pub gpus_open: Option<Vec<u32>>,
+    /// The job's GPUs on this node (`SLURM_GPUS_ON_NODE`).
+    pub gpus_on_node: Option<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -502,6 +508,15 @@ impl Parser {
                 "cuda_visible_devices" => b.gpu = v.into(),
                 "expect_gpu" => b.expect_gpu = v.into(),
                 "nic" => b.nic = v.into(),
+                "gpu_devices" => b.gpu_devices = v.parse().ok(),
+                "gpus_open" => {
+                    b.gpus_open = if v == "none" {
+                        Some(Vec::new())
+                    } else {
+                        v.split(',').map(|g| g.parse().ok()).collect()
+                    }
+                }
+                "gpus_on_node" => b.gpus_on_node = v.parse().ok(),
                 _ => {}
             }
         }
@@ -651,6 +666,24 @@ mod tests {
         );
         assert_eq!(p.payload.binds[1].cpus, "4-5");
         assert_eq!(p.payload.binds[1].line, 2);
+        // A line of an older wrapper: no device fields.
+        assert_eq!(p.payload.binds[1].gpu_devices, None);
+        assert_eq!(p.payload.binds[1].gpus_open, None);
+    }
+
+    #[test]
+    fn bind_record_with_the_gpu_devices_a_rank_can_open() {
+        let text = "sweep-bind rank=1 local_rank=1 node=gpu01 cpus=1 expect_cpus=1 numa=0 cuda_visible_devices=0,1 expect_gpu=1 nic= gpu_devices=2 gpus_open=0,1 gpus_on_node=2\n\
+                    sweep-bind rank=0 local_rank=0 node=gpu01 cpus=0 expect_cpus=0 numa=0 cuda_visible_devices=0 expect_gpu=0 nic= gpu_devices=8 gpus_open=none gpus_on_node=unset\n";
+        let p = parse_str("slurm-1.out", text);
+        let b = &p.payload.binds;
+        assert_eq!(b.len(), 2);
+        assert_eq!(b[0].gpu_devices, Some(2));
+        assert_eq!(b[0].gpus_open, Some(vec![0, 1]));
+        assert_eq!(b[0].gpus_on_node, Some(2));
+        assert_eq!(b[0].nic, "");
+        assert_eq!(b[1].gpus_open, Some(vec![]));
+        assert_eq!(b[1].gpus_on_node, None);
     }
 
     #[test]

@@ -130,7 +130,11 @@ impl RunSums {
             self.payload = Some(f.payload_summary.clone());
         }
         self.binds += f.binds.len();
-        self.bind_mismatches += f.binds.iter().filter(|b| !b.cpus_ok || !b.gpu_ok).count();
+        self.bind_mismatches += f
+            .binds
+            .iter()
+            .filter(|b| !b.cpus_ok || !b.gpu_ok || b.gpus_ok() == Some(false))
+            .count();
         self.allreduce_ms += f.ds_allreduce_ms;
         self.compute_ms += f.ds_compute_ms;
         for b in &f.binds {

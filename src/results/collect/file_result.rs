@@ -96,6 +96,28 @@ pub struct BindOut {
     pub nic: String,
     pub cpus_ok: bool,
     pub gpu_ok: bool,
+    /// Expected CPUs the rank may not run on, and allowed CPUs the plan did not give it.
+    #[serde(default)]
+    pub cpus_missing: String,
+    #[serde(default)]
+    pub cpus_extra: String,
+    #[serde(default)]
+    pub gpu_devices: Option<u32>,
+    #[serde(default)]
+    pub gpus_open: Option<Vec<u32>>,
+    #[serde(default)]
+    pub gpus_on_node: Option<u32>,
+}
+
+impl BindOut {
+    /// Whether the rank could open every GPU its job has on the node (else every GPU device
+    /// file of the node); `None` for records of wrappers that did not check.
+    pub fn gpus_ok(&self) -> Option<bool> {
+        self.gpus_open.as_ref().map(|g| {
+            let want = self.gpus_on_node.or(self.gpu_devices).unwrap_or(0) as usize;
+            g.len() >= want
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -187,20 +187,59 @@ fn binds(log: &ParsedLog) -> Vec<BindOut> {
     log.payload
         .binds
         .iter()
-        .map(|b| BindOut {
-            node: b.node.clone(),
-            rank: b.rank,
-            local_rank: b.local_rank,
-            cpus: b.cpus.clone(),
-            expect_cpus: b.expect_cpus.clone(),
-            gpu: b.gpu.clone(),
-            expect_gpu: b.expect_gpu.clone(),
-            nic: b.nic.clone(),
-            cpus_ok: b.expect_cpus.is_empty() || same_cpus(&b.cpus, &b.expect_cpus),
-            // With one GPU visible per task, the task's device must be the expected one.
-            gpu_ok: b.expect_gpu.is_empty() || b.gpu == b.expect_gpu,
+        .map(|b| {
+            let (cpus_missing, cpus_extra) = cpu_difference(&b.cpus, &b.expect_cpus);
+            BindOut {
+                node: b.node.clone(),
+                rank: b.rank,
+                local_rank: b.local_rank,
+                cpus: b.cpus.clone(),
+                expect_cpus: b.expect_cpus.clone(),
+                gpu: b.gpu.clone(),
+                expect_gpu: b.expect_gpu.clone(),
+                nic: b.nic.clone(),
+                cpus_ok: b.expect_cpus.is_empty() || same_cpus(&b.cpus, &b.expect_cpus),
+                gpu_ok: b.expect_gpu.is_empty() || gpu_of_rank(b) == b.expect_gpu,
+                cpus_missing,
+                cpus_extra,
+                gpu_devices: b.gpu_devices,
+                gpus_open: b.gpus_open.clone(),
+                gpus_on_node: b.gpus_on_node,
+            }
         })
         .collect()
+}
+
+/// The GPU a rank drives: its only visible one, or (all of the job's GPUs visible, as sweep
+/// launches) the one at its local rank, which the payload and nccl-tests select.
+fn gpu_of_rank(b: &parsers::payload::Bind) -> String {
+    let visible: Vec<&str> = b.gpu.split(',').collect();
+    match (visible.len(), b.local_rank) {
+        (1, _) => b.gpu.clone(),
+        (_, Some(lr)) => visible.get(lr as usize).unwrap_or(&"").to_string(),
+        _ => b.gpu.clone(),
+    }
+}
+
+/// (expected CPUs not allowed, allowed CPUs not expected) as cpulists; empty when either list
+/// is absent or unreadable.
+fn cpu_difference(allowed: &str, expected: &str) -> (String, String) {
+    use crate::profile::{format_cpulist, parse_cpulist};
+    match (parse_cpulist(allowed), parse_cpulist(expected)) {
+        (Ok(a), Ok(e)) => {
+            let missing: Vec<u32> = e.iter().copied().filter(|c| !a.contains(c)).collect();
+            let extra: Vec<u32> = a.iter().copied().filter(|c| !e.contains(c)).collect();
+            let fmt = |v: &[u32]| {
+                if v.is_empty() {
+                    String::new()
+                } else {
+                    format_cpulist(v)
+                }
+            };
+            (fmt(&missing), fmt(&extra))
+        }
+        _ => (String::new(), String::new()),
+    }
 }
 
 fn same_cpus(a: &str, b: &str) -> bool {

@@ -237,6 +237,15 @@ impl Tables {
                 expect_gpu: b.expect_gpu.clone(),
                 gpu_ok: b.gpu_ok,
                 nic: b.nic.clone(),
+                cpus_missing: b.cpus_missing.clone(),
+                cpus_extra: b.cpus_extra.clone(),
+                gpu_devices: b.gpu_devices,
+                gpus_open: b.gpus_open.as_ref().map_or(String::new(), |g| {
+                    g.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+                }),
+                gpus_reachable: b.gpus_open.as_ref().map(|g| g.len() as u32),
+                gpus_on_node: b.gpus_on_node,
+                gpus_ok: b.gpus_ok(),
             })
             .collect()
     }

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::util::{bin, root, stderr};
+use crate::util::{bin, root, seed_as_written, stderr};
 
 fn check(sweep: &str, extra: &[&str]) -> (i32, Value, String) {
     let mut args = vec!["--json", "check", sweep];
@@ -32,7 +32,9 @@ fn target<'a>(v: &'a Value, metric: &str, model: Option<&str>, nodes: Option<u64
 
 #[test]
 fn the_seed_plans_throughput_and_bandwidth_targets_are_impossible() {
-    let (code, v, stderr) = check("sweeps/h200-llama2.toml", &[]);
+    // As the plan wrote it: its micro-batch 16+ points without checkpointing are flagged too.
+    let seed = seed_as_written();
+    let (code, v, stderr) = check(seed.to_str().unwrap(), &[]);
     assert_eq!(code, 1, "error-level findings fail the check: {stderr}");
     // The seed's digest: 16 H200s at 100 % of peak train Llama-2-7B at roughly 80 samples/s
     // at sequence 4096 (6 x 6.74e9 + 12 x 32 x 4096 x 4096 FLOPs per token).
@@ -187,7 +189,8 @@ fn expand_warns_and_strict_stops_it() {
 /// batch, and whether activation checkpointing would.
 #[test]
 fn an_oom_finding_names_the_micro_batch_and_checkpointing_that_fit() {
-    let (code, v, err) = check("sweeps/h200-llama2.toml", &["--all"]);
+    let seed = seed_as_written();
+    let (code, v, err) = check(seed.to_str().unwrap(), &["--all"]);
     assert_eq!(code, 1, "{err}");
     let f = v["findings"]
         .as_array()
@@ -268,7 +271,7 @@ fn submit_json(dir: &std::path::Path, extra: &[&str], path: Option<&str>) -> std
 fn submit_gate_refuses_flagged_points_unless_forced_or_skipped() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("c");
-    let o = expand_dir(&root().join("sweeps/h200-llama2.toml"), &out, &[]);
+    let o = expand_dir(&seed_as_written(), &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = submit_json(&out, &["--dry-run"], None);
     assert!(!o.status.success());
@@ -536,8 +539,9 @@ fn unread_parameters_are_named_with_the_closest_known_one() {
 
 /// The seed sweep with `edit` applied, written beside a copy of nothing else (the profile is
 /// found by name from the repository root).
+/// The seed as the plan wrote it ([`seed_as_written`]), edited.
 fn seed_variant(dir: &std::path::Path, edit: impl Fn(String) -> String) -> String {
-    let text = std::fs::read_to_string(root().join("sweeps/h200-llama2.toml")).unwrap();
+    let text = std::fs::read_to_string(seed_as_written()).unwrap();
     let p = dir.join("seed.toml");
     std::fs::write(&p, edit(text)).unwrap();
     p.to_string_lossy().to_string()
@@ -597,10 +601,12 @@ fn a_too_short_limit_is_an_error_with_the_limit_and_steps_that_fit() {
     let tmp = tempfile::tempdir().unwrap();
     // The first draft: 60 + 10 steps in 30 minutes (70B: 1 hour).
     let sweep = seed_variant(tmp.path(), |t| {
-        t.replace("steps = 8\n", "steps = 60\n")
+        t.replace("steps = 6\n", "steps = 60\n")
             .replace("warmup_steps = 2\n", "warmup_steps = 10\n")
             .replace("steps = 3\nwarmup_steps = 1\n", "")
-            .replace("slurm = { time = \"01:40:00\" }", "")
+            .replace("params = { steps = 5 }\n", "")
+            .replace("slurm = { time = \"00:55:00\" }", "")
+            .replace("slurm = { time = \"01:00:00\" }", "")
             .replace("slurm = { time = \"00:50:00\" }", "")
             .replace(
                 "slurm = { time = \"01:10:00\" }",

@@ -51,11 +51,11 @@ fn seed_campaign_expands_with_consistent_batch_algebra() {
     let out = tmp.path().join("c");
     expand_to(&seed(), &out);
     let jobs = job_dirs(&out);
-    // 1 preflight + 1 pairwise links + 12 NCCL + 9 (phase 2) + 2 + 6 (phase 3) + 4 weak +
-    // 6 strong + 2 (70B).
-    assert_eq!(jobs.len(), 43);
+    // 1 preflight + 1 pairwise links + 12 NCCL + 6 (phase 2: micro 16/32 x accumulation
+    // 4/8/16; micro 64 left out, it cannot fit) + 2 + 6 (phase 3) + 4 weak + 6 strong + 2 (70B).
+    assert_eq!(jobs.len(), 40);
     let manifest = read_json(&out.join("campaign.json"));
-    assert_eq!(manifest["jobs"].as_array().unwrap().len(), 43);
+    assert_eq!(manifest["jobs"].as_array().unwrap().len(), 40);
     let mut training = 0;
     for dir in &jobs {
         let point = read_json(&dir.join("point.json"));
@@ -83,7 +83,7 @@ fn seed_campaign_expands_with_consistent_batch_algebra() {
         assert_eq!(ds["zero_optimization"]["overlap_comm"], true);
         assert_eq!(ds["bf16"]["enabled"], true);
     }
-    assert_eq!(training, 29);
+    assert_eq!(training, 26);
 
     // Strong scaling: global batch 2048 at 2/4/8 nodes, accumulation derived.
     for (prefix, accum) in [
@@ -111,7 +111,7 @@ fn seed_campaign_expands_with_consistent_batch_algebra() {
     let csv = std::fs::read_to_string(out.join("jobs.csv")).unwrap();
     let header = csv.lines().next().unwrap();
     assert!(header.starts_with("job_id,stage,repeat,collective,ds.zero_optimization.reduce_bucket_size,model,nodes,gpus,micro_batch,grad_accum,global_batch,script"), "{header}");
-    assert_eq!(csv.lines().count(), 44);
+    assert_eq!(csv.lines().count(), 41);
     assert!(out.join("sweep.toml").exists() && out.join("profile.toml").exists());
 }
 
@@ -206,7 +206,7 @@ fn job_ids_are_stable_across_expands_and_reexpand_updates_only_what_changed() {
         .unwrap();
     assert!(out_json.status.success());
     let v: Value = serde_json::from_slice(&out_json.stdout).unwrap();
-    assert_eq!(v["written"]["unchanged"], 43);
+    assert_eq!(v["written"]["unchanged"], 40);
     assert_eq!(v["written"]["created"], 0);
     assert_eq!(job_dirs(&out), first);
 
@@ -233,7 +233,7 @@ fn job_ids_are_stable_across_expands_and_reexpand_updates_only_what_changed() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["written"]["updated"], 2);
-    assert_eq!(v["written"]["unchanged"], 41);
+    assert_eq!(v["written"]["unchanged"], 38);
 }
 
 #[test]
@@ -306,11 +306,11 @@ fn dry_run_prints_plan_with_totals_and_writes_nothing() {
         s.contains("│ nccl      ┆   12 ┆                          90.0 │"),
         "{s}"
     );
-    // Training at the seed's limits (sized by the plan check's time estimate): p2 9 x 16 GPUs x
-    // 100 min = 240, p3-7b 2 x 32 x 30 min = 32, p3-13b 6 x 32 x 50 min = 160, p4-weak 4 x 64 x
+    // Training at the seed's limits (sized by the plan check's time estimate): p2 6 x 16 GPUs x
+    // 55 min = 88, p3-7b 2 x 32 x 30 min = 32, p3-13b 6 x 32 x 60 min = 192, p4-weak 4 x 64 x
     // 50 min = 213.3, p4-strong (16 + 32 + 64) x 2 x 30 min = 112, p4-70b 2 x 64 x 70 min =
-    // 149.3; + NCCL 90 = 996.7, + preflight 64 GPUs x 10 min + links 64 GPUs x 30 min = 1039.3.
-    assert!(s.contains("1039.3"), "{s}");
+    // 149.3; + NCCL 90 = 876.7, + preflight 64 GPUs x 10 min + links 64 GPUs x 30 min = 919.3.
+    assert!(s.contains("919.3"), "{s}");
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
 
     let o = cargo_bin_cmd!("sweep")
@@ -318,9 +318,9 @@ fn dry_run_prints_plan_with_totals_and_writes_nothing() {
         .output()
         .unwrap();
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["jobs"], 43);
-    assert!((v["gpu_hours"].as_f64().unwrap() - (2990.0 / 3.0 + 64.0 / 6.0 + 32.0)).abs() < 1e-9);
-    assert_eq!(v["rows"].as_array().unwrap().len(), 43);
+    assert_eq!(v["jobs"], 40);
+    assert!((v["gpu_hours"].as_f64().unwrap() - (2630.0 / 3.0 + 64.0 / 6.0 + 32.0)).abs() < 1e-9);
+    assert_eq!(v["rows"].as_array().unwrap().len(), 40);
 }
 
 #[test]

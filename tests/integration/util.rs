@@ -17,6 +17,39 @@ pub fn bin() -> PathBuf {
     assert_cmd::cargo::cargo_bin!("sweep").to_path_buf()
 }
 
+/// The seed campaign as the plan wrote it, before the corrections the shipped file makes so
+/// that the plan check passes (activation checkpointing off, micro-batch 64 kept): the input of
+/// the tests of what `check` and the submit gate say about points that cannot fit. Written once
+/// per test process, under `target/`.
+pub fn seed_as_written() -> PathBuf {
+    static SEED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    SEED.get_or_init(|| {
+        let text = std::fs::read_to_string(root().join("sweeps/h200-llama2.toml")).unwrap();
+        let profile = root().join("slurm/clusters/fukushima-h200.toml");
+        let text = text
+            .replacen(
+                "\nactivation_checkpointing = true",
+                "\nactivation_checkpointing = false",
+                1,
+            )
+            .replace("exclude = [\"micro_batch == 64\"]\n", "")
+            .replace(
+                "cluster = \"fukushima-h200\"",
+                &format!("cluster = {:?}", profile.display().to_string()),
+            );
+        assert!(text.contains("activation_checkpointing = false") && !text.contains("== 64"));
+        let dir = root().join("target/test-sweeps");
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(format!(
+            "h200-llama2-as-written-{}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&p, text).unwrap();
+        p
+    })
+    .clone()
+}
+
 /// `sweep ARGS` run to its end, stdout and stderr captured (stdin is empty).
 pub fn sweep(args: &[&str]) -> Output {
     Command::new(bin()).args(args).output().unwrap()

@@ -154,6 +154,10 @@ pub(crate) struct CollectArgs {
     /// A sweep file whose `[[collect.pattern]]`s to use too (with --logs: the only ones).
     #[arg(long)]
     pub patterns: Option<PathBuf>,
+    /// With --logs: a file to read as a run whatever its kind (a `.md`, `.csv` or `.json` the
+    /// rule leaves out), by its path under the tree or its file name (repeatable).
+    #[arg(long = "include", requires = "logs")]
+    pub include: Vec<String>,
 }
 
 #[derive(Args, Debug)]

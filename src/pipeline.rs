@@ -572,6 +572,8 @@ pub(crate) struct CollectRequest {
     pub force: bool,
     /// A sweep file whose `[[collect.pattern]]`s to use too.
     pub patterns: Option<PathBuf>,
+    /// `--logs` files named to be read whatever their kind (`--include`).
+    pub include: Vec<String>,
     pub progress: bool,
     /// Render the report as JSON beside the tables.
     pub render_json: bool,
@@ -588,6 +590,7 @@ pub(crate) fn collect(r: &CollectRequest) -> Result<collect::Report> {
         force: r.force,
         progress: r.progress,
         patterns: patterns.clone(),
+        include: r.include.clone(),
         render_json: r.render_json,
     };
     match (&r.campaign, &r.logs) {
@@ -667,6 +670,7 @@ pub(crate) fn demo(
             force: false,
             progress,
             patterns: Vec::new(),
+            include: Vec::new(),
             render_json: false,
         },
     )?;

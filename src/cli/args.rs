@@ -142,7 +142,8 @@ pub(crate) struct CollectArgs {
     /// Campaign directory (from `sweep expand`).
     #[arg(required_unless_present = "logs", conflicts_with = "logs")]
     pub campaign: Option<PathBuf>,
-    /// Any directory tree of logs instead of a campaign: each file is a source.
+    /// Any directory tree of logs instead of a campaign: each log is a run (not a `.md` note, a
+    /// `.csv` other than nvidia-smi output or a `.json` other than an nccl-tests report).
     #[arg(long)]
     pub logs: Option<PathBuf>,
     /// Where the tables go (default: results/<campaign name>, or results/<dir name> for --logs).
@@ -154,6 +155,10 @@ pub(crate) struct CollectArgs {
     /// A sweep file whose `[[collect.pattern]]`s to use too (with --logs: the only ones).
     #[arg(long)]
     pub patterns: Option<PathBuf>,
+    /// With --logs: a file to read as a run whatever its kind (a `.md`, `.csv` or `.json` the
+    /// rule leaves out), by its path under the tree or its file name (repeatable).
+    #[arg(long = "include", requires = "logs")]
+    pub include: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -155,6 +155,7 @@ fn collect(a: CollectArgs, out: &dyn Output) -> Result<()> {
         out: a.out,
         force: a.force,
         patterns: a.patterns,
+        include: a.include,
         progress: out.progress(),
         render_json: out.json(),
     })?;

@@ -66,6 +66,25 @@ fn fmt_into(buf: &mut String, v: Option<f64>) {
     }
 }
 
+/// A measured quantity (a time, a bandwidth, a throughput) as its columns write it: always four
+/// decimals, whole values included (`64.0000`, not `64`), so that a column has one form;
+/// nothing for `None`.
+fn fmt4_into(buf: &mut String, v: Option<f64>) {
+    if let Some(x) = v
+        && !fixed4(buf, x)
+    {
+        use std::fmt::Write as _;
+        let _ = write!(buf, "{x:.4}");
+    }
+}
+
+/// [`fmt4_into`] to a new `String`.
+fn fmt4_opt(v: Option<f64>) -> String {
+    let mut s = String::new();
+    fmt4_into(&mut s, v);
+    s
+}
+
 /// `{x:.4}` for |x| < 1e15, in integer arithmetic: x is m·2^e exactly, so x·10^4 rounded
 /// half to even (as `std` rounds the exact value) is an integer division and a comparison;
 /// `std`'s general exact formatter costs several times more per value. False (nothing
@@ -161,6 +180,19 @@ pub(crate) mod num {
     }
 }
 
+/// A measured-quantity cell: [`fmt4_into`]'s text, empty for `None`.
+pub(crate) mod num4 {
+    use serde::{Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::fmt4_opt(*v))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        d.deserialize_str(super::Text(super::parse_num))
+    }
+}
+
 /// nccl.csv's `max_error`: as nccl-tests printed it (`1e+00`, `2e-07`): the figure is an order
 /// of magnitude, and the fixed four decimals of the other columns would round small errors to
 /// zero.
@@ -229,11 +261,11 @@ pub(crate) struct NcclRow<'a> {
     pub root: Cow<'a, str>,
     /// `out_of_place` / `in_place`.
     pub placement: Cow<'a, str>,
-    #[serde(with = "num")]
+    #[serde(with = "num4")]
     pub time_us: Option<f64>,
-    #[serde(with = "num")]
+    #[serde(with = "num4")]
     pub algbw_gbps: Option<f64>,
-    #[serde(with = "num")]
+    #[serde(with = "num4")]
     pub busbw_gbps: Option<f64>,
     /// `#wrong` elements; `error` where an old build flagged its error with `*`.
     pub wrong: Cow<'a, str>,
@@ -292,7 +324,7 @@ impl NcclRow<'_> {
         text(out, &self.placement);
         for v in [self.time_us, self.algbw_gbps, self.busbw_gbps] {
             num.clear();
-            fmt_into(num, v);
+            fmt4_into(num, v);
             text(out, num);
         }
         text(out, &self.wrong);
@@ -711,6 +743,23 @@ macro_rules! figures {
     };
 }
 
+/// The figures that count something (steps, checks, ranks): integers; every other figure is
+/// a measured quantity, with four decimals ([`fmt4_into`]).
+const COUNT_FIGURES: &[&str] = &[
+    "steps_measured",
+    "preflight_failed_checks",
+    "binding_mismatches",
+];
+
+/// A figure's runs.csv cell.
+fn figure_cell(column: &str, v: Option<f64>) -> String {
+    if COUNT_FIGURES.contains(&column) {
+        fmt_opt(v)
+    } else {
+        fmt4_opt(v)
+    }
+}
+
 figures! {
     samples_per_s,
     tokens_per_s,
@@ -749,10 +798,13 @@ pub(crate) struct NcclColumns {
     pub nccl_init_complete: Option<u64>,
     pub nccl_warns: Option<u64>,
     pub nccl_errors: String,
+    /// The CUDA version of the NCCL build (`12.4` of `2.20.5+cuda12.4`).
+    #[serde(default)]
+    pub nccl_cuda: String,
 }
 
 impl NcclColumns {
-    pub(crate) const COLUMNS: [&'static str; 9] = [
+    pub(crate) const COLUMNS: [&'static str; 10] = [
         "nccl_version",
         "nccl_nranks",
         "nccl_nodes",
@@ -762,10 +814,11 @@ impl NcclColumns {
         "nccl_init_complete",
         "nccl_warns",
         "nccl_errors",
+        "nccl_cuda",
     ];
 
     /// The cells' text in column order.
-    fn cells(&self) -> [String; 9] {
+    fn cells(&self) -> [String; 10] {
         let num = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_default();
         [
             self.nccl_version.clone(),
@@ -777,6 +830,7 @@ impl NcclColumns {
             num(self.nccl_init_complete),
             num(self.nccl_warns),
             self.nccl_errors.clone(),
+            self.nccl_cuda.clone(),
         ]
     }
 
@@ -792,6 +846,7 @@ impl NcclColumns {
             "nccl_init_complete" => self.nccl_init_complete = num(cell),
             "nccl_warns" => self.nccl_warns = num(cell),
             "nccl_errors" => self.nccl_errors = cell.into(),
+            "nccl_cuda" => self.nccl_cuda = cell.into(),
             _ => return false,
         }
         true
@@ -808,7 +863,7 @@ pub(crate) struct RunRow {
     pub stage: String,
     /// The point's parameters as runs.csv writes them (by name: they are the campaign's).
     pub params: IndexMap<String, String>,
-    /// A job state, or `-` for a file of `--logs`.
+    /// A job state, or for a file of `--logs` `failed`, `ok` or empty (what was read).
     pub status: String,
     pub failure_class: Option<FailureClass>,
     /// `file:line: text`.
@@ -884,7 +939,12 @@ impl RunRow {
                     .unwrap_or_default(),
                 r.failure_evidence.clone(),
             ]);
-            row.extend(r.figures.values().into_iter().map(fmt_opt));
+            row.extend(
+                Figures::COLUMNS
+                    .iter()
+                    .zip(r.figures.values())
+                    .map(|(c, v)| figure_cell(c, v)),
+            );
             row.extend(
                 patterns
                     .iter()

@@ -263,8 +263,16 @@ fn collect_logs_reads_any_tree_of_logs() {
     let dir = root().join("tests/fixtures/device-h100-2026-11-24");
     let (_tmp, out) = collect_logs(&dir);
     let runs = csv_rows(&out.join("runs.csv"));
-    let files = std::fs::read_dir(&dir).unwrap().count();
-    assert_eq!(runs.len(), files, "one row per source file");
+    // One row per source file: every file but the Markdown note and the DeepSpeed config
+    // (the nvidia-smi CSV and the nccl-tests JSON report are logs).
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n != "PROVENANCE.md" && n != "ds_config-z2.json")
+        .collect();
+    files.sort();
+    let rows: Vec<&str> = runs.iter().map(|r| r["run"].as_str()).collect();
+    assert_eq!(rows, files, "one row per source file");
     let nccl = csv_rows(&out.join("nccl.csv"));
     let collectives: std::collections::BTreeSet<&str> =
         nccl.iter().map(|r| r["collective"].as_str()).collect();
@@ -302,6 +310,7 @@ fn collect_logs_reads_any_tree_of_logs() {
         "nccl_init_complete",
         "nccl_warns",
         "nccl_errors",
+        "nccl_cuda",
     ]
     .iter()
     .map(|k| debug[*k].as_str())
@@ -310,14 +319,15 @@ fn collect_logs_reads_any_tree_of_logs() {
     assert_eq!(
         facts,
         [
-            "2.28.9+cuda13.0",
+            "2.28.9",
             "1",
             "1",
             "Socket",
             "eth0:192.0.2.2<0>",
             complete.as_str(),
             "0",
-            ""
+            "",
+            "13.0"
         ]
     );
     assert!(log.contains("NCCL version 2.28.9+cuda13.0"));
@@ -326,8 +336,17 @@ fn collect_logs_reads_any_tree_of_logs() {
         .iter()
         .find(|r| r["run"] == "nccl-collectives.log")
         .unwrap();
-    assert_eq!(tests["nccl_version"], "2.28.9");
+    // The same library, one form: the banner's `2.28.9` as the debug line's `2.28.9+cuda13.0`.
+    assert_eq!(tests["nccl_version"], debug["nccl_version"]);
+    assert_eq!(tests["nccl_cuda"], "", "the banner names no CUDA build");
     assert_eq!(tests["nccl_init_complete"], "", "no debug line, no count");
+    // A file of --logs has no job state: `ok` where figures were read, else empty.
+    assert_eq!(tests["status"], "ok");
+    assert_eq!(ds["status"], "ok");
+    assert_eq!(
+        runs.iter().find(|r| r["run"] == "sysinfo.txt").unwrap()["status"],
+        ""
+    );
 }
 
 #[test]
@@ -593,4 +612,124 @@ fn failure_and_engine_variants_from_real_runs() {
         "{r:?}"
     );
     assert!(r["comm_compute_ratio"].parse::<f64>().is_ok(), "{r:?}");
+}
+
+/// `--logs`: which files are runs (a Markdown note, a CSV of another tool and a JSON config are
+/// not, unless named with `--include`) and the `status` a file gets (`failed`, `ok` or empty),
+/// on real logs copied to a tree beside a note and a CSV this test writes.
+#[test]
+fn collect_logs_reads_logs_not_notes_and_says_what_it_read() {
+    let public = root().join("../shared/fixtures/public");
+    if !public.is_dir() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have {}",
+            public.display()
+        );
+        eprintln!("*** SKIPPING: {} not found ***", public.display());
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let h100 = root().join("tests/fixtures/device-h100-2026-11-24");
+    for (from, to) in [
+        (
+            public.join("1-nccl-tests/05-h100-2node-alltoall-network-failure-then-sendrecv.log"),
+            "failed.log",
+        ),
+        (
+            public.join("2-nccl-debug/03-p5-h100-efa-nccl2.22.3-ofi-plugin-init.log"),
+            "init.log",
+        ),
+        (
+            public.join("4-deepspeed/03-dschat-sft-2023-throughputtimer-steps.log"),
+            "steps.log",
+        ),
+        (h100.join("nvsmi-train.csv"), "gpu.csv"),
+        (h100.join("nccl-allreduce.json"), "allreduce.json"),
+        (h100.join("ds_config-z2.json"), "ds_config.json"),
+        (h100.join("nccl-collectives.log"), "nccl-tests.log"),
+    ] {
+        std::fs::copy(&from, logs.join(to)).unwrap();
+    }
+    // Not logs, though their words are a failure's and their CSV has numbers.
+    std::fs::write(
+        logs.join("README.md"),
+        "# Notes\n\nThe first try died: `torch.OutOfMemoryError: CUDA out of memory`.\n\
+         NCCL WARN Call to connect returned Connection refused\n",
+    )
+    .unwrap();
+    std::fs::write(
+        logs.join("summary.csv"),
+        "model,micro_batch,samples_per_s\nllama-7b,4,12.5\nllama-7b,8,Traceback\n",
+    )
+    .unwrap();
+
+    let (_t, out) = collect_logs(&logs);
+    let runs = csv_rows(&out.join("runs.csv"));
+    let names: Vec<&str> = runs.iter().map(|r| r["run"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "allreduce.json",
+            "failed.log",
+            "gpu.csv",
+            "init.log",
+            "nccl-tests.log",
+            "steps.log"
+        ]
+    );
+    let run = |n: &str| runs.iter().find(|r| r["run"] == n).unwrap();
+    // A failure class: failed; a step, a throughput or an nccl-tests row read: ok; else empty
+    // (GPU samples, or NCCL's init lines alone, say nothing of how the run went).
+    assert_eq!(run("failed.log")["failure_class"], "nccl");
+    assert_eq!(run("failed.log")["status"], "failed");
+    for ok in ["steps.log", "nccl-tests.log", "allreduce.json"] {
+        assert_eq!(run(ok)["status"], "ok", "{ok}");
+    }
+    for empty in ["gpu.csv", "init.log"] {
+        assert_eq!(run(empty)["status"], "", "{empty}");
+        assert_eq!(run(empty)["failure_class"], "", "{empty}");
+    }
+    assert!(num(run("gpu.csv"), "gpu_util_max") > 0.0);
+    // `NCCL version 2.22.3+cuda12.2`: the release, and the CUDA build in its own column.
+    let init = std::fs::read_to_string(logs.join("init.log")).unwrap();
+    assert!(init.contains("NCCL version 2.22.3+cuda12.2"));
+    assert_eq!(run("init.log")["nccl_version"], "2.22.3");
+    assert_eq!(run("init.log")["nccl_cuda"], "12.2");
+    let failures = std::fs::read_to_string(out.join("failures.csv")).unwrap();
+    assert!(!failures.contains("README.md") && !failures.contains("summary.csv"));
+    // nccl.csv: one form per column, four decimals for every time and bandwidth.
+    for r in csv_rows(&out.join("nccl.csv")) {
+        for c in ["time_us", "algbw_gbps", "busbw_gbps"] {
+            let v = &r[c];
+            assert!(
+                v.is_empty() || v.split_once('.').is_some_and(|(_, d)| d.len() == 4),
+                "{c} = {v}"
+            );
+        }
+        assert!(!r["nccl_version"].contains('+'), "{}", r["nccl_version"]);
+    }
+
+    // Named, the note is read as a run (and its words are then a failure's).
+    let out2 = tmp.path().join("res2");
+    let o = sweep(&[
+        "collect",
+        "--logs",
+        logs.to_str().unwrap(),
+        "--out",
+        out2.to_str().unwrap(),
+        "--include",
+        "README.md",
+        "--include",
+        "ds_config.json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let runs2 = csv_rows(&out2.join("runs.csv"));
+    let names2: Vec<&str> = runs2.iter().map(|r| r["run"].as_str()).collect();
+    assert!(names2.contains(&"README.md") && names2.contains(&"ds_config.json"));
+    assert!(!names2.contains(&"summary.csv"));
+    let note = runs2.iter().find(|r| r["run"] == "README.md").unwrap();
+    assert_eq!(note["status"], "failed");
 }

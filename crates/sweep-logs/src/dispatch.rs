@@ -684,6 +684,12 @@ pub fn parse_file_sized(path: &Path, size: u64, opts: &ParseOptions) -> io::Resu
     Ok(parse_sized(&path.display().to_string(), file, size, opts))
 }
 
+/// Whether a JSON text is nccl-tests' `-J` report (what [`parse_sized`] reads as one); any other
+/// JSON (a DeepSpeed config, a point) is configuration, not a log.
+pub fn is_nccl_tests_json(text: &str) -> bool {
+    text.contains("\"results\"") || text.contains("\"average_bus_bandwidth\"")
+}
+
 fn parse_json<R: Read>(name: &str, reader: R) -> ParsedLog {
     let mut log = ParsedLog {
         name: name.to_string(),
@@ -705,7 +711,7 @@ fn parse_json<R: Read>(name: &str, reader: R) -> ParsedLog {
     log.bytes = bytes.len() as u64;
     log.lines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
     let text = String::from_utf8_lossy(&bytes);
-    if text.contains("\"results\"") || text.contains("\"average_bus_bandwidth\"") {
+    if is_nccl_tests_json(&text) {
         if let Some(run) = nccl_tests::parse_json_str(&text, &mut w) {
             log.nccl_tests.push(run);
         }

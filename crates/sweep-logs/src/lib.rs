@@ -59,8 +59,8 @@ mod warnings;
 // `parsers::Warnings`, `parsers::parse_reader` keep their paths. The crate-visible helpers are
 // here too, for the family modules that name them through `super::`.
 pub use dispatch::{
-    LogParser, MAX_JSON_BYTES, ParseOptions, ParsedLog, for_each_line, parse_file,
-    parse_file_sized, parse_file_with, parse_reader, parse_reader_with, parse_str,
+    LogParser, MAX_JSON_BYTES, ParseOptions, ParsedLog, for_each_line, is_nccl_tests_json,
+    parse_file, parse_file_sized, parse_file_with, parse_reader, parse_reader_with, parse_str,
 };
 #[cfg(test)]
 use line::normalize::GLUE;

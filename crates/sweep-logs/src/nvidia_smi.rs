@@ -136,6 +136,29 @@ fn is_column_name(f: &str) -> bool {
     ok && (base.len() == f.len() || f.ends_with(']'))
 }
 
+/// Whether the comma-separated fields (trimmed) are a `--query-gpu` header: at least two, each a
+/// column name (`utilization.gpu [%]`), one of them a field this parser knows.
+fn is_header_fields(parts: &[&str]) -> bool {
+    parts.len() >= 2
+        && parts.iter().all(|p| is_column_name(p))
+        && parts.iter().any(|p| field_of(p) != Field::Other)
+}
+
+/// Whether a file whose first lines are `head` is `nvidia-smi --query-gpu` CSV output, as
+/// [`CsvParser`] recognizes it: its first non-empty line is a query header, an `nvidia-smi
+/// --query-gpu=...` command line, or (`noheader`) a sample whose first field is nvidia-smi's
+/// timestamp (`2026/11/24 21:52:34.908`, the project's templates query it first).
+pub fn is_query_csv(head: &str) -> bool {
+    let Some(first) = head.lines().map(|l| l.trim()).find(|l| !l.is_empty()) else {
+        return false;
+    };
+    if first.contains("--query-gpu=") {
+        return true;
+    }
+    let parts: Vec<&str> = first.split(',').map(str::trim).collect();
+    is_header_fields(&parts) || (parts.len() >= 2 && looks_like_timestamp(parts[0]))
+}
+
 fn looks_like_timestamp(v: &str) -> bool {
     let b = v.as_bytes();
     b.len() >= 19 && b[..4].iter().all(u8::is_ascii_digit) && (b[4] == b'/' || b[4] == b'-')
@@ -237,10 +260,7 @@ impl CsvParser {
             many = t.split(',').map(|p| trim(p, ascii)).collect();
             &many
         };
-        if parts.len() >= 2
-            && parts.iter().all(|p| is_column_name(p))
-            && parts.iter().any(|p| field_of(p) != Field::Other)
-        {
+        if is_header_fields(parts) {
             self.set_columns(parts.iter().map(|s| s.to_string()).collect());
             return;
         }

@@ -102,6 +102,37 @@ fn aggregate(
     }
     run.figures = sums.figures(run, profile);
     set_failure(run, sums.primary);
+    if run.of_file {
+        run.status = logs_status(run, files).to_string();
+    }
+}
+
+/// runs.csv's `status` of a `--logs` file, which has no job state: `failed` when a failure
+/// class was found, `ok` when the run's figures were read (a step row, an nccl-tests result, a
+/// throughput), else empty (nothing to say).
+fn logs_status(run: &Run, files: &[(&Source, &FileResult)]) -> &'static str {
+    const THROUGHPUT: &[&str] = &[
+        "samples_per_s",
+        "tokens_per_s",
+        "tflops_per_gpu",
+        "profiler_tflops_per_gpu",
+        "profiler_samples_per_s",
+        "busbw_gbps_peak",
+        "busbw_gbps_avg",
+    ];
+    if run.failure_class.is_some() {
+        "failed"
+    } else if files
+        .iter()
+        .any(|(_, f)| !f.steps.is_empty() || !f.nccl.is_empty())
+        || THROUGHPUT
+            .iter()
+            .any(|k| run.figures.get(*k).is_some_and(Option::is_some))
+    {
+        "ok"
+    } else {
+        ""
+    }
 }
 
 impl RunSums {
@@ -348,7 +379,7 @@ fn set_failure(run: &mut Run, primary: Option<(String, FailOut)>) {
         run.failure_class = Some(p.class);
         run.failure_evidence = format!("{key}:{}: {}", p.line, p.message);
     } else {
-        // runs.csv's status: a job state, or `-` for a file of `--logs` (no state, no class).
+        // runs.csv's status: a job state (a file of `--logs` has none: its status is set after).
         match JobState::from(run.status.as_str()) {
             JobState::Failed | JobState::Lost | JobState::NodeFail | JobState::BootFail => {
                 run.failure_class = Some(FailureClass::Unknown)

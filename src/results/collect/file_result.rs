@@ -133,8 +133,12 @@ pub struct FailOut {
 /// `nccl_*` columns.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NcclFacts {
-    /// Distinct versions (`2.28.9+cuda13.0`), else the nccl-tests banner's library.
+    /// Distinct releases (`2.28.9`; a `+cuda13.0` build suffix is in `cuda`), else the
+    /// nccl-tests banner's library.
     pub versions: Vec<String>,
+    /// Distinct CUDA versions the library says it was built for (`13.0` of `+cuda13.0`).
+    #[serde(default)]
+    pub cuda: Vec<String>,
     /// The largest communicator and node count of the init lines (else of nccl-tests' device
     /// lines).
     pub nranks: Option<u64>,
@@ -162,6 +166,7 @@ impl NcclFacts {
     pub(super) fn add(&mut self, o: &NcclFacts) {
         for (mine, theirs) in [
             (&mut self.versions, &o.versions),
+            (&mut self.cuda, &o.cuda),
             (&mut self.networks, &o.networks),
             (&mut self.nics, &o.nics),
             (&mut self.transports, &o.transports),
@@ -194,6 +199,7 @@ impl NcclFacts {
             nccl_init_complete: count(self.init_complete),
             nccl_warns: count(self.warns),
             nccl_errors: self.errors.join(";"),
+            nccl_cuda: self.cuda.join(";"),
         }
     }
 }

@@ -42,7 +42,7 @@ use tables::{Files, Tables};
 
 /// Bump when parsing or what is kept per file changes: cached results of older versions are
 /// re-read.
-pub(crate) const PARSER_VERSION: u32 = 13;
+pub(crate) const PARSER_VERSION: u32 = 14;
 /// Per-file results, binary (postcard): a large tree's cache is tens of MB, which JSON takes
 /// several times longer to write and read.
 pub const CACHE_FILE: &str = ".collect-cache.bin";
@@ -93,6 +93,10 @@ pub struct Run {
     #[serde(default, skip_serializing_if = "NcclFacts::is_empty")]
     pub nccl: NcclFacts,
     pub sources: Vec<String>,
+    /// A file of `--logs`: no job state; its `status` is what was read ([`aggregate`]'s
+    /// `logs_status`).
+    #[serde(skip)]
+    pub of_file: bool,
 }
 
 #[derive(Default)]
@@ -104,6 +108,9 @@ pub(crate) struct Options {
     pub patterns: Vec<crate::spec::PatternSpec>,
     /// Render the report as pretty JSON ([`Report::json`]) while the tables are written.
     pub render_json: bool,
+    /// `--logs` files named to be sources whatever their kind ([`is_logs_source`]): a path under
+    /// the tree or a file name.
+    pub include: Vec<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -140,6 +147,47 @@ fn is_log_candidate(name: &str) -> bool {
         || name.ends_with(".tmp")
         || name.starts_with('.')
         || name.ends_with(".unavailable"))
+}
+
+/// Whether a file of a `--logs` tree is a source (a run of its own). Every file is, except
+/// what is plainly not a log:
+/// - a Markdown note (`.md`, `.markdown`);
+/// - a `.csv` that is not `nvidia-smi --query-gpu` output (its first line is not a query header,
+///   a `--query-gpu=` command line or a `noheader` sample: [`parsers::nvidia_smi::is_query_csv`]);
+/// - a `.json` that is not an nccl-tests `-J` report (a config: DeepSpeed's, a point, ...;
+///   [`parsers::is_nccl_tests_json`]).
+///
+/// A file named with `--include` (its path under the tree, `rel`, or its file name) is a
+/// source whatever its kind. Extensions are compared case-insensitively; a file that cannot be
+/// read is a source (the parse reports why).
+fn is_logs_source(path: &Path, rel: &str, include: &[String]) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    if include.iter().any(|i| i == rel || *i == name) {
+        return true;
+    }
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let head = |limit: u64| -> Option<String> {
+        use std::io::Read;
+        let mut b = Vec::new();
+        std::fs::File::open(path)
+            .ok()?
+            .take(limit)
+            .read_to_end(&mut b)
+            .ok()?;
+        Some(String::from_utf8_lossy(&b).into_owned())
+    };
+    match ext.as_str() {
+        "md" | "markdown" => false,
+        "csv" => head(4096).is_none_or(|h| parsers::nvidia_smi::is_query_csv(&h)),
+        "json" => head(parsers::MAX_JSON_BYTES).is_none_or(|t| parsers::is_nccl_tests_json(&t)),
+        _ => true,
+    }
 }
 
 /// Collects a campaign directory (one run per job).
@@ -239,6 +287,7 @@ pub(crate) fn collect_campaign(dir: &Path, opts: &Options) -> Result<Report> {
         progress: opts.progress,
         patterns,
         render_json: opts.render_json,
+        include: Vec::new(),
     };
     let mut report = finish(runs, sources, &opts, profile.as_ref())?;
     if let Some(w) = state_warning {
@@ -283,10 +332,13 @@ pub(crate) fn collect_logs(root: &Path, opts: &Options) -> Result<Report> {
             .unwrap_or(&p)
             .to_string_lossy()
             .to_string();
+        if !is_logs_source(&p, &key, &opts.include) {
+            continue;
+        }
         let idx = runs.len();
         runs.push(Run {
             run: key.clone(),
-            status: "-".into(),
+            of_file: true,
             dir: p.parent().map(|x| x.to_path_buf()).unwrap_or_default(),
             ..Default::default()
         });

@@ -86,15 +86,26 @@ fn node_telemetry(log: &ParsedLog, r: &mut FileResult) {
 /// NCCL's own debug output first, the nccl-tests headers where it is silent.
 fn nccl_facts(log: &ParsedLog) -> NcclFacts {
     let d = &log.nccl_debug;
-    let mut versions = d.versions.clone();
-    if versions.is_empty() {
-        versions.extend(log.nccl_tests.iter().find_map(|t| t.nccl_version.clone()));
+    let mut raw = d.versions.clone();
+    if raw.is_empty() {
+        raw.extend(log.nccl_tests.iter().find_map(|t| t.nccl_version.clone()));
+    }
+    let (mut versions, mut cuda) = (Vec::new(), Vec::<String>::new());
+    for v in &raw {
+        let (release, c) = split_nccl_version(v);
+        if !versions.iter().any(|x| x == release) {
+            versions.push(release.to_string());
+        }
+        if let Some(c) = c.filter(|c| !cuda.iter().any(|x| x == c)) {
+            cuda.push(c.to_string());
+        }
     }
     let largest = |of: fn(&parsers::nccl_tests::NcclRun) -> Option<usize>| {
         log.nccl_tests.iter().filter_map(of).max().map(|n| n as u64)
     };
     NcclFacts {
         versions,
+        cuda,
         nranks: d.nranks.or(largest(|t| t.nranks)),
         nodes: d.nnodes.or(largest(|t| t.nodes)),
         networks: d.networks.clone(),
@@ -104,6 +115,20 @@ fn nccl_facts(log: &ParsedLog) -> NcclFacts {
         init_complete: d.init_complete,
         warns: d.warn_count,
         errors: d.error_codes.iter().map(|e| e.code.clone()).collect(),
+    }
+}
+
+/// An NCCL version as printed, split into the library's release and the CUDA it was built
+/// for: `2.20.5+cuda12.4` -> (`2.20.5`, `12.4`); `2.29.7` -> (`2.29.7`, none). The line forms
+/// differ in the suffix only (`NCCL version 2.20.5+cuda12.4`, PyTorch's `NCCL version 2.7.8`,
+/// nccl-tests' `NCCL_VERSION_CODE`): the release is the one form the tables print.
+pub(crate) fn split_nccl_version(v: &str) -> (&str, Option<&str>) {
+    match v.split_once('+') {
+        Some((release, build)) => {
+            let cuda = build.strip_prefix("cuda").filter(|c| !c.is_empty());
+            (release, cuda)
+        }
+        None => (v, None),
     }
 }
 
@@ -117,7 +142,8 @@ fn nccl_test_rows(log: &ParsedLog, r: &mut FileResult) {
         let nccl_version = short_text(
             run.nccl_version
                 .as_deref()
-                .or(log.nccl_debug.version.as_deref()),
+                .or(log.nccl_debug.version.as_deref())
+                .map(|v| split_nccl_version(v).0),
         );
         for row in &run.rows {
             r.nccl.push(NcclRowOut {
@@ -159,7 +185,7 @@ fn nccl_test_rows(log: &ParsedLog, r: &mut FileResult) {
 fn payload_collective_rows(log: &ParsedLog, nccl: &mut Vec<NcclRowOut>) {
     for run in &log.payload.collectives {
         let gpu_name = short_text(run.gpu_name.as_deref());
-        let nccl_version = short_text(run.nccl_version.as_deref());
+        let nccl_version = short_text(run.nccl_version.as_deref().map(|v| split_nccl_version(v).0));
         for row in &run.rows {
             nccl.push(NcclRowOut {
                 line: row.line,

@@ -47,9 +47,13 @@ impl Cache {
     /// Writes the cache file (unchanged when its bytes are).
     pub(super) fn save(&self, path: &Path) -> Result<()> {
         // Encoded straight into the compressor: no uncompressed copy of the cache in memory.
-        let mut enc = lz4_flex::frame::FrameEncoder::new(CACHE_MAGIC.to_vec());
+        // postcard writes field by field: small writes, gathered before the compressor.
+        let mut enc = std::io::BufWriter::with_capacity(
+            1 << 16,
+            lz4_flex::frame::FrameEncoder::new(CACHE_MAGIC.to_vec()),
+        );
         postcard::to_io(self, &mut enc)?;
-        let bytes = enc.finish()?;
+        let bytes = enc.into_inner().map_err(|e| e.into_error())?.finish()?;
         crate::campaign::write_if_changed(path, &bytes).map(drop)
     }
 }

@@ -157,34 +157,41 @@ impl Tables {
     fn nccl_csv(files: &Files<'_>, mut w: crate::campaign::ChangedWriter) -> Result<bool> {
         let mut out = NcclRow::header()?;
         let mut num = String::new();
-        for (src, r) in files
-            .each()
-            .flat_map(|(_, s, f)| f.nccl.iter().map(move |r| (&s.key, r)))
-        {
-            NcclRow {
-                source: src.as_str().into(),
-                line: r.line,
-                collective: r.collective.as_str().into(),
-                size_bytes: r.size_bytes,
-                count: r.count,
-                dtype: r.dtype.as_str().into(),
-                redop: r.redop.as_str().into(),
-                root: r.root.as_str().into(),
-                placement: r.placement.as_str().into(),
-                time_us: Some(r.time_us),
-                algbw_gbps: Some(r.algbw_gbps),
-                busbw_gbps: Some(r.busbw_gbps),
-                wrong: r.wrong.as_str().into(),
-                max_error: r.max_error,
-                nranks: r.nranks,
-                nodes: r.nodes,
-                gpu_name: r.gpu_name.as_str().into(),
-                nccl_version: r.nccl_version.as_str().into(),
+        let mut source = Vec::new();
+        for (_, s, f) in files.each() {
+            if f.nccl.is_empty() {
+                continue;
             }
-            .write_csv(&mut out, &mut num);
-            if out.len() >= PIECE {
-                w.push(&out)?;
-                out.clear();
+            source.clear();
+            crate::rows::push_csv_field(&mut source, &s.key);
+            source.push(b',');
+            for r in &f.nccl {
+                out.extend_from_slice(&source);
+                NcclRow {
+                    source: "".into(),
+                    line: r.line,
+                    collective: r.collective.as_str().into(),
+                    size_bytes: r.size_bytes,
+                    count: r.count,
+                    dtype: r.dtype.as_str().into(),
+                    redop: r.redop.as_str().into(),
+                    root: r.root.as_str().into(),
+                    placement: r.placement.as_str().into(),
+                    time_us: Some(r.time_us),
+                    algbw_gbps: Some(r.algbw_gbps),
+                    busbw_gbps: Some(r.busbw_gbps),
+                    wrong: r.wrong.as_str().into(),
+                    max_error: r.max_error,
+                    nranks: r.nranks,
+                    nodes: r.nodes,
+                    gpu_name: r.gpu_name.as_str().into(),
+                    nccl_version: r.nccl_version.as_str().into(),
+                }
+                .write_csv_after_source(&mut out, &mut num);
+                if out.len() >= PIECE {
+                    w.push(&out)?;
+                    out.clear();
+                }
             }
         }
         w.push(&out)?;

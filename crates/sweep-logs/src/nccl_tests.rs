@@ -605,7 +605,22 @@ impl Parser {
         if !starts_like_row(t) {
             return;
         }
-        let fields: Vec<&str> = words(t).collect();
+        // The fields on the stack: a row has a few dozen at most (a longer line, in a Vec).
+        let mut stack = [""; 48];
+        let mut heap = Vec::new();
+        let mut n = 0;
+        for f in words(t) {
+            if n < stack.len() {
+                stack[n] = f;
+            } else {
+                if heap.is_empty() {
+                    heap.extend_from_slice(&stack);
+                }
+                heap.push(f);
+            }
+            n += 1;
+        }
+        let fields: &[&str] = if n <= stack.len() { &stack[..n] } else { &heap };
         let Some(layout) = self.layout.as_ref() else {
             if self.cur.started() && !self.row_without_header_warned {
                 self.row_without_header_warned = true;
@@ -613,7 +628,7 @@ impl Parser {
             }
             return;
         };
-        match parse_row(layout, &fields, line.no, self.cur.collective.as_deref()) {
+        match parse_row(layout, fields, line.no, self.cur.collective.as_deref()) {
             Ok(rows) => {
                 for r in rows {
                     push_capped(&mut self.cur.rows, r, "nccl-tests rows", line.no, w);
@@ -697,7 +712,14 @@ fn parse_row(
     let g0_len = layout.group_end(0) - first_group;
     // Which groups are present in this row, and where each column's field is.
     let groups_present: std::ops::Range<usize>;
-    let mut col_field: Vec<Option<usize>> = vec![None; layout.cols.len()];
+    let mut stack = [None; 48];
+    let mut heap;
+    let col_field: &mut [Option<usize>] = if layout.cols.len() <= stack.len() {
+        &mut stack[..layout.cols.len()]
+    } else {
+        heap = vec![None; layout.cols.len()];
+        &mut heap
+    };
     if fields.len() == full {
         groups_present = 0..layout.groups.len();
         for (i, slot) in col_field.iter_mut().enumerate() {

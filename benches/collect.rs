@@ -8,6 +8,14 @@
 //!   - an incremental collect where nothing changed;
 //!   - the peak resident memory of each (getrusage of the child).
 //!
+//! Dense mode (`SWEEP_BENCH_DENSE=1`): logs where every line becomes a row, the case where the
+//! parsers themselves cost: `SWEEP_BENCH_DENSE_FILES` (default 200) files of
+//! `SWEEP_BENCH_DENSE_KB` (default 1024) KiB, half nccl-tests output (one real block's header from
+//! the H100 fixture `nccl-collectives.log`, then the data rows of all its tables, repeated), half
+//! DeepSpeed (the real `[Rank 0] time (ms) | ...` step and timer lines of the H100 fixture
+//! `ds-z2-torchrun.log`, repeated); built in `SWEEP_BENCH_DIR` (default target/bench-collect-dense).
+//! It also reports the size of the tables and of the parse cache against the logs.
+//!
 //! Run: `cargo bench --bench collect`. `SWEEP_BENCH_MB` (default 2048) sets the corpus size,
 //! `SWEEP_BENCH_FILES` (default 10000) the number of small files, `SWEEP_BENCH_DIR` where it is
 //! built (default target/bench-collect; reused when its size matches).
@@ -89,6 +97,58 @@ fn build(dir: &Path, total_mb: u64, files: usize) -> u64 {
     du(dir)
 }
 
+/// The dense corpus: only real lines of the H100 fixtures, every line past a file's header a row.
+fn build_dense(dir: &Path, files: usize, kb: u64) -> u64 {
+    let stamp = dir.join(".corpus");
+    let want = format!("dense v1 {files} {kb}");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str()) {
+        return du(dir);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    let fx = fixtures();
+    let get = |name: &str| &fx.iter().find(|(n, _)| n == name).unwrap().1;
+    let lines = |b: &[u8]| -> Vec<Vec<u8>> {
+        b.split_inclusive(|c| *c == b'\n')
+            .map(|l| l.to_vec())
+            .collect()
+    };
+    let nccl = lines(get("nccl-collectives.log"));
+    // The first block's header: its lines up to the first data row.
+    let is_row = |l: &[u8]| !l.starts_with(b"#") && l.iter().any(|c| c.is_ascii_digit());
+    let first_row = nccl.iter().position(|l| is_row(l)).unwrap();
+    let nccl_head: Vec<u8> = nccl[..first_row].concat();
+    let nccl_rows: Vec<u8> = nccl
+        .iter()
+        .filter(|l| is_row(l))
+        .flatten()
+        .copied()
+        .collect();
+    let ds_rows: Vec<u8> = lines(get("ds-z2-torchrun.log"))
+        .into_iter()
+        .filter(|l| l.starts_with(b"[Rank 0] time (ms) | "))
+        .flatten()
+        .collect();
+    assert!(!nccl_rows.is_empty() && !ds_rows.is_empty());
+    let size = kb << 10;
+    for i in 0..files {
+        let (name, head, rows) = if i % 2 == 0 {
+            (format!("{i:03}-nccl-tests.log"), &nccl_head[..], &nccl_rows)
+        } else {
+            (format!("{i:03}-deepspeed.log"), &[][..], &ds_rows)
+        };
+        let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join(name)).unwrap());
+        f.write_all(head).unwrap();
+        let mut written = head.len() as u64;
+        while written < size {
+            f.write_all(rows).unwrap();
+            written += rows.len() as u64;
+        }
+    }
+    std::fs::write(&stamp, want).unwrap();
+    du(dir)
+}
+
 fn du(dir: &Path) -> u64 {
     walkdir::WalkDir::new(dir)
         .into_iter()
@@ -151,20 +211,49 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
+    let dense = std::env::var("SWEEP_BENCH_DENSE").is_ok_and(|v| v == "1");
+    let dense_files: usize = std::env::var("SWEEP_BENCH_DENSE_FILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let dense_kb: u64 = std::env::var("SWEEP_BENCH_DENSE_KB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let default_dir = if dense {
+        "target/bench-collect-dense"
+    } else {
+        "target/bench-collect"
+    };
     let dir = std::env::var("SWEEP_BENCH_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-collect"));
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(default_dir));
     let corpus = dir.join("corpus");
     let out = dir.join("results");
     let t = Instant::now();
-    let bytes = build(&corpus, mb, files);
-    println!(
-        "corpus: {} files + big NCCL_DEBUG logs, {:.0} MB, ready in {:.1} s ({})",
-        files,
-        bytes as f64 / 1e6,
-        t.elapsed().as_secs_f64(),
-        corpus.display()
-    );
+    let bytes = if dense {
+        build_dense(&corpus, dense_files, dense_kb)
+    } else {
+        build(&corpus, mb, files)
+    };
+    if dense {
+        println!(
+            "dense corpus: {} files of {} KiB (nccl-tests rows, DeepSpeed step lines), {:.0} MB, ready in {:.1} s ({})",
+            dense_files,
+            dense_kb,
+            bytes as f64 / 1e6,
+            t.elapsed().as_secs_f64(),
+            corpus.display()
+        );
+    } else {
+        println!(
+            "corpus: {} files + big NCCL_DEBUG logs, {:.0} MB, ready in {:.1} s ({})",
+            files,
+            bytes as f64 / 1e6,
+            t.elapsed().as_secs_f64(),
+            corpus.display()
+        );
+    }
     let c = corpus.to_str().unwrap();
     let o = out.to_str().unwrap();
     // This machine's speed varies from run to run (a shared host): the median of several.
@@ -213,6 +302,35 @@ fn main() {
         cpus[0],
         cpus[cpus.len() - 1]
     );
+    // What the collect wrote: the tables, and the parse cache against the logs it describes.
+    let mut outputs: Vec<(String, u64)> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            (n, e.metadata().map(|m| m.len()).unwrap_or(0))
+        })
+        .collect();
+    outputs.sort();
+    let written: u64 = outputs.iter().map(|(_, n)| n).sum();
+    let cache_bytes: u64 = outputs
+        .iter()
+        .filter(|(n, _)| n.contains("cache"))
+        .map(|(_, n)| n)
+        .sum();
+    println!(
+        "written:                    {:>8.1} MB in all; the cache {:.1} MB = 1/{:.1} of the logs; {}",
+        written as f64 / 1e6,
+        cache_bytes as f64 / 1e6,
+        bytes as f64 / cache_bytes.max(1) as f64,
+        outputs
+            .iter()
+            .filter(|(_, n)| *n > 1 << 20)
+            .map(|(f, n)| format!("{f} {:.1} MB", *n as f64 / 1e6))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let mut inc = Vec::new();
     for _ in 0..5 {
         let (s, _, _, r) = run(&["--json", "collect", "--logs", c, "--out", o]);
@@ -227,6 +345,7 @@ fn main() {
     let json = serde_json::json!({
         "corpus_bytes": bytes, "files": r["files"], "cold_s": cold, "cold_runs_s": colds, "cold_mb_per_s": parsed / 1e6 / cold,
         "cold_peak_rss_mib": cold_rss, "cold_cpu_s": cpu, "cold_cpu_runs_s": cpus, "incremental_median_s": inc[2],
+        "written_bytes": written, "cache_bytes": cache_bytes, "dense": dense,
     });
     std::fs::write(
         dir.join("collect-bench.json"),

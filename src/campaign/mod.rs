@@ -344,6 +344,124 @@ pub(crate) fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
     Ok(true)
 }
 
+/// [`write_if_changed`] for a file made piece by piece: the pieces are compared with the file
+/// there as they come, and written (to a temporary file renamed over it at the end) only from
+/// the first that differs, so that a large table is never whole in memory.
+pub(crate) struct ChangedWriter {
+    path: std::path::PathBuf,
+    tmp: std::path::PathBuf,
+    /// The file there while every byte so far matched it.
+    old: Option<std::io::BufReader<std::fs::File>>,
+    old_len: u64,
+    /// The temporary file, once a byte differed.
+    new: Option<std::io::BufWriter<std::fs::File>>,
+    len: u64,
+    scratch: Vec<u8>,
+}
+
+impl ChangedWriter {
+    pub(crate) fn new(path: &Path) -> ChangedWriter {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+        let tmp = path.with_file_name(format!(".{name}.{}.sweep-tmp", std::process::id()));
+        let old = std::fs::File::open(path).ok().and_then(|f| {
+            let len = f.metadata().ok()?.len();
+            Some((std::io::BufReader::with_capacity(1 << 16, f), len))
+        });
+        ChangedWriter {
+            path: path.to_path_buf(),
+            tmp,
+            old_len: old.as_ref().map_or(0, |o| o.1),
+            old: old.map(|o| o.0),
+            new: None,
+            len: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    fn context(&self) -> String {
+        format!(
+            "writing {} (through {}; the previous version, if any, is intact)",
+            self.path.display(),
+            self.tmp.display()
+        )
+    }
+
+    /// From here on the file differs from the one there: the temporary file, holding the
+    /// bytes so far (the old file's first `len` while they matched it).
+    fn diverge(&mut self) -> Result<()> {
+        use std::io::Read;
+        let matched = self.old.take().is_some();
+        let r = (|| -> std::io::Result<std::io::BufWriter<std::fs::File>> {
+            let mut w =
+                std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&self.tmp)?);
+            if matched && self.len > 0 {
+                let mut prefix = std::fs::File::open(&self.path)?.take(self.len);
+                if std::io::copy(&mut prefix, &mut w)? != self.len {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+            Ok(w)
+        })();
+        match r {
+            Ok(w) => {
+                self.new = Some(w);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&self.tmp);
+                Err(e).with_context(|| self.context())
+            }
+        }
+    }
+
+    /// Appends `bytes`.
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> Result<()> {
+        use std::io::{Read, Write};
+        if let Some(old) = &mut self.old {
+            let same = self.len + bytes.len() as u64 <= self.old_len && {
+                self.scratch.resize(bytes.len(), 0);
+                old.read_exact(&mut self.scratch).is_ok() && self.scratch == bytes
+            };
+            if same {
+                self.len += bytes.len() as u64;
+                return Ok(());
+            }
+            self.diverge()?;
+        } else if self.new.is_none() {
+            self.diverge()?;
+        }
+        let w = self.new.as_mut().expect("made by diverge");
+        if let Err(e) = w.write_all(bytes) {
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(e).with_context(|| self.context());
+        }
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Puts the file in place; false when it was there already, byte for byte.
+    pub(crate) fn finish(mut self) -> Result<bool> {
+        use std::io::Write;
+        if self.old.is_some() && self.len == self.old_len {
+            return Ok(false);
+        }
+        if self.new.is_none() {
+            self.diverge()?;
+        }
+        let w = self.new.take().expect("made by diverge");
+        let done = w
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|mut f| f.flush())
+            .and_then(|_| std::fs::rename(&self.tmp, &self.path));
+        if let Err(e) = done {
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(e).with_context(|| self.context());
+        }
+        Ok(true)
+    }
+}
+
 pub(crate) fn manifest(sweep: &LoadedSweep, profile: &Profile, plan: &Plan) -> Manifest {
     Manifest {
         format: FORMAT,
@@ -594,4 +712,38 @@ pub fn default_templates(
         dirs.push(dir);
     }
     Ok(render::TemplateSource::new(dirs))
+}
+
+#[cfg(test)]
+mod changed_writer_tests {
+    use super::ChangedWriter;
+
+    fn put(path: &std::path::Path, pieces: &[&[u8]]) -> bool {
+        let mut w = ChangedWriter::new(path);
+        for p in pieces {
+            w.push(p).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    /// The file ends up as the pieces, whatever was there (nothing, the same, a longer file
+    /// they begin, a file that differs midway); written only when it differs.
+    #[test]
+    fn a_file_written_in_pieces_is_the_pieces_and_rewritten_only_when_changed() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("t.csv");
+        assert!(put(&p, &[b"ab", b"cd", b""]));
+        assert_eq!(std::fs::read(&p).unwrap(), b"abcd");
+        assert!(!put(&p, &[b"a", b"bc", b"d"]));
+        assert!(put(&p, &[b"ab", b"c"]));
+        assert_eq!(std::fs::read(&p).unwrap(), b"abc");
+        assert!(put(&p, &[b"ab", b"xy", b"z"]));
+        assert_eq!(std::fs::read(&p).unwrap(), b"abxyz");
+        assert!(put(&p, &[b"abxyz", b"more"]));
+        assert_eq!(std::fs::read(&p).unwrap(), b"abxyzmore");
+        assert!(put(&p, &[]));
+        assert_eq!(std::fs::read(&p).unwrap(), b"");
+        let left: Vec<_> = std::fs::read_dir(d.path()).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "no temporary file left behind");
+    }
 }

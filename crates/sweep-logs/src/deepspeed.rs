@@ -218,6 +218,11 @@ pub(crate) const TRIGGERS: &[&str] = &[
     "dist_world_size=",
 ];
 static DS_TRIGGERS: LazyLock<Regex> = LazyLock::new(|| super::literal_set(TRIGGERS));
+/// ` time (ms)`, the words of a timer line: a searcher made once, not one per line (the timer
+/// lines are most of a DeepSpeed log's).
+static TIME_MS: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(WORDS));
+const WORDS: &str = " time (ms)";
 static VERSION: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"DeepSpeed info: version=([^,\s]+)").expect("static regex"));
 /// What [`config_line`] reads, as a regex: the scanner's specification (its test holds the two
@@ -281,7 +286,6 @@ static VERSION_WORDS: LazyLock<memchr::memmem::Finder<'static>> =
 /// What [`TIMER`] captures in a line: the rank (of `[Rank N]` or `rank=N`) and all after
 /// `time (ms)`; by hand, as each timer line of a long run would cost a regex search.
 fn timer_line(t: &str) -> Option<(Option<&str>, &str)> {
-    const WORDS: &str = " time (ms)";
     if !t.is_ascii() {
         // `\b` is Unicode-aware: the regex decides.
         let c = TIMER.captures(t)?;
@@ -289,7 +293,7 @@ fn timer_line(t: &str) -> Option<(Option<&str>, &str)> {
         return Some((rank, c.get(3).map_or("", |m| m.as_str())));
     }
     let b = t.as_bytes();
-    for (i, _) in t.match_indices(WORDS) {
+    for i in TIME_MS.find_iter(b) {
         let before = &b[..i];
         let digits = before
             .iter()
@@ -457,7 +461,7 @@ impl Parser {
         }
         // The timer lines first: one per step (per micro-step too), the most of DeepSpeed's
         // lines in a log; a line that only holds `time (ms)` goes on to the other branches.
-        if t.contains("time (ms)")
+        if (TIME_MS.find(t.as_bytes()).is_some() || t.contains("time (ms)"))
             && let Some((rank, rest)) = timer_line(t)
         {
             let rank = rank.and_then(uint).map(|r| r as u32);

@@ -31,6 +31,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Line, Warnings, int, num, push_capped, uint};
+use crate::line::text::words;
 
 /// Which half of a row a measurement comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -604,7 +605,22 @@ impl Parser {
         if !starts_like_row(t) {
             return;
         }
-        let fields: Vec<&str> = t.split_whitespace().collect();
+        // The fields on the stack: a row has a few dozen at most (a longer line, in a Vec).
+        let mut stack = [""; 48];
+        let mut heap = Vec::new();
+        let mut n = 0;
+        for f in words(t) {
+            if n < stack.len() {
+                stack[n] = f;
+            } else {
+                if heap.is_empty() {
+                    heap.extend_from_slice(&stack);
+                }
+                heap.push(f);
+            }
+            n += 1;
+        }
+        let fields: &[&str] = if n <= stack.len() { &stack[..n] } else { &heap };
         let Some(layout) = self.layout.as_ref() else {
             if self.cur.started() && !self.row_without_header_warned {
                 self.row_without_header_warned = true;
@@ -612,7 +628,7 @@ impl Parser {
             }
             return;
         };
-        match parse_row(layout, &fields, line.no, self.cur.collective.as_deref()) {
+        match parse_row(layout, fields, line.no, self.cur.collective.as_deref()) {
             Ok(rows) => {
                 for r in rows {
                     push_capped(&mut self.cur.rows, r, "nccl-tests rows", line.no, w);
@@ -645,7 +661,7 @@ fn starts_like_row(t: &str) -> bool {
     {
         return false;
     }
-    let mut head = t.split_whitespace();
+    let mut head = words(t);
     let unsigned = |f: Option<&str>| f.is_some_and(|f| f.bytes().all(|b| b.is_ascii_digit()));
     unsigned(head.next()) && unsigned(head.next())
 }
@@ -695,16 +711,23 @@ fn parse_row(
     let first_group = layout.groups[0];
     let g0_len = layout.group_end(0) - first_group;
     // Which groups are present in this row, and where each column's field is.
-    let groups_present: Vec<usize>;
-    let mut col_field: Vec<Option<usize>> = vec![None; layout.cols.len()];
+    let groups_present: std::ops::Range<usize>;
+    let mut stack = [None; 48];
+    let mut heap;
+    let col_field: &mut [Option<usize>] = if layout.cols.len() <= stack.len() {
+        &mut stack[..layout.cols.len()]
+    } else {
+        heap = vec![None; layout.cols.len()];
+        &mut heap
+    };
     if fields.len() == full {
-        groups_present = (0..layout.groups.len()).collect();
+        groups_present = 0..layout.groups.len();
         for (i, slot) in col_field.iter_mut().enumerate() {
             *slot = Some(i);
         }
     } else if layout.groups.len() == 2 && fields.len() + g0_len == full {
         // Out-of-place printed as blanks (trace replay): only the in-place group.
-        groups_present = vec![1];
+        groups_present = 1..2;
         for (i, slot) in col_field.iter_mut().enumerate() {
             if i < first_group {
                 *slot = Some(i);
@@ -745,7 +768,7 @@ fn parse_row(
         .and_then(|i| col_field[i])
         .map(|f| fields[f..].join(" "));
     let mut rows = Vec::new();
-    for &g in &groups_present {
+    for g in groups_present {
         let start = layout.groups[g];
         let end = layout.group_end(g);
         let mut time = None;

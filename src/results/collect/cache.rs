@@ -12,8 +12,10 @@ use super::file_result::FileResult;
 use super::{Options, PARSER_VERSION, Report, Run, Source, TABLES};
 
 /// Starts the cache file; postcard's encoding carries no field names, so a file of another
-/// format must be told apart before it is decoded.
-const CACHE_MAGIC: &[u8] = b"sweep collect cache, postcard\n";
+/// format must be told apart before it is decoded. After it, the postcard bytes in an LZ4
+/// frame: a file's rows repeat most of their fields (the collective, the type, the GPU, the
+/// timer names), and the cache of a dense tree was as large as its logs without it.
+const CACHE_MAGIC: &[u8] = b"sweep collect cache, postcard in lz4 frame\n";
 
 #[derive(Deserialize)]
 struct Fingerprinted {
@@ -44,7 +46,14 @@ pub(super) struct Cache {
 impl Cache {
     /// Writes the cache file (unchanged when its bytes are).
     pub(super) fn save(&self, path: &Path) -> Result<()> {
-        let bytes = postcard::to_extend(self, CACHE_MAGIC.to_vec())?;
+        // Encoded straight into the compressor: no uncompressed copy of the cache in memory.
+        // postcard writes field by field: small writes, gathered before the compressor.
+        let mut enc = std::io::BufWriter::with_capacity(
+            1 << 16,
+            lz4_flex::frame::FrameEncoder::new(CACHE_MAGIC.to_vec()),
+        );
+        postcard::to_io(self, &mut enc)?;
+        let bytes = enc.into_inner().map_err(|e| e.into_error())?.finish()?;
         crate::campaign::write_if_changed(path, &bytes).map(drop)
     }
 }
@@ -116,7 +125,15 @@ pub(super) fn load_cache(opts: &Options, cache_path: &Path, pattern_key: String)
     } else {
         std::fs::read(cache_path)
             .ok()
-            .and_then(|b| postcard::from_bytes(b.strip_prefix(CACHE_MAGIC)?).ok())
+            .and_then(|b| {
+                let mut raw = Vec::new();
+                std::io::Read::read_to_end(
+                    &mut lz4_flex::frame::FrameDecoder::new(b.strip_prefix(CACHE_MAGIC)?),
+                    &mut raw,
+                )
+                .ok()?;
+                postcard::from_bytes(&raw).ok()
+            })
             .unwrap_or_default()
     };
     if cache.version != PARSER_VERSION || cache.patterns != pattern_key {

@@ -134,6 +134,8 @@ pub(crate) fn split_nccl_version(v: &str) -> (&str, Option<&str>) {
 
 /// The nccl-tests runs' rows and average bus bandwidths.
 fn nccl_test_rows(log: &ParsedLog, r: &mut FileResult) {
+    r.nccl
+        .reserve(log.nccl_tests.iter().map(|t| t.rows.len()).sum());
     for run in &log.nccl_tests {
         if let Some(a) = run.avg_busbw_gbps {
             r.nccl_avg_busbw.push(a);

@@ -31,6 +31,9 @@ impl<'a> Files<'a> {
     }
 }
 
+/// The large tables are made and written in pieces of about this size: never whole in memory.
+const PIECE: usize = 1 << 20;
+
 #[derive(Default)]
 pub(super) struct Tables {
     pub(super) gpu: Vec<(String, GpuAgg)>,
@@ -65,13 +68,14 @@ impl Tables {
         // the other.
         let write =
             |name: &str, bytes: &[u8]| crate::campaign::write_if_changed(&out.join(name), bytes);
+        let stream = |name: &str| crate::campaign::ChangedWriter::new(&out.join(name));
         let (steps, tables) = rayon::join(
-            || write("steps.csv", &Self::steps_csv(runs, files)?),
+            || Self::steps_csv(runs, files, stream("steps.csv")),
             || -> Result<Vec<String>> {
-                let tables = self.small_tables(runs, files)?;
+                let tables = self.small_tables(runs, files, stream("nccl.csv"))?;
                 let mut written = Vec::new();
                 for (name, bytes) in tables {
-                    if name != "steps.csv" {
+                    if name != "steps.csv" && name != "nccl.csv" {
                         write(name, &bytes)?;
                     }
                     written.push(name.to_string());
@@ -83,7 +87,12 @@ impl Tables {
         tables
     }
 
-    fn steps_csv(runs: &[Run], files: &Files<'_>) -> Result<Vec<u8>> {
+    /// Made in pieces of about [`PIECE`] bytes, each compared with (or written to) the file.
+    fn steps_csv(
+        runs: &[Run],
+        files: &Files<'_>,
+        mut w: crate::campaign::ChangedWriter,
+    ) -> Result<bool> {
         // steps.csv: long format, one row per (step, value). The largest table, its rows
         // borrowed from the cache and mostly repeats: the fields a file's rows share and
         // those a step's share are encoded once.
@@ -116,57 +125,77 @@ impl Tables {
                     row.value = Some(*v);
                     row.write_tail(&step_head, &mut out, &mut num);
                 }
+                if out.len() >= PIECE {
+                    w.push(&out)?;
+                    out.clear();
+                }
             }
         }
-        Ok(out)
+        w.push(&out)?;
+        w.finish()
     }
 
     /// Every table but steps.csv (an empty placeholder), in the order they are written.
+    /// nccl.csv is written to `nccl` (its entry here is an empty placeholder).
     fn small_tables(
         &self,
         runs: &[Run],
         files: &Files<'_>,
+        nccl: crate::campaign::ChangedWriter,
     ) -> Result<Vec<(&'static str, Vec<u8>)>> {
         let mut tables = Vec::with_capacity(TABLES.len());
         // nccl.csv, the largest of these, is made on another core meanwhile.
-        let (nccl, rest) = rayon::join(|| Self::nccl_csv(files), || self.other_tables(runs));
-        tables.push(("nccl.csv", nccl?));
+        let (nccl, rest) = rayon::join(|| Self::nccl_csv(files, nccl), || self.other_tables(runs));
+        nccl?;
+        tables.push(("nccl.csv", Vec::new()));
         tables.extend(rest?);
         Ok(tables)
     }
 
     /// nccl.csv: one row per result row, borrowed from the cache (tens of thousands of rows; no
     /// `String` per field).
-    fn nccl_csv(files: &Files<'_>) -> Result<Vec<u8>> {
+    fn nccl_csv(files: &Files<'_>, mut w: crate::campaign::ChangedWriter) -> Result<bool> {
         let mut out = NcclRow::header()?;
         let mut num = String::new();
-        for (src, r) in files
-            .each()
-            .flat_map(|(_, s, f)| f.nccl.iter().map(move |r| (&s.key, r)))
-        {
-            NcclRow {
-                source: src.as_str().into(),
-                line: r.line,
-                collective: r.collective.as_str().into(),
-                size_bytes: r.size_bytes,
-                count: r.count,
-                dtype: r.dtype.as_str().into(),
-                redop: r.redop.as_str().into(),
-                root: r.root.as_str().into(),
-                placement: r.placement.as_str().into(),
-                time_us: Some(r.time_us),
-                algbw_gbps: Some(r.algbw_gbps),
-                busbw_gbps: Some(r.busbw_gbps),
-                wrong: r.wrong.as_str().into(),
-                max_error: r.max_error,
-                nranks: r.nranks,
-                nodes: r.nodes,
-                gpu_name: r.gpu_name.as_str().into(),
-                nccl_version: r.nccl_version.as_str().into(),
+        let mut source = Vec::new();
+        for (_, s, f) in files.each() {
+            if f.nccl.is_empty() {
+                continue;
             }
-            .write_csv(&mut out, &mut num);
+            source.clear();
+            crate::rows::push_csv_field(&mut source, &s.key);
+            source.push(b',');
+            for r in &f.nccl {
+                out.extend_from_slice(&source);
+                NcclRow {
+                    source: "".into(),
+                    line: r.line,
+                    collective: r.collective.as_str().into(),
+                    size_bytes: r.size_bytes,
+                    count: r.count,
+                    dtype: r.dtype.as_str().into(),
+                    redop: r.redop.as_str().into(),
+                    root: r.root.as_str().into(),
+                    placement: r.placement.as_str().into(),
+                    time_us: Some(r.time_us),
+                    algbw_gbps: Some(r.algbw_gbps),
+                    busbw_gbps: Some(r.busbw_gbps),
+                    wrong: r.wrong.as_str().into(),
+                    max_error: r.max_error,
+                    nranks: r.nranks,
+                    nodes: r.nodes,
+                    gpu_name: r.gpu_name.as_str().into(),
+                    nccl_version: r.nccl_version.as_str().into(),
+                }
+                .write_csv_after_source(&mut out, &mut num);
+                if out.len() >= PIECE {
+                    w.push(&out)?;
+                    out.clear();
+                }
+            }
         }
-        Ok(out)
+        w.push(&out)?;
+        w.finish()
     }
 
     /// The tables after nccl.csv, in order.

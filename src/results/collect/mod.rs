@@ -42,7 +42,7 @@ use tables::{Files, Tables};
 
 /// Bump when parsing or what is kept per file changes: cached results of older versions are
 /// re-read.
-pub(crate) const PARSER_VERSION: u32 = 14;
+pub(crate) const PARSER_VERSION: u32 = 15;
 /// Per-file results, binary (postcard): a large tree's cache is tens of MB, which JSON takes
 /// several times longer to write and read.
 pub const CACHE_FILE: &str = ".collect-cache.bin";

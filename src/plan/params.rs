@@ -9,22 +9,9 @@ use crate::diag::Seg;
 use crate::render::TemplateSource;
 use crate::spec::LoadedSweep;
 
-/// Parameters sweep itself reads (batch algebra, the model, the memory estimate, DeepSpeed).
-const SWEEP_READS: &[&str] = &[
-    "model",
-    "nodes",
-    "gpus_per_node",
-    "micro_batch",
-    "grad_accum",
-    "global_batch",
-    "seq_len",
-    "zero_stage",
-    "activation_checkpointing",
-    "tensor_parallel",
-    "pipeline_parallel",
-    "attention",
-];
-
+/// Parameters sweep itself reads beyond the ones the spec knows (`spec::KNOWN_PARAMS`: batch
+/// algebra, the model, the memory estimate, DeepSpeed).
+const ALSO_READ: &[&str] = &["attention"];
 /// The `point.X` names a template reads, its includes' and, when it runs a payload shipped with
 /// sweep, the payload's `params.get("X")`. `None`: not known (a template not found, one that does
 /// not parse, or one that reads `point` as a whole).
@@ -88,7 +75,8 @@ pub(crate) fn all_template_reads(src: &TemplateSource) -> BTreeSet<String> {
 /// Whether sweep itself reads `key` (whatever the templates do): its own parameters, `ds.*`
 /// (the job's ds_config) and UPPER_CASE names (exported into the job's environment).
 pub(crate) fn sweep_reads(key: &str) -> bool {
-    SWEEP_READS.contains(&key)
+    crate::spec::KNOWN_PARAMS.contains(&key)
+        || ALSO_READ.contains(&key)
         || key.starts_with("ds.")
         || crate::spec::COMPUTED_PARAMS.contains(&key)
         || (crate::profile::is_env_name(key) && key.chars().all(|c| !c.is_ascii_lowercase()))
@@ -124,7 +112,8 @@ pub(crate) fn unread(sweep: &LoadedSweep, templates: &TemplateSource) -> Vec<Fin
             known
                 .iter()
                 .map(|s| s.as_str())
-                .chain(SWEEP_READS.iter().copied()),
+                .chain(crate::spec::KNOWN_PARAMS.iter().copied())
+                .chain(ALSO_READ.iter().copied()),
         )
         .map(|c| format!(": did you mean `{c}`?"))
         .unwrap_or_else(|| ": it has no effect".into());

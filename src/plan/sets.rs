@@ -72,19 +72,7 @@ fn known(sweep: &LoadedSweep, template_reads: &BTreeSet<String>) -> BTreeSet<Str
             k.extend(z.keys().cloned());
         }
     }
-    for p in [
-        "model",
-        "nodes",
-        "gpus_per_node",
-        "micro_batch",
-        "grad_accum",
-        "global_batch",
-        "seq_len",
-        "zero_stage",
-        "activation_checkpointing",
-        "tensor_parallel",
-        "pipeline_parallel",
-    ] {
+    for p in crate::spec::KNOWN_PARAMS {
         k.insert(p.to_string());
     }
     k

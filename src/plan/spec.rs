@@ -384,7 +384,7 @@ impl StageSpec {
 }
 
 /// Parameter names the tool itself understands; any other name is free for templates.
-const KNOWN_PARAMS: &[&str] = &[
+pub(crate) const KNOWN_PARAMS: &[&str] = &[
     "model",
     "nodes",
     "gpus_per_node",

@@ -12,6 +12,17 @@ use crate::spec::LoadedSweep;
 /// Parameters sweep itself reads beyond the ones the spec knows (`spec::KNOWN_PARAMS`: batch
 /// algebra, the model, the memory estimate, DeepSpeed).
 const ALSO_READ: &[&str] = &["attention"];
+
+/// `{% include "X" %}` in a template (compiled once: every stage's templates are read).
+static INCLUDE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r#"\{%-?\s*include\s+"([^"]+)""#).expect("static regex")
+});
+
+/// The payload's `params.get("X")` and `(point.get("params") or {}).get("X")`.
+static PARAMS_GET: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r#"(?:params|\.get\("params"\)\s*or\s*\{\}\))\.get\("([A-Za-z0-9_.]+)""#)
+        .expect("static regex")
+});
 /// The `point.X` names a template reads, its includes' and, when it runs a payload shipped with
 /// sweep, the payload's `params.get("X")`. `None`: not known (a template not found, one that does
 /// not parse, or one that reads `point` as a whole).
@@ -42,18 +53,13 @@ fn reads_into(
             out.insert(rest.split('.').next().unwrap_or(rest).to_string());
         }
     }
-    let include = regex::Regex::new(r#"\{%-?\s*include\s+"([^"]+)""#).expect("regex");
-    for c in include.captures_iter(&text) {
+    for c in INCLUDE.captures_iter(&text) {
         reads_into(src, &c[1], out, seen)?;
     }
     if text.contains("payloads/") {
         // `params.get("X")` and `(point.get("params") or {}).get("X")`.
-        let get = regex::Regex::new(
-            r#"(?:params|\.get\("params"\)\s*or\s*\{\}\))\.get\("([A-Za-z0-9_.]+)""#,
-        )
-        .expect("regex");
         for (_, payload) in crate::campaign::PAYLOADS {
-            for c in get.captures_iter(payload) {
+            for c in PARAMS_GET.captures_iter(payload) {
                 out.insert(c[1].to_string());
             }
         }

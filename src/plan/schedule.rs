@@ -233,7 +233,9 @@ pub fn schedule(
     critical_path.reverse();
     let mut critical_stages: Vec<String> = Vec::new();
     for id in &critical_path {
-        let s = &jobs.iter().find(|j| &j.id == id).unwrap().stage;
+        let Some(s) = jobs.iter().find(|j| &j.id == id).map(|j| &j.stage) else {
+            continue;
+        };
         if critical_stages.last() != Some(s) {
             critical_stages.push(s.clone());
         }
